@@ -65,9 +65,10 @@ let package = Package(
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]
         ),
-        .testTarget(name: "RedisTests", dependencies: ["Redis"]),
+        .target(name: "TestSupport", dependencies: ["Redis"], path: "Tests/TestSupport"),
+        .testTarget(name: "RedisTests", dependencies: ["Redis", "TestSupport"]),
         .testTarget(name: "LedgerTests", dependencies: ["Ledger"]),
-        .testTarget(name: "WorkerTests", dependencies: ["Worker", "Ledger", "Redis"]),
+        .testTarget(name: "WorkerTests", dependencies: ["Worker", "Ledger", "Redis", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,0 +1,68 @@
+/// Something that can be one argument of a Redis command, written as raw bytes.
+public protocol RedisArgument {
+    func appendRedisBytes(to buffer: inout [UInt8])
+}
+
+extension String: RedisArgument {
+    public func appendRedisBytes(to buffer: inout [UInt8]) { buffer.append(contentsOf: utf8) }
+}
+
+extension Substring: RedisArgument {
+    public func appendRedisBytes(to buffer: inout [UInt8]) { buffer.append(contentsOf: utf8) }
+}
+
+extension Array: RedisArgument where Element == UInt8 {
+    public func appendRedisBytes(to buffer: inout [UInt8]) { buffer.append(contentsOf: self) }
+}
+
+extension ArraySlice: RedisArgument where Element == UInt8 {
+    public func appendRedisBytes(to buffer: inout [UInt8]) { buffer.append(contentsOf: self) }
+}
+
+extension Int: RedisArgument {
+    public func appendRedisBytes(to buffer: inout [UInt8]) { buffer.append(contentsOf: String(self).utf8) }
+}
+
+extension Int64: RedisArgument {
+    public func appendRedisBytes(to buffer: inout [UInt8]) { buffer.append(contentsOf: String(self).utf8) }
+}
+
+extension Double: RedisArgument {
+    public func appendRedisBytes(to buffer: inout [UInt8]) { buffer.append(contentsOf: String(self).utf8) }
+}
+
+/// One command as an argument vector: every argument is sent with its length (`redisCommandArgv`),
+/// so values may hold any byte, NUL included, and no format string is ever built from data.
+///
+/// All arguments live in one contiguous buffer: building a command is one growing allocation, and
+/// handing it to hiredis needs no per-argument copies.
+public struct RedisCommand: Sendable, Hashable {
+    public private(set) var bytes: [UInt8] = []
+    public private(set) var lengths: [Int] = []
+
+    public init(_ name: String, _ arguments: any RedisArgument...) {
+        self.init(name, arguments: arguments)
+    }
+
+    public init(_ name: String, arguments: [any RedisArgument]) {
+        bytes.reserveCapacity(64)
+        lengths.reserveCapacity(arguments.count + 1)
+        append(name)
+        for argument in arguments { append(argument) }
+    }
+
+    /// Appends one more argument.
+    public mutating func append(_ argument: some RedisArgument) {
+        let start = bytes.count
+        argument.appendRedisBytes(to: &bytes)
+        lengths.append(bytes.count - start)
+    }
+
+    public var argumentCount: Int { lengths.count }
+
+    /// The command's name, for errors and logs (never its arguments, which may hold secrets).
+    public var name: String {
+        guard let first = lengths.first else { return "" }
+        return String(decoding: bytes[0..<first], as: UTF8.self)
+    }
+}

@@ -1,2 +1,0 @@
-import XCTest
-final class RedisPlaceholderTests: XCTestCase { func testNothing() {} }

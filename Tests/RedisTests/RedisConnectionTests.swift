@@ -1,0 +1,109 @@
+import Redis
+import TestSupport
+import XCTest
+
+final class RedisConnectionTests: XCTestCase {
+    var redis: RedisConnection!
+    var prefix = ""
+
+    override func setUpWithError() throws {
+        redis = try RedisConnection(url: TestEnvironment.redisURL)
+        prefix = TestEnvironment.uniquePrefix("redis")
+    }
+
+    func testBinaryValuesRoundTripWithNulBytes() throws {
+        let key: [UInt8] = Array("\(prefix):bin\u{0}key".utf8)
+        let value: [UInt8] = [0, 1, 2, 0, 255, 0, 13, 10, 36, 42]
+        try redis.set(key, value)
+        XCTAssertEqual(try redis.get(key), value)
+        try redis.set(key, [UInt8]())
+        XCTAssertEqual(try redis.get(key), [], "an empty value is not a missing one")
+        XCTAssertNil(try redis.get("\(prefix):missing"))
+    }
+
+    func testOneMebibyteValue() throws {
+        var value = [UInt8](repeating: 0, count: 1 << 20)
+        for i in value.indices { value[i] = UInt8(truncatingIfNeeded: i &* 31 &+ i >> 8) }
+        try redis.lpush("\(prefix):big", value)
+        XCTAssertEqual(try redis.lrange("\(prefix):big", 0, -1), [value])
+    }
+
+    func testTenThousandCommandPipeline() throws {
+        let key = "\(prefix):pipe"
+        let commands = (0..<10_000).map { RedisCommand("RPUSH", key, "item-\($0)") }
+        let replies = try redis.pipeline(commands)
+        XCTAssertEqual(replies.count, 10_000)
+        XCTAssertEqual(replies.last, .integer(10_000))
+        XCTAssertEqual(replies.map(\.int), (1...10_000).map { Int64($0) })
+        XCTAssertEqual(try redis.lrange(key, 9_999, 9_999).first.map { String(decoding: $0, as: UTF8.self) }, "item-9999")
+    }
+
+    func testServerErrorsAreTypedAndTheConnectionStaysUsable() throws {
+        try redis.set("\(prefix):str", "x")
+        XCTAssertThrowsError(try redis.lpush("\(prefix):str", "y")) { error in
+            guard case .server(let message) = error as? RedisError else { return XCTFail("\(error)") }
+            XCTAssertTrue(message.hasPrefix("WRONGTYPE"), message)
+        }
+        XCTAssertThrowsError(try redis.send("NOSUCHCOMMAND")) { error in
+            XCTAssertEqual((error as? RedisError)?.code, "redis_server_error")
+        }
+        // In a pipeline, the error stays in its place and the others still answer.
+        let replies = try redis.pipeline([RedisCommand("INCR", "\(prefix):str"), RedisCommand("PING")])
+        XCTAssertNotNil(replies[0].errorMessage)
+        XCTAssertEqual(replies[1], .status("PONG"))
+        XCTAssertTrue(try redis.ping())
+    }
+
+    func testBlockingMoveTimesOutWithNilAndThenReceives() throws {
+        let start = ContinuousClock.now
+        XCTAssertNil(try redis.blmove("\(prefix):empty", "\(prefix):dest", timeout: 0.3))
+        let waited = ContinuousClock.now - start
+        XCTAssertGreaterThanOrEqual(waited, .milliseconds(250))
+        XCTAssertTrue(try redis.ping(), "a server-side timeout leaves the connection usable")
+        try redis.lpush("\(prefix):src", "job")
+        XCTAssertEqual(try redis.blmove("\(prefix):src", "\(prefix):dest", timeout: 1), Array("job".utf8))
+        XCTAssertEqual(try redis.llen("\(prefix):dest"), 1)
+        XCTAssertEqual(try redis.lmove("\(prefix):dest", "\(prefix):src"), Array("job".utf8))
+        XCTAssertNil(try redis.lmove("\(prefix):dest", "\(prefix):src"))
+    }
+
+    func testBlockingLongerThanTheCommandTimeoutStillWorks() throws {
+        var config = try RedisConfiguration(url: TestEnvironment.redisURL)
+        config.commandTimeout = 0.2
+        let short = try RedisConnection(configuration: config)
+        XCTAssertNil(try short.blmove("\(prefix):none", "\(prefix):dest", timeout: 0.5))
+        XCTAssertTrue(try short.ping())
+    }
+
+    func testListAndKeyHelpers() throws {
+        let key = "\(prefix):list"
+        try redis.lpush(key, ["a", "b", "a", "c"])
+        XCTAssertEqual(try redis.lrem(key, count: 0, "a"), 2)
+        try redis.ltrim(key, 0, 0)
+        XCTAssertEqual(try redis.lrange(key, 0, -1), [Array("c".utf8)])
+        XCTAssertTrue(try redis.expire(key, seconds: 100))
+        XCTAssertGreaterThan(try redis.pttl(key), 90_000)
+        XCTAssertTrue(try redis.setIfAbsent("\(prefix):lease", "me", expiresInMilliseconds: 5000))
+        XCTAssertFalse(try redis.setIfAbsent("\(prefix):lease", "you", expiresInMilliseconds: 5000))
+        XCTAssertEqual(try redis.del(["\(prefix):lease", key]), 2)
+        XCTAssertEqual(try redis.sadd("\(prefix):set", "w1"), 1)
+        XCTAssertEqual(try redis.smembers("\(prefix):set"), [Array("w1".utf8)])
+    }
+
+    func testScriptsWithEvalshaFallback() throws {
+        let source = "return redis.call('INCRBY', KEYS[1], ARGV[1])"
+        XCTAssertEqual(try redis.eval(source, keys: ["\(prefix):n"], arguments: [5]), .integer(5))
+        let script = try redis.load(source)
+        XCTAssertEqual(try redis.evalsha(script, keys: ["\(prefix):n"], arguments: [2]), .integer(7))
+        try redis.send("SCRIPT", "FLUSH")
+        XCTAssertEqual(try redis.evalsha(script, keys: ["\(prefix):n"], arguments: [1]), .integer(8), "NOSCRIPT falls back to EVAL")
+        XCTAssertThrowsError(try redis.eval("return redis.error_reply('MYERR nope')"))
+    }
+
+    func testConnectionRefusedIsATypedError() {
+        let config = RedisConfiguration(endpoint: .tcp(host: "127.0.0.1", port: 1), reconnect: .init(initialDelay: 0.01, maxAttempts: 2))
+        XCTAssertThrowsError(try RedisConnection(configuration: config)) { error in
+            XCTAssertEqual((error as? RedisError)?.code, "redis_connection_error")
+        }
+    }
+}

@@ -1,0 +1,30 @@
+import Foundation
+import Redis
+
+/// Where integration tests find their servers.
+///
+/// `REDIS_URL` names the shared redis-server (default `redis://127.0.0.1:6379/0`); the README's test
+/// command starts one on a free port and exports it. Tests that must stop, restart or protect a
+/// server start a private one with `RedisServerProcess`, using `REDIS_SERVER` (default
+/// `redis-server` on the PATH).
+public enum TestEnvironment {
+    public static var redisURL: String {
+        ProcessInfo.processInfo.environment["REDIS_URL"] ?? "redis://127.0.0.1:6379/0"
+    }
+
+    public static var redisServerBinary: String {
+        ProcessInfo.processInfo.environment["REDIS_SERVER"] ?? "redis-server"
+    }
+
+    /// A key prefix no other test uses, so tests can share one server and run in any order.
+    public static func uniquePrefix(_ name: String = "test") -> String {
+        "\(name):\(UUID().uuidString.prefix(8))"
+    }
+
+    /// A fresh folder under the system's temporary directory.
+    public static func temporaryDirectory() throws -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("tokenledger-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url
+    }
+}
