@@ -4,7 +4,7 @@ import PackageDescription
 // Dependencies point one way: tokenledger -> Worker -> Ledger, Redis -> CHiredis.
 let package = Package(
     name: "TokenLedger",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "tokenledger", targets: ["tokenledger"]),
         .executable(name: "tokenledger-bench", targets: ["tokenledger-bench"]),

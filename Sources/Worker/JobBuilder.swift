@@ -1,0 +1,169 @@
+import Foundation
+import Ledger
+
+/// Checks a job's fields against its type and builds the ledger command.
+struct JobBuilder {
+    let fields: RawJob
+
+    init(_ fields: RawJob) { self.fields = fields }
+
+    func build() throws(JobError) -> Job {
+        guard fields.type.isPresent else { throw JobError("Field 'type' is required.") }
+        guard let typeName = fields.type.value else { throw JobError("Field 'type' must be a string.") }
+        guard let type = JobType(rawValue: typeName) else {
+            throw JobError("Unknown job type '\(typeName.prefix(64))'; expected one of \(JobType.allCases.map(\.rawValue).joined(separator: ", ")).")
+        }
+        let replyTo = try optional(\.replyTo, "replyTo")
+        if let replyTo, replyTo.isEmpty || replyTo.utf8.count > 512 {
+            throw JobError("Field 'replyTo' must be 1 to 512 bytes.")
+        }
+        let id = try optional(\.id, "id")
+        if let id { try Self.checkID(id, "id") }
+        if type.isMutation && id == nil && !(type == .renewAll && fields.dryRun.value == true) {
+            throw JobError("Field 'id' is required on '\(type.rawValue)' jobs: it is the idempotency key.")
+        }
+        let operation = try operation(for: type)
+        let storesResult = type.isMutation && id != nil
+        return Job(id: id, type: type, replyTo: replyTo,
+                   command: Command(jobId: storesResult ? id : nil, operation: operation))
+    }
+
+    private func operation(for type: JobType) throws(JobError) -> LedgerOperation {
+        switch type {
+        case .open:
+            return .open(userId: try userId())
+        case .charge:
+            return .charge(userId: try userId(), operation: try name(\.operation, "operation"), metadata: try metadata())
+        case .debit, .credit:
+            let (userId, operationType, metadata) = (try userId(), try name(\.operationType, "operationType"), try metadata())
+            guard let amount = try amount() else { return Self.amountOutOfRange }
+            return type == .debit
+                ? .debit(userId: userId, operationType: operationType, amount: amount, metadata: metadata)
+                : .credit(userId: userId, operationType: operationType, amount: amount, metadata: metadata)
+        case .refund:
+            let refundOf = try optional(\.refundOf, "refundOf")
+            if let refundOf { try Self.checkID(refundOf, "refundOf") }
+            let (userId, metadata) = (try userId(), try metadata())
+            var amount: Int64?
+            if fields.amount.isPresent || refundOf == nil {
+                guard let exact = try self.amount() else { return Self.amountOutOfRange }
+                amount = exact
+            }
+            return .refund(userId: userId, refundOf: refundOf, amount: amount, metadata: metadata)
+        case .purchase:
+            let paymentId = try required(\.paymentId, "paymentId")
+            guard (1...256).contains(paymentId.count), !Self.hasControlCharacters(paymentId) else {
+                throw JobError("Field 'paymentId' must be 1 to 256 characters without control characters.")
+            }
+            return .purchase(userId: try userId(), tier: try name(\.tier, "tier"), paymentId: paymentId,
+                             months: try optionalInt(\.months, "months") ?? 1, metadata: try metadata())
+        case .renew:
+            return .renew(userId: try userId())
+        case .renewAll:
+            let tier = fields.tier.isPresent ? try name(\.tier, "tier") : nil
+            return .renewAll(dryRun: try optionalBool(\.dryRun, "dryRun") ?? false, tier: tier,
+                             limit: try optionalInt(\.limit, "limit"),
+                             continueOnError: try optionalBool(\.continueOnError, "continueOnError") ?? true)
+        case .balance:
+            return .balance(userId: try userId())
+        case .canAfford:
+            return .canAfford(userId: try userId(), operation: try name(\.operation, "operation"))
+        case .history:
+            let operationType = fields.operationType.isPresent ? try name(\.operationType, "operationType") : nil
+            return .history(userId: try userId(), limit: try optionalInt(\.limit, "limit") ?? 20,
+                            offset: try optionalInt(\.offset, "offset") ?? 0, operationType: operationType,
+                            startDate: try optionalDate(\.startDate, "startDate"),
+                            endDate: try optionalDate(\.endDate, "endDate"))
+        case .statistics:
+            guard let start = try optionalDate(\.startDate, "startDate") else { throw JobError("Field 'startDate' is required.") }
+            guard let end = try optionalDate(\.endDate, "endDate") else { throw JobError("Field 'endDate' is required.") }
+            return .statistics(userId: try userId(), startDate: start, endDate: end)
+        case .eligibility:
+            return .eligibility(userId: try userId())
+        }
+    }
+
+    // MARK: Field readers: each names its field in the error.
+
+    private func optional(_ key: KeyPath<RawJob, RawJob.Field<String>>, _ name: String) throws(JobError) -> String? {
+        let field = fields[keyPath: key]
+        if field.wrongType { throw JobError("Field '\(name)' must be a string.") }
+        return field.value
+    }
+
+    private func required(_ key: KeyPath<RawJob, RawJob.Field<String>>, _ name: String) throws(JobError) -> String {
+        guard let value = try optional(key, name) else { throw JobError("Field '\(name)' is required.") }
+        return value
+    }
+
+    private func userId() throws(JobError) -> String {
+        let value = try required(\.userId, "userId")
+        guard (1...128).contains(value.unicodeScalars.count), !Self.hasControlCharacters(value) else {
+            throw JobError("Field 'userId' must be 1 to 128 characters without control characters.")
+        }
+        return value
+    }
+
+    /// An operation, operation type or tier name: 1 to 64 characters, no control characters.
+    private func name(_ key: KeyPath<RawJob, RawJob.Field<String>>, _ name: String) throws(JobError) -> String {
+        let value = try required(key, name)
+        guard (1...64).contains(value.unicodeScalars.count), !Self.hasControlCharacters(value) else {
+            throw JobError("Field '\(name)' must be 1 to 64 characters without control characters.")
+        }
+        return value
+    }
+
+    /// The amount, or nil when it is an integer beyond 64 bits: well-formed, but a refused value.
+    private func amount() throws(JobError) -> Int64? {
+        if fields.amount.wrongType { throw JobError("Field 'amount' must be an integer.") }
+        switch fields.amount.value {
+        case nil: throw JobError("Field 'amount' is required.")
+        case .exact(let n)?: return n
+        case .outOfRange?: return nil
+        }
+    }
+
+    private static let amountOutOfRange = LedgerOperation.refusal(LedgerError(
+        code: LedgerError.invalidAmount, message: "The amount does not fit in 64 bits."))
+
+    private func optionalInt(_ key: KeyPath<RawJob, RawJob.Field<Int>>, _ name: String) throws(JobError) -> Int? {
+        let field = fields[keyPath: key]
+        if field.wrongType { throw JobError("Field '\(name)' must be an integer.") }
+        return field.value
+    }
+
+    private func optionalBool(_ key: KeyPath<RawJob, RawJob.Field<Bool>>, _ name: String) throws(JobError) -> Bool? {
+        let field = fields[keyPath: key]
+        if field.wrongType { throw JobError("Field '\(name)' must be true or false.") }
+        return field.value
+    }
+
+    private func optionalDate(_ key: KeyPath<RawJob, RawJob.Field<String>>, _ name: String) throws(JobError) -> Date? {
+        guard let text = try optional(key, name) else { return nil }
+        guard let date = LedgerTime.parse(text) else {
+            throw JobError("Field '\(name)' must be an ISO 8601 date such as 2026-11-24T02:00:00.000Z.")
+        }
+        return date
+    }
+
+    private func metadata() throws(JobError) -> String? {
+        let field = fields.metadata
+        if field.wrongType { throw JobError("Field 'metadata' must be a JSON object.") }
+        if let value = field.value, value.utf8.count > Job.maxMetadataBytes {
+            throw JobError("Field 'metadata' is \(value.utf8.count) bytes serialized; at most \(Job.maxMetadataBytes) are accepted.")
+        }
+        return field.value
+    }
+
+    static func checkID(_ id: String, _ name: String) throws(JobError) {
+        let ok = (1...128).contains(id.utf8.count) && id.utf8.allSatisfy { b in
+            (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A)
+                || b == UInt8(ascii: ".") || b == UInt8(ascii: ":") || b == UInt8(ascii: "-")
+        }
+        guard ok else { throw JobError("Field '\(name)' must be 1 to 128 characters of A-Z a-z 0-9 . : -") }
+    }
+
+    static func hasControlCharacters(_ text: String) -> Bool {
+        text.unicodeScalars.contains { $0.properties.generalCategory == .control }
+    }
+}

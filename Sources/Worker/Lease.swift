@@ -1,0 +1,44 @@
+import Redis
+
+/// `P:lease`: which worker is active. Only the holder applies jobs; the others stand by and take
+/// over once it lapses.
+///
+/// A lease alone cannot stop a worker that stalled past the expiry from writing, so each takeover
+/// also records a higher epoch in the ledger, and a batch commits only under the latest epoch.
+struct Lease {
+    let key: String
+    let workerId: String
+    let milliseconds: Int
+
+    private static let renewScript = """
+        if redis.call('GET', KEYS[1]) == ARGV[1] then
+            return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+        end
+        return 0
+        """
+    private static let releaseScript = """
+        if redis.call('GET', KEYS[1]) == ARGV[1] then
+            return redis.call('DEL', KEYS[1])
+        end
+        return 0
+        """
+
+    /// Takes the lease if nobody holds it.
+    func acquire(_ redis: RedisConnection) throws(RedisError) -> Bool {
+        try redis.setIfAbsent(key, workerId, expiresInMilliseconds: milliseconds)
+    }
+
+    /// Extends the lease if this worker still holds it; false means it was lost.
+    func renew(_ redis: RedisConnection) throws(RedisError) -> Bool {
+        try redis.eval(Self.renewScript, keys: [key], arguments: [workerId, milliseconds]).int == 1
+    }
+
+    /// Gives the lease up at once (graceful stop), so a standby need not wait for the expiry.
+    func release(_ redis: RedisConnection) throws(RedisError) {
+        try redis.eval(Self.releaseScript, keys: [key], arguments: [workerId])
+    }
+
+    func holder(_ redis: RedisConnection) throws(RedisError) -> String? {
+        try redis.get(key).map { String(decoding: $0, as: UTF8.self) }
+    }
+}

@@ -1,0 +1,77 @@
+import FlyingFox
+import FlyingSocks
+import Foundation
+import Ledger
+import Logging
+import Prometheus
+import Redis
+import ServiceLifecycle
+
+/// The operator's HTTP endpoints, served by FlyingFox (small, no further dependencies):
+/// `GET /metrics` (Prometheus text), `GET /healthz` (200 while the process runs) and
+/// `GET /readyz` (200 only while Redis and the ledger both answer, else 503).
+public struct OperatorEndpoints: Service {
+    public let host: String
+    public let port: UInt16
+    public let registry: PrometheusCollectorRegistry
+    public let redis: RedisConfiguration
+    public let ledger: Ledger
+    public let logger: Logger
+
+    public init(host: String, port: UInt16, registry: PrometheusCollectorRegistry, redis: RedisConfiguration,
+                ledger: Ledger, logger: Logger) {
+        self.host = host
+        self.port = port
+        self.registry = registry
+        self.redis = redis
+        self.ledger = ledger
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        let address = try sockaddr_in.inet(ip4: host == "localhost" ? "127.0.0.1" : host, port: port)
+        let server = HTTPServer(address: address, logger: .disabled)
+        let (registry, ledger) = (self.registry, self.ledger)
+        var probeConfig = redis
+        probeConfig.connectTimeout = min(probeConfig.connectTimeout, 1)
+        probeConfig.commandTimeout = min(probeConfig.commandTimeout, 1)
+        probeConfig.reconnect = ReconnectPolicy(maxAttempts: 1)
+        let probe = probeConfig
+        await server.appendRoute("GET /metrics") { _ in
+            var buffer: [UInt8] = []
+            registry.emit(into: &buffer)
+            return HTTPResponse(statusCode: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"], body: Data(buffer))
+        }
+        await server.appendRoute("GET /healthz") { _ in
+            HTTPResponse(statusCode: .ok, body: Data("ok\n".utf8))
+        }
+        await server.appendRoute("GET /readyz") { _ in
+            let problems = Self.readiness(redis: probe, ledger: ledger)
+            if problems.isEmpty { return HTTPResponse(statusCode: .ok, body: Data("ready\n".utf8)) }
+            return HTTPResponse(statusCode: .serviceUnavailable, body: Data((problems.joined(separator: "\n") + "\n").utf8))
+        }
+        logger.info("operator endpoints listening", metadata: ["address": "\(host):\(port)"])
+        try await withGracefulShutdownHandler {
+            try await server.run()
+        } onGracefulShutdown: {
+            Task { await server.stop() }
+        }
+    }
+
+    /// What keeps the worker from serving: empty when Redis and the ledger both answer.
+    static func readiness(redis: RedisConfiguration, ledger: Ledger) -> [String] {
+        var problems: [String] = []
+        do {
+            let connection = try RedisConnection(configuration: redis)
+            if try !connection.ping() { problems.append("redis: no PONG") }
+        } catch {
+            problems.append("redis: \(error)")
+        }
+        do {
+            _ = try ledger.currentEpoch()  // a read: the file opens and answers
+        } catch {
+            problems.append("ledger: \(error)")
+        }
+        return problems
+    }
+}

@@ -1,0 +1,57 @@
+import Foundation
+import Redis
+
+/// Everything a committed batch sends, gathered so that it leaves in one pipeline: each reply
+/// (`LPUSH` + `EXPIRE`), each invalidation (`PUBLISH`), each dead letter, and last the
+/// acknowledgement that removes the batch from the processing list.
+///
+/// It is only flushed after the ledger commit: a cache never hears of a balance that could still
+/// roll back, and a crash before the flush leaves the jobs to be replayed, which answers the same
+/// stored results again (at-least-once messages, exactly-once effects).
+struct Outbox {
+    let keys: QueueKeys
+    let replyExpirySeconds: Int
+    private(set) var commands: [RedisCommand] = []
+    private(set) var replies = 0
+    private(set) var invalidations = 0
+    private(set) var deadLetters = 0
+
+    init(keys: QueueKeys, replyExpirySeconds: Int, capacity: Int = 0) {
+        self.keys = keys
+        self.replyExpirySeconds = replyExpirySeconds
+        commands.reserveCapacity(capacity)
+    }
+
+    mutating func reply(to key: String?, _ json: String) {
+        guard let key else { return }
+        commands.append(RedisCommand("LPUSH", key, json))
+        commands.append(RedisCommand("EXPIRE", key, replyExpirySeconds))
+        replies += 1
+    }
+
+    mutating func publish(_ json: String) {
+        commands.append(RedisCommand("PUBLISH", keys.balance, json))
+        invalidations += 1
+    }
+
+    mutating func deadLetter(_ json: String) {
+        commands.append(RedisCommand("LPUSH", keys.dead, json))
+        deadLetters += 1
+    }
+
+    mutating func append(_ command: RedisCommand) {
+        commands.append(command)
+    }
+
+    var isEmpty: Bool { commands.isEmpty }
+
+    /// Sends everything in one round trip. Error replies of single commands (a `replyTo` that names
+    /// a key of another type, say) are returned, not thrown: the rest of the batch still goes out.
+    func flush(_ redis: RedisConnection) throws(RedisError) -> [String] {
+        guard !commands.isEmpty else { return [] }
+        let answers = try redis.pipeline(commands)
+        return zip(commands, answers).compactMap { command, answer in
+            answer.errorMessage.map { "\(command.name): \($0)" }
+        }
+    }
+}

@@ -1,0 +1,262 @@
+import Foundation
+import Ledger
+import Logging
+import Redis
+
+/// The worker's loop, on a thread of its own: stand by until the lease is free, then take
+/// batches, apply them, send what follows, and run scheduled renewals between batches.
+///
+/// Blocking hiredis calls and SQLite commits would starve Swift's cooperative thread pool, so
+/// this loop owns a plain thread, its Redis connection and the ledger's write side; nothing here
+/// is shared with another thread except the stop signal and the lease keeper's flag.
+final class QueueWorker {
+    let configuration: WorkerConfiguration
+    let ledger: Ledger
+    let clock: any LedgerClock
+    let stop: StopSignal
+    var logger: Logger
+    let metrics = WorkerMetrics()
+
+    private var redis: RedisConnection?
+    private var queue: JobQueue?
+    private var keeper: LeaseKeeper?
+    private var epoch: Int64?
+    private var scheduler: RenewalScheduler
+    private let lease: Lease
+    private let processor: BatchProcessor
+    /// Set after any Redis failure: taken jobs may sit in our processing list unanswered.
+    private var needsRecovery = true
+    private var lastSweep = ContinuousClock.now
+
+    init(configuration: WorkerConfiguration, ledger: Ledger, clock: any LedgerClock, stop: StopSignal, logger: Logger) {
+        self.configuration = configuration
+        self.ledger = ledger
+        self.clock = clock
+        self.stop = stop
+        var logger = logger
+        logger[metadataKey: "worker"] = "\(configuration.workerId)"
+        self.logger = logger
+        lease = Lease(key: configuration.keys.lease, workerId: configuration.workerId,
+                      milliseconds: configuration.leaseMilliseconds)
+        scheduler = RenewalScheduler(schedule: configuration.renewalSchedule, chunkSize: configuration.renewalBatchSize,
+                                     clock: clock, logger: logger)
+        processor = BatchProcessor(ledger: ledger, keys: configuration.keys, replyExpirySeconds: configuration.replyExpirySeconds,
+                                   clock: clock, logger: logger, metrics: metrics)
+    }
+
+    var isActive: Bool { epoch != nil }
+
+    /// Runs until the stop signal: finishes the batch in hand, releases the lease, returns.
+    func run() {
+        logger.info("worker starting", metadata: ["redis": "\(configuration.redis)", "queue": "\(configuration.keys.jobs)"])
+        var failures = 0
+        while !stop.isStopped {
+            do {
+                let redis = try connection()
+                if !isActive {
+                    guard try becomeActive(redis) else {
+                        pause(seconds: min(1, Double(configuration.leaseMilliseconds) / 5000))
+                        continue
+                    }
+                }
+                guard keeper?.isHeld == true else {
+                    standBy(reason: "lease lost")
+                    continue
+                }
+                try step(redis)
+                failures = 0
+            } catch let error as LedgerStorageError {
+                if case .fenced = error { standBy(reason: "fenced by a newer worker: \(error)") } else { failed(error, &failures) }
+            } catch let error as RedisError {
+                metrics.redisErrors.increment()
+                needsRecovery = true
+                logger.error("redis unavailable; retrying", metadata: ["error": "\(error)"])
+                failed(error, &failures)
+            } catch {
+                metrics.storageErrors.increment()
+                failed(error, &failures)
+            }
+        }
+        shutDown()
+    }
+
+    /// One turn of the active loop.
+    private func step(_ redis: RedisConnection) throws {
+        guard let queue, let epoch else { return }
+        if needsRecovery {
+            try recover(queue, epoch: epoch)
+            needsRecovery = false
+        }
+        var renewing = false
+        if try scheduler.dueSlot(ledger) != nil {
+            let (summary, done) = try scheduler.runChunk(ledger, epoch: epoch)
+            var outbox = Outbox(keys: configuration.keys, replyExpirySeconds: configuration.replyExpirySeconds)
+            for change in summary.changes { outbox.publish(change.json) }
+            try send(outbox, redis)
+            metrics.renewals.increment(by: summary.successful)
+            if done { metrics.renewalRuns.increment() }
+            renewing = !done
+        }
+        // While a renewal run is in progress, take only what is already waiting.
+        let raws = try queue.take(max: configuration.batchSize, timeout: renewing ? 0 : configuration.pollSeconds)
+        if raws.isEmpty {
+            if ContinuousClock.now - lastSweep > .seconds(5) {
+                lastSweep = ContinuousClock.now
+                metrics.queueDepth.record(try redis.llen(configuration.keys.jobs))
+                try recoverOthers(queue, epoch: epoch)
+            }
+            return
+        }
+        try apply(raws, epoch: epoch, acknowledgement: { queue.acknowledgement(count: $0) })
+    }
+
+    /// Applies jobs and sends their outbox. A storage failure is retried with backoff; after
+    /// `maxAttempts`, the batch is applied one job at a time, and a job that still fails is
+    /// dead-lettered with the reason, so a poisoned write cannot stall the queue.
+    private func apply(_ raws: [[UInt8]], epoch: Int64, acknowledgement: (Int) -> RedisCommand) throws {
+        guard let redis else { return }
+        var attempt = 0
+        while true {
+            do {
+                let outbox = try processor.process(raws, epoch: epoch, acknowledgement: acknowledgement(raws.count))
+                try send(outbox, redis)
+                logger.info("batch committed", metadata: ["jobs": "\(raws.count)", "replies": "\(outbox.replies)",
+                                                          "invalidations": "\(outbox.invalidations)", "deadLetters": "\(outbox.deadLetters)"])
+                return
+            } catch let error as LedgerStorageError {
+                throw error
+            } catch let error as RedisError {
+                throw error
+            } catch {
+                attempt += 1
+                metrics.storageErrors.increment()
+                logger.error("batch failed; it stays in the processing list", metadata: ["attempt": "\(attempt)", "error": "\(error)"])
+                if attempt >= configuration.maxAttempts { break }
+                pause(seconds: min(2, 0.05 * Double(1 << attempt)))
+                if stop.isStopped { return }
+            }
+        }
+        guard raws.count > 1 else {
+            // One job that keeps failing: dead-letter it with the reason.
+            var outbox = Outbox(keys: configuration.keys, replyExpirySeconds: configuration.replyExpirySeconds)
+            let decoded = Job.decode(raws[0])
+            let job = try? decoded.get()
+            let invalid = InvalidJob(raw: raws[0], error: JobError(code: "storage_error", "The job failed \(configuration.maxAttempts) times: \(lastErrorDescription)"),
+                                     id: job?.id, type: job?.type.rawValue, replyTo: job?.replyTo)
+            processor.deadLetter(invalid, into: &outbox)
+            outbox.append(acknowledgement(1))
+            try send(outbox, redis)
+            return
+        }
+        for raw in raws { try apply([raw], epoch: epoch, acknowledgement: acknowledgement) }
+    }
+
+    private var lastErrorDescription = ""
+
+    /// Sends an outbox; error replies of single commands are logged, not retried.
+    private func send(_ outbox: Outbox, _ redis: RedisConnection) throws(RedisError) {
+        for problem in try outbox.flush(redis) {
+            logger.warning("a reply or message was refused by Redis", metadata: ["error": "\(problem)"])
+        }
+        metrics.invalidations.increment(by: outbox.invalidations)
+    }
+
+    // MARK: Lease and recovery
+
+    private func becomeActive(_ redis: RedisConnection) throws -> Bool {
+        guard try lease.acquire(redis) else { return false }
+        let newEpoch = try ledger.acquireEpoch(owner: configuration.workerId)
+        let keeper = LeaseKeeper(lease: lease, configuration: configuration.redis, logger: logger)
+        keeper.start()
+        self.keeper = keeper
+        epoch = newEpoch
+        scheduler.reset()
+        needsRecovery = true
+        metrics.leaseHeld.record(1)
+        try queue?.register()
+        logger.info("active: lease taken", metadata: ["epoch": "\(newEpoch)"])
+        try recoverOthers(queue!, epoch: newEpoch)
+        return true
+    }
+
+    /// Replays this worker's own processing list (jobs taken before a Redis failure).
+    private func recover(_ queue: JobQueue, epoch: Int64) throws {
+        let pending = try queue.pending(of: configuration.workerId)
+        guard !pending.isEmpty else { return }
+        logger.info("replaying own unfinished jobs", metadata: ["jobs": "\(pending.count)"])
+        for chunk in pending.chunked(configuration.batchSize) {
+            try apply(Array(chunk), epoch: epoch, acknowledgement: { queue.acknowledgement(count: $0) })
+        }
+    }
+
+    /// Finishes the jobs other workers took and did not finish (they crashed, or were fenced):
+    /// they are older than anything in the queue, so they go first.
+    private func recoverOthers(_ queue: JobQueue, epoch: Int64) throws {
+        for other in try queue.otherWorkersWithPendingJobs() {
+            let pending = try queue.pending(of: other)
+            logger.info("finishing another worker's unfinished jobs", metadata: ["from": "\(other)", "jobs": "\(pending.count)"])
+            for chunk in pending.chunked(configuration.batchSize) {
+                try apply(Array(chunk), epoch: epoch, acknowledgement: { RedisCommand("LTRIM", queue.keys.processing(other), 0, -($0 + 1)) })
+            }
+            try queue.finishRecovery(of: other, count: 0)
+        }
+    }
+
+    private func standBy(reason: String) {
+        logger.warning("standing by", metadata: ["reason": "\(reason)"])
+        keeper?.stop()
+        keeper = nil
+        epoch = nil
+        metrics.leaseHeld.record(0)
+        // Give back what we took and could not apply, at the front of the queue.
+        if let queue, let n = try? queue.requeueOwnPending(), n > 0 {
+            logger.info("requeued unfinished jobs for the active worker", metadata: ["jobs": "\(n)"])
+        }
+    }
+
+    private func shutDown() {
+        keeper?.stop()
+        if isActive, let redis {
+            do {
+                try lease.release(redis)
+                logger.info("lease released")
+            } catch {
+                logger.warning("could not release the lease; it expires by itself", metadata: ["error": "\(error)"])
+            }
+        }
+        epoch = nil
+        logger.info("worker stopped")
+    }
+
+    // MARK: Helpers
+
+    private func connection() throws(RedisError) -> RedisConnection {
+        if let redis { return redis }
+        let made = try RedisConnection(configuration: configuration.redis)
+        redis = made
+        queue = JobQueue(redis: made, keys: configuration.keys, workerId: configuration.workerId)
+        return made
+    }
+
+    private func failed(_ error: any Error, _ failures: inout Int) {
+        failures += 1
+        lastErrorDescription = "\(error)"
+        if !(error is RedisError) { logger.error("worker step failed", metadata: ["error": "\(error)"]) }
+        pause(seconds: min(5, 0.05 * Double(1 << min(failures, 7))))
+    }
+
+    /// Sleeps in short slices so that a stop is seen quickly.
+    private func pause(seconds: Double) {
+        var left = seconds
+        while left > 0 && !stop.isStopped {
+            usleep(useconds_t(min(left, 0.05) * 1_000_000))
+            left -= 0.05
+        }
+    }
+}
+
+extension Array {
+    func chunked(_ size: Int) -> [ArraySlice<Element>] {
+        stride(from: 0, to: count, by: Swift.max(1, size)).map { self[$0..<Swift.min($0 + size, count)] }
+    }
+}

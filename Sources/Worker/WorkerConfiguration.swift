@@ -1,0 +1,53 @@
+import Foundation
+import Redis
+
+/// Everything the worker needs to serve a queue, resolved from flags, environment, config file and
+/// defaults by the executable.
+public struct WorkerConfiguration: Sendable {
+    public var redis: RedisConfiguration
+    public var keys: QueueKeys
+    /// Unique per process: it names this worker's processing list.
+    public var workerId: String
+    /// The most jobs taken and committed together.
+    public var batchSize: Int
+    public var replyExpirySeconds: Int
+    /// How long the lease lasts without renewal; a standby takes over this long after a crash.
+    public var leaseMilliseconds: Int
+    /// Tries of a job that fails for reasons other than its content before it is dead-lettered.
+    public var maxAttempts: Int
+    /// How long one wait for the first job of a batch lasts; also bounds how quickly a stop is seen.
+    public var pollSeconds: Double
+    public var renewalSchedule: CronSchedule
+    /// Accounts renewed per transaction by the scheduler.
+    public var renewalBatchSize: Int
+
+    public init(
+        redis: RedisConfiguration = .init(),
+        keys: QueueKeys = .init(),
+        workerId: String = WorkerConfiguration.defaultWorkerId(),
+        batchSize: Int = 256,
+        replyExpirySeconds: Int = 600,
+        leaseMilliseconds: Int = 5000,
+        maxAttempts: Int = 5,
+        pollSeconds: Double = 0.5,
+        renewalSchedule: CronSchedule = try! CronSchedule("0 2 * * *"),
+        renewalBatchSize: Int = 1000
+    ) {
+        self.redis = redis
+        self.keys = keys
+        self.workerId = workerId
+        self.batchSize = batchSize
+        self.replyExpirySeconds = replyExpirySeconds
+        self.leaseMilliseconds = leaseMilliseconds
+        self.maxAttempts = maxAttempts
+        self.pollSeconds = pollSeconds
+        self.renewalSchedule = renewalSchedule
+        self.renewalBatchSize = renewalBatchSize
+    }
+
+    /// `hostname-pid`: unique among live processes, and readable in `P:workers`.
+    public static func defaultWorkerId() -> String {
+        let host = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "worker"
+        return "\(host)-\(ProcessInfo.processInfo.processIdentifier)"
+    }
+}

@@ -1,0 +1,37 @@
+import Metrics
+
+/// The worker's metrics, through swift-metrics (the executable bootstraps Prometheus).
+///
+/// Handles are made once and cached: a swift-metrics handle costs a factory lookup, which the
+/// hot path should not pay per job.
+final class WorkerMetrics {
+    private var jobs: [String: Counter] = [:]
+    private var latencies: [String: Timer] = [:]
+    let batchSize = Recorder(label: "tokenledger_batch_size", aggregate: true)
+    let batchDuration = Timer(label: "tokenledger_batch_duration_seconds", preferredDisplayUnit: .seconds)
+    let queueDepth = Gauge(label: "tokenledger_queue_depth")
+    let deadLetters = Counter(label: "tokenledger_dead_letters_total")
+    let renewalRuns = Counter(label: "tokenledger_renewal_runs_total")
+    let renewals = Counter(label: "tokenledger_renewals_total")
+    let leaseHeld = Gauge(label: "tokenledger_lease_held")
+    let redisErrors = Counter(label: "tokenledger_redis_errors_total")
+    let storageErrors = Counter(label: "tokenledger_storage_errors_total")
+    let invalidations = Counter(label: "tokenledger_invalidations_total")
+
+    /// Counts one job by type and outcome (`success`, `refused`, `duplicate`, `invalid`).
+    func job(type: String, outcome: String) {
+        let key = type + "|" + outcome
+        if let counter = jobs[key] { counter.increment(); return }
+        let counter = Counter(label: "tokenledger_jobs_total", dimensions: [("type", type), ("outcome", outcome)])
+        jobs[key] = counter
+        counter.increment()
+    }
+
+    /// Records how long a job of this type waited for its batch's commit, in nanoseconds.
+    func latency(type: String, nanoseconds: Int64) {
+        if let timer = latencies[type] { timer.recordNanoseconds(nanoseconds); return }
+        let timer = Timer(label: "tokenledger_job_duration_seconds", dimensions: [("type", type)], preferredDisplayUnit: .seconds)
+        latencies[type] = timer
+        timer.recordNanoseconds(nanoseconds)
+    }
+}

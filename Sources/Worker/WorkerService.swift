@@ -1,0 +1,46 @@
+import Foundation
+import Ledger
+import Logging
+import ServiceLifecycle
+
+/// The worker as a swift-service-lifecycle `Service`: SIGTERM or SIGINT (through the service
+/// group's graceful shutdown) stops it taking jobs; it finishes the batch in hand, releases the
+/// lease and returns, so the process exits 0.
+public struct WorkerService: Service {
+    public let configuration: WorkerConfiguration
+    public let ledger: Ledger
+    public let clock: any LedgerClock
+    public let logger: Logger
+
+    public init(configuration: WorkerConfiguration, ledger: Ledger, clock: any LedgerClock = SystemClock(), logger: Logger) {
+        self.configuration = configuration
+        self.ledger = ledger
+        self.clock = clock
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        let stop = StopSignal()
+        let (configuration, ledger, clock, logger) = (self.configuration, self.ledger, self.clock, self.logger)
+        await withTaskCancellationHandler {
+            await withGracefulShutdownHandler {
+                await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+                    // The loop blocks on Redis and SQLite, so it gets a thread of its own rather
+                    // than a slot of the cooperative pool.
+                    let thread = Thread {
+                        QueueWorker(configuration: configuration, ledger: ledger, clock: clock, stop: stop, logger: logger).run()
+                        done.resume()
+                    }
+                    thread.name = "tokenledger-worker"
+                    thread.stackSize = 8 << 20
+                    thread.start()
+                }
+            } onGracefulShutdown: {
+                logger.info("graceful shutdown requested: finishing the batch in hand")
+                stop.stop()
+            }
+        } onCancel: {
+            stop.stop()
+        }
+    }
+}
