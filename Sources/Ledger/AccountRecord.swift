@@ -1,0 +1,76 @@
+import GRDB
+
+/// An account as the writer holds it during one transaction.
+///
+/// A batch loads each account it touches once and writes it back once, at the end (or before a
+/// statement that reads accounts by SQL, such as the renewAll selection): many jobs of one user
+/// in a batch cost one row write. It is a class so that the batch's two maps (by user id, by
+/// rowid) share one copy.
+final class AccountRecord {
+    let id: Int64
+    let userId: String
+    var tier: String
+    var balance: Int64
+    var spent: Int64
+    /// Start of the renewal clock; periods count from it (see `CalendarMonth`).
+    var anchorMs: Int64
+    /// Whole periods from the anchor to `lastRenewalMs`.
+    var periods: Int64
+    var lastRenewalMs: Int64
+    var nextRenewalMs: Int64
+    var expiresMs: Int64?
+    let createdMs: Int64
+    var entryCount: Int64
+    var lastEntryId: Int64?
+
+    /// Balance, spending or entry bookkeeping changed: the narrow UPDATE.
+    var dirtyBalance = false
+    /// Tier, subscription or renewal clock changed: the full UPDATE (touches the due index).
+    var dirtyRenewal = false
+
+    static let columns = """
+        id, user_id, tier, balance, spent, anchor_ms, periods, last_renewal_ms, next_renewal_ms,
+        expires_ms, created_ms, entry_count, last_entry_id
+        """
+
+    init(row: Row) {
+        id = row[0]
+        userId = row[1]
+        tier = row[2]
+        balance = row[3]
+        spent = row[4]
+        anchorMs = row[5]
+        periods = row[6]
+        lastRenewalMs = row[7]
+        nextRenewalMs = row[8]
+        expiresMs = row[9]
+        createdMs = row[10]
+        entryCount = row[11]
+        lastEntryId = row[12]
+    }
+
+    init(id: Int64, userId: String, tier: String, nowMs: Int64) {
+        self.id = id
+        self.userId = userId
+        self.tier = tier
+        balance = 0
+        spent = 0
+        anchorMs = nowMs
+        periods = 0
+        lastRenewalMs = nowMs
+        nextRenewalMs = CalendarMonth.adding(months: 1, to: nowMs)
+        expiresMs = nil
+        createdMs = nowMs
+        entryCount = 0
+        lastEntryId = nil
+    }
+
+    /// Restarts the renewal clock at `nowMs` (open, purchase).
+    func restartRenewalClock(at nowMs: Int64) {
+        anchorMs = nowMs
+        periods = 0
+        lastRenewalMs = nowMs
+        nextRenewalMs = CalendarMonth.adding(months: 1, to: nowMs)
+        dirtyRenewal = true
+    }
+}

@@ -1,0 +1,52 @@
+/// One broken invariant found by `Ledger.verify`.
+///
+/// `code` is stable (for scripts and alerts); `message` is a sentence for people.
+public struct AuditViolation: Sendable, Equatable, CustomStringConvertible {
+    public let code: String
+    public let userId: String?
+    public let entryId: Int64?
+    public let message: String
+
+    public init(code: String, userId: String? = nil, entryId: Int64? = nil, message: String) {
+        self.code = code
+        self.userId = userId
+        self.entryId = entryId
+        self.message = message
+    }
+
+    public var description: String { "\(code): \(message)" }
+
+    /// The stable codes.
+    public enum Code {
+        /// SQLite's own `quick_check` found a damaged file.
+        public static let integrity = "integrity_check"
+        /// The append-only triggers were dropped.
+        public static let triggersMissing = "triggers_missing"
+        /// An entry's hash does not follow from the previous hash and its fields (edited, deleted
+        /// before it, or reordered).
+        public static let hashMismatch = "hash_mismatch"
+        /// Entry ids are not dense: entries were deleted.
+        public static let entryGap = "entry_gap"
+        /// An entry refers to no account.
+        public static let orphanEntry = "orphan_entry"
+        /// An entry's balanceBefore is not its account's previous balanceAfter.
+        public static let chainBroken = "balance_chain_broken"
+        /// balanceAfter != balanceBefore + amount, or the amount's sign contradicts its kind.
+        public static let entryArithmetic = "entry_arithmetic"
+        public static let negativeBalance = "negative_balance"
+        /// An account's balance differs from the sum of its entries.
+        public static let balanceMismatch = "balance_mismatch"
+        /// An account's tokensSpent differs from its charges and debits less its refunds.
+        public static let spentMismatch = "spent_mismatch"
+        /// An account's entry count or last entry differs from its entries.
+        public static let accountBookkeeping = "account_bookkeeping"
+        /// The refunds of a charge exceed it.
+        public static let refundExceedsCharge = "refund_exceeds_charge"
+        /// A refund names an entry that is not a charge or debit of the same account.
+        public static let refundOrphan = "refund_orphan"
+        /// The refunded-totals table disagrees with the refund entries.
+        public static let refundedTotal = "refunded_total_mismatch"
+        /// A sum overflowed 64 bits.
+        public static let overflow = "overflow"
+    }
+}

@@ -1,0 +1,133 @@
+import GRDB
+
+/// What executing one command produced, and how to store it under its job id.
+struct Outcome {
+    var result: CommandResult
+    var entryId: Int64? = nil
+    var accountId: Int64? = nil
+    /// The result is exactly `Batch.entryResult` of `entryId`: store only the entry id.
+    var derived = false
+    /// False when the answer belongs to another job (a purchase replayed under a new job id).
+    var store = true
+
+    static func refused(_ e: LedgerError) -> Outcome { Outcome(result: .refusal(e)) }
+}
+
+/// Idempotency: stored results under job ids.
+extension Batch {
+    struct StoredJob {
+        var entryId: Int64?
+        var accountId: Int64?
+        var result: String?
+    }
+
+    /// Applies one command: a job id already stored answers its stored result (also when it
+    /// was stored earlier in this same transaction); otherwise the command runs and its result,
+    /// a refusal too, is stored under its job id.
+    func apply(_ command: Command) throws -> CommandResult {
+        if let jobId = command.jobId, let stored = try storedJob(jobId) {
+            return try replay(stored)
+        }
+        let outcome = try execute(command.operation, jobId: command.jobId)
+        if let jobId = command.jobId, outcome.store, writable {
+            try db.cachedStatement(sql: SQL.insertJob).execute(arguments: [
+                jobId, outcome.entryId, outcome.derived ? nil : outcome.accountId,
+                outcome.derived ? nil : outcome.result.json,
+            ])
+        }
+        return outcome.result
+    }
+
+    func storedJob(_ jobId: String) throws -> StoredJob? {
+        guard let row = try Row.fetchOne(db.cachedStatement(sql: SQL.jobById), arguments: [jobId]) else { return nil }
+        return StoredJob(entryId: row[0], accountId: row[1], result: row[2])
+    }
+
+    /// The first result of a stored job, marked duplicate, with its changes repeated carrying
+    /// the account's current state (a crash between commit and publish must not lose an
+    /// invalidation; repeating one is harmless).
+    func replay(_ stored: StoredJob) throws -> CommandResult {
+        var json = stored.result ?? ""
+        var changes: [BalanceChange] = []
+        if let entryId = stored.entryId, let e = try entry(entryId) {
+            if stored.result == nil { json = Self.entryResult(newBalance: e.balanceAfter, entryId: entryId, amount: e.amount) }
+            if let a = try account(id: e.accountId) {
+                changes.append(change(a, entryId: entryId, operationType: e.operationType, amount: e.amount, atMs: e.createdMs))
+            }
+        } else if let accountId = stored.accountId, let a = try account(id: accountId) {
+            changes.append(change(a, entryId: nil, operationType: Batch.tierChange, amount: 0, atMs: nowMs))
+        }
+        let success = json.hasPrefix(#"{"success":true"#)
+        var code: String? = nil
+        if !success, let r = json.range(of: #""code":""#) {
+            code = String(json[r.upperBound...].prefix { $0 != "\"" })
+        }
+        return CommandResult(success: success, json: json, duplicate: true, changes: changes, errorCode: code)
+    }
+
+    /// The result of a plain balance change (charge, debit, credit, refund): derived from its
+    /// entry alone, so that it need not be stored.
+    static func entryResult(newBalance: Int64, entryId: Int64, amount: Int64) -> String {
+        var w = JSONWriter(capacity: 80)
+        w.beginObject()
+        w.key("success"); w.bool(true)
+        w.key("newBalance"); w.int(newBalance)
+        w.key("ledgerEntryId"); w.int(entryId)
+        w.key("tokensAmount"); w.int(amount)
+        w.endObject()
+        return w.text
+    }
+
+    /// The outcome of a plain balance change just appended.
+    func entryOutcome(_ a: AccountRecord, entryId: Int64, operationType: String, amount: Int64) -> Outcome {
+        let json = Self.entryResult(newBalance: a.balance, entryId: entryId, amount: amount)
+        let c = change(a, entryId: entryId, operationType: operationType, amount: amount, atMs: nowMs)
+        return Outcome(result: CommandResult(success: true, json: json, changes: [c]),
+                       entryId: entryId, accountId: a.id, derived: true)
+    }
+
+    /// Runs one command (no idempotency here; see `apply`).
+    func execute(_ op: Operation, jobId: String?) throws -> Outcome {
+        switch op {
+        case .open(let userId):
+            return try open(userId, jobId: jobId)
+        case let .charge(userId, operation, metadata):
+            guard let cost = config.costs[operation] else {
+                return .refused(LedgerError(code: LedgerError.unknownOperation,
+                                            message: "The operation \(operation) has no configured cost."))
+            }
+            return try spend(userId, kind: .charge, operationType: operation, amount: cost, jobId: jobId, metadata: metadata)
+        case let .debit(userId, operationType, amount, metadata):
+            if let e = Self.checkAmount(amount) { return .refused(e) }
+            return try spend(userId, kind: .debit, operationType: operationType, amount: amount, jobId: jobId, metadata: metadata)
+        case let .credit(userId, operationType, amount, metadata):
+            if let e = Self.checkAmount(amount) { return .refused(e) }
+            return try credit(userId, operationType: operationType, amount: amount, jobId: jobId, metadata: metadata)
+        case let .refund(userId, refundOf, amount, metadata):
+            return try refund(userId, refundOf: refundOf, amount: amount, jobId: jobId, metadata: metadata)
+        case let .purchase(userId, tier, paymentId, months, metadata):
+            return try purchase(userId, tier: tier, paymentId: paymentId, months: months, jobId: jobId, metadata: metadata)
+        case .renew(let userId):
+            return try renew(userId, jobId: jobId)
+        case let .renewAll(dryRun, tier, limit, continueOnError):
+            return try renewAll(dryRun: dryRun, tier: tier, limit: limit, continueOnError: continueOnError)
+        case .balance(let userId):
+            return try balance(userId)
+        case let .canAfford(userId, operation):
+            return try canAfford(userId, operation: operation)
+        case let .history(userId, limit, offset, operationType, startDate, endDate):
+            return try history(userId, limit: limit, offset: offset, operationType: operationType,
+                               startMs: startDate.map(LedgerTime.milliseconds), endMs: endDate.map(LedgerTime.milliseconds))
+        case let .statistics(userId, startDate, endDate):
+            return try statistics(userId, startMs: LedgerTime.milliseconds(startDate), endMs: LedgerTime.milliseconds(endDate))
+        case .eligibility(let userId):
+            return try eligibility(userId)
+        case .refusal(let error):
+            return .refused(error)
+        }
+    }
+
+    static func checkAmount(_ amount: Int64) -> LedgerError? {
+        amount >= 1 ? nil : LedgerError(code: LedgerError.invalidAmount, message: "The amount must be an integer of at least 1; it is \(amount).")
+    }
+}

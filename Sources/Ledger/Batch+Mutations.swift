@@ -1,0 +1,103 @@
+import GRDB
+
+/// open, charge, debit, credit, refund.
+extension Batch {
+    /// The operation type of a change that moved a tier without an entry.
+    static let tierChange = "tier_change"
+
+    func open(_ userId: String, jobId: String?) throws -> Outcome {
+        if try account(userId) != nil {
+            return .refused(LedgerError(code: LedgerError.accountExists, message: "An account already exists for user \(userId)."))
+        }
+        let gift = config.tiers["Gift"]!  // validate() guarantees it
+        let a = try createAccount(userId, tier: "Gift")
+        var entryId: Int64? = nil
+        if gift.allocation > 0 {
+            entryId = try appendEntry(a, kind: .renewal, operationType: "renewal", amount: gift.allocation, jobId: jobId, metadata: nil)
+        }
+        var w = JSONWriter()
+        w.beginObject()
+        w.key("success"); w.bool(true)
+        w.key("userId"); w.string(userId)
+        w.key("tier"); w.string(a.tier)
+        w.key("newBalance"); w.int(a.balance)
+        w.key("ledgerEntryId"); if let entryId { w.int(entryId) } else { w.null() }
+        w.key("tokensAmount"); w.int(a.balance)
+        w.key("lastRenewalAt"); w.time(ms: a.lastRenewalMs)
+        w.key("nextRenewalDate"); w.time(ms: a.nextRenewalMs)
+        w.endObject()
+        let c = change(a, entryId: entryId, operationType: entryId == nil ? Self.tierChange : "renewal", amount: a.balance, atMs: nowMs)
+        return Outcome(result: CommandResult(success: true, json: w.text, changes: [c]), entryId: entryId, accountId: a.id)
+    }
+
+    /// charge and debit: takes `amount` (>= 0) from the balance and adds it to tokensSpent.
+    func spend(_ userId: String, kind: Schema.Kind, operationType: String, amount: Int64, jobId: String?,
+               metadata: String?) throws -> Outcome {
+        guard let a = try account(userId) else { return .refused(.userNotFound(userId)) }
+        guard a.balance >= amount else { return .refused(.insufficient(balance: a.balance, required: amount)) }
+        let (spent, overflow) = a.spent.addingReportingOverflow(amount)
+        if overflow { return .refused(.overflow("tokens spent")) }
+        let id = try appendEntry(a, kind: kind, operationType: operationType, amount: -amount, jobId: jobId, metadata: metadata)
+        a.spent = spent
+        return entryOutcome(a, entryId: id, operationType: operationType, amount: -amount)
+    }
+
+    func credit(_ userId: String, operationType: String, amount: Int64, jobId: String?, metadata: String?) throws -> Outcome {
+        guard let a = try account(userId) else { return .refused(.userNotFound(userId)) }
+        if a.balance.addingReportingOverflow(amount).overflow { return .refused(.overflow("balance")) }
+        let id = try appendEntry(a, kind: .credit, operationType: operationType, amount: amount, jobId: jobId, metadata: metadata)
+        return entryOutcome(a, entryId: id, operationType: operationType, amount: amount)
+    }
+
+    /// Credits back tokens (operationType `refund`). With `refundOf`, the job id of an earlier
+    /// charge or debit of this user, the amount defaults to what remains refundable of it, and
+    /// the refunds of one job never exceed it. tokensSpent goes down by the amount, never below 0.
+    func refund(_ userId: String, refundOf: String?, amount: Int64?, jobId: String?, metadata: String?) throws -> Outcome {
+        if let amount, let e = Self.checkAmount(amount) { return .refused(e) }
+        guard let a = try account(userId) else { return .refused(.userNotFound(userId)) }
+        var value: Int64
+        var chargeEntry: Int64? = nil
+        var refundedBefore: Int64 = 0
+        if let refundOf {
+            let notFound = LedgerError(code: LedgerError.chargeNotFound,
+                                       message: "No charge or debit of user \(userId) has the job id \(refundOf).")
+            guard let job = try storedJob(refundOf), let entryId = job.entryId, let e = try entry(entryId),
+                  e.accountId == a.id, let kind = Schema.Kind(rawValue: e.kind), kind.isSpending
+            else { return .refused(notFound) }
+            refundedBefore = try Int64.fetchOne(db.cachedStatement(sql: SQL.refundedTotal), arguments: [entryId]) ?? 0
+            let remaining = -e.amount - refundedBefore
+            value = amount ?? remaining
+            if remaining <= 0 || value > remaining {
+                return .refused(LedgerError(
+                    code: LedgerError.refundExceedsCharge,
+                    message: remaining <= 0
+                        ? "Nothing remains refundable of job \(refundOf)."
+                        : "Only \(remaining) tokens remain refundable of job \(refundOf); \(value) were asked.",
+                    details: [.init("refundable", .int(max(remaining, 0))), .init("requested", .int(value))]))
+            }
+            chargeEntry = entryId
+        } else {
+            guard let amount else {
+                return .refused(LedgerError(code: LedgerError.invalidAmount,
+                                            message: "A refund without refundOf needs an amount."))
+            }
+            value = amount
+        }
+        if a.balance.addingReportingOverflow(value).overflow { return .refused(.overflow("balance")) }
+        let id = try appendEntry(a, kind: .refund, operationType: "refund", amount: value, jobId: jobId,
+                                 refundOf: chargeEntry, metadata: metadata)
+        a.spent = max(0, a.spent - value)
+        if let chargeEntry {
+            try db.cachedStatement(sql: SQL.upsertRefunded).execute(arguments: [chargeEntry, refundedBefore + value])
+        }
+        return entryOutcome(a, entryId: id, operationType: "refund", amount: value)
+    }
+}
+
+extension Batch.SQL {
+    static let refundedTotal = "SELECT amount FROM refunded WHERE entry_id = ?"
+    static let upsertRefunded = """
+        INSERT INTO refunded (entry_id, amount) VALUES (?1, ?2)
+        ON CONFLICT (entry_id) DO UPDATE SET amount = ?2
+        """
+}

@@ -1,0 +1,71 @@
+import GRDB
+
+/// purchase.
+///
+/// A payment id is applied once, whatever the job id. A purchase that arrives again under a
+/// new job id with a used payment id answers the first purchase's result with
+/// `duplicate: true` when it names the same user and tier (a producer retrying with a fresh
+/// job id), and is refused with `duplicate_payment` when the user or the tier differs (the
+/// payment id was reused by mistake, and crediting either account would be wrong). The months
+/// are not compared: the payment, not the request, is what was paid.
+extension Batch {
+    /// The longest subscription extension one purchase may ask for (100 years).
+    static let maxMonths = 1200
+
+    func purchase(_ userId: String, tier: String, paymentId: String, months: Int, jobId: String?,
+                  metadata: String?) throws -> Outcome {
+        guard let tierConfig = config.tiers[tier] else {
+            return .refused(LedgerError(code: LedgerError.unknownTier, message: "The tier \(tier) does not exist."))
+        }
+        guard months >= 1 && months <= Self.maxMonths else {
+            return .refused(LedgerError(code: LedgerError.invalidMonths,
+                                        message: "months must be between 1 and \(Self.maxMonths); it is \(months)."))
+        }
+        let existing = try account(userId)
+        if let row = try Row.fetchOne(db.cachedStatement(sql: SQL.paymentById), arguments: [paymentId]) {
+            let firstJob: String = row[0], accountId: Int64 = row[1], firstTier: String = row[2]
+            if accountId == existing?.id, firstTier == tier, let stored = try storedJob(firstJob) {
+                return Outcome(result: try replay(stored), store: false)
+            }
+            return .refused(LedgerError(code: LedgerError.duplicatePayment,
+                                        message: "The payment \(paymentId) was already applied to another purchase."))
+        }
+        if let existing, existing.balance.addingReportingOverflow(tierConfig.allocation).overflow {
+            return .refused(.overflow("balance"))
+        }
+        let a = try existing ?? createAccount(userId, tier: tier)
+        a.tier = tier
+        a.expiresMs = CalendarMonth.adding(months: Int64(months), to: max(nowMs, a.expiresMs ?? nowMs))
+        a.restartRenewalClock(at: nowMs)
+        var entryId: Int64? = nil
+        if tierConfig.allocation > 0 {
+            entryId = try appendEntry(a, kind: .purchase, operationType: "purchase", amount: tierConfig.allocation,
+                                      jobId: jobId, metadata: metadata)
+        }
+        try db.cachedStatement(sql: SQL.insertPayment).execute(arguments: [paymentId, jobId ?? "", a.id, tier])
+
+        var w = JSONWriter()
+        w.beginObject()
+        w.key("success"); w.bool(true)
+        w.key("userId"); w.string(userId)
+        w.key("tier"); w.string(tier)
+        w.key("paymentId"); w.string(paymentId)
+        w.key("months"); w.int(months)
+        w.key("newBalance"); w.int(a.balance)
+        w.key("ledgerEntryId"); if let entryId { w.int(entryId) } else { w.null() }
+        w.key("tokensAmount"); w.int(entryId == nil ? 0 : tierConfig.allocation)
+        w.key("tokensAdded"); w.int(entryId == nil ? 0 : tierConfig.allocation)
+        w.key("subscriptionExpiresAt"); w.time(ms: a.expiresMs)
+        w.key("lastRenewalAt"); w.time(ms: a.lastRenewalMs)
+        w.key("nextRenewalDate"); w.time(ms: a.nextRenewalMs)
+        w.endObject()
+        let c = change(a, entryId: entryId, operationType: entryId == nil ? Self.tierChange : "purchase",
+                       amount: entryId == nil ? 0 : tierConfig.allocation, atMs: nowMs)
+        return Outcome(result: CommandResult(success: true, json: w.text, changes: [c]), entryId: entryId, accountId: a.id)
+    }
+}
+
+extension Batch.SQL {
+    static let paymentById = "SELECT job_id, account_id, tier FROM payments WHERE payment_id = ?"
+    static let insertPayment = "INSERT INTO payments (payment_id, job_id, account_id, tier) VALUES (?, ?, ?, ?)"
+}

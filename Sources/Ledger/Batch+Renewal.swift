@@ -1,0 +1,190 @@
+import GRDB
+
+/// renew, renewAll, eligibility, and the scheduler's `renewDue`.
+///
+/// An account is due when `now >= nextRenewalMs`, where `nextRenewalMs` is the anchor plus
+/// `periods + 1` calendar months (`CalendarMonth`). Renewing sets `periods` to the number of
+/// whole periods elapsed at `now`, so `lastRenewalAt` is the start of the current period (no
+/// drift) and several missed periods give one renewal. Because a renewal moves the account's
+/// `nextRenewalMs` past `now` in the same transaction as its entry, a second run for the same
+/// period finds it not due: no account is renewed twice for one period, whatever the scheduler
+/// does (retries, overlapping runs, a crash between batches).
+extension Batch {
+    struct Renewed {
+        var outcome: RenewalOutcome
+        var downgraded: Bool
+        var entryId: Int64?
+        var changes: [BalanceChange]
+    }
+
+    var dueReason: String { "renewal_due" }
+
+    func notEligible(_ a: AccountRecord) -> LedgerError {
+        LedgerError(code: LedgerError.notEligible,
+                    message: "The account of \(a.userId) is not due for renewal before \(LedgerTime.format(ms: a.nextRenewalMs)).",
+                    details: [.init("eligible", .bool(false)), .init("reason", .string("not_yet_due")),
+                              .init("nextRenewalDate", .time(ms: a.nextRenewalMs)),
+                              .init("daysUntilRenewal", .int(daysUntil(a.nextRenewalMs)))])
+    }
+
+    /// Whole days until `ms`, rounded up; 0 when it has passed.
+    func daysUntil(_ ms: Int64) -> Int64 {
+        ms <= nowMs ? 0 : (ms - nowMs + CalendarMonth.msPerDay - 1) / CalendarMonth.msPerDay
+    }
+
+    /// Renews a due account (the caller checked it is due): downgrades an expired paid
+    /// subscription to Gift, then grants the tier's allocation by the configured policy.
+    /// Checks everything before writing; with `dryRun` computes the outcome only.
+    func renewAccount(_ a: AccountRecord, jobId: String?, dryRun: Bool) throws -> Result<Renewed, LedgerError> {
+        var tier = a.tier
+        var expires = a.expiresMs
+        var downgraded = false
+        if tier != "Gift", let e = expires, e <= nowMs {
+            tier = "Gift"
+            expires = nil
+            downgraded = true
+        }
+        guard let tierConfig = config.tiers[tier] else {
+            return .failure(LedgerError(code: LedgerError.unknownTier, message: "The tier \(tier) of \(a.userId) is no longer configured."))
+        }
+        var grant: Int64
+        switch config.renewalPolicy {
+        case .topUp:
+            grant = max(0, tierConfig.allocation - a.balance)
+        case .accumulate:
+            grant = tierConfig.allocation
+            if a.balance.addingReportingOverflow(grant).overflow { return .failure(.overflow("balance")) }
+        }
+        if dryRun {
+            return .success(Renewed(outcome: RenewalOutcome(userId: a.userId, tier: tier, tokensAdded: grant, newBalance: a.balance + grant),
+                                    downgraded: downgraded, entryId: nil, changes: []))
+        }
+        a.tier = tier
+        a.expiresMs = expires
+        a.periods = CalendarMonth.periods(from: a.anchorMs, to: nowMs)
+        a.lastRenewalMs = CalendarMonth.adding(months: a.periods, to: a.anchorMs)
+        a.nextRenewalMs = CalendarMonth.adding(months: a.periods + 1, to: a.anchorMs)
+        a.dirtyRenewal = true
+        var entryId: Int64? = nil
+        var changes: [BalanceChange] = []
+        if grant > 0 {
+            entryId = try appendEntry(a, kind: .renewal, operationType: "renewal", amount: grant, jobId: jobId, metadata: nil)
+            changes.append(change(a, entryId: entryId, operationType: "renewal", amount: grant, atMs: nowMs))
+        } else if downgraded {
+            changes.append(change(a, entryId: nil, operationType: Self.tierChange, amount: 0, atMs: nowMs))
+        }
+        return .success(Renewed(outcome: RenewalOutcome(userId: a.userId, tier: tier, tokensAdded: grant, newBalance: a.balance),
+                                downgraded: downgraded, entryId: entryId, changes: changes))
+    }
+
+    func renew(_ userId: String, jobId: String?) throws -> Outcome {
+        guard let a = try account(userId) else { return .refused(.userNotFound(userId)) }
+        guard nowMs >= a.nextRenewalMs else { return .refused(notEligible(a)) }
+        switch try renewAccount(a, jobId: jobId, dryRun: false) {
+        case .failure(let e):
+            return .refused(e)
+        case .success(let r):
+            var w = JSONWriter()
+            w.beginObject()
+            w.key("success"); w.bool(true)
+            w.key("userId"); w.string(userId)
+            w.key("tier"); w.string(a.tier)
+            w.key("downgraded"); w.bool(r.downgraded)
+            w.key("tokensAdded"); w.int(r.outcome.tokensAdded)
+            w.key("newBalance"); w.int(a.balance)
+            w.key("ledgerEntryId"); if let id = r.entryId { w.int(id) } else { w.null() }
+            w.key("tokensAmount"); w.int(r.outcome.tokensAdded)
+            w.key("lastRenewalAt"); w.time(ms: a.lastRenewalMs)
+            w.key("nextRenewalDate"); w.time(ms: a.nextRenewalMs)
+            w.endObject()
+            return Outcome(result: CommandResult(success: true, json: w.text, changes: r.changes),
+                           entryId: r.entryId, accountId: r.changes.isEmpty ? nil : a.id)
+        }
+    }
+
+    /// Renews the due accounts, oldest due first, at most `limit` (nil: all).
+    func renewDue(dryRun: Bool, tier: String?, limit: Int?, continueOnError: Bool) throws -> RenewAllSummary {
+        try flush()  // the selection below reads accounts by SQL
+        let stmt = try db.cachedStatement(sql: tier == nil ? SQL.dueAccounts : SQL.dueAccountsOfTier)
+        let args: StatementArguments = tier == nil ? [nowMs, limit ?? -1] : [nowMs, limit ?? -1, tier]
+        let due = try Row.fetchAll(stmt, arguments: args).map { account(row: $0) }
+        var summary = RenewAllSummary()
+        for a in due where a.nextRenewalMs <= nowMs {
+            summary.totalProcessed += 1
+            switch try renewAccount(a, jobId: nil, dryRun: dryRun) {
+            case .success(let r):
+                summary.successful += 1
+                summary.renewals.append(r.outcome)
+                summary.changes.append(contentsOf: r.changes)
+            case .failure(let e):
+                summary.failed += 1
+                summary.errors.append(RenewalFailure(userId: a.userId, code: e.code, message: e.message))
+            }
+            if summary.failed > 0 && !continueOnError { break }
+        }
+        return summary
+    }
+
+    func renewAll(dryRun: Bool, tier: String?, limit: Int?, continueOnError: Bool) throws -> Outcome {
+        if let limit, limit < 1 {
+            return .refused(LedgerError(code: LedgerError.invalidLimit, message: "limit must be at least 1; it is \(limit)."))
+        }
+        let s = try renewDue(dryRun: dryRun, tier: tier, limit: limit, continueOnError: continueOnError)
+        var w = JSONWriter(capacity: 256)
+        w.beginObject()
+        w.key("success"); w.bool(true)
+        w.key("dryRun"); w.bool(dryRun)
+        w.key("totalProcessed"); w.int(s.totalProcessed)
+        w.key("successful"); w.int(s.successful)
+        w.key("failed"); w.int(s.failed)
+        w.key("errors"); w.beginArray()
+        for e in s.errors {
+            w.beginObject()
+            w.key("userId"); w.string(e.userId)
+            w.key("code"); w.string(e.code)
+            w.key("message"); w.string(e.message)
+            w.endObject()
+        }
+        w.endArray()
+        w.key("renewals"); w.beginArray()
+        for r in s.renewals {
+            w.beginObject()
+            w.key("userId"); w.string(r.userId)
+            w.key("tier"); w.string(r.tier)
+            w.key("tokensAdded"); w.int(r.tokensAdded)
+            w.key("newBalance"); w.int(r.newBalance)
+            w.endObject()
+        }
+        w.endArray()
+        w.endObject()
+        return Outcome(result: CommandResult(success: true, json: w.text, changes: s.changes))
+    }
+
+    func eligibility(_ userId: String) throws -> Outcome {
+        guard let a = try account(userId) else { return .refused(.userNotFound(userId)) }
+        let due = nowMs >= a.nextRenewalMs
+        var w = JSONWriter()
+        w.beginObject()
+        w.key("success"); w.bool(true)
+        w.key("userId"); w.string(userId)
+        w.key("eligible"); w.bool(due)
+        w.key("reason"); w.string(due ? dueReason : "not_yet_due")
+        w.key("tier"); w.string(a.tier)
+        w.key("lastRenewalAt"); w.time(ms: a.lastRenewalMs)
+        w.key("nextRenewalDate"); w.time(ms: a.nextRenewalMs)
+        w.key("daysUntilRenewal"); w.int(daysUntil(a.nextRenewalMs))
+        w.endObject()
+        return Outcome(result: CommandResult(success: true, json: w.text))
+    }
+}
+
+extension Batch.SQL {
+    static let dueAccounts = """
+        SELECT \(AccountRecord.columns) FROM accounts WHERE next_renewal_ms <= ?1
+        ORDER BY next_renewal_ms, id LIMIT ?2
+        """
+    static let dueAccountsOfTier = """
+        SELECT \(AccountRecord.columns) FROM accounts WHERE next_renewal_ms <= ?1 AND tier = ?3
+        ORDER BY next_renewal_ms, id LIMIT ?2
+        """
+}

@@ -1,0 +1,173 @@
+import Foundation
+import GRDB
+
+/// One transaction of the ledger: the state the writer keeps while it applies a batch.
+///
+/// - Each touched account is loaded once and written back once (`flush`), however many jobs
+///   of the batch touch it.
+/// - Entry ids are assigned here (`lastEntryId + 1`) and the hash chain is extended in memory;
+///   both are reloaded from the last entry when the transaction starts (one read of the rightmost
+///   page), so nothing is trusted across transactions or across writers.
+/// - Every command checks all its refusals before it writes anything, so a refused command
+///   leaves no trace but its stored result and no savepoint is needed; an SQLite error aborts
+///   the whole transaction, and the worker retries the batch.
+/// - `nowMs` is read once per transaction and never precedes the last entry's time, so entry
+///   ids and `createdAt` increase together even if the wall clock steps back.
+final class Batch {
+    let db: Database
+    let config: LedgerConfig
+    let nowMs: Int64
+    let writable: Bool
+
+    private var byUser: [String: AccountRecord] = [:]
+    private var byId: [Int64: AccountRecord] = [:]
+    private var missing: Set<String> = []
+    private(set) var lastEntryId: Int64 = 0
+    private var lastHash = EntryHasher.genesis
+    private var hasher = EntryHasher()
+
+    init(db: Database, config: LedgerConfig, clockMs: Int64, writable: Bool) throws {
+        self.db = db
+        self.config = config
+        self.writable = writable
+        var lastCreated = Int64.min
+        if let row = try Row.fetchOne(db.cachedStatement(sql: SQL.lastEntry)) {
+            lastEntryId = row[0]
+            lastHash = [UInt8](row[1] as Data)
+            lastCreated = row[2]
+        }
+        nowMs = max(clockMs, lastCreated)
+    }
+
+    // MARK: Accounts
+
+    func account(_ userId: String) throws -> AccountRecord? {
+        if let a = byUser[userId] { return a }
+        if missing.contains(userId) { return nil }
+        guard let row = try Row.fetchOne(db.cachedStatement(sql: SQL.accountByUser), arguments: [userId]) else {
+            missing.insert(userId)
+            return nil
+        }
+        return remember(AccountRecord(row: row))
+    }
+
+    func account(id: Int64) throws -> AccountRecord? {
+        if let a = byId[id] { return a }
+        guard let row = try Row.fetchOne(db.cachedStatement(sql: SQL.accountById), arguments: [id]) else { return nil }
+        return remember(AccountRecord(row: row))
+    }
+
+    /// Keeps `row`'s account, unless the batch already holds a newer copy of it.
+    func account(row: Row) -> AccountRecord {
+        let id: Int64 = row[0]
+        return byId[id] ?? remember(AccountRecord(row: row))
+    }
+
+    private func remember(_ a: AccountRecord) -> AccountRecord {
+        byUser[a.userId] = a
+        byId[a.id] = a
+        return a
+    }
+
+    /// Inserts a new account at once (entries need its rowid); later changes go through `flush`.
+    func createAccount(_ userId: String, tier: String) throws -> AccountRecord {
+        let stmt = try db.cachedStatement(sql: SQL.insertAccount)
+        try stmt.execute(arguments: [userId, tier, nowMs, nowMs, CalendarMonth.adding(months: 1, to: nowMs), nowMs])
+        missing.remove(userId)
+        return remember(AccountRecord(id: db.lastInsertedRowID, userId: userId, tier: tier, nowMs: nowMs))
+    }
+
+    /// Writes back every account changed in this transaction.
+    func flush() throws {
+        for a in byId.values where a.dirtyBalance || a.dirtyRenewal {
+            if a.dirtyRenewal {
+                try db.cachedStatement(sql: SQL.updateAccountFull).execute(arguments: [
+                    a.tier, a.balance, a.spent, a.anchorMs, a.periods, a.lastRenewalMs, a.nextRenewalMs,
+                    a.expiresMs, a.entryCount, a.lastEntryId, a.id,
+                ])
+            } else {
+                try db.cachedStatement(sql: SQL.updateAccountBalance).execute(arguments: [
+                    a.balance, a.spent, a.entryCount, a.lastEntryId, a.id,
+                ])
+            }
+            a.dirtyBalance = false
+            a.dirtyRenewal = false
+        }
+    }
+
+    // MARK: Entries
+
+    /// Appends an entry moving `a`'s balance by `amount` (the caller has checked the range).
+    func appendEntry(_ a: AccountRecord, kind: Schema.Kind, operationType: String, amount: Int64,
+                     jobId: String?, refundOf: Int64? = nil, metadata: String?) throws -> Int64 {
+        let id = lastEntryId + 1
+        let before = a.balance
+        let after = before + amount
+        let hash = hasher.hash(previous: lastHash, .init(
+            id: id, accountId: a.id, userId: a.userId, createdMs: nowMs, kind: kind.rawValue,
+            operationType: operationType, amount: amount, balanceBefore: before, balanceAfter: after,
+            jobId: jobId, refundOf: refundOf, metadata: metadata))
+        try db.cachedStatement(sql: SQL.insertEntry).execute(arguments: [
+            id, a.id, nowMs, kind.rawValue, operationType, amount, before, after, jobId, refundOf, metadata,
+            Data(hash),
+        ])
+        lastEntryId = id
+        lastHash = hash
+        a.balance = after
+        a.entryCount += 1
+        a.lastEntryId = id
+        a.dirtyBalance = true
+        return id
+    }
+
+    struct EntryInfo {
+        var accountId: Int64
+        var kind: Int64
+        var operationType: String
+        var amount: Int64
+        var balanceAfter: Int64
+        var createdMs: Int64
+    }
+
+    func entry(_ id: Int64) throws -> EntryInfo? {
+        guard let row = try Row.fetchOne(db.cachedStatement(sql: SQL.entryById), arguments: [id]) else { return nil }
+        return EntryInfo(accountId: row[0], kind: row[1], operationType: row[2], amount: row[3],
+                         balanceAfter: row[4], createdMs: row[5])
+    }
+
+    /// The change to publish for an entry or a tier change of `a`, with `a`'s current state.
+    func change(_ a: AccountRecord, entryId: Int64?, operationType: String, amount: Int64, atMs: Int64) -> BalanceChange {
+        BalanceChange(userId: a.userId, tokensBalance: a.balance, tokensSpent: a.spent, tier: a.tier,
+                      ledgerEntryId: entryId, operationType: operationType, tokensAmount: amount,
+                      at: LedgerTime.date(atMs))
+    }
+
+    // MARK: SQL
+
+    enum SQL {
+        static let lastEntry = "SELECT id, hash, created_ms FROM entries ORDER BY id DESC LIMIT 1"
+        static let accountByUser = "SELECT \(AccountRecord.columns) FROM accounts WHERE user_id = ?"
+        static let accountById = "SELECT \(AccountRecord.columns) FROM accounts WHERE id = ?"
+        static let insertAccount = """
+            INSERT INTO accounts (user_id, tier, balance, spent, anchor_ms, periods, last_renewal_ms,
+                next_renewal_ms, expires_ms, created_ms, entry_count, last_entry_id)
+            VALUES (?, ?, 0, 0, ?, 0, ?, ?, NULL, ?, 0, NULL)
+            """
+        static let updateAccountFull = """
+            UPDATE accounts SET tier = ?, balance = ?, spent = ?, anchor_ms = ?, periods = ?,
+                last_renewal_ms = ?, next_renewal_ms = ?, expires_ms = ?, entry_count = ?, last_entry_id = ?
+            WHERE id = ?
+            """
+        static let updateAccountBalance =
+            "UPDATE accounts SET balance = ?, spent = ?, entry_count = ?, last_entry_id = ? WHERE id = ?"
+        static let insertEntry = """
+            INSERT INTO entries (id, account_id, created_ms, kind, operation_type, amount, balance_before,
+                balance_after, job_id, refund_of, metadata, hash)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """
+        static let entryById =
+            "SELECT account_id, kind, operation_type, amount, balance_after, created_ms FROM entries WHERE id = ?"
+        static let jobById = "SELECT entry_id, account_id, result FROM jobs WHERE job_id = ?"
+        static let insertJob = "INSERT INTO jobs (job_id, entry_id, account_id, result) VALUES (?, ?, ?, ?)"
+    }
+}

@@ -1,0 +1,139 @@
+import Foundation
+
+/// The answer to one command.
+///
+/// `json` is the complete JSON object of the result fields except `id`, `type` and
+/// `duplicate`, which the worker splices in: it always starts with `{"success":true` or
+/// `{"success":false,"error":{...}`. For a duplicate, `json` is the first result's text.
+public struct CommandResult: Sendable {
+    public var success: Bool
+    public var json: String
+    /// True when the job id (or the payment id) was already applied: `json` is the first result.
+    public var duplicate: Bool
+    /// The balance or tier changes to publish after the commit, one per ledger entry or tier
+    /// change; a duplicate mutation repeats them with the account's current state.
+    public var changes: [BalanceChange]
+    /// The refusal's code when `success` is false (for metrics and logs).
+    public var errorCode: String?
+
+    public init(success: Bool, json: String, duplicate: Bool = false, changes: [BalanceChange] = [], errorCode: String? = nil) {
+        self.success = success
+        self.json = json
+        self.duplicate = duplicate
+        self.changes = changes
+        self.errorCode = errorCode
+    }
+
+    /// The JSON of a refusal: `{"success":false,"error":{"code":…,"message":…},…details}`.
+    public static func refusal(_ error: LedgerError) -> CommandResult {
+        var w = JSONWriter()
+        w.beginObject()
+        w.key("success"); w.bool(false)
+        w.key("error"); w.beginObject()
+        w.key("code"); w.string(error.code)
+        w.key("message"); w.string(error.message)
+        w.endObject()
+        for d in error.details {
+            w.key(dynamic: d.key)
+            switch d.value {
+            case .int(let v): w.int(v)
+            case .string(let v): w.string(v)
+            case .bool(let v): w.bool(v)
+            case .time(let ms): w.time(ms: ms)
+            case .null: w.null()
+            }
+        }
+        w.endObject()
+        return CommandResult(success: false, json: w.text, errorCode: error.code)
+    }
+}
+
+/// One committed balance or tier change, published by the worker after the commit.
+///
+/// It carries the whole account state, not a delta, so a repeated message is harmless.
+public struct BalanceChange: Sendable, Equatable {
+    public var userId: String
+    public var tokensBalance: Int64
+    public var tokensSpent: Int64
+    public var tier: String
+    /// Nil for a tier change without an entry (a downgrade whose renewal granted nothing).
+    public var ledgerEntryId: Int64?
+    public var operationType: String
+    public var tokensAmount: Int64
+    public var at: Date
+
+    public init(userId: String, tokensBalance: Int64, tokensSpent: Int64, tier: String, ledgerEntryId: Int64?,
+                operationType: String, tokensAmount: Int64, at: Date) {
+        self.userId = userId
+        self.tokensBalance = tokensBalance
+        self.tokensSpent = tokensSpent
+        self.tier = tier
+        self.ledgerEntryId = ledgerEntryId
+        self.operationType = operationType
+        self.tokensAmount = tokensAmount
+        self.at = at
+    }
+
+    /// The invalidation message of the contract:
+    /// `{"userId","tokensBalance","tokensSpent","tier","ledgerEntryId","operationType","tokensAmount","at"}`.
+    public var json: String {
+        var w = JSONWriter()
+        w.beginObject()
+        w.key("userId"); w.string(userId)
+        w.key("tokensBalance"); w.int(tokensBalance)
+        w.key("tokensSpent"); w.int(tokensSpent)
+        w.key("tier"); w.string(tier)
+        w.key("ledgerEntryId"); if let ledgerEntryId { w.int(ledgerEntryId) } else { w.null() }
+        w.key("operationType"); w.string(operationType)
+        w.key("tokensAmount"); w.int(tokensAmount)
+        w.key("at"); w.time(ms: LedgerTime.milliseconds(at))
+        w.endObject()
+        return w.text
+    }
+}
+
+/// What one `renewDue` call (or a `renewAll` job) did.
+public struct RenewAllSummary: Sendable, Equatable {
+    public var totalProcessed: Int
+    public var successful: Int
+    public var failed: Int
+    public var errors: [RenewalFailure]
+    public var renewals: [RenewalOutcome]
+    /// The changes to publish after the commit (empty for a dry run).
+    public var changes: [BalanceChange]
+
+    public init(totalProcessed: Int = 0, successful: Int = 0, failed: Int = 0, errors: [RenewalFailure] = [],
+                renewals: [RenewalOutcome] = [], changes: [BalanceChange] = []) {
+        self.totalProcessed = totalProcessed
+        self.successful = successful
+        self.failed = failed
+        self.errors = errors
+        self.renewals = renewals
+        self.changes = changes
+    }
+}
+
+public struct RenewalFailure: Sendable, Equatable {
+    public var userId: String
+    public var code: String
+    public var message: String
+    public init(userId: String, code: String, message: String) {
+        self.userId = userId
+        self.code = code
+        self.message = message
+    }
+}
+
+public struct RenewalOutcome: Sendable, Equatable {
+    public var userId: String
+    /// The tier after the renewal (after a downgrade of an expired subscription).
+    public var tier: String
+    public var tokensAdded: Int64
+    public var newBalance: Int64
+    public init(userId: String, tier: String, tokensAdded: Int64, newBalance: Int64) {
+        self.userId = userId
+        self.tier = tier
+        self.tokensAdded = tokensAdded
+        self.newBalance = newBalance
+    }
+}

@@ -1,0 +1,60 @@
+import Crypto
+
+/// The hash chain over ledger entries.
+///
+/// `hash(n) = SHA256(hash(n-1) || canonical(n))`, one global chain in id order, starting from
+/// 32 zero bytes. Because each hash covers the previous one and the entry's own id, `verify`
+/// detects an edited entry (its hash no longer matches), a deleted one (a gap in the dense ids,
+/// and the next hash no longer matches) and reordered ones, even when they were written around
+/// the append-only triggers. It is not a signature: someone able to rewrite the whole file can
+/// recompute the chain; it catches partial edits, bugs and restores of mixed files.
+///
+/// Canonical bytes, version 1: the tag `TLE1`, then integers as 8-byte big-endian, strings as a
+/// 4-byte big-endian length and their UTF-8 bytes, optionals as a 0/1 byte then the value, in
+/// this order: id, account id, user id, created ms, kind, operation type, amount, balance
+/// before, balance after, job id?, refund-of entry id?, metadata?.
+struct EntryHasher {
+    static let genesis = [UInt8](repeating: 0, count: 32)
+
+    private var buffer: [UInt8] = []
+
+    struct Fields {
+        var id: Int64
+        var accountId: Int64
+        var userId: String
+        var createdMs: Int64
+        var kind: Int64
+        var operationType: String
+        var amount: Int64
+        var balanceBefore: Int64
+        var balanceAfter: Int64
+        var jobId: String?
+        var refundOf: Int64?
+        var metadata: String?
+    }
+
+    mutating func hash(previous: [UInt8], _ f: Fields) -> [UInt8] {
+        buffer.removeAll(keepingCapacity: true)
+        buffer.append(contentsOf: [0x54, 0x4C, 0x45, 0x31])  // "TLE1"
+        int(f.id); int(f.accountId); string(f.userId); int(f.createdMs); int(f.kind)
+        string(f.operationType); int(f.amount); int(f.balanceBefore); int(f.balanceAfter)
+        if let v = f.jobId { buffer.append(1); string(v) } else { buffer.append(0) }
+        if let v = f.refundOf { buffer.append(1); int(v) } else { buffer.append(0) }
+        if let v = f.metadata { buffer.append(1); string(v) } else { buffer.append(0) }
+        var h = SHA256()
+        h.update(data: previous)
+        h.update(data: buffer)
+        return Array(h.finalize())
+    }
+
+    private mutating func int(_ v: Int64) {
+        let u = UInt64(bitPattern: v)
+        for s in stride(from: 56, through: 0, by: -8) { buffer.append(UInt8(truncatingIfNeeded: u >> UInt64(s))) }
+    }
+
+    private mutating func string(_ s: String) {
+        let n = UInt32(truncatingIfNeeded: s.utf8.count)
+        for sh in stride(from: 24, through: 0, by: -8) { buffer.append(UInt8(truncatingIfNeeded: n >> UInt32(sh))) }
+        buffer.append(contentsOf: s.utf8)
+    }
+}

@@ -1,0 +1,107 @@
+/// A small JSON writer for results and invalidations.
+///
+/// Results are built once per job on the hot path; `JSONEncoder` would cost an intermediate
+/// Encodable model, reflection-free but allocation-heavy encoding, and key sorting we do not
+/// want. This writer appends UTF-8 bytes to one buffer. Keys are static ASCII names chosen by
+/// the ledger and are written as they are; every string value goes through `string(_:)`, which
+/// escapes quotes, backslashes and all control characters (U+0000-U+001F as `\u00XX`, plus the
+/// short forms), and passes other Unicode through as UTF-8, which JSON allows. `raw(_:)` embeds
+/// text that is already JSON (stored metadata, stored results).
+struct JSONWriter {
+    private(set) var bytes: [UInt8] = []
+    /// Whether the innermost open container still has no member (so no comma is needed).
+    private var empty: [Bool] = []
+
+    init(capacity: Int = 128) { bytes.reserveCapacity(capacity) }
+
+    var text: String { String(decoding: bytes, as: UTF8.self) }
+
+    mutating func beginObject() { separate(); bytes.append(UInt8(ascii: "{")); empty.append(true) }
+    mutating func endObject() { bytes.append(UInt8(ascii: "}")); empty.removeLast() }
+    mutating func beginArray() { separate(); bytes.append(UInt8(ascii: "[")); empty.append(true) }
+    mutating func endArray() { bytes.append(UInt8(ascii: "]")); empty.removeLast() }
+
+    /// Writes `"key":` inside an object; the next value call writes the value.
+    mutating func key(_ name: StaticString) {
+        separate()
+        bytes.append(UInt8(ascii: "\""))
+        name.withUTF8Buffer { bytes.append(contentsOf: $0) }
+        bytes.append(UInt8(ascii: "\""))
+        bytes.append(UInt8(ascii: ":"))
+        pendingValue = true
+    }
+
+    /// Writes a dynamic key (an operation type in `byOperation`, a detail name), escaped.
+    mutating func key(dynamic name: String) {
+        separate()
+        appendEscaped(name)
+        bytes.append(UInt8(ascii: ":"))
+        pendingValue = true
+    }
+
+    private var pendingValue = false
+
+    /// Adds the comma before a member or element, unless it follows a key or opens the container.
+    private mutating func separate() {
+        if pendingValue { pendingValue = false; return }
+        guard let last = empty.last else { return }
+        if last { empty[empty.count - 1] = false } else { bytes.append(UInt8(ascii: ",")) }
+    }
+
+    mutating func int(_ v: Int64) {
+        separate()
+        if v < 0 { bytes.append(UInt8(ascii: "-")) }
+        var m = v.magnitude
+        let start = bytes.count
+        repeat { bytes.append(UInt8(48 + m % 10)); m /= 10 } while m > 0
+        bytes[start...].reverse()
+    }
+
+    mutating func int(_ v: Int) { int(Int64(v)) }
+    mutating func bool(_ v: Bool) { separate(); bytes.append(contentsOf: v ? Self.trueBytes : Self.falseBytes) }
+    mutating func null() { separate(); bytes.append(contentsOf: Self.nullBytes) }
+    mutating func string(_ s: String) { separate(); appendEscaped(s) }
+    mutating func string(_ s: String?) { if let s { string(s) } else { null() } }
+
+    /// An ISO 8601 UTC time with milliseconds, or null.
+    mutating func time(ms: Int64?) {
+        separate()
+        guard let ms else { bytes.append(contentsOf: Self.nullBytes); return }
+        bytes.append(UInt8(ascii: "\""))
+        LedgerTime.append(ms: ms, to: &bytes)
+        bytes.append(UInt8(ascii: "\""))
+    }
+
+    /// Embeds text that is already valid JSON, or null.
+    mutating func raw(_ json: String?) {
+        separate()
+        guard let json else { bytes.append(contentsOf: Self.nullBytes); return }
+        bytes.append(contentsOf: json.utf8)
+    }
+
+    private static let trueBytes = Array("true".utf8)
+    private static let falseBytes = Array("false".utf8)
+    private static let nullBytes = Array("null".utf8)
+    private static let hex = Array("0123456789abcdef".utf8)
+
+    private mutating func appendEscaped(_ s: String) {
+        bytes.append(UInt8(ascii: "\""))
+        for c in s.utf8 {
+            switch c {
+            case UInt8(ascii: "\""): bytes.append(UInt8(ascii: "\\")); bytes.append(c)
+            case UInt8(ascii: "\\"): bytes.append(UInt8(ascii: "\\")); bytes.append(c)
+            case 0x0A: bytes.append(UInt8(ascii: "\\")); bytes.append(UInt8(ascii: "n"))
+            case 0x0D: bytes.append(UInt8(ascii: "\\")); bytes.append(UInt8(ascii: "r"))
+            case 0x09: bytes.append(UInt8(ascii: "\\")); bytes.append(UInt8(ascii: "t"))
+            case 0x08: bytes.append(UInt8(ascii: "\\")); bytes.append(UInt8(ascii: "b"))
+            case 0x0C: bytes.append(UInt8(ascii: "\\")); bytes.append(UInt8(ascii: "f"))
+            case 0..<0x20:
+                bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "u"), 48, 48])
+                bytes.append(Self.hex[Int(c >> 4)])
+                bytes.append(Self.hex[Int(c & 0xF)])
+            default: bytes.append(c)  // valid UTF-8 by construction of Swift strings
+            }
+        }
+        bytes.append(UInt8(ascii: "\""))
+    }
+}

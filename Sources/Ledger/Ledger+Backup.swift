@@ -1,0 +1,36 @@
+import Foundation
+import GRDB
+
+extension Ledger {
+    /// Writes a consistent copy of the ledger to a new file at `destination` (mode 0600), with
+    /// SQLite's online backup API.
+    ///
+    /// The copy is read on a separate read-only connection inside one read transaction: in WAL
+    /// mode it sees one committed state and neither waits for nor blocks the writer. Refuses to
+    /// overwrite an existing file. `verify` passes on the copy whenever it passes on the source.
+    public func backup(to destination: String) throws {
+        try Self.backup(from: path, to: destination, config: config)
+    }
+
+    /// The same, for a process that is not the ledger's writer (the CLI's `backup`).
+    public static func backup(from source: String, to destination: String, config: LedgerConfig = .init()) throws {
+        if FileManager.default.fileExists(atPath: destination) {
+            throw LedgerStorageError.backupDestinationExists(path: destination)
+        }
+        let fd = open(destination, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw LedgerStorageError.backupDestinationExists(path: destination) }
+        close(fd)
+        do {
+            let from = try DatabaseQueue(path: source, configuration: configuration(config, readonly: true))
+            var c = Configuration()
+            c.busyMode = .timeout(Double(config.busyTimeoutMilliseconds) / 1000)
+            let to = try DatabaseQueue(path: destination, configuration: c)
+            try from.backup(to: to)
+            try to.close()
+            try from.close()
+        } catch {
+            try? FileManager.default.removeItem(atPath: destination)
+            throw error
+        }
+    }
+}

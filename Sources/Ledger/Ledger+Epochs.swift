@@ -1,0 +1,66 @@
+import Foundation
+import GRDB
+
+/// Epochs fence a worker that lost its lease but still runs (paused, partitioned): each
+/// worker that becomes active acquires a new, strictly higher epoch and passes it with every
+/// write; a write carrying an older epoch than the newest recorded is refused whole, so two
+/// workers can never both commit after a takeover. The check is one read of the rightmost page
+/// of a tiny table, inside the write transaction, so it is atomic with the batch.
+extension Ledger {
+    /// Records and returns a new epoch, strictly higher than every epoch before it.
+    public func acquireEpoch(owner: String) throws -> Int64 {
+        let nowMs = LedgerTime.milliseconds(clock.now())
+        return try writeTransaction(epoch: nil) { db in
+            let epoch = (try Int64.fetchOne(db, sql: "SELECT max(epoch) FROM epochs") ?? 0) + 1
+            try db.execute(sql: "INSERT INTO epochs (epoch, owner, acquired_ms) VALUES (?, ?, ?)",
+                           arguments: [epoch, owner, nowMs])
+            return epoch
+        }
+    }
+
+    /// The newest epoch and its owner, if any was acquired.
+    public func currentEpoch() throws -> (epoch: Int64, owner: String)? {
+        try writer.read { db in
+            try Row.fetchOne(db, sql: "SELECT epoch, owner FROM epochs ORDER BY epoch DESC LIMIT 1").map { ($0[0], $0[1]) }
+        }
+    }
+
+    static func checkEpoch(_ db: Database, _ epoch: Int64) throws {
+        let current = try Int64.fetchOne(db.cachedStatement(sql: "SELECT max(epoch) FROM epochs")) ?? 0
+        if current > epoch { throw LedgerStorageError.fenced(callerEpoch: epoch, currentEpoch: current) }
+    }
+
+    /// The slot of the last completed run of the scheduled job `name` (say `renewal`), if any.
+    public func lastCompletedRun(name: String) throws -> Date? {
+        try writer.read { db in
+            try Int64.fetchOne(db, sql: "SELECT slot_ms FROM scheduler_runs WHERE name = ?", arguments: [name])
+                .map(LedgerTime.date)
+        }
+    }
+
+    /// Records that the run of `name` for `slot` (the cron slot, not the moment it ran) has
+    /// completed. A slot older than the recorded one is ignored, so the record only moves forward.
+    public func recordCompletedRun(name: String, slot: Date, epoch: Int64? = nil) throws {
+        let nowMs = LedgerTime.milliseconds(clock.now())
+        try writeTransaction(epoch: epoch) { db in
+            try db.execute(sql: """
+                INSERT INTO scheduler_runs (name, slot_ms, completed_ms) VALUES (?1, ?2, ?3)
+                ON CONFLICT (name) DO UPDATE SET slot_ms = max(slot_ms, ?2), completed_ms = ?3
+                """, arguments: [name, LedgerTime.milliseconds(slot), nowMs])
+        }
+    }
+
+    /// Copies the WAL into the database file (PASSIVE: never waits for or blocks the writer's
+    /// next transaction for long, and copies what readers allow). With
+    /// `walAutoCheckpointPages = 0` the owner calls it off the hot path, for instance from a
+    /// timer every second; it runs on its own connection so it does not queue behind batches.
+    /// Returns the WAL size in frames and how many were checkpointed.
+    @discardableResult
+    public func checkpoint() throws -> (walFrames: Int, checkpointed: Int) {
+        let queue = try DatabaseQueue(path: path, configuration: Self.configuration(config))
+        return try queue.writeWithoutTransaction { db in
+            let row = try Row.fetchOne(db, sql: "PRAGMA wal_checkpoint(PASSIVE)")!
+            return (row[1], row[2])
+        }
+    }
+}

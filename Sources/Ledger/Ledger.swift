@@ -1,0 +1,110 @@
+import Foundation
+import GRDB
+
+/// The token ledger: an append-only SQLite ledger of token balances.
+///
+/// One `Ledger` is the one writer of its file (the worker holding the queue's lease); other
+/// processes (the CLI, a backup) may read it at the same time thanks to WAL. All writes go
+/// through `apply` (a group commit of a batch of commands) or `renewDue` (the scheduler).
+///
+/// Thread safety: the connection is a GRDB `DatabaseQueue`, which serializes every access, so
+/// a `Ledger` may be shared between tasks; there is no other mutable state.
+public final class Ledger: Sendable {
+    public let path: String
+    public let config: LedgerConfig
+    let clock: any LedgerClock
+    let writer: DatabaseQueue
+
+    /// Opens (creating if needed, with mode 0600) the ledger at `path`, in WAL mode with the
+    /// configured `synchronous`, busy timeout and automatic checkpoint, and migrates its schema.
+    public init(path: String, config: LedgerConfig = .init(), clock: any LedgerClock = SystemClock()) throws {
+        try config.validate()
+        self.path = path
+        self.config = config
+        self.clock = clock
+        if !FileManager.default.fileExists(atPath: path) {
+            // SQLite gives the -wal and -shm files the mode of the database file.
+            let fd = open(path, O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
+            if fd >= 0 { close(fd) }
+        }
+        writer = try DatabaseQueue(path: path, configuration: Self.configuration(config))
+        try Schema.migrator.migrate(writer)
+    }
+
+    static func configuration(_ config: LedgerConfig, readonly: Bool = false) -> Configuration {
+        var c = Configuration()
+        c.readonly = readonly
+        c.journalMode = readonly ? .default : .wal
+        c.busyMode = .timeout(Double(config.busyTimeoutMilliseconds) / 1000)
+        c.foreignKeysEnabled = false  // the schema declares none; verify checks references
+        let sync = config.synchronous == .full ? "FULL" : "NORMAL"
+        let autoCheckpoint = config.walAutoCheckpointPages
+        c.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = \(sync)")
+            if !readonly { try db.execute(sql: "PRAGMA wal_autocheckpoint = \(autoCheckpoint)") }
+        }
+        return c
+    }
+
+    /// The group commit: applies `commands` in order in ONE write transaction and returns one
+    /// result per command, in order.
+    ///
+    /// - A refused command does not undo the others; each result of a command with a job id,
+    ///   a refusal too, is stored under the job id in the same transaction.
+    /// - A job id already stored answers its first result with `duplicate: true`, also when it
+    ///   appears twice in `commands`.
+    /// - Queries see the effect of the commands before them.
+    /// - With `epoch`, throws `LedgerStorageError.fenced` and writes nothing when a higher
+    ///   epoch has been acquired (another worker took over).
+    /// - Any SQLite error is thrown and the whole batch is rolled back: retry the whole batch.
+    ///
+    /// The results' `changes` are to be published only after this returns (the commit).
+    public func apply(_ commands: [Command], epoch: Int64? = nil) throws -> [CommandResult] {
+        if commands.isEmpty { return [] }
+        let nowMs = LedgerTime.milliseconds(clock.now())
+        return try writeTransaction(epoch: epoch) { db in
+            let batch = try Batch(db: db, config: config, clockMs: nowMs, writable: true)
+            var results: [CommandResult] = []
+            results.reserveCapacity(commands.count)
+            for command in commands { results.append(try batch.apply(command)) }
+            try batch.flush()
+            return results
+        }
+    }
+
+    /// Answers a query (balance, canAfford, history, statistics, eligibility, a dry-run
+    /// renewAll) without writing; for the CLI. Throws `LedgerStorageError.notAQuery` otherwise.
+    public func read(_ operation: Operation) throws -> CommandResult {
+        guard operation.isQuery else { throw LedgerStorageError.notAQuery }
+        let nowMs = LedgerTime.milliseconds(clock.now())
+        return try writer.read { db in
+            try Batch(db: db, config: config, clockMs: nowMs, writable: false).execute(operation, jobId: nil).result
+        }
+    }
+
+    /// Renews at most `limit` due accounts (oldest due first, optionally of one `tier`) in one
+    /// transaction. The scheduler calls it until `totalProcessed == 0` — or, to stop on an
+    /// account that keeps failing (only an overflow can fail), until `successful == 0`.
+    public func renewDue(limit: Int, tier: String? = nil, epoch: Int64? = nil) throws -> RenewAllSummary {
+        let nowMs = LedgerTime.milliseconds(clock.now())
+        return try writeTransaction(epoch: epoch) { db in
+            let batch = try Batch(db: db, config: config, clockMs: nowMs, writable: true)
+            let summary = try batch.renewDue(dryRun: false, tier: tier, limit: max(limit, 1), continueOnError: true)
+            try batch.flush()
+            return summary
+        }
+    }
+
+    /// One IMMEDIATE transaction, fenced by `epoch`: commits what `body` did, or nothing.
+    func writeTransaction<T>(epoch: Int64?, _ body: (Database) throws -> T) throws -> T {
+        try writer.writeWithoutTransaction { db in
+            var value: T?
+            try db.inTransaction(.immediate) {
+                if let epoch { try Self.checkEpoch(db, epoch) }
+                value = try body(db)
+                return .commit
+            }
+            return value!
+        }
+    }
+}

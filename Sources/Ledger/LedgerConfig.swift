@@ -1,0 +1,123 @@
+/// Business settings and storage tuning of a ledger.
+///
+/// Every field has a default, and decoding tolerates missing keys, so a config file names only
+/// what it changes. A map given in a file (`costs`, `tiers`) replaces the default map whole:
+/// merging would make it impossible to remove an operation or a tier.
+public struct LedgerConfig: Sendable, Codable, Equatable {
+    /// Tokens debited by a `charge` of each operation. Default: `image_generation` 10,
+    /// `chatgpt_message` 5. A charge of an operation not listed is `unknown_operation`.
+    public var costs: [String: Int64]
+    /// Tiers by name. `Gift` must exist: `open` and expired subscriptions fall back to it.
+    /// Default: `Gift` 100 tokens a month (free), `Professional` 2000, `Business` 10000.
+    public var tiers: [String: TierConfig]
+    /// How a renewal grants the monthly allocation. Default `topUp`.
+    public var renewalPolicy: RenewalPolicy
+    /// SQLite `synchronous`. Default `full`: a committed batch survives power loss, which is what
+    /// lets the worker acknowledge jobs after the commit. `normal` may lose the last batches on
+    /// power loss (not on a process crash) and the jobs would then be applied again.
+    public var synchronous: SynchronousMode
+    /// How long a connection waits for a lock held by another process (the CLI, a backup)
+    /// before failing. Default 5000.
+    public var busyTimeoutMilliseconds: Int
+    /// SQLite's automatic WAL checkpoint threshold in pages. Default 1000 (SQLite's own).
+    /// 0 turns automatic checkpoints off: the commit that crosses the threshold then no longer
+    /// pays for copying the WAL into the database, and the owner must call
+    /// `Ledger.checkpoint()` from elsewhere (off the hot path) or the WAL grows without bound.
+    public var walAutoCheckpointPages: Int
+
+    public static let defaultCosts: [String: Int64] = ["image_generation": 10, "chatgpt_message": 5]
+    public static let defaultTiers: [String: TierConfig] = [
+        "Gift": TierConfig(allocation: 100, price: 0),
+        "Professional": TierConfig(allocation: 2000, price: 1900),
+        "Business": TierConfig(allocation: 10000, price: 9900),
+    ]
+
+    public init(
+        costs: [String: Int64] = LedgerConfig.defaultCosts,
+        tiers: [String: TierConfig] = LedgerConfig.defaultTiers,
+        renewalPolicy: RenewalPolicy = .topUp,
+        synchronous: SynchronousMode = .full,
+        busyTimeoutMilliseconds: Int = 5000,
+        walAutoCheckpointPages: Int = 1000
+    ) {
+        self.costs = costs
+        self.tiers = tiers
+        self.renewalPolicy = renewalPolicy
+        self.synchronous = synchronous
+        self.busyTimeoutMilliseconds = busyTimeoutMilliseconds
+        self.walAutoCheckpointPages = walAutoCheckpointPages
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case costs, tiers, renewalPolicy, synchronous, busyTimeoutMilliseconds, walAutoCheckpointPages
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init()
+        if let v = try c.decodeIfPresent([String: Int64].self, forKey: .costs) { costs = v }
+        if let v = try c.decodeIfPresent([String: TierConfig].self, forKey: .tiers) { tiers = v }
+        if let v = try c.decodeIfPresent(RenewalPolicy.self, forKey: .renewalPolicy) { renewalPolicy = v }
+        if let v = try c.decodeIfPresent(SynchronousMode.self, forKey: .synchronous) { synchronous = v }
+        if let v = try c.decodeIfPresent(Int.self, forKey: .busyTimeoutMilliseconds) { busyTimeoutMilliseconds = v }
+        if let v = try c.decodeIfPresent(Int.self, forKey: .walAutoCheckpointPages) { walAutoCheckpointPages = v }
+    }
+
+    /// Checks the values decoding cannot: throws `LedgerConfigError` naming the first
+    /// offending field (for instance `tiers.Gift.allocation must be >= 0`).
+    public func validate() throws {
+        for name in costs.keys.sorted() {
+            if name.isEmpty { throw LedgerConfigError("costs: an operation name must not be empty") }
+            if costs[name]! < 0 { throw LedgerConfigError("costs.\(name) must be >= 0") }
+        }
+        if tiers["Gift"] == nil { throw LedgerConfigError("tiers.Gift must exist (new and expired accounts use it)") }
+        for name in tiers.keys.sorted() {
+            let tier = tiers[name]!
+            if name.isEmpty { throw LedgerConfigError("tiers: a tier name must not be empty") }
+            if tier.allocation < 0 { throw LedgerConfigError("tiers.\(name).allocation must be >= 0") }
+            if tier.price < 0 { throw LedgerConfigError("tiers.\(name).price must be >= 0") }
+        }
+        if busyTimeoutMilliseconds < 0 { throw LedgerConfigError("busyTimeoutMilliseconds must be >= 0") }
+        if walAutoCheckpointPages < 0 { throw LedgerConfigError("walAutoCheckpointPages must be >= 0") }
+    }
+}
+
+/// A subscription tier: the tokens granted each month and the informational list price in
+/// minor currency units (the ledger records no money; payments happen elsewhere).
+public struct TierConfig: Sendable, Codable, Equatable {
+    public var allocation: Int64
+    public var price: Int64
+
+    public init(allocation: Int64, price: Int64 = 0) {
+        self.allocation = allocation
+        self.price = price
+    }
+
+    enum CodingKeys: String, CodingKey { case allocation, price }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        allocation = try c.decode(Int64.self, forKey: .allocation)
+        price = try c.decodeIfPresent(Int64.self, forKey: .price) ?? 0
+    }
+}
+
+/// How renewal grants an allocation.
+public enum RenewalPolicy: String, Sendable, Codable, Equatable {
+    /// Raise the balance to the allocation; an account at or above it gets no entry (still renews).
+    case topUp
+    /// Add the allocation to whatever is left.
+    case accumulate
+}
+
+public enum SynchronousMode: String, Sendable, Codable, Equatable {
+    case full
+    case normal
+}
+
+/// An invalid configuration; the message names the field.
+public struct LedgerConfigError: Error, Sendable, Equatable, CustomStringConvertible {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}

@@ -1,0 +1,100 @@
+/// A business refusal: a well-formed command whose values or whose account state the ledger
+/// refuses. It is a result, not a failure of the worker: it is stored under the job id, and a
+/// replay answers it again.
+///
+/// `code` is one of the contract's stable snake_case words; `message` is a sentence for
+/// people; `details` are extra top-level result fields (for `insufficient_tokens`: `balance`,
+/// `required`, `deficit`), in the order they are written.
+public struct LedgerError: Error, Sendable, Equatable, CustomStringConvertible {
+    public let code: String
+    public let message: String
+    public let details: [LedgerDetail]
+
+    public init(code: String, message: String, details: [LedgerDetail] = []) {
+        self.code = code
+        self.message = message
+        self.details = details
+    }
+
+    public var description: String { "\(code): \(message)" }
+
+    /// The value of an integer detail, for tests and metrics.
+    public func detail(_ key: String) -> LedgerValue? { details.first { $0.key == key }?.value }
+
+    // The stable codes. Contract codes first, then the ones this ledger adds.
+    public static let invalidJob = "invalid_job"
+    public static let userNotFound = "user_not_found"
+    public static let accountExists = "account_exists"
+    public static let insufficientTokens = "insufficient_tokens"
+    public static let unknownOperation = "unknown_operation"
+    public static let invalidAmount = "invalid_amount"
+    public static let refundExceedsCharge = "refund_exceeds_charge"
+    public static let notEligible = "not_eligible"
+    public static let duplicatePayment = "duplicate_payment"
+    public static let chargeNotFound = "charge_not_found"
+    public static let unknownTier = "unknown_tier"
+    public static let invalidDateRange = "invalid_date_range"
+    /// `months` of a purchase below 1 or above 1200.
+    public static let invalidMonths = "invalid_months"
+    /// `limit`/`offset` of history or renewAll out of range.
+    public static let invalidLimit = "invalid_limit"
+
+    static func userNotFound(_ userId: String) -> LedgerError {
+        LedgerError(code: userNotFound, message: "No account exists for user \(userId).")
+    }
+
+    static func insufficient(balance: Int64, required: Int64) -> LedgerError {
+        LedgerError(
+            code: insufficientTokens,
+            message: "The balance of \(balance) tokens does not cover the \(required) tokens required.",
+            details: [.init("balance", .int(balance)), .init("required", .int(required)),
+                      .init("deficit", .int(required - balance))])
+    }
+
+    static func overflow(_ what: String) -> LedgerError {
+        LedgerError(code: invalidAmount, message: "The \(what) would overflow a 64-bit integer.")
+    }
+}
+
+/// One extra result field of a refusal.
+public struct LedgerDetail: Sendable, Equatable {
+    public let key: String
+    public let value: LedgerValue
+    public init(_ key: String, _ value: LedgerValue) {
+        self.key = key
+        self.value = value
+    }
+}
+
+/// A JSON scalar.
+public enum LedgerValue: Sendable, Equatable {
+    case int(Int64)
+    case string(String)
+    case bool(Bool)
+    /// An ISO 8601 time, written as a string.
+    case time(ms: Int64)
+    case null
+}
+
+/// A failure of storage rather than a refusal of a command: nothing of the call was written.
+/// The worker retries the batch on SQLite errors; on `fenced` it must stop writing, because
+/// another worker has taken the ledger over.
+public enum LedgerStorageError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// A newer epoch than the caller's was recorded by `acquireEpoch`.
+    case fenced(callerEpoch: Int64, currentEpoch: Int64)
+    /// `backup(to:)` refuses to overwrite an existing file.
+    case backupDestinationExists(path: String)
+    /// `read(_:)` accepts only queries.
+    case notAQuery
+
+    public var description: String {
+        switch self {
+        case let .fenced(mine, current):
+            return "fenced: this writer holds epoch \(mine) but epoch \(current) has been acquired since"
+        case let .backupDestinationExists(path):
+            return "backup destination already exists: \(path)"
+        case .notAQuery:
+            return "read(_:) only answers queries"
+        }
+    }
+}

@@ -1,0 +1,57 @@
+import Foundation
+
+/// A typed command: what the worker makes of a job once its shape is valid.
+///
+/// Foundation also has an `Operation` class: a file that imports all of Foundation and this
+/// module can say `LedgerOperation` (an alias), or import only what it needs from Foundation
+/// (`import struct Foundation.Date`).
+///
+/// Shapes (types, id formats, sizes) are the worker's to check; value refusals (an amount
+/// below 1 or one that would overflow, an unknown operation or tier, months below 1) are the
+/// ledger's, so that they are stored under the job id like every other result.
+/// `metadata` is the serialized JSON text of an object, already validated (<= 16 KiB); the
+/// ledger keeps it as it is and embeds it raw in history.
+public enum Operation: Sendable, Equatable {
+    case open(userId: String)
+    case charge(userId: String, operation: String, metadata: String?)
+    case debit(userId: String, operationType: String, amount: Int64, metadata: String?)
+    case credit(userId: String, operationType: String, amount: Int64, metadata: String?)
+    /// `refundOf` is the job id of an earlier charge or debit of this user.
+    case refund(userId: String, refundOf: String?, amount: Int64?, metadata: String?)
+    case purchase(userId: String, tier: String, paymentId: String, months: Int, metadata: String?)
+    case renew(userId: String)
+    /// `limit` nil means every eligible account.
+    case renewAll(dryRun: Bool, tier: String?, limit: Int?, continueOnError: Bool)
+    case balance(userId: String)
+    case canAfford(userId: String, operation: String)
+    case history(userId: String, limit: Int, offset: Int, operationType: String?, startDate: Date?, endDate: Date?)
+    case statistics(userId: String, startDate: Date, endDate: Date)
+    case eligibility(userId: String)
+    /// A refusal the worker decided before it could type the job (for instance an `amount`
+    /// beyond 64 bits, which the contract makes `invalid_amount`, not a dead letter). Applying
+    /// it stores the refusal under the job id, so a replay answers it like any refusal.
+    case refusal(LedgerError)
+
+    /// Whether the command only reads (its result is still stored when it has a job id).
+    public var isQuery: Bool {
+        switch self {
+        case .balance, .canAfford, .history, .statistics, .eligibility: return true
+        case .renewAll(let dryRun, _, _, _): return dryRun
+        default: return false
+        }
+    }
+}
+
+/// `Operation` under a name that Foundation's `Operation` class does not shadow.
+public typealias LedgerOperation = Operation
+
+/// One job of a batch: the job id (the idempotency key; optional on queries) and its command.
+public struct Command: Sendable, Equatable {
+    public var jobId: String?
+    public var operation: Operation
+
+    public init(jobId: String?, operation: Operation) {
+        self.jobId = jobId
+        self.operation = operation
+    }
+}
