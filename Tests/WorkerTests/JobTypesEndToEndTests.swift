@@ -108,7 +108,7 @@ final class JobTypesEndToEndTests: XCTestCase {
 
         try await worker.stop()
         XCTAssertNil(try h.redis.get(h.keys.lease), "a graceful stop releases the lease")
-        //VERIFY XCTAssertEqual(try Ledger.verify(path: h.databasePath), [])
+        XCTAssertEqual(try Ledger.verify(path: h.databasePath), [])
     }
 
     func testRepliesExpire() async throws {

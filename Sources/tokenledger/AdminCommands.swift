@@ -1,0 +1,119 @@
+import ArgumentParser
+import Foundation
+import Ledger
+import Redis
+
+struct RenewCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "renew",
+        abstract: "Renew one user, or all eligible accounts, through the worker (prints the reply).")
+    @OptionGroup var settings: SettingsOptions
+    @Argument(help: "The user id (omit with --all).") var userId: String?
+    @Flag(help: "Renew every eligible account (a renewAll job).") var all = false
+    @Flag(help: "With --all: report what would be renewed, change nothing.") var dryRun = false
+    @Option(help: "With --all: only accounts of this tier.") var tier: String?
+    @Option(help: "With --all: the most accounts to process.") var limit: Int?
+    @Option(help: "Seconds to wait for the reply.") var timeout: Double = 60
+
+    func validate() throws {
+        if all == (userId != nil) { throw ValidationError("give a user id or --all, not both") }
+        if !all && (dryRun || tier != nil || limit != nil) { throw ValidationError("--dry-run, --tier and --limit go with --all") }
+    }
+
+    func run() throws {
+        let settings = try self.settings.resolve()
+        var job: [String: Any] = ["id": "cli-renew-\(UUID().uuidString.lowercased())"]
+        if all {
+            job["type"] = "renewAll"
+            job["dryRun"] = dryRun
+            if let tier { job["tier"] = tier }
+            if let limit { job["limit"] = limit }
+        } else {
+            job["type"] = "renew"
+            job["userId"] = userId!
+        }
+        if let reply = try JobClient(settings: settings).send(JobClient.json(job), wait: true, timeout: timeout) { print(reply) }
+    }
+}
+
+struct DeadLettersCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dead-letters",
+        abstract: "List dead letters, or requeue them (oldest first) once their cause is fixed.")
+    enum Action: String, ExpressibleByArgument, CaseIterable { case list, requeue }
+    @OptionGroup var settings: SettingsOptions
+    @Argument(help: "list or requeue.") var action: Action = .list
+    @Option(help: "How many (list: newest first; requeue: oldest first).") var count: Int = 20
+
+    func run() throws {
+        let settings = try self.settings.resolve()
+        let redis = try RedisConnection(configuration: settings.redis)
+        switch action {
+        case .list:
+            for letter in try redis.lrange(settings.keys.dead, 0, count - 1) { print(String(decoding: letter, as: UTF8.self)) }
+        case .requeue:
+            var moved = 0
+            for _ in 0..<count {
+                guard let letter = try redis.send(RedisCommand("RPOP", settings.keys.dead)).bytes else { break }
+                guard let raw = Self.rawJob(of: letter) else {
+                    try redis.send(RedisCommand("RPUSH", settings.keys.dead, letter))
+                    throw ValidationError("a dead letter without its job was left in place")
+                }
+                try redis.send(RedisCommand("RPUSH", settings.keys.jobs, raw))
+                moved += 1
+            }
+            print("requeued \(moved) job(s) at the front of \(settings.keys.jobs)")
+        }
+    }
+
+    static func rawJob(of letter: [UInt8]) -> [UInt8]? {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(letter)) as? [String: Any] else { return nil }
+        if let job = object["job"] as? String { return Array(job.utf8) }
+        if let encoded = object["jobBase64"] as? String, let data = Data(base64Encoded: encoded) { return Array(data) }
+        return nil
+    }
+}
+
+struct VerifyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "verify",
+        abstract: "Check the whole ledger; print every violation; exit 0 only when there is none.")
+    @OptionGroup var settings: SettingsOptions
+
+    func run() throws {
+        let settings = try self.settings.resolve()
+        let violations = try Ledger.verify(path: settings.database)
+        for v in violations { print(v) }
+        if violations.isEmpty {
+            print("ledger \(settings.database): no violation")
+        } else {
+            print("ledger \(settings.database): \(violations.count) violation(s)")
+            throw ExitCode(1)
+        }
+    }
+}
+
+struct MigrateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "migrate", abstract: "Create the ledger file or bring its schema up to date.")
+    @OptionGroup var settings: SettingsOptions
+
+    func run() throws {
+        let settings = try self.settings.resolve()
+        _ = try settings.openLedger()
+        print("ledger \(settings.database): schema up to date")
+    }
+}
+
+struct BackupCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "backup",
+        abstract: "Write a consistent copy of the ledger, even while the worker runs.")
+    @OptionGroup var settings: SettingsOptions
+    @Argument(help: "Where to write the copy (must not exist).") var path: String
+
+    func run() throws {
+        let settings = try self.settings.resolve()
+        try Ledger.backup(from: settings.database, to: path, config: settings.ledger)
+        print("backup of \(settings.database) written to \(path)")
+    }
+}

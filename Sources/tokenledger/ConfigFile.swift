@@ -1,0 +1,66 @@
+import Foundation
+import Ledger
+
+/// The optional JSON config file (`--config` or `TOKENLEDGER_CONFIG`). Every key is optional;
+/// deploy/tokenledger.example.json lists them all with their defaults.
+struct ConfigFile: Decodable {
+    var redisUrl: String?
+    var redisUsername: String?
+    var redisPasswordFile: String?
+    var database: String?
+    var prefix: String?
+    var http: String?
+    var workerId: String?
+    var batchSize: Int?
+    var replyExpirySeconds: Int?
+    var leaseSeconds: Double?
+    var maxAttempts: Int?
+    var logLevel: String?
+    var synchronous: SynchronousMode?
+    var walAutoCheckpointPages: Int?
+    var renewal: Renewal?
+    var costs: [String: Int64]?
+    var tiers: [String: TierConfig]?
+
+    struct Renewal: Decodable {
+        var cron: String?
+        var timeZone: String?
+        var policy: RenewalPolicy?
+        var batchSize: Int?
+    }
+
+    /// Reads and decodes the file; the error names the file and the offending field.
+    static func load(path: String) throws -> ConfigFile {
+        let data: Data
+        do {
+            data = try Data(contentsOf: URL(fileURLWithPath: path))
+        } catch {
+            throw SettingsError("cannot read config file \(path): \(error.localizedDescription)")
+        }
+        do {
+            return try JSONDecoder().decode(ConfigFile.self, from: data)
+        } catch let error as DecodingError {
+            throw SettingsError("config file \(path): \(Self.describe(error))")
+        }
+    }
+
+    static func describe(_ error: DecodingError) -> String {
+        func path(_ context: DecodingError.Context) -> String {
+            let p = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+            return p.isEmpty ? "the file" : "field '\(p)'"
+        }
+        switch error {
+        case .typeMismatch(let type, let c): return "\(path(c)) must be of type \(type)"
+        case .valueNotFound(let type, let c): return "\(path(c)) must be a \(type), not null"
+        case .keyNotFound(let key, let c): return "\(path(c)) needs the key '\(key.stringValue)'"
+        case .dataCorrupted(let c): return "\(path(c)) is invalid: \(c.debugDescription)"
+        @unknown default: return "\(error)"
+        }
+    }
+}
+
+/// A setting that cannot be used; the message names it.
+struct SettingsError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,60 @@
+import ArgumentParser
+import Foundation
+import Redis
+import Worker
+
+struct EnqueueCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "enqueue",
+        abstract: "Push a job (JSON) on the queue; with --wait, print its reply.",
+        discussion: "Reads the job from standard input when JOB is '-'. With --wait and no replyTo in the job, a unique <prefix>:reply:<uuid> is added.")
+
+    @OptionGroup var settings: SettingsOptions
+
+    @Argument(help: "The job, as JSON, or '-' for standard input.")
+    var job: String
+
+    @Flag(help: "Wait for the reply and print it.")
+    var wait = false
+
+    @Option(help: "Seconds to wait for the reply.")
+    var timeout: Double = 10
+
+    func run() throws {
+        let settings = try self.settings.resolve()
+        let text = job == "-" ? String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self) : job
+        let reply = try JobClient(settings: settings).send(text, wait: wait, timeout: timeout)
+        if let reply { print(reply) }
+    }
+}
+
+/// Pushes jobs as any producer would, and optionally waits on a reply list.
+struct JobClient {
+    let settings: Settings
+
+    /// Returns the reply when `wait` is set; throws when none came within `timeout`.
+    func send(_ json: String, wait: Bool, timeout: Double) throws -> String? {
+        let redis = try RedisConnection(configuration: settings.redis)
+        guard wait else {
+            try redis.lpush(settings.keys.jobs, json)
+            return nil
+        }
+        guard var object = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any] else {
+            throw ValidationError("--wait needs the job to be a JSON object")
+        }
+        let replyTo = object["replyTo"] as? String ?? "\(settings.keys.prefix):reply:\(UUID().uuidString.lowercased())"
+        object["replyTo"] = replyTo
+        let body = try JSONSerialization.data(withJSONObject: object, options: [.withoutEscapingSlashes])
+        try redis.lpush(settings.keys.jobs, Array(body))
+        let answer = try redis.send(RedisCommand("BRPOP", replyTo, timeout), blockingFor: timeout)
+        guard let pair = answer.array, pair.count == 2, let reply = pair[1].string else {
+            throw ValidationError("no reply on \(replyTo) within \(timeout) s: is a worker running on \(settings.keys.jobs)?")
+        }
+        return reply
+    }
+
+    /// Builds a job object as JSON text.
+    static func json(_ fields: [String: Any]) throws -> String {
+        String(decoding: try JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys, .withoutEscapingSlashes]), as: UTF8.self)
+    }
+}

@@ -1,0 +1,145 @@
+import ArgumentParser
+import Foundation
+import Ledger
+import Logging
+import Redis
+import Worker
+
+/// The options every subcommand shares. Precedence: flags, then environment, then the config
+/// file, then defaults. The Redis password is never a flag: it comes from
+/// `TOKENLEDGER_REDIS_PASSWORD`, a password file, or the URL.
+struct SettingsOptions: ParsableArguments {
+    @Option(help: "Config file (JSON). Env: TOKENLEDGER_CONFIG.")
+    var config: String?
+
+    @Option(help: "Redis URL: redis://[user@]host[:port][/db] or unix:///path?db=N. Env: TOKENLEDGER_REDIS_URL. Default: redis://127.0.0.1:6379/0.")
+    var redisUrl: String?
+
+    @Option(help: "SQLite ledger file. Env: TOKENLEDGER_DATABASE. Default: tokenledger.sqlite in the working folder.")
+    var database: String?
+
+    @Option(help: "Key prefix of the queue, lists and channel. Env: TOKENLEDGER_PREFIX. Default: tokens.")
+    var prefix: String?
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical. Env: TOKENLEDGER_LOG_LEVEL. Default: info.")
+    var logLevel: String?
+
+    func resolve(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> Settings {
+        try Settings(options: self, environment: environment)
+    }
+}
+
+/// Every setting, resolved.
+struct Settings {
+    var redis: RedisConfiguration
+    var database: String
+    var keys: QueueKeys
+    var http: String
+    var workerId: String
+    var batchSize: Int
+    var replyExpirySeconds: Int
+    var leaseMilliseconds: Int
+    var maxAttempts: Int
+    var logLevel: Logger.Level
+    var ledger: LedgerConfig
+    var renewalSchedule: CronSchedule
+    var renewalBatchSize: Int
+
+    init(options: SettingsOptions, environment env: [String: String], workerOptions: WorkerOptions? = nil) throws {
+        let file = try (options.config ?? env["TOKENLEDGER_CONFIG"]).map(ConfigFile.load(path:)) ?? ConfigFile()
+
+        let url = options.redisUrl ?? env["TOKENLEDGER_REDIS_URL"] ?? file.redisUrl ?? "redis://127.0.0.1:6379/0"
+        do {
+            redis = try RedisConfiguration(url: url)
+        } catch {
+            throw SettingsError("redis URL: \(error)")
+        }
+        if let user = env["TOKENLEDGER_REDIS_USERNAME"] ?? file.redisUsername { redis.username = user }
+        if let password = env["TOKENLEDGER_REDIS_PASSWORD"] {
+            redis.password = password
+        } else if let path = env["TOKENLEDGER_REDIS_PASSWORD_FILE"] ?? file.redisPasswordFile {
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+                throw SettingsError("cannot read the Redis password file \(path)")
+            }
+            redis.password = text.trimmingCharacters(in: .newlines)
+        }
+
+        database = options.database ?? env["TOKENLEDGER_DATABASE"] ?? file.database ?? "tokenledger.sqlite"
+        let prefix = options.prefix ?? env["TOKENLEDGER_PREFIX"] ?? file.prefix ?? "tokens"
+        guard !prefix.isEmpty else { throw SettingsError("prefix must not be empty") }
+        keys = QueueKeys(prefix: prefix)
+        http = workerOptions?.http ?? env["TOKENLEDGER_HTTP"] ?? file.http ?? "127.0.0.1:9464"
+        workerId = workerOptions?.workerId ?? env["TOKENLEDGER_WORKER_ID"] ?? file.workerId ?? WorkerConfiguration.defaultWorkerId()
+        guard !workerId.isEmpty, !workerId.contains(where: { $0.isWhitespace }) else {
+            throw SettingsError("workerId must be non-empty without spaces")
+        }
+
+        let batchText = workerOptions?.batchSize.map(String.init) ?? env["TOKENLEDGER_BATCH_SIZE"]
+        if let batchText {
+            guard let n = Int(batchText) else { throw SettingsError("batch size '\(batchText)' is not a number") }
+            batchSize = n
+        } else {
+            batchSize = file.batchSize ?? 256
+        }
+        guard (1...4096).contains(batchSize) else { throw SettingsError("batchSize must be from 1 to 4096") }
+        replyExpirySeconds = file.replyExpirySeconds ?? 600
+        guard replyExpirySeconds >= 1 else { throw SettingsError("replyExpirySeconds must be >= 1") }
+        let leaseSeconds = file.leaseSeconds ?? 5
+        guard leaseSeconds >= 1 else { throw SettingsError("leaseSeconds must be >= 1") }
+        leaseMilliseconds = Int(leaseSeconds * 1000)
+        maxAttempts = file.maxAttempts ?? 5
+        guard maxAttempts >= 1 else { throw SettingsError("maxAttempts must be >= 1") }
+
+        let level = options.logLevel ?? env["TOKENLEDGER_LOG_LEVEL"] ?? file.logLevel ?? "info"
+        guard let parsed = Logger.Level(rawValue: level) else { throw SettingsError("logLevel '\(level)' is not one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))") }
+        logLevel = parsed
+
+        var ledger = LedgerConfig()
+        if let costs = file.costs { ledger.costs = costs }
+        if let tiers = file.tiers { ledger.tiers = tiers }
+        if let policy = file.renewal?.policy { ledger.renewalPolicy = policy }
+        if let sync = file.synchronous { ledger.synchronous = sync }
+        if let pages = file.walAutoCheckpointPages { ledger.walAutoCheckpointPages = pages }
+        do {
+            try ledger.validate()
+        } catch {
+            throw SettingsError("config: \(error)")
+        }
+        self.ledger = ledger
+
+        let zoneName = file.renewal?.timeZone ?? "UTC"
+        guard let zone = TimeZone(identifier: zoneName) else { throw SettingsError("renewal.timeZone '\(zoneName)' is not a known time zone") }
+        do {
+            renewalSchedule = try CronSchedule(file.renewal?.cron ?? "0 2 * * *", timeZone: zone)
+        } catch {
+            throw SettingsError("renewal.cron: \(error)")
+        }
+        renewalBatchSize = file.renewal?.batchSize ?? 1000
+        guard renewalBatchSize >= 1 else { throw SettingsError("renewal.batchSize must be >= 1") }
+    }
+
+    var workerConfiguration: WorkerConfiguration {
+        WorkerConfiguration(redis: redis, keys: keys, workerId: workerId, batchSize: batchSize,
+                            replyExpirySeconds: replyExpirySeconds, leaseMilliseconds: leaseMilliseconds,
+                            maxAttempts: maxAttempts, renewalSchedule: renewalSchedule, renewalBatchSize: renewalBatchSize)
+    }
+
+    /// `host:port` of the operator endpoints, or nil when they are `off`.
+    func httpAddress() throws -> (host: String, port: UInt16)? {
+        if http == "off" { return nil }
+        guard let colon = http.lastIndex(of: ":"), let port = UInt16(http[http.index(after: colon)...]) else {
+            throw SettingsError("http '\(http)' must be host:port or off")
+        }
+        return (String(http[..<colon]), port)
+    }
+
+    func makeLogger(_ label: String) -> Logger {
+        var logger = Logger(label: label)
+        logger.logLevel = logLevel
+        return logger
+    }
+
+    func openLedger() throws -> Ledger {
+        try Ledger(path: database, config: ledger)
+    }
+}

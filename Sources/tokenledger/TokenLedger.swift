@@ -1,0 +1,25 @@
+import ArgumentParser
+
+@main
+struct TokenLedger: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tokenledger",
+        abstract: "An exact, fast token ledger fed by Redis queues.",
+        discussion: """
+            Producers LPUSH JSON jobs on <prefix>:jobs; `tokenledger worker` applies them to an
+            append-only SQLite ledger, replies on each job's replyTo list and publishes balance
+            invalidations on <prefix>:balance. See docs/PROTOCOL.md.
+
+            Settings come from flags, then the environment (TOKENLEDGER_REDIS_URL,
+            TOKENLEDGER_DATABASE, TOKENLEDGER_PREFIX, TOKENLEDGER_CONFIG, TOKENLEDGER_HTTP,
+            TOKENLEDGER_REDIS_USERNAME, TOKENLEDGER_REDIS_PASSWORD, TOKENLEDGER_REDIS_PASSWORD_FILE,
+            TOKENLEDGER_WORKER_ID, TOKENLEDGER_BATCH_SIZE, TOKENLEDGER_LOG_LEVEL), then the config
+            file, then defaults.
+            """,
+        subcommands: [
+            WorkerCommand.self, EnqueueCommand.self, BalanceCommand.self, HistoryCommand.self,
+            StatsCommand.self, EligibilityCommand.self, RenewCommand.self, DeadLettersCommand.self,
+            VerifyCommand.self, MigrateCommand.self, BackupCommand.self,
+        ]
+    )
+}

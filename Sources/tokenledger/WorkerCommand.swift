@@ -1,0 +1,54 @@
+import ArgumentParser
+import Foundation
+import Logging
+import Metrics
+import Prometheus
+import ServiceLifecycle
+import Worker
+
+/// Options only the worker has.
+struct WorkerOptions: ParsableArguments {
+    @Option(help: "host:port of /metrics, /healthz and /readyz, or 'off'. Env: TOKENLEDGER_HTTP. Default: 127.0.0.1:9464.")
+    var http: String?
+
+    @Option(help: "This worker's id (names its processing list). Env: TOKENLEDGER_WORKER_ID. Default: hostname-pid.")
+    var workerId: String?
+
+    @Option(help: "The most jobs applied in one transaction (1-4096). Env: TOKENLEDGER_BATCH_SIZE. Default: 256.")
+    var batchSize: Int?
+}
+
+struct WorkerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "worker",
+        abstract: "Serve the queue until SIGTERM or SIGINT (then finish the batch in hand and exit 0).")
+
+    @OptionGroup var settings: SettingsOptions
+    @OptionGroup var worker: WorkerOptions
+
+    func run() async throws {
+        let settings = try Settings(options: self.settings, environment: ProcessInfo.processInfo.environment, workerOptions: worker)
+        let level = settings.logLevel
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        let logger = settings.makeLogger("tokenledger")
+        let ledger = try settings.openLedger()
+
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: WorkerService(configuration: settings.workerConfiguration, ledger: ledger, logger: logger),
+                  successTerminationBehavior: .gracefullyShutdownGroup,
+                  failureTerminationBehavior: .gracefullyShutdownGroup)
+        ]
+        if let address = try settings.httpAddress() {
+            services.append(.init(service: OperatorEndpoints(host: address.host, port: address.port, registry: registry,
+                                                             redis: settings.redis, ledger: ledger, logger: logger)))
+        }
+        let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
+}

@@ -1,0 +1,128 @@
+import Foundation
+import Ledger
+import Redis
+import TestSupport
+import XCTest
+
+/// Exactly-once across `kill -9`, SIGTERM, takeovers and Redis restarts, with the real executable.
+final class CrashRecoveryTests: XCTestCase {
+    let users = 100
+
+    /// Enqueues opens for every user, then `count` credits of 1 spread over the users; returns
+    /// how many credits each user got.
+    func enqueueWork(_ h: WorkerHarness, count: Int, redis: RedisConnection? = nil, idPrefix: String = "c") throws -> [Int] {
+        let redis = redis ?? h.redis
+        var perUser = [Int](repeating: 0, count: users)
+        var commands = (0..<users).map { RedisCommand("LPUSH", h.keys.jobs, #"{"type":"open","id":"open-\#($0)","userId":"user-\#($0)"}"#) }
+        for i in 0..<count {
+            let user = (i * 7919) % users
+            perUser[user] += 1
+            commands.append(RedisCommand("LPUSH", h.keys.jobs,
+                                         #"{"type":"credit","id":"\#(idPrefix)-\#(i)","userId":"user-\#(user)","operationType":"bonus","amount":1}"#))
+        }
+        for chunk in stride(from: 0, to: commands.count, by: 5000) {
+            _ = try redis.pipeline(commands[chunk..<min(chunk + 5000, commands.count)])
+        }
+        return perUser
+    }
+
+    /// Every credit applied exactly once: balances, entry count, and a clean `verify`.
+    func assertExactlyOnce(_ h: WorkerHarness, perUser: [Int], file: StaticString = #filePath, line: UInt = #line) throws {
+        let ledger = try Ledger(path: h.databasePath)
+        var total = 0
+        for (user, credits) in perUser.enumerated() {
+            let result = try ledger.read(.balance(userId: "user-\(user)"))
+            let object = try JSONSerialization.jsonObject(with: Data(result.json.utf8)) as! [String: Any]
+            XCTAssertEqual(object.int("tokensBalance"), Int64(100 + credits), "user-\(user)", file: file, line: line)
+            total += 1 + credits
+        }
+        let all = try ledger.read(.history(userId: "user-0", limit: 1, offset: 0, operationType: nil, startDate: nil, endDate: nil))
+        XCTAssertTrue(all.success)
+        XCTAssertEqual(try Ledger.verify(path: h.databasePath), [], file: file, line: line)
+        let (status, output) = try runTokenLedger(["verify", "--database", h.databasePath])
+        XCTAssertEqual(status, 0, output, file: file, line: line)
+        _ = total
+    }
+
+    func waitUntilDrained(_ h: WorkerHarness, redis: RedisConnection? = nil, timeout: Double = 120) throws {
+        let redis = redis ?? h.redis
+        try h.eventually(timeout: timeout, "queue and processing lists drained") {
+            let workers = try redis.smembers(h.keys.workers).map { String(decoding: $0, as: UTF8.self) }
+            let pending = try workers.reduce(0) { $0 + (try redis.llen(h.keys.processing($1))) }
+            return try redis.llen(h.keys.jobs) == 0 && pending == 0
+        }
+    }
+
+    func testKillNineDuringATwentyThousandJobRun() throws {
+        let h = try WorkerHarness()
+        let perUser = try enqueueWork(h, count: 20_000)
+        var kills = 0
+        for round in 0..<30 {
+            let worker = try WorkerProcess(h, workerId: "crashy-\(round)")
+            usleep(useconds_t.random(in: 150_000...400_000))
+            if try h.redis.llen(h.keys.jobs) == 0 {
+                _ = worker.terminate()
+                break
+            }
+            worker.kill9()
+            kills += 1
+        }
+        XCTAssertGreaterThanOrEqual(kills, 3, "the run was interrupted several times")
+        let last = try WorkerProcess(h, workerId: "finisher")
+        try waitUntilDrained(h)
+        XCTAssertEqual(last.terminate(), 0, last.log)
+        try assertExactlyOnce(h, perUser: perUser)
+    }
+
+    func testSigtermFinishesTheBatchInHandAndExitsZero() throws {
+        let h = try WorkerHarness()
+        let perUser = try enqueueWork(h, count: 5_000)
+        let worker = try WorkerProcess(h, workerId: "polite")
+        try h.eventually("work started") { try h.redis.llen(h.keys.jobs) < 5_000 }
+        XCTAssertEqual(worker.terminate(), 0, worker.log)
+        XCTAssertNil(try h.redis.get(h.keys.lease), "the lease is released at once")
+        XCTAssertEqual(try h.redis.llen(h.keys.processing("polite")), 0, "the batch in hand was finished")
+        let again = try WorkerProcess(h, workerId: "polite-2")
+        try waitUntilDrained(h)
+        XCTAssertEqual(again.terminate(), 0)
+        try assertExactlyOnce(h, perUser: perUser)
+    }
+
+    func testStandbyTakesOverFromAKilledActiveWorker() throws {
+        let h = try WorkerHarness()
+        let config = h.directory.appendingPathComponent("config.json").path
+        try Data(#"{"leaseSeconds": 2}"#.utf8).write(to: URL(fileURLWithPath: config))
+        let active = try WorkerProcess(h, workerId: "active", configFile: config)
+        try h.eventually("active holds the lease") { try h.redis.get(h.keys.lease) == Array("active".utf8) }
+        let standby = try WorkerProcess(h, workerId: "standby", configFile: config)
+        let perUser = try enqueueWork(h, count: 3_000)
+        usleep(300_000)
+        XCTAssertEqual(try h.redis.get(h.keys.lease), Array("active".utf8), "the second worker stands by")
+        active.kill9()
+        let killedAt = Date()
+        try h.eventually(timeout: 10, "standby takes over") { try h.redis.get(h.keys.lease) == Array("standby".utf8) }
+        XCTAssertLessThan(Date().timeIntervalSince(killedAt), 4, "within seconds of the active worker's death")
+        try waitUntilDrained(h)
+        XCTAssertEqual(standby.terminate(), 0, standby.log)
+        try assertExactlyOnce(h, perUser: perUser)
+        let epoch = try Ledger(path: h.databasePath).currentEpoch()
+        XCTAssertEqual(epoch?.owner, "standby")
+        XCTAssertGreaterThanOrEqual(epoch?.epoch ?? 0, 2, "each takeover records a higher epoch")
+    }
+
+    func testRedisRestartedMidRun() throws {
+        let server = try RedisServerProcess(extraArguments: ["--appendonly", "yes", "--appendfsync", "always"])
+        let h = try WorkerHarness(redisURL: server.url)
+        let perUser = try enqueueWork(h, count: 10_000)
+        let worker = try WorkerProcess(h, workerId: "survivor")
+        try h.eventually("work started") { try h.redis.llen(h.keys.jobs) < 10_000 }
+        XCTAssertGreaterThan(try h.redis.llen(h.keys.jobs), 0, "Redis restarts mid-run, not after it")
+        try server.restart()
+        usleep(200_000)
+        let redis = try RedisConnection(url: server.url)
+        try waitUntilDrained(h, redis: redis)
+        XCTAssertEqual(worker.terminate(), 0, worker.log)
+        XCTAssertTrue(worker.log.contains("redis unavailable"), "the outage was logged: \(worker.log)")
+        try assertExactlyOnce(h, perUser: perUser)
+    }
+}
