@@ -52,7 +52,11 @@ public struct OperatorEndpoints: Service {
         }
         logger.info("operator endpoints listening", metadata: ["address": "\(host):\(port)"])
         try await withGracefulShutdownHandler {
-            try await server.run()
+            do {
+                try await server.run()
+            } catch where Task.isShuttingDownGracefully {
+                // Stopping closes the listening socket under `run()`: that is the way out, not a failure.
+            }
         } onGracefulShutdown: {
             Task { await server.stop() }
         }

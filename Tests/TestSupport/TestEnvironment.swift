@@ -28,3 +28,27 @@ public enum TestEnvironment {
         return url
     }
 }
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension TestEnvironment {
+    /// A TCP port on 127.0.0.1 that was free a moment ago.
+    public static func freePort() -> UInt16 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { raw in
+                _ = bind(fd, raw, length)
+                _ = getsockname(fd, raw, &length)
+            }
+        }
+        return UInt16(bigEndian: address.sin_port)
+    }
+}

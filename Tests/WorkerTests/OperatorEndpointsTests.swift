@@ -1,0 +1,96 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import Ledger
+import Redis
+import TestSupport
+import XCTest
+
+/// `/metrics`, `/healthz` and `/readyz` of the real executable.
+final class OperatorEndpointsTests: XCTestCase {
+    func get(_ url: String) async throws -> (Int, String) {
+        var request = URLRequest(url: URL(string: url)!)
+        request.timeoutInterval = 5
+        let (data, response) = try await URLSession.shared.data(for: request)
+        return ((response as! HTTPURLResponse).statusCode, String(decoding: data, as: UTF8.self))
+    }
+
+    /// Waits until the endpoint answers at all.
+    func waitForServer(_ url: String) async throws {
+        for _ in 0..<100 {
+            if (try? await get(url)) != nil { return }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        XCTFail("\(url) never answered")
+    }
+
+    /// Parses Prometheus text format into `name{labels}` -> value.
+    func parse(_ text: String) -> [String: Double] {
+        var samples: [String: Double] = [:]
+        for line in text.split(separator: "\n") where !line.hasPrefix("#") {
+            guard let space = line.lastIndex(of: " "), let value = Double(line[line.index(after: space)...]) else { continue }
+            samples[String(line[..<space])] = value
+        }
+        return samples
+    }
+
+    func testMetricsHealthAndReadiness() async throws {
+        let server = try RedisServerProcess()
+        let h = try WorkerHarness(redisURL: server.url)
+        let port = TestEnvironment.freePort()
+        let worker = try WorkerProcess(h, workerId: "observed", extraArguments: ["--http", "127.0.0.1:\(port)"])
+        defer { _ = worker.terminate() }
+        let base = "http://127.0.0.1:\(port)"
+        try await waitForServer("\(base)/healthz")
+
+        _ = try h.call(["type": "open", "id": "m1", "userId": "hal"])
+        _ = try h.call(["type": "charge", "id": "m2", "userId": "hal", "operation": "chatgpt_message"])
+        _ = try h.call(["type": "charge", "id": "m2", "userId": "hal", "operation": "chatgpt_message"])
+        _ = try h.call(["type": "debit", "id": "m3", "userId": "hal", "operationType": "x", "amount": 10_000])
+        try h.pushRaw(Array("not json".utf8))
+        try h.eventually("dead letter written") { try h.redis.llen(h.keys.dead) == 1 }
+
+        let (status, body) = try await get("\(base)/metrics")
+        XCTAssertEqual(status, 200)
+        let samples = parse(body)
+        XCTAssertEqual(samples[#"tokenledger_jobs_total{type="charge",outcome="success"}"#], 1, body)
+        XCTAssertEqual(samples[#"tokenledger_jobs_total{type="charge",outcome="duplicate"}"#], 1, body)
+        XCTAssertEqual(samples[#"tokenledger_jobs_total{type="debit",outcome="refused"}"#], 1, body)
+        XCTAssertEqual(samples["tokenledger_dead_letters_total"], 1, body)
+        XCTAssertEqual(samples["tokenledger_lease_held"], 1, body)
+        XCTAssertNotNil(samples.keys.first { $0.hasPrefix("tokenledger_job_duration_seconds_bucket") }, "latency histograms")
+        XCTAssertNotNil(samples.keys.first { $0.hasPrefix("tokenledger_batch_size") }, "batch sizes")
+        XCTAssertNotNil(samples["tokenledger_renewal_runs_total"], "the start-up catch-up run is counted")
+
+        let (healthy, _) = try await get("\(base)/healthz")
+        XCTAssertEqual(healthy, 200)
+        let (ready, _) = try await get("\(base)/readyz")
+        XCTAssertEqual(ready, 200)
+
+        server.stop()
+        let (notReady, reason) = try await get("\(base)/readyz")
+        XCTAssertEqual(notReady, 503)
+        XCTAssertTrue(reason.contains("redis"), reason)
+        let (stillHealthy, _) = try await get("\(base)/healthz")
+        XCTAssertEqual(stillHealthy, 200, "the process still runs")
+
+        try server.start()
+        var recovered = 0
+        for _ in 0..<50 {
+            recovered = try await get("\(base)/readyz").0
+            if recovered == 200 { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        XCTAssertEqual(recovered, 200, "ready again once Redis is back")
+        XCTAssertEqual(worker.terminate(), 0, worker.log)
+    }
+
+    func testOperatorEndpointsCanBeTurnedOff() throws {
+        let h = try WorkerHarness()
+        let worker = try WorkerProcess(h, workerId: "quiet")
+        XCTAssertEqual(try h.call(["type": "open", "id": "q1", "userId": "ivy"]).bool("success"), true)
+        XCTAssertEqual(worker.terminate(), 0)
+        XCTAssertFalse(worker.log.contains("operator endpoints listening"))
+    }
+}
