@@ -22,3 +22,8 @@ echo "test: redis-server on $REDIS_URL"
 
 swift build --build-tests
 swift test --skip-build "$@"
+
+# The Python examples of docs/examples, against the worker just built.
+python3 -c 'import redis' 2>/dev/null || python3 -m pip install -q redis
+python3 -c 'import pytest' 2>/dev/null || python3 -m pip install -q pytest
+TOKENLEDGER_BIN="$(swift build --show-bin-path)/tokenledger" python3 -m pytest -q docs/examples
