@@ -27,6 +27,7 @@ final class QueueWorker {
     /// Set after any Redis failure: taken jobs may sit in our processing list unanswered.
     private var needsRecovery = true
     private var lastSweep = ContinuousClock.now
+    private var lastDepthSample = ContinuousClock.now - .seconds(60)
 
     init(configuration: WorkerConfiguration, ledger: Ledger, clock: any LedgerClock, stop: StopSignal, logger: Logger) {
         self.configuration = configuration
@@ -97,12 +98,15 @@ final class QueueWorker {
             if done { metrics.renewalRuns.increment() }
             renewing = !done
         }
+        if ContinuousClock.now - lastDepthSample > .seconds(2) {
+            lastDepthSample = ContinuousClock.now
+            metrics.queueDepth.record(try redis.llen(configuration.keys.jobs))
+        }
         // While a renewal run is in progress, take only what is already waiting.
         let raws = try queue.take(max: configuration.batchSize, timeout: renewing ? 0 : configuration.pollSeconds)
         if raws.isEmpty {
             if ContinuousClock.now - lastSweep > .seconds(5) {
                 lastSweep = ContinuousClock.now
-                metrics.queueDepth.record(try redis.llen(configuration.keys.jobs))
                 try recoverOthers(queue, epoch: epoch)
             }
             return

@@ -7,7 +7,10 @@ struct EnqueueCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "enqueue",
         abstract: "Push a job (JSON) on the queue; with --wait, print its reply.",
-        discussion: "Reads the job from standard input when JOB is '-'. With --wait and no replyTo in the job, a unique <prefix>:reply:<uuid> is added.")
+        discussion: """
+            Reads the job from standard input when JOB is '-'. With --wait and no replyTo in the job,
+            a unique <prefix>:reply:<uuid> is added. Exits 3 when no reply came within --timeout.
+            """)
 
     @OptionGroup var settings: SettingsOptions
 
@@ -48,7 +51,9 @@ struct JobClient {
         try redis.lpush(settings.keys.jobs, Array(body))
         let answer = try redis.send(RedisCommand("BRPOP", replyTo, timeout), blockingFor: timeout)
         guard let pair = answer.array, pair.count == 2, let reply = pair[1].string else {
-            throw ValidationError("no reply on \(replyTo) within \(timeout) s: is a worker running on \(settings.keys.jobs)?")
+            // Not a usage error: the job is queued, its reply did not come in time.
+            FileHandle.standardError.write(Data("no reply on \(replyTo) within \(timeout) s: is a worker running on \(settings.keys.jobs)?\n".utf8))
+            throw ExitCode(3)
         }
         return reply
     }
