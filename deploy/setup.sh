@@ -7,6 +7,7 @@ need=()
 [ -f /usr/include/hiredis/hiredis.h ] || need+=(libhiredis-dev)
 [ -f /usr/include/sqlite3.h ] || need+=(libsqlite3-dev)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v sqlite3 >/dev/null 2>&1 || need+=(sqlite3)  # the storage-failure tests hold a lock with it
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 
 if [ ${#need[@]} -gt 0 ]; then

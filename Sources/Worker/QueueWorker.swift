@@ -133,6 +133,7 @@ final class QueueWorker {
                 throw error
             } catch {
                 attempt += 1
+                lastErrorDescription = "\(error)"
                 metrics.storageErrors.increment()
                 logger.error("batch failed; it stays in the processing list", metadata: ["attempt": "\(attempt)", "error": "\(error)"])
                 if attempt >= configuration.maxAttempts { break }
