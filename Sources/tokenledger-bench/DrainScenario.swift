@@ -1,0 +1,204 @@
+import ArgumentParser
+import Foundation
+import Ledger
+import Redis
+
+/// `drain`: a backlog of `charge` jobs, queued before the worker starts, drained by the worker.
+///
+/// Accounts are opened and credited through the ledger API first (so no charge is refused); the
+/// jobs are pushed with pipelined multi-value LPUSH; then the worker is started and the clock
+/// runs from its start until `P:jobs` and its processing list are both empty (the last batch's
+/// outbox, acknowledgement included, has gone out). Runs twice: without replyTo, then with a
+/// reply key per job (`P:reply:<uuid>`, as the example producer does) and a subscriber on
+/// `P:balance` counting every invalidation. Then checks every balance and runs `tokenledger verify`.
+struct DrainBench: ParsableCommand, Scenario {
+    static let name = "drain"
+    static let configuration = CommandConfiguration(
+        commandName: "drain", abstract: "Worker throughput draining a backlog of charges, without and with replies.")
+
+    enum Mode: String, ExpressibleByArgument, CaseIterable { case plain, replies, both }
+
+    @OptionGroup var options: CommonOptions
+    @Option(help: "Jobs (default 1000000; smoke 5000).") var jobs: Int?
+    @Option(help: "Accounts (default 10000; smoke 100).") var accounts: Int?
+    @Option(help: "plain (no replyTo), replies (replyTo and a subscriber), or both.") var mode: Mode = .both
+    @Option(help: "Job ids: uuid (as producers make them) or sequential.") var ids: IdStyle = .uuid
+    @Option(help: "Extra arguments for the worker (say --config file), one string, split at spaces.") var workerArgs: String?
+
+    func run() throws { try runAlone(options) }
+
+    func run(_ context: Context) throws {
+        if mode != .replies { try drain(context, replies: false) }
+        if mode != .plain { try drain(context, replies: true) }
+    }
+
+    func drain(_ context: Context, replies: Bool) throws {
+        let jobs = self.jobs ?? (context.smoke ? 5_000 : 1_000_000)
+        let accounts = self.accounts ?? (context.smoke ? 100 : 10_000)
+        let report = context.report
+        let label = replies ? "with replies" : "no replies"
+        let path = try context.ledgerPath(replies ? "drain-replies" : "drain")
+        defer { context.discard(path) }
+        let prefix = context.prefix("drain")
+        let keys = (jobs: "\(prefix):jobs", balance: "\(prefix):balance")
+        let workerId = "bench-worker-\(getpid())"
+        let run = context.runId
+
+        // Accounts, through the ledger API, before the worker opens the file.
+        let credit: Int64 = 1_000_000
+        var expected = [Int64](repeating: 0, count: accounts)
+        do {
+            let ledger = try Ledger(path: path)
+            let start = try Accounts.open(ledger, count: accounts, credit: credit, run: run)
+            for i in 0..<accounts { expected[i] = start }
+        }
+
+        // The backlog.
+        let redis = try RedisConnection(url: context.options.redisUrl)
+        var replyKeys: [String] = []
+        if replies { replyKeys.reserveCapacity(jobs) }
+        let enqueueSeconds = try redis.enqueue(keys.jobs, count: jobs) { n in
+            let user = n % accounts
+            let image = (n / accounts) % 2 == 1
+            expected[user] -= image ? 10 : 5
+            var replyTo: String? = nil
+            if replies {
+                replyTo = "\(prefix):reply:\(UUID().uuidString.lowercased())"
+                replyKeys.append(replyTo!)
+            }
+            return JobText.charge(id: ids.id("charge", run, n), userId: Accounts.userId(user),
+                                  operation: image ? "image_generation" : "chatgpt_message", replyTo: replyTo)
+        }
+        report.log("queued \(jobs) jobs in \(String(format: "%.2f", enqueueSeconds)) s (\(Unit.grouped(Int(Double(jobs) / enqueueSeconds))) jobs/s)")
+
+        // The subscriber, connected before the worker starts.
+        let subscriber: InvalidationCounter? = replies ? try InvalidationCounter(url: context.options.redisUrl, channel: keys.balance) : nil
+
+        let worker = try WorkerProcess(
+            binary: context.workerBinary, redisURL: context.options.redisUrl, database: path, prefix: prefix,
+            workerId: workerId, batchSize: context.options.batchSize, logLevel: context.options.workerLogLevel,
+            logPath: context.logPath("worker-drain-\(replies ? "replies" : "plain")"),
+            extraArguments: workerArgs.map { $0.split(separator: " ").map(String.init) } ?? [])
+        defer { worker.stop() }
+
+        // Wait until the queue and the processing list are empty.
+        let processing = "\(prefix):processing:\(workerId)"
+        var firstTakeNs: UInt64? = nil
+        var lastProgressNs = System.nowNs()
+        var lastLeft = jobs
+        var peakRSS = 0
+        while true {
+            let answers = try redis.pipeline([RedisCommand("LLEN", keys.jobs), RedisCommand("LLEN", processing)])
+            let queued = Int(answers[0].int ?? -1), taken = Int(answers[1].int ?? -1)
+            let now = System.nowNs()
+            if firstTakeNs == nil && queued < jobs { firstTakeNs = now }
+            if queued == 0 && taken == 0 { break }
+            if queued + taken < lastLeft { lastLeft = queued + taken; lastProgressNs = now }
+            if !worker.isRunning { throw BenchError("the worker exited (status \(worker.process.terminationStatus)):\n\(worker.logTail())") }
+            if now - lastProgressNs > 60_000_000_000 { throw BenchError("no progress for 60 s; worker log:\n\(worker.logTail())") }
+            if let m = worker.memory { peakRSS = max(peakRSS, m.peak) }
+            usleep(2_000)
+        }
+        let endNs = System.nowNs()
+        let load = System.load()
+        if let m = worker.memory { peakRSS = max(peakRSS, m.peak) }
+        let total = Double(endNs - worker.startedNs) / 1e9
+        let steady = Double(endNs - (firstTakeNs ?? worker.startedNs)) / 1e9
+        report.add(Self.name, "drain \(Unit.grouped(jobs)) charges, \(label)", Double(jobs) / total, .jobsPerSecond,
+                   target: context.smoke ? nil : .atLeast(replies ? 60_000 : 100_000),
+                   note: "\(String(format: "%.2f", total)) s from worker start, batch \(context.options.batchSize), ids=\(ids.rawValue), \(load)")
+        report.add(Self.name, "  same, from first take", Double(jobs) / steady, .jobsPerSecond,
+                   note: "start-up \(String(format: "%.0f", (total - steady) * 1000)) ms")
+        report.add(Self.name, "  worker peak RSS, \(label)", Double(peakRSS) / 1_048_576, .mb, target: .atMost(64), note: "VmHWM")
+
+        let status = worker.stop()
+        if status != 0 { report.fail("drain: the worker exited with status \(status) after SIGTERM") }
+
+        // Invalidations and replies.
+        if let subscriber {
+            let received = subscriber.wait(for: jobs, seconds: 30)
+            report.add(Self.name, "  invalidations received", Double(received), .count, note: "of \(jobs) expected")
+            if received != jobs { report.fail("drain: \(received) invalidations received, \(jobs) expected (\(subscriber.errors) subscriber errors)") }
+        }
+        if replies {
+            let lengths = try redis.lengths(of: replyKeys)
+            let present = lengths.filter { $0 == 1 }.count
+            if present != jobs { report.fail("drain: \(present) of \(jobs) reply keys hold exactly one reply") }
+            let sample = stride(from: 0, to: jobs, by: max(1, jobs / 1000)).map { RedisCommand("LINDEX", replyKeys[$0], 0) }
+            let bad = try redis.pipeline(sample).filter { JobText.string("type", in: $0.bytes ?? []) != "charge" ||
+                !String(decoding: $0.bytes ?? [], as: UTF8.self).contains(#""success":true"#) }
+            if !bad.isEmpty { report.fail("drain: \(bad.count) of \(sample.count) sampled replies are not successful charge results") }
+        }
+
+        // Balances and the ledger's own audit.
+        try checkBalances(path: path, expected: expected, report: report)
+        let t0 = System.nowNs()
+        let verify = try runTool(context.workerBinary, ["verify", "--database", path])
+        if verify.status != 0 { report.fail("drain: tokenledger verify failed:\n\(verify.output.suffix(2000))") }
+        report.log("tokenledger verify: exit \(verify.status) in \(String(format: "%.1f", System.seconds(since: t0))) s; \(verify.output.split(separator: "\n").last ?? "")")
+        try redis.deleteKeys(prefix: prefix)
+    }
+
+    func checkBalances(path: String, expected: [Int64], report: Report) throws {
+        let ledger = try Ledger(path: path)
+        var wrong = 0
+        for (i, want) in expected.enumerated() {
+            let result = try ledger.read(.balance(userId: Accounts.userId(i)))
+            if JobText.int("tokensBalance", in: result.json) != want {
+                if wrong < 3 { report.log("user-\(i): expected \(want), got \(result.json)") }
+                wrong += 1
+            }
+        }
+        if wrong > 0 { report.fail("drain: \(wrong) of \(expected.count) balances differ from the expected ones") }
+        else { report.log("all \(expected.count) balances exactly as expected") }
+    }
+}
+
+/// A subscriber on `P:balance` on a thread of its own, counting messages.
+final class InvalidationCounter: @unchecked Sendable {
+    private let count = Locked(0)
+    private let errorCount = Locked(0)
+    private let stopped = Locked(false)
+    private var thread: BenchThread?
+
+    init(url: String, channel: String) throws {
+        let ready = DispatchSemaphore(value: 0)
+        let setupError = Locked<String?>(nil)
+        let (count, errorCount, stopped) = (self.count, self.errorCount, self.stopped)
+        thread = BenchThread(name: "subscriber") {
+            do {
+                let subscriber = try RedisSubscriber(url: url)
+                try subscriber.subscribe([channel])
+                ready.signal()
+                while !stopped.get {
+                    do {
+                        if try subscriber.receive(timeout: 0.2) != nil { count.withLock { $0 += 1 } }
+                    } catch {
+                        errorCount.withLock { $0 += 1 }
+                    }
+                }
+            } catch {
+                setupError.withLock { $0 = "\(error)" }
+                ready.signal()
+            }
+        }
+        ready.wait()
+        if let e = setupError.get { throw BenchError("subscriber: \(e)") }
+    }
+
+    var errors: Int { errorCount.get }
+
+    /// Waits until `expected` messages came or `seconds` passed without a new one; stops; returns the count.
+    func wait(for expected: Int, seconds: Double) -> Int {
+        var last = count.get
+        var lastChange = System.nowNs()
+        while count.get < expected && System.nowNs() - lastChange < UInt64(seconds * 1e9) {
+            usleep(20_000)
+            let now = count.get
+            if now != last { last = now; lastChange = System.nowNs() }
+        }
+        stopped.withLock { $0 = true }
+        thread?.join()
+        return count.get
+    }
+}

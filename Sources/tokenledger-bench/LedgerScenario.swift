@@ -1,0 +1,69 @@
+import ArgumentParser
+import Foundation
+import Ledger
+
+/// `ledger`: the group-commit API alone, no Redis. 10,000 accounts are opened and credited, then
+/// `charge` commands are applied by `Ledger.apply` in batches of 1, 16, 256 and 1024, each size
+/// for a fixed time; jobs/s counts only the time inside `apply` (commands are built outside it).
+struct LedgerBench: ParsableCommand, Scenario {
+    static let name = "ledger"
+    static let configuration = CommandConfiguration(
+        commandName: "ledger", abstract: "Ledger.apply throughput of charge commands by batch size (no Redis).")
+
+    @OptionGroup var options: CommonOptions
+    @Option(help: "Accounts (default 10000; smoke 100).") var accounts: Int?
+    @Option(parsing: .upToNextOption, help: "Batch sizes.") var batches: [Int] = [1, 16, 256, 1024]
+    @Option(help: "Seconds of apply per batch size (default 5; smoke 0.3).") var seconds: Double?
+    @Option(help: "Job ids: uuid (as producers make them) or sequential.") var ids: IdStyle = .uuid
+    @Option(help: "SQLite synchronous: full (the default, what the worker runs) or normal.") var synchronous: SynchronousMode = .full
+    @Option(help: "walAutoCheckpointPages (default: the ledger's default, 1000).") var autoCheckpoint: Int?
+
+    func run() throws { try runAlone(options) }
+
+    func run(_ context: Context) throws {
+        let accounts = self.accounts ?? (context.smoke ? 100 : 10_000)
+        let seconds = self.seconds ?? (context.smoke ? 0.3 : 5)
+        let path = try context.ledgerPath("ledger")
+        defer { context.discard(path) }
+        var config = LedgerConfig()
+        config.synchronous = synchronous
+        if let autoCheckpoint { config.walAutoCheckpointPages = autoCheckpoint }
+        let ledger = try Ledger(path: path, config: config)
+        let run = context.runId
+        try Accounts.open(ledger, count: accounts, credit: 1_000_000_000, run: run)
+        let label = "sync=\(synchronous.rawValue), ids=\(ids.rawValue)" + (autoCheckpoint.map { ", autocheckpoint=\($0)" } ?? "")
+        var n = 0
+        for size in batches {
+            var applied = 0
+            var applyNs: UInt64 = 0
+            var commits = Latencies()
+            var refused = 0
+            while applyNs < UInt64(seconds * 1e9) || commits.count < 3 {
+                var commands: [Command] = []
+                commands.reserveCapacity(size)
+                for _ in 0..<size {
+                    let operation = (n / accounts) % 2 == 0 ? "chatgpt_message" : "image_generation"
+                    commands.append(Command(jobId: ids.id("charge", run, n),
+                                            operation: .charge(userId: Accounts.userId(n % accounts), operation: operation, metadata: nil)))
+                    n += 1
+                }
+                let t0 = System.nowNs()
+                let results = try ledger.apply(commands)
+                let dt = System.nowNs() - t0
+                applyNs += dt
+                commits.record(ns: dt)
+                applied += results.count
+                refused += results.reduce(0) { $0 + ($1.success ? 0 : 1) }
+            }
+            if refused > 0 { context.report.fail("ledger: \(refused) charges refused at batch \(size)") }
+            let note = "\(label), \(System.load())"
+            context.report.add(Self.name, "apply, batch \(size)", Double(applied) / (Double(applyNs) / 1e9), .jobsPerSecond, note: note)
+            context.report.add(Self.name, "apply, batch \(size): one apply p50", commits.ms(50), .ms, note: "p99 \(Unit.ms.format(commits.ms(99))) ms, \(commits.count) applies")
+        }
+        context.report.add(Self.name, "ledger file after \(n) charges", Double(System.fileSize(path)) / 1e6, .mb, note: "with -wal")
+        let peak = System.memory()?.peak ?? 0
+        context.report.add(Self.name, "bench process peak RSS", Double(peak) / 1_048_576, .mb, note: "VmHWM of the bench (ledger in process)")
+    }
+}
+
+extension SynchronousMode: ExpressibleByArgument {}
