@@ -11,6 +11,11 @@ final class RedisConnectionTests: XCTestCase {
         prefix = TestEnvironment.uniquePrefix("redis")
     }
 
+    /// XCTest keeps test-case instances alive: let go of the connection so that it is freed here.
+    override func tearDown() {
+        redis = nil
+    }
+
     func testBinaryValuesRoundTripWithNulBytes() throws {
         let key: [UInt8] = Array("\(prefix):bin\u{0}key".utf8)
         let value: [UInt8] = [0, 1, 2, 0, 255, 0, 13, 10, 36, 42]
