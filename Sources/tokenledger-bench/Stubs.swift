@@ -1,10 +1,4 @@
 import ArgumentParser
-struct LatencyBench: ParsableCommand, Scenario {
-    static let name = "latency"
-    @OptionGroup var options: CommonOptions
-    func run() throws { try runAlone(options) }
-    func run(_ context: Context) throws {}
-}
 struct RenewalBench: ParsableCommand, Scenario {
     static let name = "renewal"
     @OptionGroup var options: CommonOptions
