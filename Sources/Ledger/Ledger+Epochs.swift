@@ -50,17 +50,14 @@ extension Ledger {
         }
     }
 
-    /// Copies the WAL into the database file (PASSIVE: never waits for or blocks the writer's
-    /// next transaction for long, and copies what readers allow). With
-    /// `walAutoCheckpointPages = 0` the owner calls it off the hot path, for instance from a
-    /// timer every second; it runs on its own connection so it does not queue behind batches.
-    /// Returns the WAL size in frames and how many were checkpointed.
+    /// Copies the WAL into the database file and restarts the WAL (a PASSIVE pass that does
+    /// not hold up the writer, then a RESTART pass for the frames committed meanwhile). The
+    /// ledger does this by itself in the background whenever a commit leaves more than
+    /// `walAutoCheckpointPages` pages in the WAL; with that setting at 0, call this from
+    /// elsewhere than the writer's path (a timer), or the WAL grows without bound. It runs on its
+    /// own connection. Returns the WAL size in frames and how many the PASSIVE pass copied.
     @discardableResult
     public func checkpoint() throws -> (walFrames: Int, checkpointed: Int) {
-        let queue = try DatabaseQueue(path: path, configuration: Self.configuration(config))
-        return try queue.writeWithoutTransaction { db in
-            let row = try Row.fetchOne(db, sql: "PRAGMA wal_checkpoint(PASSIVE)")!
-            return (row[1], row[2])
-        }
+        try checkpointer.run()
     }
 }

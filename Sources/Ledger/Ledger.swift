@@ -14,6 +14,8 @@ public final class Ledger: Sendable {
     public let config: LedgerConfig
     let clock: any LedgerClock
     let writer: DatabaseQueue
+    /// Checkpoints on a second connection, in the background (see `Checkpointer`).
+    let checkpointer: Checkpointer
 
     /// Opens (creating if needed, with mode 0600) the ledger at `path`, in WAL mode with the
     /// configured `synchronous`, busy timeout and automatic checkpoint, and migrates its schema.
@@ -27,21 +29,33 @@ public final class Ledger: Sendable {
             let fd = open(path, O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
             if fd >= 0 { close(fd) }
         }
-        writer = try DatabaseQueue(path: path, configuration: Self.configuration(config))
+        var writerConfig = Self.configuration(config)
+        let checkpointer = try Checkpointer(path: path, config: config)
+        // The configuration (so the writer) keeps the checkpointer alive for the hook's sake.
+        writerConfig.prepareDatabase { db in checkpointer.install(on: db) }
+        self.checkpointer = checkpointer
+        writer = try DatabaseQueue(path: path, configuration: writerConfig)
         try Schema.migrator.migrate(writer)
     }
 
     static func configuration(_ config: LedgerConfig, readonly: Bool = false) -> Configuration {
         var c = Configuration()
         c.readonly = readonly
-        c.journalMode = readonly ? .default : .wal
+        // WAL is set here, not with GRDB's `journalMode = .wal`, which would then force
+        // `synchronous = NORMAL` over ours.
+        c.journalMode = .default
         c.busyMode = .timeout(Double(config.busyTimeoutMilliseconds) / 1000)
         c.foreignKeysEnabled = false  // the schema declares none; verify checks references
         let sync = config.synchronous == .full ? "FULL" : "NORMAL"
-        let autoCheckpoint = config.walAutoCheckpointPages
+        let cacheKiB = config.cacheMebibytes * 1024
         c.prepareDatabase { db in
+            if !readonly {
+                let mode = try String.fetchOne(db, sql: "PRAGMA journal_mode = WAL")
+                guard mode == "wal" else { throw DatabaseError(message: "could not activate WAL mode") }
+                try db.execute(sql: "PRAGMA wal_autocheckpoint = 0")  // see Checkpointer
+            }
             try db.execute(sql: "PRAGMA synchronous = \(sync)")
-            if !readonly { try db.execute(sql: "PRAGMA wal_autocheckpoint = \(autoCheckpoint)") }
+            try db.execute(sql: "PRAGMA cache_size = -\(cacheKiB)")
         }
         return c
     }

@@ -19,11 +19,16 @@ public struct LedgerConfig: Sendable, Codable, Equatable {
     /// How long a connection waits for a lock held by another process (the CLI, a backup)
     /// before failing. Default 5000.
     public var busyTimeoutMilliseconds: Int
-    /// SQLite's automatic WAL checkpoint threshold in pages. Default 1000 (SQLite's own).
-    /// 0 turns automatic checkpoints off: the commit that crosses the threshold then no longer
-    /// pays for copying the WAL into the database, and the owner must call
-    /// `Ledger.checkpoint()` from elsewhere (off the hot path) or the WAL grows without bound.
+    /// WAL size in pages that makes the ledger copy the WAL back into the database. Default
+    /// 1000. The copy runs in the background on its own connection, not inside the commit that
+    /// crosses the threshold as SQLite's own automatic checkpoint would (see `Checkpointer`).
+    /// 0 turns it off: the owner must then call `Ledger.checkpoint()` now and then, or the WAL
+    /// grows without bound.
     public var walAutoCheckpointPages: Int
+    /// SQLite's page cache per connection, in MiB. Default 64. The writer touches random pages
+    /// of the job-id index and of the accounts; pages missing from SQLite's cache cost a read
+    /// system call and a copy each, even when the OS has them cached.
+    public var cacheMebibytes: Int
 
     public static let defaultCosts: [String: Int64] = ["image_generation": 10, "chatgpt_message": 5]
     public static let defaultTiers: [String: TierConfig] = [
@@ -38,7 +43,8 @@ public struct LedgerConfig: Sendable, Codable, Equatable {
         renewalPolicy: RenewalPolicy = .topUp,
         synchronous: SynchronousMode = .full,
         busyTimeoutMilliseconds: Int = 5000,
-        walAutoCheckpointPages: Int = 1000
+        walAutoCheckpointPages: Int = 1000,
+        cacheMebibytes: Int = 64
     ) {
         self.costs = costs
         self.tiers = tiers
@@ -46,10 +52,11 @@ public struct LedgerConfig: Sendable, Codable, Equatable {
         self.synchronous = synchronous
         self.busyTimeoutMilliseconds = busyTimeoutMilliseconds
         self.walAutoCheckpointPages = walAutoCheckpointPages
+        self.cacheMebibytes = cacheMebibytes
     }
 
     enum CodingKeys: String, CodingKey {
-        case costs, tiers, renewalPolicy, synchronous, busyTimeoutMilliseconds, walAutoCheckpointPages
+        case costs, tiers, renewalPolicy, synchronous, busyTimeoutMilliseconds, walAutoCheckpointPages, cacheMebibytes
     }
 
     public init(from decoder: any Decoder) throws {
@@ -61,6 +68,7 @@ public struct LedgerConfig: Sendable, Codable, Equatable {
         if let v = try c.decodeIfPresent(SynchronousMode.self, forKey: .synchronous) { synchronous = v }
         if let v = try c.decodeIfPresent(Int.self, forKey: .busyTimeoutMilliseconds) { busyTimeoutMilliseconds = v }
         if let v = try c.decodeIfPresent(Int.self, forKey: .walAutoCheckpointPages) { walAutoCheckpointPages = v }
+        if let v = try c.decodeIfPresent(Int.self, forKey: .cacheMebibytes) { cacheMebibytes = v }
     }
 
     /// Checks the values decoding cannot: throws `LedgerConfigError` naming the first
@@ -79,6 +87,7 @@ public struct LedgerConfig: Sendable, Codable, Equatable {
         }
         if busyTimeoutMilliseconds < 0 { throw LedgerConfigError("busyTimeoutMilliseconds must be >= 0") }
         if walAutoCheckpointPages < 0 { throw LedgerConfigError("walAutoCheckpointPages must be >= 0") }
+        if cacheMebibytes < 1 { throw LedgerConfigError("cacheMebibytes must be >= 1") }
     }
 }
 

@@ -146,4 +146,24 @@ final class AuditTests: XCTestCase {
         XCTAssertGreaterThan(c.walFrames, 0)
         XCTAssertEqual(c.walFrames, c.checkpointed)
     }
+
+    func testBackgroundCheckpointKeepsTheWalSmall() throws {
+        var config = LedgerConfig()
+        config.walAutoCheckpointPages = 50
+        let f = try Fixture(config: config)
+        for b in 0..<30 {
+            try f.ledger.apply((0..<100).map { Command(jobId: "o\(b)-\($0)", operation: .open(userId: "u\(b)-\($0)")) })
+        }
+        f.ledger.checkpointer.drain()
+        try f.ledger.apply([Command(jobId: "last", operation: .open(userId: "last"))])
+        f.ledger.checkpointer.drain()
+        XCTAssertLessThan(try f.ledger.checkpoint().walFrames, 120)
+        XCTAssertEqual(try Ledger.verify(path: f.path), [])
+    }
+
+    func testSynchronousIsFullByDefault() throws {
+        let f = try Fixture()
+        XCTAssertEqual(try f.ledger.writer.read { try Int.fetchOne($0, sql: "PRAGMA synchronous") }, 2)
+        XCTAssertEqual(try f.ledger.writer.read { try String.fetchOne($0, sql: "PRAGMA journal_mode") }, "wal")
+    }
 }
