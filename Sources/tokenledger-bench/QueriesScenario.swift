@@ -1,0 +1,115 @@
+import ArgumentParser
+import Foundation
+import Ledger
+
+/// `queries`: history pages and month statistics on a ledger of ten million entries.
+///
+/// The ledger is built through the ledger's own write path, `Ledger.apply`, in transactions of
+/// 10,000 commands with a `ManualClock` that moves forward between transactions, so that the
+/// entries spread evenly over 12 months from 2026-01-01. Every entry is a real command with a
+/// job id (sequential ids, `q:<n>`): 10,000 accounts opened, then in turn for every account a
+/// credit of 20 (`bonus`), a `chatgpt_message` charge (5) and an `image_generation` charge (10),
+/// so no balance goes below zero. The result is a valid ledger by construction (hash chain,
+/// balances, stored results) and `tokenledger verify` is run on it. Then random users' newest
+/// page of 20 and one calendar month's statistics are read through `Ledger.read`.
+struct QueriesBench: ParsableCommand, Scenario {
+    static let name = "queries"
+    static let configuration = CommandConfiguration(
+        commandName: "queries", abstract: "History page and month statistics latency on a ledger of ten million entries.")
+
+    @OptionGroup var options: CommonOptions
+    @Option(help: "Entries (default 10000000; smoke 20000).") var entries: Int?
+    @Option(help: "Accounts (default 10000; smoke 100).") var accounts: Int?
+    @Option(help: "Queries of each kind (default 5000; smoke 200).") var queries: Int?
+    @Option(help: "Commands per build transaction.") var buildBatch = 10_000
+    @Flag(help: "Skip tokenledger verify of the built ledger (it reads every entry).") var noVerify = false
+
+    func run() throws { try runAlone(options) }
+
+    static let start: Int64 = 1_767_225_600_000  // 2026-01-01T00:00:00Z
+    static let spanMs: Int64 = 365 * 86_400_000
+
+    func run(_ context: Context) throws {
+        let entries = self.entries ?? (context.smoke ? 20_000 : 10_000_000)
+        let accounts = self.accounts ?? (context.smoke ? 100 : 10_000)
+        let queries = self.queries ?? (context.smoke ? 200 : 5_000)
+        let report = context.report
+        let path = try context.ledgerPath("queries")
+        defer { context.discard(path) }
+        let clock = ManualClock(Date(timeIntervalSince1970: Double(Self.start) / 1000))
+
+        let buildStarted = System.nowNs()
+        do {
+            let ledger = try Ledger(path: path, clock: clock)
+            try Accounts.open(ledger, count: accounts, credit: 0, run: "q")
+            var n = 0
+            let rest = entries - accounts
+            let transactions = max(1, (rest + buildBatch - 1) / buildBatch)
+            let step = Double(Self.spanMs) / Double(transactions) / 1000
+            while n < rest {
+                var commands: [Command] = []
+                commands.reserveCapacity(buildBatch)
+                while commands.count < buildBatch && n < rest {
+                    let user = Accounts.userId(n % accounts)
+                    let operation: LedgerOperation
+                    switch (n / accounts) % 3 {
+                    case 0: operation = .credit(userId: user, operationType: "bonus", amount: 20, metadata: nil)
+                    case 1: operation = .charge(userId: user, operation: "chatgpt_message", metadata: nil)
+                    default: operation = .charge(userId: user, operation: "image_generation", metadata: nil)
+                    }
+                    commands.append(Command(jobId: "q:\(n + 1_000_000_000)", operation: operation))
+                    n += 1
+                }
+                let results = try ledger.apply(commands)
+                if let bad = results.first(where: { !$0.success }) { throw BenchError("queries build refused: \(bad.json)") }
+                clock.advance(by: step)
+            }
+        }
+        let buildSeconds = System.seconds(since: buildStarted)
+        report.add(Self.name, "build \(Unit.grouped(entries)) entries through Ledger.apply", Double(entries) / buildSeconds, .jobsPerSecond,
+                   note: "\(String(format: "%.0f", buildSeconds)) s, batches of \(Unit.grouped(buildBatch)), sequential ids, \(System.load())")
+        report.add(Self.name, "ledger file", Double(System.fileSize(path)) / 1e6, .mb, note: "\(Unit.grouped(entries)) entries, \(Unit.grouped(accounts)) accounts")
+
+        if !noVerify {
+            let t0 = System.nowNs()
+            let verify = try runTool(context.workerBinary, ["verify", "--database", path])
+            if verify.status != 0 { report.fail("queries: tokenledger verify failed:\n\(verify.output.suffix(2000))") }
+            else { report.log("tokenledger verify: no violation in \(String(format: "%.1f", System.seconds(since: t0))) s") }
+        }
+
+        // Reopened: SQLite's page cache starts empty; the file is in the OS cache after the build.
+        let ledger = try Ledger(path: path, clock: clock)
+        var history = Latencies(), filtered = Latencies(), statistics = Latencies()
+        var entriesSeen = 0, operations: Int64 = 0
+        var rng = SystemRandomNumberGenerator()
+        for i in 0..<queries {
+            let user = Accounts.userId(Int.random(in: 0..<accounts, using: &rng))
+            var t0 = System.nowNs()
+            let page = try ledger.read(.history(userId: user, limit: 20, offset: 0, operationType: nil, startDate: nil, endDate: nil))
+            history.record(ns: System.nowNs() - t0)
+            entriesSeen += page.json.components(separatedBy: #""jobId""#).count - 1
+
+            let month = Int64(i % 12)
+            let from = CalendarMonth.adding(months: month, to: Self.start)
+            let to = CalendarMonth.adding(months: month + 1, to: Self.start) - 1
+            t0 = System.nowNs()
+            let stats = try ledger.read(.statistics(userId: user, startDate: Date(timeIntervalSince1970: Double(from) / 1000),
+                                                    endDate: Date(timeIntervalSince1970: Double(to) / 1000)))
+            statistics.record(ns: System.nowNs() - t0)
+            operations += JobText.int("operationCount", in: stats.json) ?? 0
+
+            t0 = System.nowNs()
+            _ = try ledger.read(.history(userId: user, limit: 20, offset: 0, operationType: "bonus", startDate: nil, endDate: nil))
+            filtered.record(ns: System.nowNs() - t0)
+            if !page.success || !stats.success { report.fail("queries: refused: \(page.json.prefix(200)) \(stats.json.prefix(200))") }
+        }
+        if entriesSeen != queries * 20 { report.fail("queries: \(entriesSeen) history entries for \(queries) pages of 20") }
+        let note = "\(Unit.grouped(queries)) random users, \(System.load())"
+        history.report(report, Self.name, "history page (20 newest)", p99Target: context.smoke ? nil : 1, note: note)
+        statistics.report(report, Self.name, "month statistics", p99Target: context.smoke ? nil : 5,
+                          note: "\(Unit.grouped(Int(operations) / max(queries, 1))) entries per month and user, \(note)")
+        filtered.report(report, Self.name, "history page, operationType filter", note: "with its total count, \(note)")
+        let peak = System.memory()?.peak ?? 0
+        report.add(Self.name, "bench process peak RSS", Double(peak) / 1_048_576, .mb, note: "VmHWM of the bench (build included)")
+    }
+}
