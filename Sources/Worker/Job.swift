@@ -39,36 +39,20 @@ extension Job {
         guard raw.count <= maxBytes else {
             return invalid("The job is \(raw.count) bytes; at most \(maxBytes) are accepted.")
         }
+        // Validated first: a job that is not UTF-8 is kept as base64 in its dead letter.
+        guard String(validating: raw, as: UTF8.self) != nil else {
+            return invalid("The job is not valid UTF-8.")
+        }
         let fields: RawJob
         do {
-            fields = try decoder.decode(RawJob.self, from: Data(raw))
-        } catch let error as JobError {
-            return .failure(InvalidJob(raw: raw, error: error, id: nil, type: nil, replyTo: nil))
+            fields = try RawJob(raw)
         } catch {
-            if String(validating: raw, as: UTF8.self) == nil {
-                return invalid("The job is not valid UTF-8.")
-            }
-            return invalid("The job is not a JSON object: \(Self.describe(error))")
+            return .failure(InvalidJob(raw: raw, error: error, id: nil, type: nil, replyTo: nil))
         }
         do {
             return .success(try JobBuilder(fields).build())
         } catch {
             return invalid(error.message, fields)
-        }
-    }
-
-    private static let decoder = JSONDecoder()
-
-    static func describe(_ error: any Error) -> String {
-        switch error as? DecodingError {
-        case .typeMismatch(_, let context), .valueNotFound(_, let context):
-            let field = context.codingPath.map(\.stringValue).joined(separator: ".")
-            return field.isEmpty ? "it is not an object." : "field '\(field)' has the wrong JSON type."
-        case .dataCorrupted(let context):
-            let field = context.codingPath.map(\.stringValue).joined(separator: ".")
-            return field.isEmpty ? "it is not valid JSON." : "field '\(field)' is invalid."
-        default:
-            return "it cannot be decoded."
         }
     }
 }

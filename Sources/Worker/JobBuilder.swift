@@ -163,7 +163,8 @@ struct JobBuilder {
         guard ok else { throw JobError("Field '\(name)' must be 1 to 128 characters of A-Z a-z 0-9 . : -") }
     }
 
+    /// Unicode's control characters (category Cc): U+0000-U+001F and U+007F-U+009F.
     static func hasControlCharacters(_ text: String) -> Bool {
-        text.unicodeScalars.contains { $0.properties.generalCategory == .control }
+        text.unicodeScalars.contains { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) }
     }
 }

@@ -1,8 +1,6 @@
-import Foundation
-
 /// The fields of a job as they came, each read on its own: one mistyped field must not hide the
-/// `id` and `replyTo` that the failure reply needs.
-struct RawJob: Decodable {
+/// `id` and `replyTo` that the failure reply needs. Unknown fields are validated and ignored.
+struct RawJob {
     /// A field's value, or a note that it was present with the wrong JSON type.
     struct Field<T> {
         var value: T?
@@ -17,60 +15,67 @@ struct RawJob: Decodable {
         case outOfRange
     }
 
-    var id, type, userId, replyTo: Field<String>
-    var operation, operationType, refundOf, tier, paymentId, startDate, endDate: Field<String>
-    var amount: Field<Amount>
-    var months, limit, offset: Field<Int>
-    var dryRun, continueOnError: Field<Bool>
-    var metadata: Field<String>
+    var id = Field<String>(), type = Field<String>(), userId = Field<String>(), replyTo = Field<String>()
+    var operation = Field<String>(), operationType = Field<String>(), refundOf = Field<String>()
+    var tier = Field<String>(), paymentId = Field<String>(), startDate = Field<String>(), endDate = Field<String>()
+    var amount = Field<Amount>()
+    var months = Field<Int>(), limit = Field<Int>(), offset = Field<Int>()
+    var dryRun = Field<Bool>(), continueOnError = Field<Bool>()
+    /// The metadata object's JSON text, as sent (validated; key order and spacing kept).
+    var metadata = Field<String>()
 
-    enum Key: String, CodingKey {
-        case id, type, userId, replyTo, operation, operationType, refundOf, tier, paymentId, startDate, endDate
-        case amount, months, limit, offset, dryRun, continueOnError, metadata
-    }
-
-    init(from decoder: any Decoder) throws {
-        let c: KeyedDecodingContainer<Key>
+    /// Reads the job's bytes (valid UTF-8); throws when they are not one JSON object.
+    init(_ raw: [UInt8]) throws(JobError) {
         do {
-            c = try decoder.container(keyedBy: Key.self)
+            try JSONScanner.scanObject(raw) { key, value in set(key, value) }
         } catch {
-            throw JobError("The job is not a JSON object.")
-        }
-        func read<T: Decodable>(_ key: Key, as: T.Type = T.self) -> Field<T> {
-            guard c.contains(key), (try? c.decodeNil(forKey: key)) == false else { return Field() }
-            do { return Field(value: try c.decode(T.self, forKey: key)) } catch { return Field(wrongType: true) }
-        }
-        id = read(.id); type = read(.type); userId = read(.userId); replyTo = read(.replyTo)
-        operation = read(.operation); operationType = read(.operationType); refundOf = read(.refundOf)
-        tier = read(.tier); paymentId = read(.paymentId); startDate = read(.startDate); endDate = read(.endDate)
-        months = read(.months); limit = read(.limit); offset = read(.offset)
-        dryRun = read(.dryRun); continueOnError = read(.continueOnError)
-
-        amount = Field()
-        if c.contains(.amount), (try? c.decodeNil(forKey: .amount)) == false {
-            if let exact = try? c.decode(Int64.self, forKey: .amount) {
-                amount = Field(value: .exact(exact))
-            } else if let approx = try? c.decode(Double.self, forKey: .amount), approx == approx.rounded(), approx.isFinite {
-                amount = Field(value: .outOfRange)
-            } else {
-                amount = Field(wrongType: true)
-            }
-        }
-
-        metadata = Field()
-        if c.contains(.metadata), (try? c.decodeNil(forKey: .metadata)) == false {
-            if let object = try? c.decode([String: JSONValue].self, forKey: .metadata),
-               let data = try? Self.metadataEncoder.encode(object) {
-                metadata = Field(value: String(decoding: data, as: UTF8.self))
-            } else {
-                metadata = Field(wrongType: true)
-            }
+            throw JobError("The job is not a JSON object: \(error.message).")
         }
     }
 
-    private static let metadataEncoder: JSONEncoder = {
-        let e = JSONEncoder()
-        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return e
-    }()
+    private mutating func set(_ key: String, _ value: JSONScanner.Value) {
+        if case .null = value { return }  // null reads as absent
+        switch key {
+        case "id": id = Self.string(value)
+        case "type": type = Self.string(value)
+        case "userId": userId = Self.string(value)
+        case "replyTo": replyTo = Self.string(value)
+        case "operation": operation = Self.string(value)
+        case "operationType": operationType = Self.string(value)
+        case "refundOf": refundOf = Self.string(value)
+        case "tier": tier = Self.string(value)
+        case "paymentId": paymentId = Self.string(value)
+        case "startDate": startDate = Self.string(value)
+        case "endDate": endDate = Self.string(value)
+        case "months": months = Self.int(value)
+        case "limit": limit = Self.int(value)
+        case "offset": offset = Self.int(value)
+        case "dryRun": dryRun = Self.bool(value)
+        case "continueOnError": continueOnError = Self.bool(value)
+        case "amount":
+            switch value {
+            case .integer(let n): amount = Field(value: .exact(n))
+            case .bigInteger: amount = Field(value: .outOfRange)
+            default: amount = Field(wrongType: true)
+            }
+        case "metadata":
+            if case .object(let text) = value { metadata = Field(value: text) } else { metadata = Field(wrongType: true) }
+        default: break
+        }
+    }
+
+    private static func string(_ value: JSONScanner.Value) -> Field<String> {
+        if case .string(let s) = value { return Field(value: s) }
+        return Field(wrongType: true)
+    }
+
+    private static func int(_ value: JSONScanner.Value) -> Field<Int> {
+        if case .integer(let n) = value, let small = Int(exactly: n) { return Field(value: small) }
+        return Field(wrongType: true)
+    }
+
+    private static func bool(_ value: JSONScanner.Value) -> Field<Bool> {
+        if case .bool(let b) = value { return Field(value: b) }
+        return Field(wrongType: true)
+    }
 }

@@ -1,0 +1,71 @@
+import Ledger
+import Worker
+import XCTest
+
+/// `Job.decode` alone: the strict JSON reading and the field rules, without Redis or SQLite.
+final class JobDecodingTests: XCTestCase {
+    func decode(_ text: String) -> Result<Job, InvalidJob> { Job.decode(Array(text.utf8)) }
+
+    func invalidMessage(_ text: String, file: StaticString = #filePath, line: UInt = #line) -> String {
+        switch decode(text) {
+        case .success(let job): XCTFail("decoded \(text) as \(job.command)", file: file, line: line); return ""
+        case .failure(let invalid):
+            XCTAssertEqual(invalid.error.code, "invalid_job", file: file, line: line)
+            return invalid.error.message
+        }
+    }
+
+    func testStrictJSON() {
+        let bad = [
+            #"{"type":"open","id":"a","userId":"u",}"#, #"{"type":"open" "id":"a"}"#, #"{'type':'open'}"#,
+            #"{"type":"open","id":"a","userId":"u"} x"#, #"{"type":"open","id":"a","userId":"u"}{}"#,
+            #"{"type":"debit","id":"a","userId":"u","operationType":"x","amount":012}"#,
+            #"{"type":"open","id":"a","userId":"u\u12"}"#, #"{"type":"open","id":"a","userId":"\ud800"}"#,
+            "{\"type\":\"open\",\"id\":\"a\",\"userId\":\"tab\there\"}", #"{"type":"open",/*c*/"id":"a"}"#,
+            #"{"type":"open","id":"a","userId":"u","x":[1,2,]}"#, #"{"type":"open","id":"a","userId":"u","x":tru}"#,
+            #"{"type":"open","id":"a","userId":"u","x":-}"#, #"{"type":"open","id":"a","userId":"u","x":1.}"#, "", "   ", "null",
+        ]
+        for text in bad { XCTAssertFalse(invalidMessage(text).isEmpty, text) }
+        let deep = #"{"type":"open","id":"a","userId":"u","x":"# + String(repeating: "[", count: 100) + String(repeating: "]", count: 100) + "}"
+        XCTAssertTrue(invalidMessage(deep).contains("deeper"))
+    }
+
+    func testEscapesAndUnicode() throws {
+        let job = try decode(#"{"type":"open","id":"a","userId":"caf\u00e9 \ud83d\ude00 \"q\" \\ \/"}"#).get()
+        XCTAssertEqual(job.command.operation, .open(userId: "café 😀 \"q\" \\ /"))
+        XCTAssertTrue(invalidMessage(#"{"type":"open","id":"a","userId":"line\nbreak"}"#).contains("userId"), "an escaped control character is still one")
+        let direct = try decode(#" { "type" : "open" , "id" : "a" , "userId" : "日本" } "#).get()
+        XCTAssertEqual(direct.command.operation, .open(userId: "日本"))
+    }
+
+    func testIntegersNullsAndUnknownFields() throws {
+        let debit = try decode(#"{"type":"debit","id":"d","userId":"u","operationType":"x","amount":9223372036854775807,"extra":{"a":[1,{"b":null}]},"replyTo":null}"#).get()
+        XCTAssertEqual(debit.command.operation, .debit(userId: "u", operationType: "x", amount: .max, metadata: nil))
+        XCTAssertNil(debit.replyTo, "null reads as absent")
+        let negative = try decode(#"{"type":"debit","id":"d","userId":"u","operationType":"x","amount":-9223372036854775808}"#).get()
+        XCTAssertEqual(negative.command.operation, .debit(userId: "u", operationType: "x", amount: .min, metadata: nil))
+        guard case .refusal(let error) = try decode(#"{"type":"credit","id":"c","userId":"u","operationType":"x","amount":18446744073709551616}"#).get().command.operation else {
+            return XCTFail("an integer beyond 64 bits is a refusal")
+        }
+        XCTAssertEqual(error.code, "invalid_amount")
+        XCTAssertTrue(invalidMessage(#"{"type":"credit","id":"c","userId":"u","operationType":"x","amount":1e3}"#).contains("amount"))
+        XCTAssertTrue(invalidMessage(#"{"type":"credit","id":"c","userId":"u","operationType":"x","amount":true}"#).contains("amount"))
+    }
+
+    func testMetadataIsKeptAsSentAndChecked() throws {
+        let job = try decode(#"{"type":"charge","id":"c","userId":"u","operation":"chatgpt_message","metadata":{"b":[1,2],"a":{"x":"y"}}}"#).get()
+        XCTAssertEqual(job.command.operation, .charge(userId: "u", operation: "chatgpt_message", metadata: #"{"b":[1,2],"a":{"x":"y"}}"#))
+        XCTAssertTrue(invalidMessage(#"{"type":"charge","id":"c","userId":"u","operation":"m","metadata":"text"}"#).contains("metadata"))
+        let big = String(repeating: "z", count: 16 * 1024)
+        XCTAssertTrue(invalidMessage(#"{"type":"charge","id":"c","userId":"u","operation":"m","metadata":{"z":"\#(big)"}}"#).contains("metadata"))
+    }
+
+    func testIdsAndTypes() {
+        XCTAssertTrue(invalidMessage(#"{"type":"charge","id":"a_b","userId":"u","operation":"m"}"#).contains("'id'"))
+        XCTAssertTrue(invalidMessage(#"{"type":"charge","userId":"u","operation":"m"}"#).contains("'id'"))
+        XCTAssertTrue(invalidMessage(#"{"type":"Charge","id":"a","userId":"u"}"#).contains("Unknown job type"))
+        XCTAssertTrue(invalidMessage(#"{"type":"open","id":"a","userId":"u\u0085"}"#).contains("userId"), "C1 controls too")
+        XCTAssertNoThrow(try decode(#"{"type":"balance","userId":"u"}"#).get(), "queries need no id")
+        XCTAssertNoThrow(try decode(#"{"type":"renewAll","dryRun":true}"#).get(), "a dry run needs no id")
+    }
+}
