@@ -23,6 +23,8 @@ struct DrainBench: ParsableCommand, Scenario {
     @Option(help: "Accounts (default 10000; smoke 100).") var accounts: Int?
     @Option(help: "plain (no replyTo), replies (replyTo and a subscriber), or both.") var mode: Mode = .both
     @Option(help: "Job ids: uuid (as producers make them) or sequential.") var ids: IdStyle = .uuid
+    @Option(help: "A profiler to attach to the worker for the drain, {pid} standing for its pid, e.g. 'perf record -e cpu-clock -F 999 -g -o drain.data -p {pid}'. Stopped with SIGINT.")
+    var profile: String?
     @Option(help: "Extra arguments for the worker (say --config file), one string, split at spaces.") var workerArgs: String?
 
     func run() throws { try runAlone(options) }
@@ -74,19 +76,22 @@ struct DrainBench: ParsableCommand, Scenario {
         // The subscriber, connected before the worker starts.
         let subscriber: InvalidationCounter? = replies ? try InvalidationCounter(url: context.options.redisUrl, channel: keys.balance) : nil
 
+        let redisCPU0 = try redis.serverCPU()
+        let benchCPU0 = System.cpu().map { $0.user + $0.system } ?? 0
         let worker = try WorkerProcess(
             binary: context.workerBinary, redisURL: context.options.redisUrl, database: path, prefix: prefix,
             workerId: workerId, batchSize: context.options.batchSize, logLevel: context.options.workerLogLevel,
             logPath: context.logPath("worker-drain-\(replies ? "replies" : "plain")"),
             extraArguments: workerArgs.map { $0.split(separator: " ").map(String.init) } ?? [])
         defer { worker.stop() }
+        let profiler = try profile.map { try Profiler(command: $0, pid: worker.pid, logPath: context.logPath("profiler-\(replies ? "replies" : "plain")")) }
+        defer { profiler?.stop() }
 
         // Wait until the queue and the processing list are empty.
         let processing = "\(prefix):processing:\(workerId)"
         var firstTakeNs: UInt64? = nil
         var lastProgressNs = System.nowNs()
         var lastLeft = jobs
-        var peakRSS = 0
         while true {
             let answers = try redis.pipeline([RedisCommand("LLEN", keys.jobs), RedisCommand("LLEN", processing)])
             let queued = Int(answers[0].int ?? -1), taken = Int(answers[1].int ?? -1)
@@ -96,12 +101,17 @@ struct DrainBench: ParsableCommand, Scenario {
             if queued + taken < lastLeft { lastLeft = queued + taken; lastProgressNs = now }
             if !worker.isRunning { throw BenchError("the worker exited (status \(worker.process.terminationStatus)):\n\(worker.logTail())") }
             if now - lastProgressNs > 60_000_000_000 { throw BenchError("no progress for 60 s; worker log:\n\(worker.logTail())") }
-            if let m = worker.memory { peakRSS = max(peakRSS, m.peak) }
-            usleep(2_000)
+            usleep(5_000)
         }
         let endNs = System.nowNs()
         let load = System.load()
-        if let m = worker.memory { peakRSS = max(peakRSS, m.peak) }
+        // Read while the worker still runs: VmHWM is its peak so far; CPU covers its whole life.
+        let memory = worker.memory ?? System.Memory()
+        let workerCPU = System.cpu(pid: String(worker.pid)) ?? (0, 0)
+        let switches = System.voluntarySwitches(pid: String(worker.pid))
+        let redisCPU = try redis.serverCPU() - redisCPU0
+        let benchCPU = (System.cpu().map { $0.user + $0.system } ?? 0) - benchCPU0
+        let wal = System.fileSize(path + "-wal")
         let total = Double(endNs - worker.startedNs) / 1e9
         let steady = Double(endNs - (firstTakeNs ?? worker.startedNs)) / 1e9
         report.add(Self.name, "drain \(Unit.grouped(jobs)) charges, \(label)", Double(jobs) / total, .jobsPerSecond,
@@ -109,8 +119,19 @@ struct DrainBench: ParsableCommand, Scenario {
                    note: "\(String(format: "%.2f", total)) s from worker start, batch \(context.options.batchSize), ids=\(ids.rawValue), \(load)")
         report.add(Self.name, "  same, from first take", Double(jobs) / steady, .jobsPerSecond,
                    note: "start-up \(String(format: "%.0f", (total - steady) * 1000)) ms")
-        report.add(Self.name, "  worker peak RSS, \(label)", Double(peakRSS) / 1_048_576, .mb, target: .atMost(64), note: "VmHWM")
+        report.add(Self.name, "  worker peak RSS, \(label)", Double(memory.peak) / 1_048_576, .mb, target: .atMost(64),
+                   note: "VmHWM; \(memory.summary)")
+        report.add(Self.name, "  worker CPU", (workerCPU.user + workerCPU.system) / total * 100, .percent,
+                   note: String(format: "of one core: %.1f s user + %.1f s sys in %.1f s; ", workerCPU.user, workerCPU.system, total)
+                       + "\(Unit.grouped(switches)) voluntary switches, "
+                       + String(format: "%.1f per batch", Double(switches) / (Double(jobs) / Double(context.options.batchSize))))
+        report.add(Self.name, "  ledger WAL file at the end", Double(wal) / 1e6, .mb,
+                   note: String(format: "database file %.0f MB", Double(System.fileSize(path) - wal) / 1e6))
+        report.add(Self.name, "  redis-server CPU", redisCPU / total * 100, .percent, note: String(format: "of one core: %.1f s", redisCPU))
+        report.add(Self.name, "  bench CPU", benchCPU / total * 100, .percent,
+                   note: String(format: "of one core: %.1f s", benchCPU) + (replies ? " (polling, subscriber)" : " (polling)"))
 
+        profiler?.stop()
         let status = worker.stop()
         if status != 0 { report.fail("drain: the worker exited with status \(status) after SIGTERM") }
 

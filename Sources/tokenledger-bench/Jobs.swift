@@ -104,6 +104,17 @@ extension RedisConnection {
         } while cursor != "0"
     }
 
+    /// CPU seconds (user + system) the server has used (INFO cpu).
+    func serverCPU() throws -> Double {
+        let text = try send(RedisCommand("INFO", "cpu")).string ?? ""
+        var total = 0.0
+        for line in text.split(whereSeparator: \.isNewline) {
+            let parts = line.split(separator: ":")
+            if parts.count == 2, parts[0] == "used_cpu_sys" || parts[0] == "used_cpu_user" { total += Double(parts[1]) ?? 0 }
+        }
+        return total
+    }
+
     /// Lengths of many lists, in pipelines of 10,000.
     func lengths(of keys: [String]) throws -> [Int64] {
         var out: [Int64] = []

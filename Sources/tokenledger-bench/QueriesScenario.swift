@@ -63,12 +63,18 @@ struct QueriesBench: ParsableCommand, Scenario {
                 let results = try ledger.apply(commands)
                 if let bad = results.first(where: { !$0.success }) { throw BenchError("queries build refused: \(bad.json)") }
                 clock.advance(by: step)
+                if (n / buildBatch) % 100 == 0 {
+                    report.log("built \(Unit.grouped(n + accounts)) entries in \(String(format: "%.0f", System.seconds(since: buildStarted))) s; WAL \(String(format: "%.0f", Double(System.fileSize(path + "-wal")) / 1e6)) MB")
+                }
             }
         }
         let buildSeconds = System.seconds(since: buildStarted)
+        let walAfterBuild = System.fileSize(path + "-wal")
         report.add(Self.name, "build \(Unit.grouped(entries)) entries through Ledger.apply", Double(entries) / buildSeconds, .jobsPerSecond,
                    note: "\(String(format: "%.0f", buildSeconds)) s, batches of \(Unit.grouped(buildBatch)), sequential ids, \(System.load())")
-        report.add(Self.name, "ledger file", Double(System.fileSize(path)) / 1e6, .mb, note: "\(Unit.grouped(entries)) entries, \(Unit.grouped(accounts)) accounts")
+        report.add(Self.name, "ledger file", Double(System.fileSize(path) - walAfterBuild) / 1e6, .mb,
+                   note: "\(Unit.grouped(entries)) entries, \(Unit.grouped(accounts)) accounts")
+        report.add(Self.name, "  its WAL file after the build", Double(walAfterBuild) / 1e6, .mb, note: "walAutoCheckpointPages \(LedgerConfig().walAutoCheckpointPages)")
 
         if !noVerify {
             let t0 = System.nowNs()
@@ -77,8 +83,10 @@ struct QueriesBench: ParsableCommand, Scenario {
             else { report.log("tokenledger verify: no violation in \(String(format: "%.1f", System.seconds(since: t0))) s") }
         }
 
-        // Reopened: SQLite's page cache starts empty; the file is in the OS cache after the build.
+        // Reopened and checkpointed: SQLite's page cache starts empty; the file is in the OS cache.
         let ledger = try Ledger(path: path, clock: clock)
+        let checkpoint = try ledger.checkpoint()
+        report.log("checkpoint before the queries: \(checkpoint.walFrames) WAL frames, \(checkpoint.checkpointed) copied")
         var history = Latencies(), filtered = Latencies(), statistics = Latencies()
         var entriesSeen = 0, operations: Int64 = 0
         var rng = SystemRandomNumberGenerator()

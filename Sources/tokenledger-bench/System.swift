@@ -24,22 +24,57 @@ enum System {
 
     struct Memory {
         /// Peak resident set (VmHWM), bytes.
-        var peak: Int
-        /// Current resident set (VmRSS), bytes.
-        var current: Int
+        var peak = 0
+        /// Current resident set (VmRSS), bytes, and its anonymous and file-backed parts.
+        var current = 0
+        var anonymous = 0
+        var file = 0
+
+        var summary: String {
+            String(format: "now %.0f MB: %.0f anon + %.0f file", Double(current) / 1_048_576, Double(anonymous) / 1_048_576,
+                   Double(file) / 1_048_576)
+        }
     }
 
     /// VmHWM and VmRSS of `pid` ("self" for this process), or nil if the process is gone.
     static func memory(pid: String = "self") -> Memory? {
         guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
-        var m = Memory(peak: 0, current: 0)
+        var m = Memory()
         for line in text.split(separator: "\n") {
             let parts = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
             guard parts.count >= 2, let kb = Int(parts[1]) else { continue }
-            if parts[0] == "VmHWM:" { m.peak = kb * 1024 }
-            if parts[0] == "VmRSS:" { m.current = kb * 1024 }
+            switch parts[0] {
+            case "VmHWM:": m.peak = kb * 1024
+            case "VmRSS:": m.current = kb * 1024
+            case "RssAnon:": m.anonymous = kb * 1024
+            case "RssFile:": m.file = kb * 1024
+            default: break
+            }
         }
         return m
+    }
+
+    /// CPU seconds (user, system) a process has used, all its threads together.
+    static func cpu(pid: String = "self") -> (user: Double, system: Double)? {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = text.lastIndex(of: ")") else { return nil }
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        guard fields.count > 12, let u = Double(fields[11]), let s = Double(fields[12]) else { return nil }
+        let tick = Double(sysconf(Int32(_SC_CLK_TCK)))
+        return (u / tick, s / tick)
+    }
+
+    /// Voluntary context switches (blocking waits: fsync, socket reads) of all threads of a process.
+    static func voluntarySwitches(pid: String) -> Int {
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+        var total = 0
+        for t in tasks {
+            guard let text = try? String(contentsOfFile: "/proc/\(pid)/task/\(t)/status", encoding: .utf8) else { continue }
+            for line in text.split(separator: "\n") where line.hasPrefix("voluntary_ctxt_switches:") {
+                total += Int(line.split(separator: "\t").last.map { $0.trimmingCharacters(in: .whitespaces) } ?? "") ?? 0
+            }
+        }
+        return total
     }
 
     /// Resets this process's peak resident set to its current one (Linux: `5 > clear_refs`), so

@@ -58,6 +58,28 @@ final class WorkerProcess {
     deinit { if process.isRunning { stop(timeout: 5) } }
 }
 
+/// A profiler attached to the worker (`perf record … -p {pid}`), stopped with SIGINT.
+final class Profiler {
+    let process = Process()
+
+    /// Runs `command` through the shell with `{pid}` replaced by the worker's pid.
+    init(command: String, pid: Int32, logPath: String) throws {
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", "exec " + command.replacingOccurrences(of: "{pid}", with: String(pid))]
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        process.standardOutput = log
+        process.standardError = log
+        try process.run()
+    }
+
+    /// SIGINT (perf writes its data and exits), then waits.
+    func stop() {
+        if process.isRunning { kill(process.processIdentifier, SIGINT) }
+        process.waitUntilExit()
+    }
+}
+
 struct BenchError: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
