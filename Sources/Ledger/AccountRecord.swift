@@ -49,6 +49,23 @@ final class AccountRecord {
         lastEntryId = row[12]
     }
 
+    /// From the current row of a statement selecting `columns`.
+    init(_ q: RawStatement) {
+        id = q.int64(0)
+        userId = q.text(1)
+        tier = q.text(2)
+        balance = q.int64(3)
+        spent = q.int64(4)
+        anchorMs = q.int64(5)
+        periods = q.int64(6)
+        lastRenewalMs = q.int64(7)
+        nextRenewalMs = q.int64(8)
+        expiresMs = q.optionalInt64(9)
+        createdMs = q.int64(10)
+        entryCount = q.int64(11)
+        lastEntryId = q.optionalInt64(12)
+    }
+
     init(id: Int64, userId: String, tier: String, nowMs: Int64) {
         self.id = id
         self.userId = userId

@@ -30,17 +30,24 @@ extension Batch {
         }
         let outcome = try execute(command.operation, jobId: command.jobId)
         if let jobId = command.jobId, outcome.store, writable {
-            try db.cachedStatement(sql: SQL.insertJob).execute(arguments: [
-                jobId, outcome.entryId, outcome.derived ? nil : outcome.accountId,
-                outcome.derived ? nil : outcome.result.json,
-            ])
+            let q = hot.insertJob
+            q.reset()
+            q.bind(1, jobId)
+            q.bind(2, outcome.entryId)
+            q.bind(3, outcome.derived ? nil : outcome.accountId)
+            q.bind(4, outcome.derived ? nil : outcome.result.json)
+            try q.run()
         }
         return outcome.result
     }
 
     func storedJob(_ jobId: String) throws -> StoredJob? {
-        guard let row = try Row.fetchOne(db.cachedStatement(sql: SQL.jobById), arguments: [jobId]) else { return nil }
-        return StoredJob(entryId: row[0], accountId: row[1], result: row[2])
+        let q = hot.jobById
+        q.reset()
+        q.bind(1, jobId)
+        defer { q.reset() }
+        guard try q.step() else { return nil }
+        return StoredJob(entryId: q.optionalInt64(0), accountId: q.optionalInt64(1), result: q.optionalText(2))
     }
 
     /// The first result of a stored job, marked duplicate, with its changes repeated carrying

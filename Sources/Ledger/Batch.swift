@@ -25,11 +25,27 @@ final class Batch {
     private(set) var lastEntryId: Int64 = 0
     private var lastHash = EntryHasher.genesis
     private var hasher = EntryHasher()
+    /// The statements every job runs, fetched once per transaction (see `RawStatement`).
+    let hot: HotStatements
+
+    struct HotStatements {
+        let jobById, insertJob, insertEntry, accountByUser, updateAccountBalance, updateAccountFull: RawStatement
+
+        init(_ db: Database) throws {
+            jobById = try RawStatement(db, SQL.jobById)
+            insertJob = try RawStatement(db, SQL.insertJob)
+            insertEntry = try RawStatement(db, SQL.insertEntry)
+            accountByUser = try RawStatement(db, SQL.accountByUser)
+            updateAccountBalance = try RawStatement(db, SQL.updateAccountBalance)
+            updateAccountFull = try RawStatement(db, SQL.updateAccountFull)
+        }
+    }
 
     init(db: Database, config: LedgerConfig, clockMs: Int64, writable: Bool) throws {
         self.db = db
         self.config = config
         self.writable = writable
+        hot = try HotStatements(db)
         var lastCreated = Int64.min
         if let row = try Row.fetchOne(db.cachedStatement(sql: SQL.lastEntry)) {
             lastEntryId = row[0]
@@ -44,11 +60,17 @@ final class Batch {
     func account(_ userId: String) throws -> AccountRecord? {
         if let a = byUser[userId] { return a }
         if missing.contains(userId) { return nil }
-        guard let row = try Row.fetchOne(db.cachedStatement(sql: SQL.accountByUser), arguments: [userId]) else {
+        let q = hot.accountByUser
+        q.reset()
+        q.bind(1, userId)
+        guard try q.step() else {
+            q.reset()
             missing.insert(userId)
             return nil
         }
-        return remember(AccountRecord(row: row))
+        let a = AccountRecord(q)
+        q.reset()
+        return remember(a)
     }
 
     func account(id: Int64) throws -> AccountRecord? {
@@ -81,14 +103,17 @@ final class Batch {
     func flush() throws {
         for a in byId.values where a.dirtyBalance || a.dirtyRenewal {
             if a.dirtyRenewal {
-                try db.cachedStatement(sql: SQL.updateAccountFull).execute(arguments: [
-                    a.tier, a.balance, a.spent, a.anchorMs, a.periods, a.lastRenewalMs, a.nextRenewalMs,
-                    a.expiresMs, a.entryCount, a.lastEntryId, a.id,
-                ])
+                let u = hot.updateAccountFull
+                u.reset()
+                u.bind(1, a.tier); u.bind(2, a.balance); u.bind(3, a.spent); u.bind(4, a.anchorMs); u.bind(5, a.periods)
+                u.bind(6, a.lastRenewalMs); u.bind(7, a.nextRenewalMs); u.bind(8, a.expiresMs); u.bind(9, a.entryCount)
+                u.bind(10, a.lastEntryId); u.bind(11, a.id)
+                try u.run()
             } else {
-                try db.cachedStatement(sql: SQL.updateAccountBalance).execute(arguments: [
-                    a.balance, a.spent, a.entryCount, a.lastEntryId, a.id,
-                ])
+                let u = hot.updateAccountBalance
+                u.reset()
+                u.bind(1, a.balance); u.bind(2, a.spent); u.bind(3, a.entryCount); u.bind(4, a.lastEntryId); u.bind(5, a.id)
+                try u.run()
             }
             a.dirtyBalance = false
             a.dirtyRenewal = false
@@ -107,10 +132,12 @@ final class Batch {
             id: id, accountId: a.id, userId: a.userId, createdMs: nowMs, kind: kind.rawValue,
             operationType: operationType, amount: amount, balanceBefore: before, balanceAfter: after,
             jobId: jobId, refundOf: refundOf, metadata: metadata))
-        try db.cachedStatement(sql: SQL.insertEntry).execute(arguments: [
-            id, a.id, nowMs, kind.rawValue, operationType, amount, before, after, jobId, refundOf, metadata,
-            Data(hash),
-        ])
+        let q = hot.insertEntry
+        q.reset()
+        q.bind(1, id); q.bind(2, a.id); q.bind(3, nowMs); q.bind(4, kind.rawValue); q.bind(5, operationType)
+        q.bind(6, amount); q.bind(7, before); q.bind(8, after); q.bind(9, jobId); q.bind(10, refundOf)
+        q.bind(11, metadata); q.bind(12, blob: hash)
+        try q.run()
         lastEntryId = id
         lastHash = hash
         a.balance = after

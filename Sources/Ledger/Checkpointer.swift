@@ -2,16 +2,23 @@ import Foundation
 import GRDB
 import GRDBSQLite
 
-/// Copies the WAL back into the database on a background connection, off the writer's path.
+/// Copies the WAL back into the database, mostly on a background connection, off the
+/// writer's path.
 ///
 /// SQLite's own automatic checkpoint runs inside the commit that crosses the threshold, so one
-/// batch in every few pays for copying the whole WAL and syncing the database file (measured:
-/// about 40% of throughput lost). Here the writer's commit only notices the WAL size (a
-/// `sqlite3_wal_hook`, which replaces SQLite's automatic checkpoint) and schedules a checkpoint
-/// on a serial queue with its own connection: a PASSIVE checkpoint copies the bulk while the
-/// writer keeps committing, then a RESTART checkpoint finishes the few frames committed
-/// meanwhile and makes the next writer start the WAL over, so the WAL file stays small. RESTART
-/// holds new writers back only for those last frames (they wait through their busy timeout).
+/// batch in every few pays for copying the whole WAL and syncing the database file. Here the
+/// writer's commit only notices the WAL size (a `sqlite3_wal_hook`, which replaces SQLite's
+/// automatic checkpoint):
+/// - past the threshold, it schedules a PASSIVE checkpoint on a serial queue with its own
+///   connection, which copies the bulk of the WAL while the writer keeps committing;
+/// - past four times the threshold, the writer itself runs a PASSIVE checkpoint right after
+///   its commit. It only copies what the background pass has not (a few batches), and as it
+///   runs between the writer's transactions it can catch up completely, which lets the next
+///   transaction start the WAL over: the WAL file stays near `4 x threshold` pages. (A
+///   RESTART checkpoint from the background connection would have to win the write lock from
+///   a writer that holds it nearly all the time, and would block the writer while waiting.)
+/// PASSIVE checkpoints never wait for locks, so neither path can stall the writer behind a long
+/// reader (a `backup`, a `verify`); such a reader only delays the WAL's restart until it ends.
 final class Checkpointer: @unchecked Sendable {
     let connection: DatabaseQueue
     let thresholdFrames: Int32
@@ -20,12 +27,14 @@ final class Checkpointer: @unchecked Sendable {
     private var scheduled = false
 
     init(path: String, config: LedgerConfig) throws {
-        connection = try DatabaseQueue(path: path, configuration: Ledger.configuration(config))
+        var c = Ledger.configuration(config)
+        c.busyMode = .timeout(0.2)
+        connection = try DatabaseQueue(path: path, configuration: c)
         thresholdFrames = Int32(clamping: config.walAutoCheckpointPages)
     }
 
-    /// Copies the WAL into the database and restarts it. Returns the WAL size in frames before,
-    /// and how many frames the PASSIVE pass copied.
+    /// Copies the WAL into the database, then tries (for up to 200 ms) to restart it; for
+    /// `Ledger.checkpoint()`. Returns the WAL size in frames and how many frames were copied.
     @discardableResult
     func run() throws -> (walFrames: Int, checkpointed: Int) {
         try connection.writeWithoutTransaction { db in
@@ -36,14 +45,20 @@ final class Checkpointer: @unchecked Sendable {
     }
 
     /// Called on the writer's thread after each commit (from the WAL hook).
-    func walCommitted(frames: Int32) {
+    func walCommitted(_ writer: OpaquePointer?, frames: Int32) {
         guard thresholdFrames > 0, frames >= thresholdFrames else { return }
+        if frames >= 4 * thresholdFrames {
+            // SQLITE_BUSY while the background pass runs: tried again after the next commit.
+            sqlite3_wal_checkpoint_v2(writer, nil, SQLITE_CHECKPOINT_PASSIVE, nil, nil)
+            return
+        }
         lock.lock()
         if scheduled { lock.unlock(); return }
         scheduled = true
         lock.unlock()
         queue.async { [self] in
-            _ = try? run()  // a failed checkpoint is retried after the next commit
+            // A failed pass is tried again after a later commit.
+            _ = try? connection.writeWithoutTransaction { db in try Row.fetchOne(db, sql: "PRAGMA wal_checkpoint(PASSIVE)") }
             lock.lock()
             scheduled = false
             lock.unlock()
@@ -55,8 +70,8 @@ final class Checkpointer: @unchecked Sendable {
 
     /// Installs the hook on the writer's connection; SQLite's own automatic checkpoint goes.
     func install(on db: Database) {
-        sqlite3_wal_hook(db.sqliteConnection, { context, _, _, frames in
-            Unmanaged<Checkpointer>.fromOpaque(context!).takeUnretainedValue().walCommitted(frames: frames)
+        sqlite3_wal_hook(db.sqliteConnection, { context, connection, _, frames in
+            Unmanaged<Checkpointer>.fromOpaque(context!).takeUnretainedValue().walCommitted(connection, frames: frames)
             return SQLITE_OK
         }, Unmanaged.passUnretained(self).toOpaque())
     }

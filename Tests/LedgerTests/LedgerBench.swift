@@ -52,6 +52,8 @@ final class LedgerBench: XCTestCase {
         print("BENCH cpu \(Int(cpu / Double(applied) * 1e9)) ns/job, of which user \(Int(user / Double(applied) * 1e9))")
         if countFrames { print("BENCH wal frames per batch: \(Double(try ledger.checkpoint().walFrames) / Double(jobs / batch))") }
         stop.set()
+        let wal = (try? FileManager.default.attributesOfItem(atPath: dir.appendingPathComponent("b.sqlite-wal").path)[.size] as? Int) ?? 0
+        print("BENCH wal file \(wal / 1_048_576) MiB at the end")
         print("BENCH users=\(users) jobs=\(applied) batch=\(batch) autocheckpoint=\(config.walAutoCheckpointPages) sync=\(config.synchronous): \(Int(Double(applied) / seconds)) jobs/s")
     }
 }

@@ -1,0 +1,82 @@
+import GRDB
+import GRDBSQLite
+
+private let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+
+/// A GRDB cached statement driven through SQLite's C API, for the few statements every job
+/// runs (job lookup, job and entry inserts, account load and write-back).
+///
+/// Why: measured on the charge path, GRDB's `StatementArguments` (an array of existentials
+/// per call), `Row` decoding and the statement cache's SQL-string hashing cost more CPU than
+/// SQLite's own B-tree work. The statement is still prepared and owned by GRDB (so it is
+/// finalized with the connection); this only binds, steps and reads columns. It is used only
+/// inside the ledger's own explicit transactions, where GRDB's per-statement bookkeeping
+/// (transaction observation, which the ledger does not use) has nothing to do.
+struct RawStatement {
+    let handle: OpaquePointer
+    let connection: OpaquePointer
+    let sql: String
+
+    init(_ db: Database, _ sql: String) throws {
+        let statement = try db.cachedStatement(sql: sql)
+        handle = statement.sqliteStatement
+        connection = db.sqliteConnection!
+        self.sql = sql
+    }
+
+    /// Clears the previous run; call before binding.
+    func reset() { sqlite3_reset(handle) }
+
+    func bind(_ index: Int32, _ value: Int64) { sqlite3_bind_int64(handle, index, value) }
+
+    func bind(_ index: Int32, _ value: Int64?) {
+        if let value { sqlite3_bind_int64(handle, index, value) } else { sqlite3_bind_null(handle, index) }
+    }
+
+    func bind(_ index: Int32, _ value: String?) {
+        guard var value else { sqlite3_bind_null(handle, index); return }
+        value.withUTF8 { utf8 in
+            utf8.withMemoryRebound(to: CChar.self) { buffer in
+                if let base = buffer.baseAddress {
+                    _ = sqlite3_bind_text(handle, index, base, Int32(buffer.count), transient)
+                } else {
+                    _ = sqlite3_bind_text(handle, index, "", 0, transient)
+                }
+            }
+        }
+    }
+
+    func bind(_ index: Int32, blob: [UInt8]) {
+        blob.withUnsafeBytes { _ = sqlite3_bind_blob(handle, index, $0.baseAddress, Int32($0.count), transient) }
+    }
+
+    /// Steps once: true when a row is available, false when done; throws SQLite's error.
+    func step() throws -> Bool {
+        switch sqlite3_step(handle) {
+        case SQLITE_ROW: return true
+        case SQLITE_DONE: return false
+        case let code:
+            let message = String(cString: sqlite3_errmsg(connection))
+            sqlite3_reset(handle)
+            throw DatabaseError(resultCode: ResultCode(rawValue: code), message: message, sql: sql)
+        }
+    }
+
+    /// Runs a statement that returns no row.
+    func run() throws {
+        _ = try step()
+        sqlite3_reset(handle)
+    }
+
+    func isNull(_ column: Int32) -> Bool { sqlite3_column_type(handle, column) == SQLITE_NULL }
+    func int64(_ column: Int32) -> Int64 { sqlite3_column_int64(handle, column) }
+    func optionalInt64(_ column: Int32) -> Int64? { isNull(column) ? nil : int64(column) }
+
+    func text(_ column: Int32) -> String {
+        guard let bytes = sqlite3_column_text(handle, column) else { return "" }
+        let count = Int(sqlite3_column_bytes(handle, column))
+        return String(decoding: UnsafeBufferPointer(start: bytes, count: count), as: UTF8.self)
+    }
+
+    func optionalText(_ column: Int32) -> String? { isNull(column) ? nil : text(column) }
+}
