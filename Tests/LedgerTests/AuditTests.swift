@@ -171,4 +171,24 @@ final class AuditTests: XCTestCase {
         XCTAssertEqual(try f.ledger.writer.read { try Int.fetchOne($0, sql: "PRAGMA synchronous") }, 2)
         XCTAssertEqual(try f.ledger.writer.read { try String.fetchOne($0, sql: "PRAGMA journal_mode") }, "wal")
     }
+
+    func testAnSQLiteErrorRollsBackTheWholeBatchWhichCanBeRetried() throws {
+        let f = try Fixture()
+        try f.run(.open(userId: "u"))
+        try tamper(f, """
+            CREATE TRIGGER boom BEFORE INSERT ON jobs WHEN NEW.job_id = 'boom'
+            BEGIN SELECT RAISE(ABORT, 'injected failure'); END;
+            """)
+        let batch = [
+            Command(jobId: "c1", operation: .charge(userId: "u", operation: "image_generation", metadata: nil)),
+            Command(jobId: "boom", operation: .credit(userId: "u", operationType: "bonus", amount: 5, metadata: nil)),
+        ]
+        XCTAssertThrowsError(try f.ledger.apply(batch))
+        XCTAssertEqual(try f.balance("u"), 100)
+        try tamper(f, "DROP TRIGGER boom;")
+        let retried = try f.ledger.apply(batch)
+        XCTAssertEqual(retried.map(\.duplicate), [false, false])
+        XCTAssertEqual(try f.balance("u"), 95)
+        XCTAssertEqual(try Ledger.verify(path: f.path), [])
+    }
 }
