@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import GRDB
 import Ledger
 
 /// A rough throughput probe, not a test: runs only with LEDGER_BENCH=1 (build with -c release).
@@ -13,6 +14,7 @@ final class LedgerBench: XCTestCase {
         var config = LedgerConfig()
         config.walAutoCheckpointPages = Int(env["BENCH_AUTOCHECKPOINT"] ?? "") ?? 1000
         if env["BENCH_SYNC"] == "normal" { config.synchronous = .normal }
+        if env["BENCH_FRAMES"] == "1" { config.walAutoCheckpointPages = 0 }  // the WAL then keeps every frame
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ledger-bench-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -25,6 +27,11 @@ final class LedgerBench: XCTestCase {
                 Command(jobId: "credit-\($0)", operation: .credit(userId: "user-\($0)", operationType: "seed", amount: 1_000_000, metadata: nil))
             })
         }
+        if env["BENCH_DROP_HISTORY_INDEX"] == "1" {  // to measure what the index costs
+            let q = try DatabaseQueue(path: dir.appendingPathComponent("b.sqlite").path)
+            try q.write { try $0.execute(sql: "DROP INDEX entries_by_account") }
+            try q.close()
+        }
         let stop = ManagedAtomicFlag()
         let checkpointer = Thread {
             while !stop.isSet { _ = try? ledger.checkpoint(); usleep(20_000) }
@@ -32,8 +39,9 @@ final class LedgerBench: XCTestCase {
         let countFrames = env["BENCH_FRAMES"] == "1"
         if countFrames { _ = try ledger.checkpoint() } else if config.walAutoCheckpointPages == 0 { checkpointer.start() }
         var rng = SystemRandomNumberGenerator()
-        let commands: [Command] = (0..<jobs).map { _ in
-            Command(jobId: UUID().uuidString, operation: .charge(
+        let ordered = env["BENCH_IDS"] == "ordered"  // time-ordered ids, as ULIDs or UUIDv7 are
+        let commands: [Command] = (0..<jobs).map { i in
+            Command(jobId: ordered ? "01J\(String(100_000_000_000 + i))-\(UUID().uuidString.prefix(8))" : UUID().uuidString, operation: .charge(
                 userId: "user-\(Int.random(in: 0..<users, using: &rng))", operation: "chatgpt_message", metadata: nil))
         }
         var u0 = rusage()
@@ -54,7 +62,7 @@ final class LedgerBench: XCTestCase {
         stop.set()
         let wal = (try? FileManager.default.attributesOfItem(atPath: dir.appendingPathComponent("b.sqlite-wal").path)[.size] as? Int) ?? 0
         print("BENCH wal file \(wal / 1_048_576) MiB at the end")
-        print("BENCH users=\(users) jobs=\(applied) batch=\(batch) autocheckpoint=\(config.walAutoCheckpointPages) sync=\(config.synchronous): \(Int(Double(applied) / seconds)) jobs/s")
+        print("BENCH users=\(users) jobs=\(applied) batch=\(batch) autocheckpoint=\(config.walAutoCheckpointPages)  sync=\(config.synchronous) ids=\(ordered ? "ordered" : "random"): \(Int(Double(applied) / seconds)) jobs/s")
     }
 }
 
