@@ -18,7 +18,11 @@ extension Ledger {
             throw LedgerStorageError.backupDestinationExists(path: destination)
         }
         let fd = open(destination, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw LedgerStorageError.backupDestinationExists(path: destination) }
+        guard fd >= 0 else {
+            let code = errno
+            if code == EEXIST { throw LedgerStorageError.backupDestinationExists(path: destination) }
+            throw POSIXError(POSIXErrorCode(rawValue: code) ?? .EIO)
+        }
         close(fd)
         do {
             let from = try DatabaseQueue(path: source, configuration: configuration(config, readonly: true))

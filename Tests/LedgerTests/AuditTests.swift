@@ -109,6 +109,7 @@ final class AuditTests: XCTestCase {
         XCTAssertThrowsError(try ledger.backup(to: copy)) {
             XCTAssertEqual($0 as? LedgerStorageError, .backupDestinationExists(path: copy))
         }
+        XCTAssertThrowsError(try ledger.backup(to: "/nonexistent-dir/copy.sqlite")) { XCTAssertTrue($0 is POSIXError) }
         while !writer.isFinished { usleep(10_000) }
         let restored = try Ledger(path: copy, clock: f.clock)
         XCTAssertNotNil(try json(restored.read(.balance(userId: "c"))).int("tokensBalance"))
