@@ -70,4 +70,9 @@ extension Duration {
     var nanoseconds: Int64 {
         components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000
     }
+
+    /// Milliseconds with two decimals, for logs.
+    var milliseconds: Double {
+        (Double(nanoseconds) / 10_000).rounded() / 100
+    }
 }

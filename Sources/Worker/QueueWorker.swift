@@ -122,10 +122,15 @@ final class QueueWorker {
         var attempt = 0
         while true {
             do {
+                let started = ContinuousClock.now
                 let outbox = try processor.process(raws, epoch: epoch, acknowledgement: acknowledgement(raws.count))
+                let committed = ContinuousClock.now
                 try send(outbox, redis)
-                logger.info("batch committed", metadata: ["jobs": "\(raws.count)", "replies": "\(outbox.replies)",
-                                                          "invalidations": "\(outbox.invalidations)", "deadLetters": "\(outbox.deadLetters)"])
+                logger.info("batch committed", metadata: [
+                    "jobs": "\(raws.count)", "replies": "\(outbox.replies)", "invalidations": "\(outbox.invalidations)",
+                    "deadLetters": "\(outbox.deadLetters)", "applyMs": "\((committed - started).milliseconds)",
+                    "sendMs": "\((ContinuousClock.now - committed).milliseconds)",
+                ])
                 return
             } catch let error as LedgerStorageError {
                 throw error
