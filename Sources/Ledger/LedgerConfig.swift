@@ -25,7 +25,7 @@ public struct LedgerConfig: Sendable, Codable, Equatable {
     /// 0 turns it off: the owner must then call `Ledger.checkpoint()` now and then, or the WAL
     /// grows without bound.
     public var walAutoCheckpointPages: Int
-    /// SQLite's page cache per connection, in MiB. Default 64. The writer touches random pages
+X The writer touches random pages
     /// of the job-id index and of the accounts; pages missing from SQLite's cache cost a read
     /// system call and a copy each, even when the OS has them cached.
     public var cacheMebibytes: Int
@@ -44,7 +44,7 @@ public struct LedgerConfig: Sendable, Codable, Equatable {
         synchronous: SynchronousMode = .full,
         busyTimeoutMilliseconds: Int = 5000,
         walAutoCheckpointPages: Int = 1000,
-        cacheMebibytes: Int = 64
+        cacheMebibytes: Int = 16
     ) {
         self.costs = costs
         self.tiers = tiers

@@ -18,6 +18,7 @@ struct ConfigFile: Decodable {
     var logLevel: String?
     var synchronous: SynchronousMode?
     var walAutoCheckpointPages: Int?
+    var cacheMebibytes: Int?
     var renewal: Renewal?
     var costs: [String: Int64]?
     var tiers: [String: TierConfig]?

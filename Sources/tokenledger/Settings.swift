@@ -100,6 +100,7 @@ struct Settings {
         if let policy = file.renewal?.policy { ledger.renewalPolicy = policy }
         if let sync = file.synchronous { ledger.synchronous = sync }
         if let pages = file.walAutoCheckpointPages { ledger.walAutoCheckpointPages = pages }
+        if let cache = file.cacheMebibytes { ledger.cacheMebibytes = cache }
         do {
             try ledger.validate()
         } catch {
