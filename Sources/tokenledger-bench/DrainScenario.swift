@@ -23,7 +23,7 @@ struct DrainBench: ParsableCommand, Scenario {
     @Option(help: "Accounts (default 10000; smoke 100).") var accounts: Int?
     @Option(help: "plain (no replyTo), replies (replyTo and a subscriber), or both.") var mode: Mode = .both
     @Option(help: "Job ids: uuid (as producers make them) or sequential.") var ids: IdStyle = .uuid
-    @Option(help: "A profiler to attach to the worker for the drain, {pid} standing for its pid, e.g. 'perf record -e cpu-clock -F 999 -g -o drain.data -p {pid}'. Stopped with SIGINT.")
+    @Option(help: "A profiler to attach to the worker once it has taken its first batch, {pid} standing for its pid and {tids} for its threads, e.g. 'perf record -e cpu-clock -F 999 -g -o drain.data -p {pid}' or 'perf trace -s -o trace.txt --tid {tids}'. Stopped with SIGINT when the queue is drained.")
     var profile: String?
     @Option(help: "Extra arguments for the worker (say --config file), one string, split at spaces.") var workerArgs: String?
 
@@ -84,7 +84,7 @@ struct DrainBench: ParsableCommand, Scenario {
             logPath: context.logPath("worker-drain-\(replies ? "replies" : "plain")"),
             extraArguments: workerArgs.map { $0.split(separator: " ").map(String.init) } ?? [])
         defer { worker.stop() }
-        let profiler = try profile.map { try Profiler(command: $0, pid: worker.pid, logPath: context.logPath("profiler-\(replies ? "replies" : "plain")")) }
+        var profiler: Profiler? = nil
         defer { profiler?.stop() }
 
         // Wait until the queue and the processing list are empty.
@@ -96,7 +96,10 @@ struct DrainBench: ParsableCommand, Scenario {
             let answers = try redis.pipeline([RedisCommand("LLEN", keys.jobs), RedisCommand("LLEN", processing)])
             let queued = Int(answers[0].int ?? -1), taken = Int(answers[1].int ?? -1)
             let now = System.nowNs()
-            if firstTakeNs == nil && queued < jobs { firstTakeNs = now }
+            if firstTakeNs == nil && queued < jobs {
+                firstTakeNs = now
+                profiler = try profile.map { try Profiler(command: $0, pid: worker.pid, logPath: context.logPath("profiler-\(replies ? "replies" : "plain")")) }
+            }
             if queued == 0 && taken == 0 { break }
             if queued + taken < lastLeft { lastLeft = queued + taken; lastProgressNs = now }
             if !worker.isRunning { throw BenchError("the worker exited (status \(worker.process.terminationStatus)):\n\(worker.logTail())") }

@@ -25,6 +25,10 @@ struct LedgerBench: ParsableCommand, Scenario {
         let seconds = self.seconds ?? (context.smoke ? 0.3 : 5)
         let path = try context.ledgerPath("ledger")
         defer { context.discard(path) }
+        // The floor of a durable commit: one small append and fdatasync, as a WAL commit does.
+        let syncs = Self.fdatasyncLatency(path: path + ".fsync-probe", count: context.smoke ? 50 : 500)
+        context.report.add(Self.name, "disk: 4 KiB append + fdatasync p50", syncs.ms(50), .ms,
+                           note: "p99 \(Unit.ms.format(syncs.ms(99))) ms, \(syncs.count) syncs, next to the ledger file")
         var config = LedgerConfig()
         config.synchronous = synchronous
         if let autoCheckpoint { config.walAutoCheckpointPages = autoCheckpoint }
@@ -63,6 +67,23 @@ struct LedgerBench: ParsableCommand, Scenario {
         context.report.add(Self.name, "ledger file after \(n) charges", Double(System.fileSize(path)) / 1e6, .mb, note: "with -wal")
         let peak = System.memory()?.peak ?? 0
         context.report.add(Self.name, "bench process peak RSS", Double(peak) / 1_048_576, .mb, note: "VmHWM of the bench (ledger in process)")
+    }
+}
+
+extension LedgerBench {
+    static func fdatasyncLatency(path: String, count: Int) -> Latencies {
+        var latencies = Latencies()
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return latencies }
+        defer { close(fd); unlink(path) }
+        let page = [UInt8](repeating: 0x5A, count: 4096)
+        for i in 0..<count {
+            let t0 = System.nowNs()
+            _ = page.withUnsafeBytes { pwrite(fd, $0.baseAddress, 4096, off_t(i * 4096)) }
+            fdatasync(fd)
+            latencies.record(ns: System.nowNs() - t0)
+        }
+        return latencies
     }
 }
 

@@ -62,10 +62,13 @@ final class WorkerProcess {
 final class Profiler {
     let process = Process()
 
-    /// Runs `command` through the shell with `{pid}` replaced by the worker's pid.
+    /// Runs `command` through the shell with `{pid}` replaced by the worker's pid and `{tids}` by
+    /// its threads' ids, comma-separated (for `perf trace -s --tid {tids}`, which follows threads).
     init(command: String, pid: Int32, logPath: String) throws {
+        let tids = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []).sorted().joined(separator: ",")
         process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        process.arguments = ["-c", "exec " + command.replacingOccurrences(of: "{pid}", with: String(pid))]
+        process.arguments = ["-c", "exec " + command.replacingOccurrences(of: "{pid}", with: String(pid))
+            .replacingOccurrences(of: "{tids}", with: tids)]
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         process.standardOutput = log
