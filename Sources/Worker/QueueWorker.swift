@@ -26,6 +26,10 @@ final class QueueWorker {
     private let processor: BatchProcessor
     /// Set after any Redis failure: taken jobs may sit in our processing list unanswered.
     private var needsRecovery = true
+    /// The steady state's Redis thread, and what it has in flight.
+    private var io: RedisIO?
+    private var prefetched: RedisIO.Pending<[[UInt8]]>?
+    private var sending: [RedisIO.Pending<[String]>] = []
     private var lastSweep = ContinuousClock.now
     private var lastDepthSample = ContinuousClock.now - .seconds(60)
 
@@ -70,6 +74,7 @@ final class QueueWorker {
                 if case .fenced = error { standBy(reason: "fenced by a newer worker: \(error)") } else { failed(error, &failures) }
             } catch let error as RedisError {
                 metrics.redisErrors.increment()
+                settleIO()
                 needsRecovery = true
                 logger.error("redis unavailable; retrying", metadata: ["error": "\(error)"])
                 failed(error, &failures)
@@ -93,7 +98,8 @@ final class QueueWorker {
             let (summary, done) = try scheduler.runChunk(ledger, epoch: epoch)
             var outbox = Outbox(keys: configuration.keys, replyExpirySeconds: configuration.replyExpirySeconds)
             for change in summary.changes { outbox.publish(change.json) }
-            try send(outbox, redis)
+            metrics.invalidations.increment(by: outbox.invalidations)
+            try sendNow(outbox)
             metrics.renewals.increment(by: summary.successful)
             if done { metrics.renewalRuns.increment() }
             renewing = !done
@@ -103,7 +109,12 @@ final class QueueWorker {
             metrics.queueDepth.record(try redis.llen(configuration.keys.jobs))
         }
         // While a renewal run is in progress, take only what is already waiting.
-        let raws = try queue.take(max: configuration.batchSize, timeout: renewing ? 0 : configuration.pollSeconds)
+        let io = try self.io ?? RedisIO(configuration: configuration.redis, keys: configuration.keys, workerId: configuration.workerId)
+        self.io = io
+        let next = prefetched ?? io.take(max: configuration.batchSize, timeout: renewing ? 0 : configuration.pollSeconds)
+        prefetched = nil
+        let raws = try next.wait()
+        try collectSent()
         if raws.isEmpty {
             if ContinuousClock.now - lastSweep > .seconds(5) {
                 lastSweep = ContinuousClock.now
@@ -111,21 +122,46 @@ final class QueueWorker {
             }
             return
         }
-        try apply(raws, epoch: epoch, acknowledgement: { queue.acknowledgement(count: $0) })
+        // Take the next batch while this one commits; send this one's outbox after it.
+        if !stop.isStopped { prefetched = io.take(max: configuration.batchSize, timeout: 0) }
+        try apply(raws, epoch: epoch, acknowledgement: { queue.acknowledgement(count: $0) }) { outbox in
+            sending.append(io.send(outbox))
+        }
+    }
+
+    /// Checks the outboxes sent so far: error replies are logged; a broken link is thrown.
+    private func collectSent() throws(RedisError) {
+        let done = sending
+        sending = []
+        for pending in done {
+            for problem in try pending.wait() {
+                logger.warning("a reply or message was refused by Redis", metadata: ["error": "\(problem)"])
+            }
+        }
+    }
+
+    /// Lets the Redis thread finish what it has in flight (a prefetched batch stays in the
+    /// processing list, to be replayed or given back) and drops it.
+    private func settleIO() {
+        io?.drain()
+        _ = try? collectSent()
+        io = nil
+        prefetched = nil
     }
 
     /// Applies jobs and sends their outbox. A storage failure is retried with backoff; after
     /// `maxAttempts`, the batch is applied one job at a time, and a job that still fails is
     /// dead-lettered with the reason, so a poisoned write cannot stall the queue.
-    private func apply(_ raws: [[UInt8]], epoch: Int64, acknowledgement: (Int) -> RedisCommand) throws {
-        guard let redis else { return }
+    private func apply(_ raws: [[UInt8]], epoch: Int64, acknowledgement: (Int) -> RedisCommand,
+                       send: (Outbox) throws -> Void) throws {
         var attempt = 0
         while true {
             do {
                 let started = ContinuousClock.now
                 let outbox = try processor.process(raws, epoch: epoch, acknowledgement: acknowledgement(raws.count))
                 let committed = ContinuousClock.now
-                try send(outbox, redis)
+                metrics.invalidations.increment(by: outbox.invalidations)
+                try send(outbox)
                 logger.info("batch committed", metadata: [
                     "jobs": "\(raws.count)", "replies": "\(outbox.replies)", "invalidations": "\(outbox.invalidations)",
                     "deadLetters": "\(outbox.deadLetters)", "applyMs": "\((committed - started).milliseconds)",
@@ -155,20 +191,20 @@ final class QueueWorker {
                                      id: job?.id, type: job?.type.rawValue, replyTo: job?.replyTo)
             processor.deadLetter(invalid, into: &outbox)
             outbox.append(acknowledgement(1))
-            try send(outbox, redis)
+            try send(outbox)
             return
         }
-        for raw in raws { try apply([raw], epoch: epoch, acknowledgement: acknowledgement) }
+        for raw in raws { try apply([raw], epoch: epoch, acknowledgement: acknowledgement, send: send) }
     }
 
     private var lastErrorDescription = ""
 
-    /// Sends an outbox; error replies of single commands are logged, not retried.
-    private func send(_ outbox: Outbox, _ redis: RedisConnection) throws(RedisError) {
+    /// Sends an outbox on the loop's own connection; error replies of single commands are logged.
+    private func sendNow(_ outbox: Outbox) throws {
+        guard let redis else { throw RedisError.connection("not connected") }
         for problem in try outbox.flush(redis) {
             logger.warning("a reply or message was refused by Redis", metadata: ["error": "\(problem)"])
         }
-        metrics.invalidations.increment(by: outbox.invalidations)
     }
 
     // MARK: Lease and recovery
@@ -195,7 +231,7 @@ final class QueueWorker {
         guard !pending.isEmpty else { return }
         logger.info("replaying own unfinished jobs", metadata: ["jobs": "\(pending.count)"])
         for chunk in pending.chunked(configuration.batchSize) {
-            try apply(Array(chunk), epoch: epoch, acknowledgement: { queue.acknowledgement(count: $0) })
+            try apply(Array(chunk), epoch: epoch, acknowledgement: { queue.acknowledgement(count: $0) }, send: sendNow)
         }
     }
 
@@ -206,7 +242,8 @@ final class QueueWorker {
             let pending = try queue.pending(of: other)
             logger.info("finishing another worker's unfinished jobs", metadata: ["from": "\(other)", "jobs": "\(pending.count)"])
             for chunk in pending.chunked(configuration.batchSize) {
-                try apply(Array(chunk), epoch: epoch, acknowledgement: { RedisCommand("LTRIM", queue.keys.processing(other), 0, -($0 + 1)) })
+                try apply(Array(chunk), epoch: epoch, acknowledgement: { RedisCommand("LTRIM", queue.keys.processing(other), 0, -($0 + 1)) },
+                          send: sendNow)
             }
             try queue.finishRecovery(of: other, count: 0)
         }
@@ -214,6 +251,7 @@ final class QueueWorker {
 
     private func standBy(reason: String) {
         logger.warning("standing by", metadata: ["reason": "\(reason)"])
+        settleIO()
         keeper?.stop()
         keeper = nil
         epoch = nil
@@ -225,6 +263,18 @@ final class QueueWorker {
     }
 
     private func shutDown() {
+        // The batch taken ahead is in hand too: finish it, then let its outbox leave.
+        if let next = prefetched, let queue, let epoch, let io {
+            prefetched = nil
+            if let raws = try? next.wait(), !raws.isEmpty {
+                do {
+                    try apply(raws, epoch: epoch, acknowledgement: { queue.acknowledgement(count: $0) }) { sending.append(io.send($0)) }
+                } catch {
+                    logger.warning("the batch taken ahead stays in the processing list for the next worker", metadata: ["error": "\(error)"])
+                }
+            }
+        }
+        settleIO()
         keeper?.stop()
         if isActive, let redis {
             do {

@@ -1,0 +1,67 @@
+import Dispatch
+import Redis
+
+/// The Redis side of the steady state, on a thread of its own: taking the next batch and sending
+/// the last one's outbox overlap with the ledger's commit, which is mostly a wait for fsync.
+///
+/// Work runs in submission order on one serial queue, so a batch's outbox always leaves before a
+/// later take blocks, and acknowledgements (`LTRIM` of the oldest jobs) stay in batch order. The
+/// connection is touched only on that queue; that invariant is what `@unchecked Sendable` records.
+/// After the first failure every later operation fails at once with the same error, so the worker
+/// sees it on its next wait, drops this object and recovers on its own connection.
+final class RedisIO: @unchecked Sendable {
+    private let serial = DispatchQueue(label: "tokenledger.redis-io")
+    private let queue: JobQueue
+    private var failure: RedisError?
+
+    init(configuration: RedisConfiguration, keys: QueueKeys, workerId: String) throws(RedisError) {
+        queue = JobQueue(redis: try RedisConnection(configuration: configuration), keys: keys, workerId: workerId)
+    }
+
+    /// The result of work submitted to the I/O thread.
+    final class Pending<Value>: @unchecked Sendable {
+        private let done = DispatchSemaphore(value: 0)
+        private var result: Result<Value, RedisError>?
+
+        fileprivate func finish(_ result: Result<Value, RedisError>) {
+            self.result = result
+            done.signal()
+        }
+
+        /// Blocks until the work is done; the semaphore orders the read after the write.
+        func wait() throws(RedisError) -> Value {
+            done.wait()
+            done.signal()
+            return try result!.get()
+        }
+    }
+
+    private func submit<Value>(_ work: @escaping @Sendable (JobQueue) throws(RedisError) -> Value) -> Pending<Value> {
+        let pending = Pending<Value>()
+        serial.async { [self] in
+            if let failure { return pending.finish(.failure(failure)) }
+            do throws(RedisError) {
+                pending.finish(.success(try work(queue)))
+            } catch {
+                failure = error
+                pending.finish(.failure(error))
+            }
+        }
+        return pending
+    }
+
+    /// Takes up to `max` jobs (see `JobQueue.take`).
+    func take(max: Int, timeout: Double) -> Pending<[[UInt8]]> {
+        submit { queue throws(RedisError) in try queue.take(max: max, timeout: timeout) }
+    }
+
+    /// Sends an outbox; returns the error replies of single commands.
+    func send(_ outbox: Outbox) -> Pending<[String]> {
+        submit { queue throws(RedisError) in try outbox.flush(queue.redis) }
+    }
+
+    /// Waits until everything submitted so far is done (whatever its outcome).
+    func drain() {
+        serial.sync {}
+    }
+}
