@@ -140,7 +140,12 @@ struct Settings {
         return logger
     }
 
-    func openLedger() throws -> Ledger {
-        try Ledger(path: database, config: ledger)
+    /// Opens the ledger; `creating` is for the worker and `migrate`, so that a query with a
+    /// mistyped path says so instead of answering from a new, empty ledger.
+    func openLedger(creating: Bool = true) throws -> Ledger {
+        guard creating || FileManager.default.fileExists(atPath: database) else {
+            throw SettingsError("no ledger at \(database) (set --database or TOKENLEDGER_DATABASE)")
+        }
+        return try Ledger(path: database, config: ledger)
     }
 }

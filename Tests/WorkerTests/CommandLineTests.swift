@@ -33,6 +33,11 @@ final class CommandLineTests: XCTestCase {
         (status, out) = try runTokenLedger(["balance", "nobody"] + common(h))
         XCTAssertNotEqual(status, 0)
         XCTAssertTrue(out.contains("user_not_found"), out)
+        let missing = h.directory.appendingPathComponent("typo.sqlite").path
+        (status, out) = try runTokenLedger(["balance", "jo", "--database", missing])
+        XCTAssertNotEqual(status, 0)
+        XCTAssertTrue(out.contains("no ledger at"), out)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: missing), "a query never creates a ledger")
 
         (status, out) = try runTokenLedger(["renew", "--all", "--dry-run"] + common(h))
         XCTAssertEqual(status, 0, out)
