@@ -22,8 +22,15 @@ echo "test: redis-server on $REDIS_URL"
 
 swift build --build-tests
 swift test --skip-build "$@"
+bin="$(swift build --show-bin-path)"
+
+# A smoke run of the benchmark program (seconds, debug build): it keeps building and working.
+# Figures come from deploy/bench.sh (release), not from here.
+"$bin/tokenledger-bench" all --smoke --redis-url "$REDIS_URL" --worker-bin "$bin/tokenledger" > "$work/bench-smoke.log" 2>&1 \
+  || { cat "$work/bench-smoke.log"; echo "test: the benchmark smoke run failed" >&2; exit 1; }
+echo "test: benchmark smoke run passed"
 
 # The Python examples of docs/examples, against the worker just built.
 python3 -c 'import redis' 2>/dev/null || python3 -m pip install -q redis
 python3 -c 'import pytest' 2>/dev/null || python3 -m pip install -q pytest
-TOKENLEDGER_BIN="$(swift build --show-bin-path)/tokenledger" python3 -m pytest -q docs/examples
+TOKENLEDGER_BIN="$bin/tokenledger" python3 -m pytest -q docs/examples
