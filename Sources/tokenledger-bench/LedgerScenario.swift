@@ -16,7 +16,8 @@ struct LedgerBench: ParsableCommand, Scenario {
     @Option(help: "Seconds of apply per batch size (default 5; smoke 0.3).") var seconds: Double?
     @Option(help: "Job ids: uuid (as producers make them) or sequential.") var ids: IdStyle = .uuid
     @Option(help: "SQLite synchronous: full (the default, what the worker runs) or normal.") var synchronous: SynchronousMode = .full
-    @Option(help: "walAutoCheckpointPages (default: the ledger's default, 1000).") var autoCheckpoint: Int?
+    @Option(help: "walAutoCheckpointPages (default: the ledger's default).") var autoCheckpoint: Int?
+    @Option(help: "cacheMebibytes, SQLite's page cache of the writer (default: the ledger's default).") var cacheMib: Int?
 
     func run() throws { try runAlone(options) }
 
@@ -32,10 +33,12 @@ struct LedgerBench: ParsableCommand, Scenario {
         var config = LedgerConfig()
         config.synchronous = synchronous
         if let autoCheckpoint { config.walAutoCheckpointPages = autoCheckpoint }
+        if let cacheMib { config.cacheMebibytes = cacheMib }
         let ledger = try Ledger(path: path, config: config)
         let run = context.runId
         try Accounts.open(ledger, count: accounts, credit: 1_000_000_000, run: run)
-        let label = "sync=\(synchronous.rawValue), ids=\(ids.rawValue)" + (autoCheckpoint.map { ", autocheckpoint=\($0)" } ?? "")
+        let label = "sync=\(synchronous.rawValue), ids=\(ids.rawValue), cache \(config.cacheMebibytes) MiB"
+            + (autoCheckpoint.map { ", autocheckpoint=\($0)" } ?? "")
         var n = 0
         for size in batches {
             var applied = 0
