@@ -23,9 +23,18 @@ struct Lease {
         return 0
         """
 
-    /// Takes the lease if nobody holds it.
+    private static let acquireScript = """
+        if redis.call('GET', KEYS[1]) == ARGV[1] then
+            return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+        end
+        if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+        return 0
+        """
+
+    /// Takes the lease if nobody holds it, or keeps it if this worker already does (say, after a
+    /// failure between taking the lease and recording the epoch).
     func acquire(_ redis: RedisConnection) throws(RedisError) -> Bool {
-        try redis.setIfAbsent(key, workerId, expiresInMilliseconds: milliseconds)
+        try redis.eval(Self.acquireScript, keys: [key], arguments: [workerId, milliseconds]).int == 1
     }
 
     /// Extends the lease if this worker still holds it; false means it was lost.

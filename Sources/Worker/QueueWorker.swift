@@ -31,6 +31,7 @@ final class QueueWorker {
     private var prefetched: RedisIO.Pending<[[UInt8]]>?
     private var sending: [RedisIO.Pending<[String]>] = []
     private var lastSweep = ContinuousClock.now
+    private var reconnectsSeen = 0
     private var lastDepthSample = ContinuousClock.now - .seconds(60)
 
     init(configuration: WorkerConfiguration, ledger: Ledger, clock: any LedgerClock, stop: StopSignal, logger: Logger) {
@@ -115,6 +116,7 @@ final class QueueWorker {
         prefetched = nil
         let raws = try next.wait()
         try collectSent()
+        noteReconnects(redis.reconnectCount + io.reconnectCount)
         if raws.isEmpty {
             if ContinuousClock.now - lastSweep > .seconds(5) {
                 lastSweep = ContinuousClock.now
@@ -127,6 +129,15 @@ final class QueueWorker {
         try apply(raws, epoch: epoch, acknowledgement: { queue.acknowledgement(count: $0) }) { outbox in
             sending.append(io.send(outbox))
         }
+    }
+
+    /// Connections replace a broken link by themselves when they can (a Redis restart noticed
+    /// before a command was written loses nothing); this makes it visible.
+    private func noteReconnects(_ total: Int) {
+        guard total > reconnectsSeen else { return }
+        metrics.redisReconnects.increment(by: total - reconnectsSeen)
+        reconnectsSeen = total
+        logger.warning("redis link broke and was re-established", metadata: ["reconnects": "\(total)"])
     }
 
     /// Checks the outboxes sent so far: error replies are logged; a broken link is thrown.
@@ -145,6 +156,7 @@ final class QueueWorker {
     private func settleIO() {
         io?.drain()
         _ = try? collectSent()
+        reconnectsSeen -= io?.reconnectCount ?? 0
         io = nil
         prefetched = nil
     }

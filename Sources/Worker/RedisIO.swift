@@ -1,5 +1,6 @@
 import Dispatch
 import Redis
+import Synchronization
 
 /// The Redis side of the steady state, on a thread of its own: taking the next batch and sending
 /// the last one's outbox overlap with the ledger's commit, which is mostly a wait for fsync.
@@ -13,6 +14,10 @@ final class RedisIO: @unchecked Sendable {
     private let serial = DispatchQueue(label: "tokenledger.redis-io")
     private let queue: JobQueue
     private var failure: RedisError?
+    private let reconnects = Atomic<Int>(0)
+
+    /// How many times this thread's connection replaced a broken link by itself (for logs).
+    var reconnectCount: Int { reconnects.load(ordering: .relaxed) }
 
     init(configuration: RedisConfiguration, keys: QueueKeys, workerId: String) throws(RedisError) {
         queue = JobQueue(redis: try RedisConnection(configuration: configuration), keys: keys, workerId: workerId)
@@ -40,6 +45,7 @@ final class RedisIO: @unchecked Sendable {
         let pending = Pending<Value>()
         serial.async { [self] in
             if let failure { return pending.finish(.failure(failure)) }
+            defer { reconnects.store(queue.redis.reconnectCount, ordering: .relaxed) }
             do throws(RedisError) {
                 pending.finish(.success(try work(queue)))
             } catch {

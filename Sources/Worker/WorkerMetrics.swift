@@ -15,6 +15,7 @@ final class WorkerMetrics {
     let renewals = Counter(label: "tokenledger_renewals_total")
     let leaseHeld = Gauge(label: "tokenledger_lease_held")
     let redisErrors = Counter(label: "tokenledger_redis_errors_total")
+    let redisReconnects = Counter(label: "tokenledger_redis_reconnects_total")
     let storageErrors = Counter(label: "tokenledger_storage_errors_total")
     let invalidations = Counter(label: "tokenledger_invalidations_total")
 

@@ -122,7 +122,8 @@ final class CrashRecoveryTests: XCTestCase {
         let redis = try RedisConnection(url: server.url)
         try waitUntilDrained(h, redis: redis)
         XCTAssertEqual(worker.terminate(), 0, worker.log)
-        XCTAssertTrue(worker.log.contains("redis unavailable"), "the outage was logged: \(worker.log)")
+        XCTAssertTrue(worker.log.contains("redis unavailable") || worker.log.contains("redis link broke"),
+                      "the outage was logged: \(worker.log)")
         try assertExactlyOnce(h, perUser: perUser)
     }
 }

@@ -68,4 +68,30 @@ final class JobDecodingTests: XCTestCase {
         XCTAssertNoThrow(try decode(#"{"type":"balance","userId":"u"}"#).get(), "queries need no id")
         XCTAssertNoThrow(try decode(#"{"type":"renewAll","dryRun":true}"#).get(), "a dry run needs no id")
     }
+
+    /// Random damage to valid jobs never crashes the reader: each result is a job or a dead letter.
+    func testMutatedJobsNeverCrash() {
+        var generator = SystemRandomNumberGenerator()
+        let seeds = [
+            #"{"type":"charge","id":"c-1","userId":"u","operation":"chatgpt_message","metadata":{"a":[1,2.5e3,{"b":null}],"s":"\u00e9\ud83d\ude00"},"replyTo":"r"}"#,
+            #"{"type":"debit","id":"d","userId":"u","operationType":"x","amount":-9223372036854775808}"#,
+            #"{"type":"history","userId":"u","limit":20,"offset":0,"startDate":"2026-01-01T00:00:00.000Z"}"#,
+        ].map { Array($0.utf8) }
+        let alphabet = Array(#"{}[]",:\-0123456789.eEtrufalsn u"#.utf8) + [0x00, 0x1F, 0x7F, 0xC3, 0xA9, 0xFF]
+        var decoded = 0
+        for _ in 0..<20_000 {
+            var bytes = seeds.randomElement(using: &generator)!
+            for _ in 0..<Int.random(in: 1...4, using: &generator) {
+                let position = Int.random(in: 0..<bytes.count, using: &generator)
+                switch Int.random(in: 0..<3, using: &generator) {
+                case 0: bytes[position] = alphabet.randomElement(using: &generator)!
+                case 1: bytes.remove(at: position)
+                default: bytes.insert(alphabet.randomElement(using: &generator)!, at: position)
+                }
+                if bytes.isEmpty { bytes = [0x7B] }
+            }
+            if case .success = Job.decode(bytes) { decoded += 1 }
+        }
+        XCTAssertGreaterThan(decoded, 0, "some mutations stay valid jobs")
+    }
 }
