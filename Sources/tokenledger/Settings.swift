@@ -54,6 +54,10 @@ struct Settings {
         } catch {
             throw SettingsError("redis URL: \(error)")
         }
+        // A flag is visible to every user of the machine (ps, /proc): no secret goes there.
+        if options.redisUrl != nil, redis.password != nil {
+            throw SettingsError("--redis-url must not carry a password (it would show in the process list): use TOKENLEDGER_REDIS_PASSWORD, TOKENLEDGER_REDIS_PASSWORD_FILE or the config file's redisPasswordFile")
+        }
         if let user = env["TOKENLEDGER_REDIS_USERNAME"] ?? file.redisUsername { redis.username = user }
         if let password = env["TOKENLEDGER_REDIS_PASSWORD"] {
             redis.password = password

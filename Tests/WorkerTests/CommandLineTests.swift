@@ -122,6 +122,9 @@ final class CommandLineTests: XCTestCase {
         XCTAssertFalse(worker.log.contains("hunter2"), worker.log)
         let (_, help) = try runTokenLedger(["worker", "--help"])
         XCTAssertFalse(help.contains("--password"), "no password flag: it would show in ps")
+        let (status, out) = try runTokenLedger(["balance", "x", "--redis-url", "redis://:hunter2@127.0.0.1:1/0"])
+        XCTAssertNotEqual(status, 0)
+        XCTAssertTrue(out.contains("must not carry a password"), out)
     }
 
     func testHelpListsEverySubcommand() throws {
