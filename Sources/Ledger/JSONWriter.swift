@@ -7,22 +7,22 @@
 /// escapes quotes, backslashes and all control characters (U+0000-U+001F as `\u00XX`, plus the
 /// short forms), and passes other Unicode through as UTF-8, which JSON allows. `raw(_:)` embeds
 /// text that is already JSON (stored metadata, stored results).
-struct JSONWriter {
+public struct JSONWriter {
     private(set) var bytes: [UInt8] = []
     /// Whether the innermost open container still has no member (so no comma is needed).
     private var empty: [Bool] = []
 
-    init(capacity: Int = 128) { bytes.reserveCapacity(capacity) }
+    public init(capacity: Int = 128) { bytes.reserveCapacity(capacity) }
 
-    var text: String { String(decoding: bytes, as: UTF8.self) }
+    public var text: String { String(decoding: bytes, as: UTF8.self) }
 
-    mutating func beginObject() { separate(); bytes.append(UInt8(ascii: "{")); empty.append(true) }
-    mutating func endObject() { bytes.append(UInt8(ascii: "}")); empty.removeLast() }
-    mutating func beginArray() { separate(); bytes.append(UInt8(ascii: "[")); empty.append(true) }
-    mutating func endArray() { bytes.append(UInt8(ascii: "]")); empty.removeLast() }
+    public mutating func beginObject() { separate(); bytes.append(UInt8(ascii: "{")); empty.append(true) }
+    public mutating func endObject() { bytes.append(UInt8(ascii: "}")); empty.removeLast() }
+    public mutating func beginArray() { separate(); bytes.append(UInt8(ascii: "[")); empty.append(true) }
+    public mutating func endArray() { bytes.append(UInt8(ascii: "]")); empty.removeLast() }
 
     /// Writes `"key":` inside an object; the next value call writes the value.
-    mutating func key(_ name: StaticString) {
+    public mutating func key(_ name: StaticString) {
         separate()
         bytes.append(UInt8(ascii: "\""))
         name.withUTF8Buffer { bytes.append(contentsOf: $0) }
@@ -32,7 +32,7 @@ struct JSONWriter {
     }
 
     /// Writes a dynamic key (an operation type in `byOperation`, a detail name), escaped.
-    mutating func key(dynamic name: String) {
+    public mutating func key(dynamic name: String) {
         separate()
         appendEscaped(name)
         bytes.append(UInt8(ascii: ":"))
@@ -48,7 +48,7 @@ struct JSONWriter {
         if last { empty[empty.count - 1] = false } else { bytes.append(UInt8(ascii: ",")) }
     }
 
-    mutating func int(_ v: Int64) {
+    public mutating func int(_ v: Int64) {
         separate()
         if v < 0 { bytes.append(UInt8(ascii: "-")) }
         var m = v.magnitude
@@ -57,14 +57,14 @@ struct JSONWriter {
         bytes[start...].reverse()
     }
 
-    mutating func int(_ v: Int) { int(Int64(v)) }
-    mutating func bool(_ v: Bool) { separate(); bytes.append(contentsOf: v ? Self.trueBytes : Self.falseBytes) }
-    mutating func null() { separate(); bytes.append(contentsOf: Self.nullBytes) }
-    mutating func string(_ s: String) { separate(); appendEscaped(s) }
-    mutating func string(_ s: String?) { if let s { string(s) } else { null() } }
+    public mutating func int(_ v: Int) { int(Int64(v)) }
+    public mutating func bool(_ v: Bool) { separate(); bytes.append(contentsOf: v ? Self.trueBytes : Self.falseBytes) }
+    public mutating func null() { separate(); bytes.append(contentsOf: Self.nullBytes) }
+    public mutating func string(_ s: String) { separate(); appendEscaped(s) }
+    public mutating func string(_ s: String?) { if let s { string(s) } else { null() } }
 
     /// An ISO 8601 UTC time with milliseconds, or null.
-    mutating func time(ms: Int64?) {
+    public mutating func time(ms: Int64?) {
         separate()
         guard let ms else { bytes.append(contentsOf: Self.nullBytes); return }
         bytes.append(UInt8(ascii: "\""))
@@ -72,8 +72,17 @@ struct JSONWriter {
         bytes.append(UInt8(ascii: "\""))
     }
 
+    /// Writes the members of an object that is already JSON text (`{"a":1}` adds `"a":1`) into
+    /// the object being written: how the worker adds `id` and `type` around a stored result.
+    public mutating func members(of object: String) {
+        let inner = object.utf8.dropFirst().dropLast()
+        guard !inner.isEmpty else { return }
+        separate()
+        bytes.append(contentsOf: inner)
+    }
+
     /// Embeds text that is already valid JSON, or null.
-    mutating func raw(_ json: String?) {
+    public mutating func raw(_ json: String?) {
         separate()
         guard let json else { bytes.append(contentsOf: Self.nullBytes); return }
         bytes.append(contentsOf: json.utf8)

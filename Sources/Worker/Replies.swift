@@ -1,46 +1,53 @@
 import Foundation
 import Ledger
 
-/// The JSON a job's producer, the dead-letter list and the cache layers receive.
+/// The JSON a job's producer and the dead-letter list receive (invalidations are
+/// `BalanceChange.json`, written by the ledger).
 enum Replies {
     /// `{"id", "type", <the ledger's result fields>, "duplicate"}`: the ledger stores the result
     /// fields once; id, type and whether this delivery was a replay are added per delivery.
     static func result(for job: Job, _ result: CommandResult) -> String {
-        var json = JSONText(capacity: result.json.utf8.count + 64)
-        json.field("id", job.id)
-        json.field("type", job.type.rawValue)
+        var json = JSONWriter(capacity: result.json.utf8.count + 64)
+        json.beginObject()
+        json.key("id"); json.string(job.id)
+        json.key("type"); json.string(job.type.rawValue)
         json.members(of: result.json)
-        if job.type.isMutation { json.field("duplicate", result.duplicate) }
-        return json.finish()
+        if job.type.isMutation { json.key("duplicate"); json.bool(result.duplicate) }
+        json.endObject()
+        return json.text
     }
 
     /// The failure reply for a job that could not be read.
     static func failure(id: String?, type: String?, error: JobError) -> String {
-        var json = JSONText()
-        json.field("id", id)
-        json.field("type", type)
-        json.field("success", false)
-        json.field("error", raw: errorObject(error))
-        return json.finish()
+        var json = JSONWriter()
+        json.beginObject()
+        json.key("id"); json.string(id)
+        json.key("type"); json.string(type)
+        json.key("success"); json.bool(false)
+        json.key("error"); write(error, into: &json)
+        json.endObject()
+        return json.text
     }
 
     /// `{"job": raw, "error": {...}, "failedAt"}`, or `jobBase64` for bytes that are not UTF-8.
     static func deadLetter(raw: [UInt8], error: JobError, at date: Date) -> String {
-        var json = JSONText(capacity: raw.count + 128)
+        var json = JSONWriter(capacity: raw.count + 128)
+        json.beginObject()
         if let text = String(validating: raw, as: UTF8.self) {
-            json.field("job", text)
+            json.key("job"); json.string(text)
         } else {
-            json.field("jobBase64", Data(raw).base64EncodedString())
+            json.key("jobBase64"); json.string(Data(raw).base64EncodedString())
         }
-        json.field("error", raw: errorObject(error))
-        json.field("failedAt", LedgerTime.format(date))
-        return json.finish()
+        json.key("error"); write(error, into: &json)
+        json.key("failedAt"); json.time(ms: LedgerTime.milliseconds(date))
+        json.endObject()
+        return json.text
     }
 
-    private static func errorObject(_ error: JobError) -> String {
-        var json = JSONText()
-        json.field("code", error.code)
-        json.field("message", error.message)
-        return json.finish()
+    private static func write(_ error: JobError, into json: inout JSONWriter) {
+        json.beginObject()
+        json.key("code"); json.string(error.code)
+        json.key("message"); json.string(error.message)
+        json.endObject()
     }
 }
