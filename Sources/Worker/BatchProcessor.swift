@@ -36,7 +36,7 @@ struct BatchProcessor {
             switch job {
             case .success(let job):
                 guard let result = next.next() else { break }
-                outbox.reply(to: job.replyTo, Replies.result(for: job, result))
+                if let replyTo = job.replyTo { outbox.reply(to: replyTo, Replies.result(for: job, result)) }
                 for change in result.changes { outbox.publish(change.json) }
                 let outcome = result.duplicate ? "duplicate" : (result.success ? "success" : "refused")
                 metrics.job(type: job.type.rawValue, outcome: outcome)
@@ -58,7 +58,9 @@ struct BatchProcessor {
     /// A job that cannot be read: kept whole on `P:dead`, with a failure reply if it named a `replyTo`.
     func deadLetter(_ invalid: InvalidJob, into outbox: inout Outbox) {
         outbox.deadLetter(Replies.deadLetter(raw: invalid.raw, error: invalid.error, at: clock.now()))
-        outbox.reply(to: invalid.replyTo, Replies.failure(id: invalid.id, type: invalid.type, error: invalid.error))
+        if let replyTo = invalid.replyTo {
+            outbox.reply(to: replyTo, Replies.failure(id: invalid.id, type: invalid.type, error: invalid.error))
+        }
         metrics.job(type: invalid.type.flatMap { JobType(rawValue: $0)?.rawValue } ?? "unknown", outcome: "invalid")
         metrics.deadLetters.increment()
         logger.info("dead letter", metadata: ["code": "\(invalid.error.code)", "reason": "\(invalid.error.message)",

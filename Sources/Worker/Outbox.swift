@@ -22,8 +22,7 @@ struct Outbox {
         commands.reserveCapacity(capacity)
     }
 
-    mutating func reply(to key: String?, _ json: String) {
-        guard let key else { return }
+    mutating func reply(to key: String, _ json: String) {
         commands.append(RedisCommand("LPUSH", key, json))
         commands.append(RedisCommand("EXPIRE", key, replyExpirySeconds))
         replies += 1
