@@ -15,19 +15,12 @@ struct BatchProcessor {
     let logger: Logger
     let metrics: WorkerMetrics
 
-    /// Applies `raws` under `epoch` and returns what to send; `acknowledgement` ends the outbox.
+    /// Applies a batch under `epoch` and returns what to send; `acknowledgement` ends the outbox.
     /// Throws what the ledger throws (storage errors, fencing): then nothing was committed.
-    func process(_ raws: [[UInt8]], epoch: Int64, acknowledgement: RedisCommand) throws -> Outbox {
+    func process(_ batch: DecodedBatch, epoch: Int64, acknowledgement: RedisCommand) throws -> Outbox {
         let started = ContinuousClock.now
-        var decoded: [Result<Job, InvalidJob>] = []
-        decoded.reserveCapacity(raws.count)
-        var commands: [Command] = []
-        commands.reserveCapacity(raws.count)
-        for raw in raws {
-            let job = Job.decode(raw)
-            if case .success(let valid) = job { commands.append(valid.command) }
-            decoded.append(job)
-        }
+        let (raws, decoded) = (batch.raws, batch.jobs)
+        let commands = decoded.compactMap { try? $0.get().command }
         let results = commands.isEmpty ? [] : try ledger.apply(commands, epoch: epoch)
         let elapsed = (ContinuousClock.now - started).nanoseconds
         var outbox = Outbox(keys: keys, replyExpirySeconds: replyExpirySeconds, capacity: raws.count * 3 + 1)
@@ -66,6 +59,20 @@ struct BatchProcessor {
         logger.info("dead letter", metadata: ["code": "\(invalid.error.code)", "reason": "\(invalid.error.message)",
                                               "id": "\(invalid.id ?? "-")", "bytes": "\(invalid.raw.count)"])
     }
+}
+
+/// Raw jobs as taken, oldest first, and what each decodes to.
+struct DecodedBatch: Sendable {
+    let raws: [[UInt8]]
+    let jobs: [Result<Job, InvalidJob>]
+
+    init(_ raws: [[UInt8]]) {
+        self.raws = raws
+        jobs = raws.map(Job.decode)
+    }
+
+    var isEmpty: Bool { raws.isEmpty }
+    var count: Int { raws.count }
 }
 
 extension Duration {

@@ -44,15 +44,19 @@ final class JobQueue {
     }
 
     /// Takes up to `max` jobs, oldest first: everything already waiting in one round trip, or,
-    /// when the queue is empty, blocks up to `timeout` seconds for the first job and then takes
-    /// what else has come.
+    /// when the queue is empty, the first job to arrive within `timeout` seconds.
+    ///
+    /// A job that wakes the wait is returned alone, without another round trip for what came
+    /// with it: the worker takes the next batch while this one commits, which picks those up.
     func take(max: Int, timeout: Double) throws(RedisError) -> [[UInt8]] {
         let waiting = try takeWaiting(max: max)
         if !waiting.isEmpty || timeout <= 0 { return waiting }
-        guard let first = try redis.blmove(keys.jobs, processingKey, from: .right, to: .left, timeout: timeout) else {
-            return []
-        }
-        return max > 1 ? [first] + (try takeWaiting(max: max - 1)) : [first]
+        return try waitForOne(timeout: timeout)
+    }
+
+    /// Blocks up to `timeout` seconds for one job (`BLMOVE`).
+    func waitForOne(timeout: Double) throws(RedisError) -> [[UInt8]] {
+        try redis.blmove(keys.jobs, processingKey, from: .right, to: .left, timeout: timeout).map { [$0] } ?? []
     }
 
     private func takeWaiting(max: Int) throws(RedisError) -> [[UInt8]] {

@@ -28,7 +28,7 @@ final class QueueWorker {
     private var needsRecovery = true
     /// The steady state's Redis thread, and what it has in flight.
     private var io: RedisIO?
-    private var prefetched: RedisIO.Pending<[[UInt8]]>?
+    private var prefetched: RedisIO.Pending<DecodedBatch>?
     private var sending: [RedisIO.Pending<[String]>] = []
     private var lastSweep = ContinuousClock.now
     private var reconnectsSeen = 0
@@ -112,12 +112,19 @@ final class QueueWorker {
         // While a renewal run is in progress, take only what is already waiting.
         let io = try self.io ?? RedisIO(configuration: configuration.redis, keys: configuration.keys, workerId: configuration.workerId)
         self.io = io
-        let next = prefetched ?? io.take(max: configuration.batchSize, timeout: renewing ? 0 : configuration.pollSeconds)
-        prefetched = nil
-        let raws = try next.wait()
+        let wait = renewing ? 0 : configuration.pollSeconds
+        var batch: DecodedBatch
+        if let next = prefetched {
+            prefetched = nil
+            batch = try next.wait()
+            // The queue was empty a moment ago: block for the next job without asking again.
+            if batch.isEmpty && wait > 0 { batch = try io.waitForOne(timeout: wait).wait() }
+        } else {
+            batch = try io.take(max: configuration.batchSize, timeout: wait).wait()
+        }
         try collectSent()
         noteReconnects(redis.reconnectCount + io.reconnectCount)
-        if raws.isEmpty {
+        if batch.isEmpty {
             if ContinuousClock.now - lastSweep > .seconds(5) {
                 lastSweep = ContinuousClock.now
                 try recoverOthers(queue, epoch: epoch)
@@ -126,7 +133,7 @@ final class QueueWorker {
         }
         // Take the next batch while this one commits; send this one's outbox after it.
         if !stop.isStopped { prefetched = io.take(max: configuration.batchSize, timeout: 0) }
-        try apply(raws, epoch: epoch, acknowledgement: { queue.acknowledgement(count: $0) }) { outbox in
+        try apply(batch, epoch: epoch, acknowledgement: { queue.acknowledgement(count: $0) }) { outbox in
             sending.append(io.send(outbox))
         }
     }
@@ -164,18 +171,18 @@ final class QueueWorker {
     /// Applies jobs and sends their outbox. A storage failure is retried with backoff; after
     /// `maxAttempts`, the batch is applied one job at a time, and a job that still fails is
     /// dead-lettered with the reason, so a poisoned write cannot stall the queue.
-    private func apply(_ raws: [[UInt8]], epoch: Int64, acknowledgement: (Int) -> RedisCommand,
+    private func apply(_ batch: DecodedBatch, epoch: Int64, acknowledgement: (Int) -> RedisCommand,
                        send: (Outbox) throws -> Void) throws {
         var attempt = 0
         while true {
             do {
                 let started = ContinuousClock.now
-                let outbox = try processor.process(raws, epoch: epoch, acknowledgement: acknowledgement(raws.count))
+                let outbox = try processor.process(batch, epoch: epoch, acknowledgement: acknowledgement(batch.count))
                 let committed = ContinuousClock.now
                 metrics.invalidations.increment(by: outbox.invalidations)
                 try send(outbox)
                 logger.info("batch committed", metadata: [
-                    "jobs": "\(raws.count)", "replies": "\(outbox.replies)", "invalidations": "\(outbox.invalidations)",
+                    "jobs": "\(batch.count)", "replies": "\(outbox.replies)", "invalidations": "\(outbox.invalidations)",
                     "deadLetters": "\(outbox.deadLetters)", "applyMs": "\((committed - started).milliseconds)",
                     "sendMs": "\((ContinuousClock.now - committed).milliseconds)",
                 ])
@@ -194,19 +201,18 @@ final class QueueWorker {
                 if stop.isStopped { return }
             }
         }
-        guard raws.count > 1 else {
+        guard batch.count > 1 else {
             // One job that keeps failing: dead-letter it with the reason.
             var outbox = Outbox(keys: configuration.keys, replyExpirySeconds: configuration.replyExpirySeconds)
-            let decoded = Job.decode(raws[0])
-            let job = try? decoded.get()
-            let invalid = InvalidJob(raw: raws[0], error: JobError(code: "storage_error", "The job failed \(configuration.maxAttempts) times: \(lastErrorDescription)"),
+            let job = try? batch.jobs[0].get()
+            let invalid = InvalidJob(raw: batch.raws[0], error: JobError(code: "storage_error", "The job failed \(configuration.maxAttempts) times: \(lastErrorDescription)"),
                                      id: job?.id, type: job?.type.rawValue, replyTo: job?.replyTo)
             processor.deadLetter(invalid, into: &outbox)
             outbox.append(acknowledgement(1))
             try send(outbox)
             return
         }
-        for raw in raws { try apply([raw], epoch: epoch, acknowledgement: acknowledgement, send: send) }
+        for raw in batch.raws { try apply(DecodedBatch([raw]), epoch: epoch, acknowledgement: acknowledgement, send: send) }
     }
 
     private var lastErrorDescription = ""
@@ -243,7 +249,7 @@ final class QueueWorker {
         guard !pending.isEmpty else { return }
         logger.info("replaying own unfinished jobs", metadata: ["jobs": "\(pending.count)"])
         for chunk in pending.chunked(configuration.batchSize) {
-            try apply(Array(chunk), epoch: epoch, acknowledgement: { queue.acknowledgement(count: $0) }, send: sendNow)
+            try apply(DecodedBatch(Array(chunk)), epoch: epoch, acknowledgement: { queue.acknowledgement(count: $0) }, send: sendNow)
         }
     }
 
@@ -254,7 +260,7 @@ final class QueueWorker {
             let pending = try queue.pending(of: other)
             logger.info("finishing another worker's unfinished jobs", metadata: ["from": "\(other)", "jobs": "\(pending.count)"])
             for chunk in pending.chunked(configuration.batchSize) {
-                try apply(Array(chunk), epoch: epoch, acknowledgement: { RedisCommand("LTRIM", queue.keys.processing(other), 0, -($0 + 1)) },
+                try apply(DecodedBatch(Array(chunk)), epoch: epoch, acknowledgement: { RedisCommand("LTRIM", queue.keys.processing(other), 0, -($0 + 1)) },
                           send: sendNow)
             }
             try queue.finishRecovery(of: other, count: 0)
@@ -278,9 +284,9 @@ final class QueueWorker {
         // The batch taken ahead is in hand too: finish it, then let its outbox leave.
         if let next = prefetched, let queue, let epoch, let io {
             prefetched = nil
-            if let raws = try? next.wait(), !raws.isEmpty {
+            if let batch = try? next.wait(), !batch.isEmpty {
                 do {
-                    try apply(raws, epoch: epoch, acknowledgement: { queue.acknowledgement(count: $0) }) { sending.append(io.send($0)) }
+                    try apply(batch, epoch: epoch, acknowledgement: { queue.acknowledgement(count: $0) }) { sending.append(io.send($0)) }
                 } catch {
                     logger.warning("the batch taken ahead stays in the processing list for the next worker", metadata: ["error": "\(error)"])
                 }

@@ -56,9 +56,15 @@ final class RedisIO: @unchecked Sendable {
         return pending
     }
 
-    /// Takes up to `max` jobs (see `JobQueue.take`).
-    func take(max: Int, timeout: Double) -> Pending<[[UInt8]]> {
-        submit { queue throws(RedisError) in try queue.take(max: max, timeout: timeout) }
+    /// Takes up to `max` jobs (see `JobQueue.take`) and decodes them here, off the ledger's thread.
+    func take(max: Int, timeout: Double) -> Pending<DecodedBatch> {
+        submit { queue throws(RedisError) in DecodedBatch(try queue.take(max: max, timeout: timeout)) }
+    }
+
+    /// Waits for one job (`BLMOVE`): after a take that found the queue empty, there is no point
+    /// asking again before blocking.
+    func waitForOne(timeout: Double) -> Pending<DecodedBatch> {
+        submit { queue throws(RedisError) in DecodedBatch(try queue.waitForOne(timeout: timeout)) }
     }
 
     /// Sends an outbox; returns the error replies of single commands.
