@@ -17,19 +17,19 @@ final class QueueWorker {
     var logger: Logger
     let metrics = WorkerMetrics()
 
-    private var redis: RedisConnection?
-    private var queue: JobQueue?
-    private var keeper: LeaseKeeper?
-    private var epoch: Int64?
-    private var scheduler: RenewalScheduler
-    private let lease: Lease
+    var redis: RedisConnection?
+    var queue: JobQueue?
+    var keeper: LeaseKeeper?
+    var epoch: Int64?
+    var scheduler: RenewalScheduler
+    let lease: Lease
     private let processor: BatchProcessor
     /// Set after any Redis failure: taken jobs may sit in our processing list unanswered.
-    private var needsRecovery = true
+    var needsRecovery = true
     /// The steady state's Redis thread, and what it has in flight.
-    private var io: RedisIO?
-    private var prefetched: RedisIO.Pending<DecodedBatch>?
-    private var sending: [RedisIO.Pending<[String]>] = []
+    var io: RedisIO?
+    var prefetched: RedisIO.Pending<DecodedBatch>?
+    var sending: [RedisIO.Pending<[String]>] = []
     private var lastSweep = ContinuousClock.now
     private var reconnectsSeen = 0
     private var lastDepthSample = ContinuousClock.now - .seconds(60)
@@ -160,7 +160,7 @@ final class QueueWorker {
 
     /// Lets the Redis thread finish what it has in flight (a prefetched batch stays in the
     /// processing list, to be replayed or given back) and drops it.
-    private func settleIO() {
+    func settleIO() {
         io?.drain()
         _ = try? collectSent()
         reconnectsSeen -= io?.reconnectCount ?? 0
@@ -171,7 +171,7 @@ final class QueueWorker {
     /// Applies jobs and sends their outbox. A storage failure is retried with backoff; after
     /// `maxAttempts`, the batch is applied one job at a time, and a job that still fails is
     /// dead-lettered with the reason, so a poisoned write cannot stall the queue.
-    private func apply(_ batch: DecodedBatch, epoch: Int64, acknowledgement: (Int) -> RedisCommand,
+    func apply(_ batch: DecodedBatch, epoch: Int64, acknowledgement: (Int) -> RedisCommand,
                        send: (Outbox) throws -> Void) throws {
         var attempt = 0
         while true {
@@ -218,92 +218,11 @@ final class QueueWorker {
     private var lastErrorDescription = ""
 
     /// Sends an outbox on the loop's own connection; error replies of single commands are logged.
-    private func sendNow(_ outbox: Outbox) throws {
+    func sendNow(_ outbox: Outbox) throws {
         guard let redis else { throw RedisError.connection("not connected") }
         for problem in try outbox.flush(redis) {
             logger.warning("a reply or message was refused by Redis", metadata: ["error": "\(problem)"])
         }
-    }
-
-    // MARK: Lease and recovery
-
-    private func becomeActive(_ redis: RedisConnection) throws -> Bool {
-        guard try lease.acquire(redis) else { return false }
-        let newEpoch = try ledger.acquireEpoch(owner: configuration.workerId)
-        let keeper = LeaseKeeper(lease: lease, configuration: configuration.redis, logger: logger)
-        keeper.start()
-        self.keeper = keeper
-        epoch = newEpoch
-        scheduler.reset()
-        needsRecovery = true
-        metrics.leaseHeld.record(1)
-        try queue?.register()
-        logger.info("active: lease taken", metadata: ["epoch": "\(newEpoch)"])
-        try recoverOthers(queue!, epoch: newEpoch)
-        return true
-    }
-
-    /// Replays this worker's own processing list (jobs taken before a Redis failure).
-    private func recover(_ queue: JobQueue, epoch: Int64) throws {
-        let pending = try queue.pending(of: configuration.workerId)
-        guard !pending.isEmpty else { return }
-        logger.info("replaying own unfinished jobs", metadata: ["jobs": "\(pending.count)"])
-        for chunk in pending.chunked(configuration.batchSize) {
-            try apply(DecodedBatch(Array(chunk)), epoch: epoch, acknowledgement: { queue.acknowledgement(count: $0) }, send: sendNow)
-        }
-    }
-
-    /// Finishes the jobs other workers took and did not finish (they crashed, or were fenced):
-    /// they are older than anything in the queue, so they go first.
-    private func recoverOthers(_ queue: JobQueue, epoch: Int64) throws {
-        for other in try queue.otherWorkersWithPendingJobs() {
-            let pending = try queue.pending(of: other)
-            logger.info("finishing another worker's unfinished jobs", metadata: ["from": "\(other)", "jobs": "\(pending.count)"])
-            for chunk in pending.chunked(configuration.batchSize) {
-                try apply(DecodedBatch(Array(chunk)), epoch: epoch, acknowledgement: { RedisCommand("LTRIM", queue.keys.processing(other), 0, -($0 + 1)) },
-                          send: sendNow)
-            }
-            try queue.finishRecovery(of: other, count: 0)
-        }
-    }
-
-    private func standBy(reason: String) {
-        logger.warning("standing by", metadata: ["reason": "\(reason)"])
-        settleIO()
-        keeper?.stop()
-        keeper = nil
-        epoch = nil
-        metrics.leaseHeld.record(0)
-        // Give back what we took and could not apply, at the front of the queue.
-        if let queue, let n = try? queue.requeueOwnPending(), n > 0 {
-            logger.info("requeued unfinished jobs for the active worker", metadata: ["jobs": "\(n)"])
-        }
-    }
-
-    private func shutDown() {
-        // The batch taken ahead is in hand too: finish it, then let its outbox leave.
-        if let next = prefetched, let queue, let epoch, let io {
-            prefetched = nil
-            if let batch = try? next.wait(), !batch.isEmpty {
-                do {
-                    try apply(batch, epoch: epoch, acknowledgement: { queue.acknowledgement(count: $0) }) { sending.append(io.send($0)) }
-                } catch {
-                    logger.warning("the batch taken ahead stays in the processing list for the next worker", metadata: ["error": "\(error)"])
-                }
-            }
-        }
-        settleIO()
-        keeper?.stop()
-        if isActive, let redis {
-            do {
-                try lease.release(redis)
-                logger.info("lease released")
-            } catch {
-                logger.warning("could not release the lease; it expires by itself", metadata: ["error": "\(error)"])
-            }
-        }
-        epoch = nil
-        logger.info("worker stopped")
     }
 
     // MARK: Helpers
@@ -324,7 +243,7 @@ final class QueueWorker {
     }
 
     /// Sleeps in short slices so that a stop is seen quickly.
-    private func pause(seconds: Double) {
+    func pause(seconds: Double) {
         var left = seconds
         while left > 0 && !stop.isStopped {
             usleep(useconds_t(min(left, 0.05) * 1_000_000))
