@@ -132,6 +132,7 @@ public final class RedisConnection {
     @discardableResult
     public func send(_ command: RedisCommand, blockingFor seconds: Double) throws(RedisError) -> RedisValue {
         try connect()
+        try dropIfPeerClosed()  // first: a new context would come with the ordinary timeout
         guard let context else { throw .connection("not connected") }
         _ = redisSetTimeout(context, Self.timeval(seconds: seconds + configuration.commandTimeout))
         defer {
