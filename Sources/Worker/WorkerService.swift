@@ -21,6 +21,8 @@ public struct WorkerService: Service {
 
     public func run() async throws {
         let stop = StopSignal()
+        // Asked to stop while starting: the group traps signals now, but that one came before.
+        if EarlyShutdownSignals.wereReceived { stop.stop() }
         let (configuration, ledger, clock, logger) = (self.configuration, self.ledger, self.clock, self.logger)
         await withTaskCancellationHandler {
             await withGracefulShutdownHandler {

@@ -1,7 +1,15 @@
 import ArgumentParser
+import Worker
 
 @main
 struct TokenLedger: AsyncParsableCommand {
+    /// The worker notes a SIGTERM or SIGINT from its first instruction on (see
+    /// `EarlyShutdownSignals`); the other subcommands keep the default, so Ctrl-C stops them.
+    static func main() async {
+        if CommandLine.arguments.dropFirst().first == "worker" { EarlyShutdownSignals.install() }
+        await main(nil)
+    }
+
     static let configuration = CommandConfiguration(
         commandName: "tokenledger",
         abstract: "An exact, fast token ledger fed by Redis queues.",

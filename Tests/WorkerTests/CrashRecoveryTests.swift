@@ -88,6 +88,18 @@ final class CrashRecoveryTests: XCTestCase {
         try assertExactlyOnce(h, perUser: perUser)
     }
 
+    /// From the moment the process catches SIGTERM (its first instruction in `main`) a stop is a
+    /// graceful one, even while it is still opening the ledger and connecting.
+    func testSigtermWhileStartingStillExitsZero() throws {
+        let h = try WorkerHarness()
+        for delay in [0, 5_000, 20_000, 60_000] {
+            let worker = try WorkerProcess(h, workerId: "early-\(delay)")
+            try h.eventually("SIGTERM caught") { worker.catchesSIGTERM }
+            usleep(useconds_t(delay))
+            XCTAssertEqual(worker.terminate(), 0, "SIGTERM \(delay) µs after the handler: \(worker.log)")
+        }
+    }
+
     func testStandbyTakesOverFromAKilledActiveWorker() throws {
         let h = try WorkerHarness()
         let config = h.directory.appendingPathComponent("config.json").path

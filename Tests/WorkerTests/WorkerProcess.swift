@@ -41,13 +41,25 @@ final class WorkerProcess {
 
     var pid: Int32 { process.processIdentifier }
 
+    /// Whether the process has a handler for SIGTERM (`SigCgt` in /proc/<pid>/status).
+    var catchesSIGTERM: Bool {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("SigCgt:") }),
+              let mask = UInt64(line.dropFirst("SigCgt:".count).trimmingCharacters(in: .whitespaces), radix: 16)
+        else { return false }
+        return mask & (1 << (UInt64(SIGTERM) - 1)) != 0
+    }
+
     func kill9() {
         kill(pid, SIGKILL)
         process.waitUntilExit()
     }
 
-    /// Sends SIGTERM and returns the exit status.
+    /// Sends SIGTERM, once the process has started far enough to catch it (a signal that comes
+    /// while the dynamic loader still runs kills any process), and returns the exit status.
     func terminate(timeout: Double = 20) -> Int32 {
+        let started = Date().addingTimeInterval(10)
+        while process.isRunning && !catchesSIGTERM && Date() < started { usleep(2_000) }
         kill(pid, SIGTERM)
         let deadline = Date().addingTimeInterval(timeout)
         while process.isRunning && Date() < deadline { usleep(10_000) }
