@@ -33,16 +33,7 @@ bin="$(swift build -c release --scratch-path "$scratch" --show-bin-path)"
 out="${BENCH_OUT:-$scratch/results/$(date -u +%Y%m%dT%H%M%SZ)${smoke:+-smoke}}"
 mkdir -p "$out"
 out="$(cd "$out" && pwd)"
-work="$(mktemp -d)"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-redis-server --port "$port" --bind 127.0.0.1 --dir "$work" --save '' --appendonly no \
-  --daemonize yes --pidfile "$work/redis.pid" --logfile "$out/redis.log"
-cleanup() {
-  [ -f "$work/redis.pid" ] && kill "$(cat "$work/redis.pid")" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+REDIS_LOG="$out/redis.log" . deploy/private-redis.sh
 
 {
   echo "bench: $(date -u +%FT%TZ), $(nproc) cores, $(free -g | awk '/^Mem:/{print $2}') GiB, $(lscpu | sed -n 's/^Model name: *//p')"

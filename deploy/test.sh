@@ -5,16 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 deploy/setup.sh
 
-work=$(mktemp -d)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-redis-server --port "$port" --bind 127.0.0.1 --dir "$work" --save '' --appendonly no \
-  --daemonize yes --pidfile "$work/redis.pid" --logfile "$work/redis.log"
-cleanup() {
-  [ -f "$work/redis.pid" ] && kill "$(cat "$work/redis.pid")" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+. deploy/private-redis.sh
 
 export REDIS_URL="redis://127.0.0.1:$port/0"
 export REDIS_SERVER="$(command -v redis-server)"
