@@ -122,6 +122,23 @@ final class CrashRecoveryTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(epoch?.epoch ?? 0, 2, "each takeover records a higher epoch")
     }
 
+    func testWorkerStartedWhileRedisIsDownWaitsAndThenServes() throws {
+        let server = try RedisServerProcess()
+        let h = try WorkerHarness(redisURL: server.url)
+        server.stop()
+        let worker = try WorkerProcess(h, workerId: "patient")
+        // Long enough for one connection attempt with its backoff (about 3 s) to give up.
+        usleep(4_000_000)
+        XCTAssertTrue(worker.process.isRunning, "no Redis is no reason to exit")
+        try server.start()
+        let redis = try RedisConnection(url: server.url)
+        try redis.lpush(h.keys.jobs, #"{"type":"open","id":"p1","userId":"pat","replyTo":"r"}"#)
+        let reply = try redis.send(RedisCommand("BRPOP", "r", 15), blockingFor: 15)
+        XCTAssertTrue(reply.array?.last?.string?.contains(#""success":true"#) ?? false, "\(reply) \(worker.log)")
+        XCTAssertEqual(worker.terminate(), 0, worker.log)
+        XCTAssertTrue(worker.log.contains("redis unavailable"), "the outage was logged: \(worker.log)")
+    }
+
     func testRedisRestartedMidRun() throws {
         let server = try RedisServerProcess(extraArguments: ["--appendonly", "yes", "--appendfsync", "always"])
         let h = try WorkerHarness(redisURL: server.url)
