@@ -1,4 +1,3 @@
-import GRDB
 
 /// An account as the writer holds it during one transaction.
 ///
@@ -32,22 +31,6 @@ final class AccountRecord {
         id, user_id, tier, balance, spent, anchor_ms, periods, last_renewal_ms, next_renewal_ms,
         expires_ms, created_ms, entry_count, last_entry_id
         """
-
-    init(row: Row) {
-        id = row[0]
-        userId = row[1]
-        tier = row[2]
-        balance = row[3]
-        spent = row[4]
-        anchorMs = row[5]
-        periods = row[6]
-        lastRenewalMs = row[7]
-        nextRenewalMs = row[8]
-        expiresMs = row[9]
-        createdMs = row[10]
-        entryCount = row[11]
-        lastEntryId = row[12]
-    }
 
     /// From the current row of a statement selecting `columns`.
     init(_ q: RawStatement) {

@@ -105,9 +105,14 @@ extension Batch {
     /// Renews the due accounts, oldest due first, at most `limit` (nil: all).
     func renewDue(dryRun: Bool, tier: String?, limit: Int?, continueOnError: Bool) throws -> RenewAllSummary {
         try flush()  // the selection below reads accounts by SQL
-        let stmt = try db.cachedStatement(sql: tier == nil ? SQL.dueAccounts : SQL.dueAccountsOfTier)
-        let args: StatementArguments = tier == nil ? [nowMs, limit ?? -1] : [nowMs, limit ?? -1, tier]
-        let due = try Row.fetchAll(stmt, arguments: args).map { account(row: $0) }
+        let q = try RawStatement(db, tier == nil ? SQL.dueAccounts : SQL.dueAccountsOfTier)
+        q.reset()
+        q.bind(1, nowMs)
+        q.bind(2, Int64(limit ?? -1))
+        if let tier { q.bind(3, tier) }
+        var due: [AccountRecord] = []
+        while try q.step() { due.append(account(current: q)) }
+        q.reset()
         var summary = RenewAllSummary()
         for a in due where a.nextRenewalMs <= nowMs {
             summary.totalProcessed += 1

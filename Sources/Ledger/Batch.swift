@@ -75,14 +75,22 @@ final class Batch {
 
     func account(id: Int64) throws -> AccountRecord? {
         if let a = byId[id] { return a }
-        guard let row = try Row.fetchOne(db.cachedStatement(sql: SQL.accountById), arguments: [id]) else { return nil }
-        return remember(AccountRecord(row: row))
+        let q = try RawStatement(db, SQL.accountById)
+        q.reset()
+        q.bind(1, id)
+        guard try q.step() else {
+            q.reset()
+            return nil
+        }
+        let a = AccountRecord(q)
+        q.reset()
+        return remember(a)
     }
 
-    /// Keeps `row`'s account, unless the batch already holds a newer copy of it.
-    func account(row: Row) -> AccountRecord {
-        let id: Int64 = row[0]
-        return byId[id] ?? remember(AccountRecord(row: row))
+    /// Keeps the account of the statement's current row (selecting `AccountRecord.columns`),
+    /// unless the batch already holds a newer copy of it.
+    func account(current q: RawStatement) -> AccountRecord {
+        byId[q.int64(0)] ?? remember(AccountRecord(q))
     }
 
     private func remember(_ a: AccountRecord) -> AccountRecord {
