@@ -1,7 +1,9 @@
 // swift-tools-version:6.1
 import PackageDescription
 
-// Dependencies point one way: tokenledger -> Worker -> Ledger, Redis -> CHiredis.
+// Dependencies point one way, down:
+//   tokenledger -> Worker -> JobWire -> Ledger;  Worker -> Redis -> CHiredis;
+//   tokenledger -> OperatorHTTP -> Ledger, Redis.
 let package = Package(
     name: "TokenLedger",
     platforms: [.macOS(.v15)],
@@ -41,27 +43,44 @@ let package = Package(
             ]
         ),
         .target(
+            name: "JobWire",
+            dependencies: ["Ledger"]
+        ),
+        .target(
             name: "Worker",
+            dependencies: [
+                "JobWire", "Ledger", "Redis",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(
+            name: "OperatorHTTP",
             dependencies: [
                 "Ledger", "Redis",
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "FlyingFox", package: "FlyingFox"),
+                .product(name: "FlyingSocks", package: "FlyingFox"),
             ]
         ),
         .executableTarget(
             name: "tokenledger",
             dependencies: [
-                "Worker",
+                "Worker", "OperatorHTTP", "JobWire", "Ledger", "Redis",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .executableTarget(
             name: "tokenledger-bench",
             dependencies: [
-                "Worker", "Ledger", "Redis",
+                "Ledger", "Redis",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]
@@ -69,7 +88,11 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["Redis"], path: "Tests/TestSupport"),
         .testTarget(name: "RedisTests", dependencies: ["Redis", "TestSupport"]),
         .testTarget(name: "LedgerTests", dependencies: ["Ledger"]),
-        .testTarget(name: "WorkerTests", dependencies: ["Worker", "Ledger", "Redis", "TestSupport"]),
+        .testTarget(name: "JobWireTests", dependencies: ["JobWire", "Ledger"]),
+        .testTarget(name: "WorkerTests", dependencies: [
+            "Worker", "JobWire", "Ledger", "Redis", "TestSupport",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
     ],
     swiftLanguageModes: [.v6]
 )

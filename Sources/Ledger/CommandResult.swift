@@ -25,7 +25,7 @@ public struct CommandResult: Sendable {
     }
 
     /// The JSON of a refusal: `{"success":false,"error":{"code":…,"message":…},…details}`.
-    public static func refusal(_ error: LedgerError) -> CommandResult {
+    public static func refusal(_ error: Refusal) -> CommandResult {
         var w = JSONWriter()
         w.beginObject()
         w.key("success"); w.bool(false)

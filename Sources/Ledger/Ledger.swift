@@ -77,22 +77,22 @@ public final class Ledger: Sendable {
         if commands.isEmpty { return [] }
         let nowMs = LedgerTime.milliseconds(clock.now())
         return try writeTransaction(epoch: epoch) { db in
-            let batch = try Batch(db: db, config: config, clockMs: nowMs, writable: true)
+            let transaction = try LedgerTransaction(db: db, config: config, clockMs: nowMs, writable: true)
             var results: [CommandResult] = []
             results.reserveCapacity(commands.count)
-            for command in commands { results.append(try batch.apply(command)) }
-            try batch.flush()
+            for command in commands { results.append(try transaction.perform(command)) }
+            try transaction.flush()
             return results
         }
     }
 
     /// Answers a query (balance, canAfford, history, statistics, eligibility, a dry-run
     /// renewAll) without writing; for the CLI. Throws `LedgerStorageError.notAQuery` otherwise.
-    public func read(_ operation: Operation) throws -> CommandResult {
+    public func read(_ operation: LedgerOperation) throws -> CommandResult {
         guard operation.isQuery else { throw LedgerStorageError.notAQuery }
         let nowMs = LedgerTime.milliseconds(clock.now())
         return try writer.read { db in
-            try Batch(db: db, config: config, clockMs: nowMs, writable: false).execute(operation, jobId: nil).result
+            try LedgerTransaction(db: db, config: config, clockMs: nowMs, writable: false).execute(operation, jobId: nil).result
         }
     }
 
@@ -102,9 +102,9 @@ public final class Ledger: Sendable {
     public func renewDue(limit: Int, tier: String? = nil, epoch: Int64? = nil) throws -> RenewAllSummary {
         let nowMs = LedgerTime.milliseconds(clock.now())
         return try writeTransaction(epoch: epoch) { db in
-            let batch = try Batch(db: db, config: config, clockMs: nowMs, writable: true)
-            let summary = try batch.renewDue(dryRun: false, tier: tier, limit: max(limit, 1), continueOnError: true)
-            try batch.flush()
+            let transaction = try LedgerTransaction(db: db, config: config, clockMs: nowMs, writable: true)
+            let summary = try transaction.renewDue(dryRun: false, tier: tier, limit: max(limit, 1), continueOnError: true)
+            try transaction.flush()
             return summary
         }
     }

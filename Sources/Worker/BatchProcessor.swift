@@ -1,4 +1,5 @@
 import Foundation
+import JobWire
 import Ledger
 import Logging
 import Redis

@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
 import Redis
-import Worker
+import JobWire
 
 struct EnqueueCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

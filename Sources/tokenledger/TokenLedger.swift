@@ -1,5 +1,4 @@
 import ArgumentParser
-import Worker
 
 @main
 struct TokenLedger: AsyncParsableCommand {

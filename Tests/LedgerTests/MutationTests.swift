@@ -187,7 +187,7 @@ final class MutationTests: XCTestCase {
 
     func testWorkerDecidedRefusalIsStored() throws {
         let f = try Fixture()
-        let e = LedgerError(code: "invalid_amount", message: "The amount does not fit 64 bits.")
+        let e = Refusal(code: "invalid_amount", message: "The amount does not fit 64 bits.")
         let r = try f.run(.refusal(e), jobId: "huge")
         XCTAssertEqual(try code(r), "invalid_amount")
         let again = try f.run(.refusal(e), jobId: "huge")

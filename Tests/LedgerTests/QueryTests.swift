@@ -117,9 +117,9 @@ final class QueryTests: XCTestCase {
         }
         let plans = try f.ledger.writer.read { db -> [String: String] in
             var plans: [String: String] = [:]
-            let sqls = ["page": Batch.SQL.historyPage, "pageOfType": Batch.SQL.historyPageOfType,
-                        "count": Batch.SQL.historyCount, "countOfType": Batch.SQL.historyCountOfType,
-                        "statistics": Batch.SQL.statistics]
+            let sqls = ["page": LedgerTransaction.SQL.historyPage, "pageOfType": LedgerTransaction.SQL.historyPageOfType,
+                        "count": LedgerTransaction.SQL.historyCount, "countOfType": LedgerTransaction.SQL.historyCountOfType,
+                        "statistics": LedgerTransaction.SQL.statistics]
             for (name, sql) in sqls {
                 let rows = try Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN " + sql, arguments: StatementArguments(
                     Array(repeating: 1 as Int64, count: sql.contains("?6") ? 6 : sql.contains("?5") ? 5 : sql.contains("?4") ? 4 : 3)))

@@ -5,26 +5,26 @@ struct Outcome {
     var result: CommandResult
     var entryId: Int64? = nil
     var accountId: Int64? = nil
-    /// The result is exactly `Batch.entryResult` of `entryId`: store only the entry id.
+    /// The result is exactly `LedgerTransaction.entryResult` of `entryId`: store only the entry id.
     var derived = false
     /// False when the answer belongs to another job (a purchase replayed under a new job id).
     var store = true
 
-    static func refused(_ e: LedgerError) -> Outcome { Outcome(result: .refusal(e)) }
+    static func refused(_ e: Refusal) -> Outcome { Outcome(result: .refusal(e)) }
 }
 
 /// Idempotency: stored results under job ids.
-extension Batch {
+extension LedgerTransaction {
     struct StoredJob {
         var entryId: Int64?
         var accountId: Int64?
         var result: String?
     }
 
-    /// Applies one command: a job id already stored answers its stored result (also when it
+    /// Performs one command: a job id already stored answers its stored result (also when it
     /// was stored earlier in this same transaction); otherwise the command runs and its result,
     /// a refusal too, is stored under its job id.
-    func apply(_ command: Command) throws -> CommandResult {
+    func perform(_ command: Command) throws -> CommandResult {
         if let jobId = command.jobId, let stored = try storedJob(jobId) {
             return try replay(stored)
         }
@@ -62,7 +62,7 @@ extension Batch {
                 changes.append(change(a, entryId: entryId, operationType: e.operationType, amount: e.amount, atMs: e.createdMs))
             }
         } else if let accountId = stored.accountId, let a = try account(id: accountId) {
-            changes.append(change(a, entryId: nil, operationType: Batch.tierChange, amount: 0, atMs: nowMs))
+            changes.append(change(a, entryId: nil, operationType: LedgerTransaction.tierChange, amount: 0, atMs: nowMs))
         }
         let success = json.hasPrefix(#"{"success":true"#)
         var code: String? = nil
@@ -94,13 +94,13 @@ extension Batch {
     }
 
     /// Runs one command (no idempotency here; see `apply`).
-    func execute(_ op: Operation, jobId: String?) throws -> Outcome {
+    func execute(_ op: LedgerOperation, jobId: String?) throws -> Outcome {
         switch op {
         case .open(let userId):
             return try open(userId, jobId: jobId)
         case let .charge(userId, operation, metadata):
             guard let cost = config.costs[operation] else {
-                return .refused(LedgerError(code: LedgerError.unknownOperation,
+                return .refused(Refusal(code: Refusal.unknownOperation,
                                             message: "The operation \(operation) has no configured cost."))
             }
             return try spend(userId, kind: .charge, operationType: operation, amount: cost, jobId: jobId, metadata: metadata)
@@ -134,7 +134,7 @@ extension Batch {
         }
     }
 
-    static func checkAmount(_ amount: Int64) -> LedgerError? {
-        amount >= 1 ? nil : LedgerError(code: LedgerError.invalidAmount, message: "The amount must be an integer of at least 1; it is \(amount).")
+    static func checkAmount(_ amount: Int64) -> Refusal? {
+        amount >= 1 ? nil : Refusal(code: Refusal.invalidAmount, message: "The amount must be an integer of at least 1; it is \(amount).")
     }
 }

@@ -23,6 +23,14 @@ public struct InvalidJob: Sendable, Error {
     public let id: String?
     public let type: String?
     public let replyTo: String?
+
+    public init(raw: [UInt8], error: JobError, id: String?, type: String?, replyTo: String?) {
+        self.raw = raw
+        self.error = error
+        self.id = id
+        self.type = type
+        self.replyTo = replyTo
+    }
 }
 
 extension Job {

@@ -13,7 +13,7 @@ import GRDB
 ///   the whole transaction, and the worker retries the batch.
 /// - `nowMs` is read once per transaction and never precedes the last entry's time, so entry
 ///   ids and `createdAt` increase together even if the wall clock steps back.
-final class Batch {
+final class LedgerTransaction {
     let db: Database
     let config: LedgerConfig
     let nowMs: Int64

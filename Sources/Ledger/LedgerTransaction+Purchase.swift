@@ -8,17 +8,17 @@ import GRDB
 /// job id), and is refused with `duplicate_payment` when the user or the tier differs (the
 /// payment id was reused by mistake, and crediting either account would be wrong). The months
 /// are not compared: the payment, not the request, is what was paid.
-extension Batch {
+extension LedgerTransaction {
     /// The longest subscription extension one purchase may ask for (100 years).
     static let maxMonths = 1200
 
     func purchase(_ userId: String, tier: String, paymentId: String, months: Int, jobId: String?,
                   metadata: String?) throws -> Outcome {
         guard let tierConfig = config.tiers[tier] else {
-            return .refused(LedgerError(code: LedgerError.unknownTier, message: "The tier \(tier) does not exist."))
+            return .refused(Refusal(code: Refusal.unknownTier, message: "The tier \(tier) does not exist."))
         }
         guard months >= 1 && months <= Self.maxMonths else {
-            return .refused(LedgerError(code: LedgerError.invalidMonths,
+            return .refused(Refusal(code: Refusal.invalidMonths,
                                         message: "months must be between 1 and \(Self.maxMonths); it is \(months)."))
         }
         let existing = try account(userId)
@@ -27,7 +27,7 @@ extension Batch {
             if accountId == existing?.id, firstTier == tier, let stored = try storedJob(firstJob) {
                 return Outcome(result: try replay(stored), store: false)
             }
-            return .refused(LedgerError(code: LedgerError.duplicatePayment,
+            return .refused(Refusal(code: Refusal.duplicatePayment,
                                         message: "The payment \(paymentId) was already applied to another purchase."))
         }
         if let existing, existing.balance.addingReportingOverflow(tierConfig.allocation).overflow {
@@ -65,7 +65,7 @@ extension Batch {
     }
 }
 
-extension Batch.SQL {
+extension LedgerTransaction.SQL {
     static let paymentById = "SELECT job_id, account_id, tier FROM payments WHERE payment_id = ?"
     static let insertPayment = "INSERT INTO payments (payment_id, job_id, account_id, tier) VALUES (?, ?, ?, ?)"
 }

@@ -1,13 +1,13 @@
 import GRDB
 
 /// open, charge, debit, credit, refund.
-extension Batch {
+extension LedgerTransaction {
     /// The operation type of a change that moved a tier without an entry.
     static let tierChange = "tier_change"
 
     func open(_ userId: String, jobId: String?) throws -> Outcome {
         if try account(userId) != nil {
-            return .refused(LedgerError(code: LedgerError.accountExists, message: "An account already exists for user \(userId)."))
+            return .refused(Refusal(code: Refusal.accountExists, message: "An account already exists for user \(userId)."))
         }
         let gift = config.tiers["Gift"]!  // validate() guarantees it
         let a = try createAccount(userId, tier: "Gift")
@@ -59,7 +59,7 @@ extension Batch {
         var chargeEntry: Int64? = nil
         var refundedBefore: Int64 = 0
         if let refundOf {
-            let notFound = LedgerError(code: LedgerError.chargeNotFound,
+            let notFound = Refusal(code: Refusal.chargeNotFound,
                                        message: "No charge or debit of user \(userId) has the job id \(refundOf).")
             guard let job = try storedJob(refundOf), let entryId = job.entryId, let e = try entry(entryId),
                   e.accountId == a.id, let kind = Schema.Kind(rawValue: e.kind), kind.isSpending
@@ -68,8 +68,8 @@ extension Batch {
             let remaining = -e.amount - refundedBefore
             value = amount ?? remaining
             if remaining <= 0 || value > remaining {
-                return .refused(LedgerError(
-                    code: LedgerError.refundExceedsCharge,
+                return .refused(Refusal(
+                    code: Refusal.refundExceedsCharge,
                     message: remaining <= 0
                         ? "Nothing remains refundable of job \(refundOf)."
                         : "Only \(remaining) tokens remain refundable of job \(refundOf); \(value) were asked.",
@@ -78,7 +78,7 @@ extension Batch {
             chargeEntry = entryId
         } else {
             guard let amount else {
-                return .refused(LedgerError(code: LedgerError.invalidAmount,
+                return .refused(Refusal(code: Refusal.invalidAmount,
                                             message: "A refund without refundOf needs an amount."))
             }
             value = amount
@@ -94,7 +94,7 @@ extension Batch {
     }
 }
 
-extension Batch.SQL {
+extension LedgerTransaction.SQL {
     static let refundedTotal = "SELECT amount FROM refunded WHERE entry_id = ?"
     static let upsertRefunded = """
         INSERT INTO refunded (entry_id, amount) VALUES (?1, ?2)

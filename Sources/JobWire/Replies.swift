@@ -3,10 +3,10 @@ import Ledger
 
 /// The JSON a job's producer and the dead-letter list receive (invalidations are
 /// `BalanceChange.json`, written by the ledger).
-enum Replies {
+public enum Replies {
     /// `{"id", "type", <the ledger's result fields>, "duplicate"}`: the ledger stores the result
     /// fields once; id, type and whether this delivery was a replay are added per delivery.
-    static func result(for job: Job, _ result: CommandResult) -> String {
+    public static func result(for job: Job, _ result: CommandResult) -> String {
         var json = JSONWriter(capacity: result.json.utf8.count + 64)
         json.beginObject()
         json.key("id"); json.string(job.id)
@@ -18,7 +18,7 @@ enum Replies {
     }
 
     /// The failure reply for a job that could not be read.
-    static func failure(id: String?, type: String?, error: JobError) -> String {
+    public static func failure(id: String?, type: String?, error: JobError) -> String {
         var json = JSONWriter()
         json.beginObject()
         json.key("id"); json.string(id)
@@ -30,7 +30,7 @@ enum Replies {
     }
 
     /// `{"job": raw, "error": {...}, "failedAt"}`, or `jobBase64` for bytes that are not UTF-8.
-    static func deadLetter(raw: [UInt8], error: JobError, at date: Date) -> String {
+    public static func deadLetter(raw: [UInt8], error: JobError, at date: Date) -> String {
         var json = JSONWriter(capacity: raw.count + 128)
         json.beginObject()
         if let text = String(validating: raw, as: UTF8.self) {

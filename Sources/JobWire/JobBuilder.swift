@@ -123,8 +123,8 @@ struct JobBuilder {
         }
     }
 
-    private static let amountOutOfRange = LedgerOperation.refusal(LedgerError(
-        code: LedgerError.invalidAmount, message: "The amount does not fit in 64 bits."))
+    private static let amountOutOfRange = LedgerOperation.refusal(Refusal(
+        code: Refusal.invalidAmount, message: "The amount does not fit in 64 bits."))
 
     private func optionalInt(_ key: KeyPath<RawJob, RawJob.Field<Int>>, _ name: String) throws(JobError) -> Int? {
         let field = fields[keyPath: key]

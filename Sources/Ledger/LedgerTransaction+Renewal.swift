@@ -9,7 +9,7 @@ import GRDB
 /// `nextRenewalMs` past `now` in the same transaction as its entry, a second run for the same
 /// period finds it not due: no account is renewed twice for one period, whatever the scheduler
 /// does (retries, overlapping runs, a crash between batches).
-extension Batch {
+extension LedgerTransaction {
     struct Renewed {
         var outcome: RenewalOutcome
         var downgraded: Bool
@@ -19,8 +19,8 @@ extension Batch {
 
     var dueReason: String { "renewal_due" }
 
-    func notEligible(_ a: AccountRecord) -> LedgerError {
-        LedgerError(code: LedgerError.notEligible,
+    func notEligible(_ a: AccountRecord) -> Refusal {
+        Refusal(code: Refusal.notEligible,
                     message: "The account of \(a.userId) is not due for renewal before \(LedgerTime.format(ms: a.nextRenewalMs)).",
                     details: [.init("eligible", .bool(false)), .init("reason", .string("not_yet_due")),
                               .init("nextRenewalDate", .time(ms: a.nextRenewalMs)),
@@ -35,7 +35,7 @@ extension Batch {
     /// Renews a due account (the caller checked it is due): downgrades an expired paid
     /// subscription to Gift, then grants the tier's allocation by the configured policy.
     /// Checks everything before writing; with `dryRun` computes the outcome only.
-    func renewAccount(_ a: AccountRecord, jobId: String?, dryRun: Bool) throws -> Result<Renewed, LedgerError> {
+    func renewAccount(_ a: AccountRecord, jobId: String?, dryRun: Bool) throws -> Result<Renewed, Refusal> {
         var tier = a.tier
         var expires = a.expiresMs
         var downgraded = false
@@ -45,7 +45,7 @@ extension Batch {
             downgraded = true
         }
         guard let tierConfig = config.tiers[tier] else {
-            return .failure(LedgerError(code: LedgerError.unknownTier, message: "The tier \(tier) of \(a.userId) is no longer configured."))
+            return .failure(Refusal(code: Refusal.unknownTier, message: "The tier \(tier) of \(a.userId) is no longer configured."))
         }
         var grant: Int64
         switch config.renewalPolicy {
@@ -132,7 +132,7 @@ extension Batch {
 
     func renewAll(dryRun: Bool, tier: String?, limit: Int?, continueOnError: Bool) throws -> Outcome {
         if let limit, limit < 1 {
-            return .refused(LedgerError(code: LedgerError.invalidLimit, message: "limit must be at least 1; it is \(limit)."))
+            return .refused(Refusal(code: Refusal.invalidLimit, message: "limit must be at least 1; it is \(limit)."))
         }
         let s = try renewDue(dryRun: dryRun, tier: tier, limit: limit, continueOnError: continueOnError)
         var w = JSONWriter(capacity: 256)
@@ -183,7 +183,7 @@ extension Batch {
     }
 }
 
-extension Batch.SQL {
+extension LedgerTransaction.SQL {
     static let dueAccounts = """
         SELECT \(AccountRecord.columns) FROM accounts WHERE next_renewal_ms <= ?1
         ORDER BY next_renewal_ms, id LIMIT ?2

@@ -5,12 +5,12 @@
 /// `code` is one of the contract's stable snake_case words; `message` is a sentence for
 /// people; `details` are extra top-level result fields (for `insufficient_tokens`: `balance`,
 /// `required`, `deficit`), in the order they are written.
-public struct LedgerError: Error, Sendable, Equatable, CustomStringConvertible {
+public struct Refusal: Error, Sendable, Equatable, CustomStringConvertible {
     public let code: String
     public let message: String
-    public let details: [LedgerDetail]
+    public let details: [RefusalDetail]
 
-    public init(code: String, message: String, details: [LedgerDetail] = []) {
+    public init(code: String, message: String, details: [RefusalDetail] = []) {
         self.code = code
         self.message = message
         self.details = details
@@ -39,25 +39,25 @@ public struct LedgerError: Error, Sendable, Equatable, CustomStringConvertible {
     /// `limit`/`offset` of history or renewAll out of range.
     public static let invalidLimit = "invalid_limit"
 
-    static func userNotFound(_ userId: String) -> LedgerError {
-        LedgerError(code: userNotFound, message: "No account exists for user \(userId).")
+    static func userNotFound(_ userId: String) -> Refusal {
+        Refusal(code: userNotFound, message: "No account exists for user \(userId).")
     }
 
-    static func insufficient(balance: Int64, required: Int64) -> LedgerError {
-        LedgerError(
+    static func insufficient(balance: Int64, required: Int64) -> Refusal {
+        Refusal(
             code: insufficientTokens,
             message: "The balance of \(balance) tokens does not cover the \(required) tokens required.",
             details: [.init("balance", .int(balance)), .init("required", .int(required)),
                       .init("deficit", .int(required - balance))])
     }
 
-    static func overflow(_ what: String) -> LedgerError {
-        LedgerError(code: invalidAmount, message: "The \(what) would overflow a 64-bit integer.")
+    static func overflow(_ what: String) -> Refusal {
+        Refusal(code: invalidAmount, message: "The \(what) would overflow a 64-bit integer.")
     }
 }
 
 /// One extra result field of a refusal.
-public struct LedgerDetail: Sendable, Equatable {
+public struct RefusalDetail: Sendable, Equatable {
     public let key: String
     public let value: LedgerValue
     public init(_ key: String, _ value: LedgerValue) {
@@ -74,27 +74,4 @@ public enum LedgerValue: Sendable, Equatable {
     /// An ISO 8601 time, written as a string.
     case time(ms: Int64)
     case null
-}
-
-/// A failure of storage rather than a refusal of a command: nothing of the call was written.
-/// The worker retries the batch on SQLite errors; on `fenced` it must stop writing, because
-/// another worker has taken the ledger over.
-public enum LedgerStorageError: Error, Sendable, Equatable, CustomStringConvertible {
-    /// A newer epoch than the caller's was recorded by `acquireEpoch`.
-    case fenced(callerEpoch: Int64, currentEpoch: Int64)
-    /// `backup(to:)` refuses to overwrite an existing file.
-    case backupDestinationExists(path: String)
-    /// `read(_:)` accepts only queries.
-    case notAQuery
-
-    public var description: String {
-        switch self {
-        case let .fenced(mine, current):
-            return "fenced: this writer holds epoch \(mine) but epoch \(current) has been acquired since"
-        case let .backupDestinationExists(path):
-            return "backup destination already exists: \(path)"
-        case .notAQuery:
-            return "read(_:) only answers queries"
-        }
-    }
 }

@@ -6,7 +6,7 @@ import GRDB
 /// of its own batch); entries are read by SQL through `entries_by_account (account_id,
 /// created_ms)`, whose implicit rowid suffix also gives "newest first" (`created_ms DESC, id
 /// DESC`) without a sort.
-extension Batch {
+extension LedgerTransaction {
     static let maxHistoryLimit = 1000
 
     func balance(_ userId: String) throws -> Outcome {
@@ -27,7 +27,7 @@ extension Batch {
 
     func canAfford(_ userId: String, operation: String) throws -> Outcome {
         guard let cost = config.costs[operation] else {
-            return .refused(LedgerError(code: LedgerError.unknownOperation, message: "The operation \(operation) has no configured cost."))
+            return .refused(Refusal(code: Refusal.unknownOperation, message: "The operation \(operation) has no configured cost."))
         }
         guard let a = try account(userId) else { return .refused(.userNotFound(userId)) }
         var w = JSONWriter()
@@ -41,17 +41,17 @@ extension Batch {
         return Outcome(result: CommandResult(success: true, json: w.text))
     }
 
-    static func dateRange(_ startMs: Int64?, _ endMs: Int64?) -> LedgerError? {
+    static func dateRange(_ startMs: Int64?, _ endMs: Int64?) -> Refusal? {
         guard let startMs, let endMs, startMs > endMs else { return nil }
-        return LedgerError(code: LedgerError.invalidDateRange, message: "startDate must not be after endDate.")
+        return Refusal(code: Refusal.invalidDateRange, message: "startDate must not be after endDate.")
     }
 
     func history(_ userId: String, limit: Int, offset: Int, operationType: String?, startMs: Int64?, endMs: Int64?) throws -> Outcome {
         guard (1...Self.maxHistoryLimit).contains(limit) else {
-            return .refused(LedgerError(code: LedgerError.invalidLimit, message: "limit must be between 1 and \(Self.maxHistoryLimit); it is \(limit)."))
+            return .refused(Refusal(code: Refusal.invalidLimit, message: "limit must be between 1 and \(Self.maxHistoryLimit); it is \(limit)."))
         }
         guard offset >= 0 else {
-            return .refused(LedgerError(code: LedgerError.invalidLimit, message: "offset must be at least 0; it is \(offset)."))
+            return .refused(Refusal(code: Refusal.invalidLimit, message: "offset must be at least 0; it is \(offset)."))
         }
         if let e = Self.dateRange(startMs, endMs) { return .refused(e) }
         guard let a = try account(userId) else { return .refused(.userNotFound(userId)) }
@@ -136,7 +136,7 @@ extension Batch {
     }
 }
 
-extension Batch.SQL {
+extension LedgerTransaction.SQL {
     static let historyColumns = "id, job_id, operation_type, amount, balance_before, balance_after, created_ms, metadata"
     static let historyPage = """
         SELECT \(historyColumns) FROM entries WHERE account_id = ?1 AND created_ms BETWEEN ?2 AND ?3

@@ -2,16 +2,15 @@ import Foundation
 
 /// A typed command: what the worker makes of a job once its shape is valid.
 ///
-/// Foundation also has an `Operation` class: a file that imports all of Foundation and this
-/// module can say `LedgerOperation` (an alias), or import only what it needs from Foundation
-/// (`import struct Foundation.Date`).
+/// Not `Operation`: Foundation has an `Operation` class, and the clash made every file that
+/// imports both ambiguous.
 ///
 /// Shapes (types, id formats, sizes) are the worker's to check; value refusals (an amount
 /// below 1 or one that would overflow, an unknown operation or tier, months below 1) are the
 /// ledger's, so that they are stored under the job id like every other result.
 /// `metadata` is the serialized JSON text of an object, already validated (<= 16 KiB); the
 /// ledger keeps it as it is and embeds it raw in history.
-public enum Operation: Sendable, Equatable {
+public enum LedgerOperation: Sendable, Equatable {
     case open(userId: String)
     case charge(userId: String, operation: String, metadata: String?)
     case debit(userId: String, operationType: String, amount: Int64, metadata: String?)
@@ -30,7 +29,7 @@ public enum Operation: Sendable, Equatable {
     /// A refusal the worker decided before it could type the job (for instance an `amount`
     /// beyond 64 bits, which the contract makes `invalid_amount`, not a dead letter). Applying
     /// it stores the refusal under the job id, so a replay answers it like any refusal.
-    case refusal(LedgerError)
+    case refusal(Refusal)
 
     /// Whether the command only reads (its result is still stored when it has a job id).
     public var isQuery: Bool {
@@ -42,15 +41,13 @@ public enum Operation: Sendable, Equatable {
     }
 }
 
-/// `Operation` under a name that Foundation's `Operation` class does not shadow.
-public typealias LedgerOperation = Operation
 
 /// One job of a batch: the job id (the idempotency key; optional on queries) and its command.
 public struct Command: Sendable, Equatable {
     public var jobId: String?
-    public var operation: Operation
+    public var operation: LedgerOperation
 
-    public init(jobId: String?, operation: Operation) {
+    public init(jobId: String?, operation: LedgerOperation) {
         self.jobId = jobId
         self.operation = operation
     }

@@ -1,5 +1,5 @@
 import Ledger
-import Worker
+import JobWire
 import XCTest
 
 /// `Job.decode` alone: the strict JSON reading and the field rules, without Redis or SQLite.

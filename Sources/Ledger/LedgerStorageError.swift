@@ -1,0 +1,22 @@
+/// A failure of storage rather than a refusal of a command: nothing of the call was written.
+/// The worker retries the batch on SQLite errors; on `fenced` it must stop writing, because
+/// another worker has taken the ledger over.
+public enum LedgerStorageError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// A newer epoch than the caller's was recorded by `acquireEpoch`.
+    case fenced(callerEpoch: Int64, currentEpoch: Int64)
+    /// `backup(to:)` refuses to overwrite an existing file.
+    case backupDestinationExists(path: String)
+    /// `read(_:)` accepts only queries.
+    case notAQuery
+
+    public var description: String {
+        switch self {
+        case let .fenced(mine, current):
+            return "fenced: this writer holds epoch \(mine) but epoch \(current) has been acquired since"
+        case let .backupDestinationExists(path):
+            return "backup destination already exists: \(path)"
+        case .notAQuery:
+            return "read(_:) only answers queries"
+        }
+    }
+}
