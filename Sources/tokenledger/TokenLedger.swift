@@ -1,4 +1,5 @@
 import ArgumentParser
+import Worker
 
 @main
 struct TokenLedger: AsyncParsableCommand {
