@@ -105,6 +105,7 @@ struct Settings {
         if let sync = file.synchronous { ledger.synchronous = sync }
         if let pages = file.walAutoCheckpointPages { ledger.walAutoCheckpointPages = pages }
         if let cache = file.cacheMebibytes { ledger.cacheMebibytes = cache }
+        if let busy = file.busyTimeoutMilliseconds { ledger.busyTimeoutMilliseconds = busy }
         do {
             try ledger.validate()
         } catch {
