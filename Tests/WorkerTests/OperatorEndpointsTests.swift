@@ -122,6 +122,40 @@ final class OperatorEndpointsTests: XCTestCase {
         XCTAssertEqual(worker.terminate(), 0, worker.log)
     }
 
+    /// What used to be swallowed shows on `/metrics`: a reply Redis refused, and a WAL that grows
+    /// because checkpoints cannot keep up (here a reader holds an old snapshot open).
+    func testRefusedRepliesAndAGrowingWALShowOnMetrics() async throws {
+        let h = try WorkerHarness()
+        let port = TestEnvironment.freePort()
+        let config = h.directory.appendingPathComponent("wal.json").path
+        try Data(#"{"walAutoCheckpointPages": 10}"#.utf8).write(to: URL(fileURLWithPath: config))
+        let worker = try WorkerProcess(h, workerId: "walwatch", extraArguments: ["--http", "127.0.0.1:\(port)"], configFile: config)
+        defer { _ = worker.terminate() }
+        let base = "http://127.0.0.1:\(port)"
+        try await waitForServer("\(base)/healthz")
+        XCTAssertEqual(try h.call(["type": "open", "id": "w0", "userId": "wes"]).bool("success"), true)
+
+        try h.redis.send("SET", "\(h.keys.prefix):not-a-list", "x")
+        _ = try h.push(["type": "balance", "userId": "wes"], replyTo: "\(h.keys.prefix):not-a-list")
+        let reader = try StorageFailureTests.SQLiteShell(h.databasePath, "BEGIN;\nSELECT count(*) FROM accounts;\n")
+        for i in 0..<300 {
+            _ = try h.push(["type": "credit", "id": "w\(i + 1)", "userId": "wes", "operationType": "bonus", "amount": 1])
+            if i % 50 == 0 { usleep(50_000) }
+        }
+        XCTAssertEqual(try h.call(["type": "balance", "userId": "wes"], timeout: 20).int("tokensBalance"), 400)
+        var samples: [String: Double] = [:]
+        for _ in 0..<40 {
+            samples = parse(try await get("\(base)/metrics").1)
+            if (samples["tokenledger_wal_frames"] ?? 0) > 40 && (samples["tokenledger_send_errors_total"] ?? 0) >= 1 { break }
+            try await Task.sleep(for: .milliseconds(250))
+        }
+        reader.release(commit: false)
+        XCTAssertEqual(samples["tokenledger_send_errors_total"], 1, "the refused reply is counted")
+        XCTAssertGreaterThan(samples["tokenledger_wal_frames"] ?? 0, 40, "the WAL held back by the reader shows")
+        XCTAssertTrue(worker.log.contains("WRONGTYPE"), "and logged")
+        XCTAssertEqual(worker.terminate(), 0, worker.log)
+    }
+
     func testOperatorEndpointsCanBeTurnedOff() throws {
         let h = try WorkerHarness()
         let worker = try WorkerProcess(h, workerId: "quiet")
