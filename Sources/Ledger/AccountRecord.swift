@@ -27,9 +27,29 @@ final class AccountRecord {
     /// Tier, subscription or renewal clock changed: the full UPDATE (touches the due index).
     var dirtyRenewal = false
 
+    // -- credit (issue 13): see `Schema+Credit` --
+    /// The sum of the open holds.
+    var held: Int64 = 0
+    /// The free tokens of live grants (not spent, held or lapsed).
+    var granted: Int64 = 0
+    /// The soonest expiry among open holds and live grants; nil when there is none.
+    var nextDueMs: Int64?
+    /// How many monitors the account has.
+    var monitors: Int64 = 0
+    /// held, granted, nextDueMs or monitors changed: one more UPDATE, only for such accounts.
+    var dirtyCredit = false
+    /// `available` when the current command first changed the account (monitors compare it).
+    var availableBefore: Int64?
+    /// The last entry the current command wrote on the account.
+    var entryInCommand: Int64?
+
+    /// What can be spent or held: the balance less the open holds.
+    var available: Int64 { balance - held }
+    // -- end credit --
+
     static let columns = """
         id, user_id, tier, balance, spent, anchor_ms, periods, last_renewal_ms, next_renewal_ms,
-        expires_ms, created_ms, entry_count, last_entry_id
+        expires_ms, created_ms, entry_count, last_entry_id, held, granted, next_due_ms, monitors
         """
 
     /// From the current row of a statement selecting `columns`.
@@ -47,6 +67,10 @@ final class AccountRecord {
         createdMs = q.int64(10)
         entryCount = q.int64(11)
         lastEntryId = q.optionalInt64(12)
+        held = q.int64(13)
+        granted = q.int64(14)
+        nextDueMs = q.optionalInt64(15)
+        monitors = q.int64(16)
     }
 
     init(id: Int64, userId: String, tier: String, nowMs: Int64) {

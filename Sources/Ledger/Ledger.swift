@@ -112,6 +112,19 @@ public final class Ledger: Sendable {
         }
     }
 
+    /// Settles at most `limit` accounts on which a hold expiry or a grant lapse fell due (soonest
+    /// due first) in one transaction: the worker's sweep of accounts no job touches. Call again
+    /// while `accounts == limit`.
+    public func settleDue(limit: Int, epoch: Int64? = nil) throws -> SettleSummary {
+        let nowMs = LedgerTime.milliseconds(clock.now())
+        return try writeTransaction(epoch: epoch) { db in
+            let transaction = try LedgerTransaction(db: db, config: config, clockMs: nowMs, writable: true)
+            let summary = try transaction.settleDue(limit: max(limit, 1))
+            try transaction.flush()
+            return summary
+        }
+    }
+
     /// One IMMEDIATE transaction, fenced by `epoch`: commits what `body` did, or nothing.
     func writeTransaction<T>(epoch: Int64?, _ body: (Database) throws -> T) throws -> T {
         try writer.writeWithoutTransaction { db in

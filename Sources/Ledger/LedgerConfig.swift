@@ -30,6 +30,9 @@ public struct LedgerConfig: Sendable, Codable, Equatable {
     /// of the job-id index and of the accounts; pages missing from SQLite's cache cost a read
     /// system call and a copy each, even when the OS has them cached.
     public var cacheMebibytes: Int
+    /// The threshold of the monitor every account has under the id `default` (nil: none, the
+    /// default): `balance.low` fires when `available` falls below it.
+    public var defaultMonitorThreshold: Int64?
 
     public static let defaultCosts: [String: Int64] = ["image_generation": 10, "chatgpt_message": 5]
     public static let defaultTiers: [String: TierConfig] = [
@@ -45,8 +48,10 @@ public struct LedgerConfig: Sendable, Codable, Equatable {
         synchronous: SynchronousMode = .full,
         busyTimeoutMilliseconds: Int = 5000,
         walAutoCheckpointPages: Int = 1000,
-        cacheMebibytes: Int = 16
+        cacheMebibytes: Int = 16,
+        defaultMonitorThreshold: Int64? = nil
     ) {
+        self.defaultMonitorThreshold = defaultMonitorThreshold
         self.costs = costs
         self.tiers = tiers
         self.renewalPolicy = renewalPolicy
@@ -58,6 +63,7 @@ public struct LedgerConfig: Sendable, Codable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case costs, tiers, renewalPolicy, synchronous, busyTimeoutMilliseconds, walAutoCheckpointPages, cacheMebibytes
+        case defaultMonitorThreshold
     }
 
     public init(from decoder: any Decoder) throws {
@@ -70,6 +76,7 @@ public struct LedgerConfig: Sendable, Codable, Equatable {
         if let v = try c.decodeIfPresent(Int.self, forKey: .busyTimeoutMilliseconds) { busyTimeoutMilliseconds = v }
         if let v = try c.decodeIfPresent(Int.self, forKey: .walAutoCheckpointPages) { walAutoCheckpointPages = v }
         if let v = try c.decodeIfPresent(Int.self, forKey: .cacheMebibytes) { cacheMebibytes = v }
+        defaultMonitorThreshold = try c.decodeIfPresent(Int64.self, forKey: .defaultMonitorThreshold)
     }
 
     /// Checks the values decoding cannot: throws `LedgerConfigError` naming the first
@@ -89,6 +96,8 @@ public struct LedgerConfig: Sendable, Codable, Equatable {
         if busyTimeoutMilliseconds < 0 { throw LedgerConfigError("busyTimeoutMilliseconds must be >= 0") }
         if walAutoCheckpointPages < 0 { throw LedgerConfigError("walAutoCheckpointPages must be >= 0") }
         if cacheMebibytes < 1 { throw LedgerConfigError("cacheMebibytes must be >= 1") }
+        if costs["expiry"] != nil { throw LedgerConfigError("costs.expiry: expiry is the ledger's own operation type") }
+        if let t = defaultMonitorThreshold, t < 0 { throw LedgerConfigError("defaultMonitorThreshold must be >= 0") }
     }
 }
 
@@ -118,6 +127,8 @@ public enum RenewalPolicy: String, Sendable, Codable, Equatable {
     case topUp
     /// Add the allocation to whatever is left.
     case accumulate
+    /// Each period's allocation is a grant that lapses at the next renewal: no roll-over.
+    case expire
 }
 
 public enum SynchronousMode: String, Sendable, Codable, Equatable {

@@ -27,6 +27,8 @@ final class LedgerTransaction {
     private var hasher = EntryHasher()
     /// The statements every job runs, fetched once per transaction (see `RawStatement`).
     let hot: HotStatements
+    /// Reservations, grants and monitors: what the current command changed on the side.
+    var credit = CreditState()
 
     struct HotStatements {
         let jobById, insertJob, insertEntry, accountByUser, updateAccountBalance, updateAccountFull: RawStatement
@@ -70,7 +72,7 @@ final class LedgerTransaction {
         }
         let a = AccountRecord(q)
         q.reset()
-        return remember(a)
+        return try settledIfDue(remember(a))
     }
 
     func account(id: Int64) throws -> AccountRecord? {
@@ -84,7 +86,7 @@ final class LedgerTransaction {
         }
         let a = AccountRecord(q)
         q.reset()
-        return remember(a)
+        return try settledIfDue(remember(a))
     }
 
     /// Keeps the account of the statement's current row (selecting `AccountRecord.columns`),
@@ -126,7 +128,11 @@ final class LedgerTransaction {
             a.dirtyBalance = false
             a.dirtyRenewal = false
         }
+        try flushCredit()
     }
+
+    /// The accounts whose credit columns changed (see `flushCredit`).
+    func dirtyCreditAccounts() -> [AccountRecord] { byId.values.filter(\.dirtyCredit) }
 
     // MARK: Entries
 
@@ -134,6 +140,7 @@ final class LedgerTransaction {
     func appendEntry(_ a: AccountRecord, kind: Schema.Kind, operationType: String, amount: Int64,
                      jobId: String?, refundOf: Int64? = nil, metadata: String?) throws -> Int64 {
         let id = lastEntryId + 1
+        willChange(a)
         let before = a.balance
         let after = before + amount
         let hash = hasher.hash(previous: lastHash, .init(
@@ -152,6 +159,7 @@ final class LedgerTransaction {
         a.entryCount += 1
         a.lastEntryId = id
         a.dirtyBalance = true
+        a.entryInCommand = id
         return id
     }
 
@@ -171,10 +179,10 @@ final class LedgerTransaction {
     }
 
     /// The change to publish for an entry or a tier change of `a`, with `a`'s current state.
-    func change(_ a: AccountRecord, entryId: Int64?, operationType: String, amount: Int64, atMs: Int64) -> BalanceChange {
+    func change(_ a: AccountRecord, entryId: Int64?, operationType: String?, amount: Int64?, atMs: Int64) -> BalanceChange {
         BalanceChange(userId: a.userId, tokensBalance: a.balance, tokensSpent: a.spent, tier: a.tier,
                       ledgerEntryId: entryId, operationType: operationType, tokensAmount: amount,
-                      at: LedgerTime.date(atMs))
+                      at: LedgerTime.date(atMs), held: a.held)
     }
 
     // MARK: SQL

@@ -92,7 +92,7 @@ final class JobQueue {
         var settled: [String] = []
         for (name, content) in zip(names, contents) {
             let raws = content.array?.compactMap(\.bytes) ?? []
-            if raws.isEmpty { settled.append(name) } else { batches.append(TakenBatch(list: name, raws: raws.reversed())) }
+            if raws.isEmpty { settled.append(name) } else { batches.append(TakenBatch(list: name, raws: raws.reversed(), recovered: true)) }
         }
         if !settled.isEmpty { try redis.send(RedisCommand("SREM", arguments: [keys.workers] + settled)) }
         return batches.sorted { ($0.sequence, $0.list) < ($1.sequence, $1.list) }

@@ -1,4 +1,5 @@
 import Foundation
+import Ledger
 import Redis
 
 /// Everything a committed batch sends, gathered so that it leaves in one pipeline: each reply
@@ -15,6 +16,8 @@ struct Outbox {
     private(set) var replies = 0
     private(set) var invalidations = 0
     private(set) var deadLetters = 0
+    private(set) var events = 0
+    private(set) var alerts = 0
 
     init(keys: QueueKeys, replyExpirySeconds: Int, capacity: Int = 0) {
         self.keys = keys
@@ -31,6 +34,24 @@ struct Outbox {
     mutating func publish(_ json: String) {
         commands.append(RedisCommand("PUBLISH", keys.balance, json))
         invalidations += 1
+    }
+
+    /// Writes an event on the stream (`XADD P:events MAXLEN ~ <max> * event <name> ...`) when
+    /// `maxLength` is set (the stream is on); a `balance.low` is also published on `P:alerts`.
+    mutating func event(_ e: LedgerEvent, streamMaxLength maxLength: Int?) {
+        if let maxLength {
+            var command = RedisCommand("XADD", keys.events, "MAXLEN", "~", maxLength, "*", "event", e.name)
+            for f in e.fields {
+                command.append(f.key)
+                command.append(f.value)
+            }
+            commands.append(command)
+            events += 1
+        }
+        if e.name == LedgerEvent.balanceLow {
+            commands.append(RedisCommand("PUBLISH", keys.alerts, e.json))
+            alerts += 1
+        }
     }
 
     mutating func deadLetter(_ json: String) {

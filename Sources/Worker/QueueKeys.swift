@@ -14,6 +14,10 @@ public struct QueueKeys: Sendable, Equatable {
     public var dead: String { "\(prefix):dead" }
     /// The pub/sub channel of balance invalidations.
     public var balance: String { "\(prefix):balance" }
+    /// The stream of applied jobs and events.
+    public var events: String { "\(prefix):events" }
+    /// The pub/sub channel of `balance.low` alerts.
+    public var alerts: String { "\(prefix):alerts" }
 
     /// The processing list named `list` (a member of `workers`): the jobs of one taken batch,
     /// `<workerId>:<n>`. A name without `:<n>` is the single list of a worker from before

@@ -11,10 +11,14 @@ struct TakenBatch: Sendable {
     let list: String
     let raws: [[UInt8]]
     let jobs: [Result<Job, InvalidJob>]
+    /// Found in a processing list by recovery, not freshly taken: a worker may have committed it
+    /// and died before its outbox left, so its duplicates write `job.applied` again (at least once).
+    let recovered: Bool
 
-    init(list: String, raws: [[UInt8]]) {
+    init(list: String, raws: [[UInt8]], recovered: Bool = false) {
         self.list = list
         self.raws = raws
+        self.recovered = recovered
         jobs = raws.map(Job.decode)
     }
 

@@ -24,6 +24,14 @@ final class WorkerMetrics {
     let ledgerReady = Gauge(label: "tokenledger_ledger_ready")
     let walFrames = Gauge(label: "tokenledger_wal_frames")
     let checkpointFailures = Counter(label: "tokenledger_checkpoint_failures_total")
+    // Reservations, grants, monitors, events (issue 13).
+    let openHolds = Gauge(label: "tokenledger_open_holds")
+    let heldTokens = Gauge(label: "tokenledger_held_tokens")
+    let tokensLapsed = Counter(label: "tokenledger_lapsed_tokens_total")
+    let holdsExpired = Counter(label: "tokenledger_holds_expired_total")
+    let alertsFired = Counter(label: "tokenledger_alerts_fired_total")
+    let eventsWritten = Counter(label: "tokenledger_events_total")
+    let settledAccounts = Counter(label: "tokenledger_settled_accounts_total")
 
     /// Counts one job by type and outcome (`success`, `refused`, `duplicate`, `invalid`).
     func job(type: String, outcome: String) {

@@ -44,6 +44,9 @@ struct Settings {
     var ledger: LedgerConfig
     var renewalSchedule: CronSchedule
     var renewalBatchSize: Int
+    /// nil: the events stream is off.
+    var eventsMaxLength: Int?
+    var settleIntervalSeconds: Double
 
     init(options: SettingsOptions, environment env: [String: String], workerOptions: WorkerOptions? = nil) throws {
         let file = try (options.config ?? env["TOKENLEDGER_CONFIG"]).map(ConfigFile.load(path:)) ?? ConfigFile()
@@ -106,6 +109,7 @@ struct Settings {
         if let pages = file.walAutoCheckpointPages { ledger.walAutoCheckpointPages = pages }
         if let cache = file.cacheMebibytes { ledger.cacheMebibytes = cache }
         if let busy = file.busyTimeoutMilliseconds { ledger.busyTimeoutMilliseconds = busy }
+        ledger.defaultMonitorThreshold = file.defaultMonitorThreshold
         do {
             try ledger.validate()
         } catch {
@@ -122,12 +126,22 @@ struct Settings {
         }
         renewalBatchSize = file.renewal?.batchSize ?? 1000
         guard renewalBatchSize >= 1 else { throw SettingsError("renewal.batchSize must be >= 1") }
+
+        let eventsOn = env["TOKENLEDGER_EVENTS"].map { $0 != "off" } ?? file.events?.enabled ?? true
+        let maxLength = file.events?.maxLength ?? 100_000
+        guard maxLength >= 1 else { throw SettingsError("events.maxLength must be >= 1") }
+        eventsMaxLength = eventsOn ? maxLength : nil
+        settleIntervalSeconds = file.settleIntervalSeconds ?? 1
+        guard settleIntervalSeconds > 0 else { throw SettingsError("settleIntervalSeconds must be > 0") }
     }
 
     var workerConfiguration: WorkerConfiguration {
-        WorkerConfiguration(redis: redis, keys: keys, workerId: workerId, batchSize: batchSize,
-                            replyExpirySeconds: replyExpirySeconds, leaseMilliseconds: leaseMilliseconds,
-                            maxAttempts: maxAttempts, renewalSchedule: renewalSchedule, renewalBatchSize: renewalBatchSize)
+        var c = WorkerConfiguration(redis: redis, keys: keys, workerId: workerId, batchSize: batchSize,
+                                    replyExpirySeconds: replyExpirySeconds, leaseMilliseconds: leaseMilliseconds,
+                                    maxAttempts: maxAttempts, renewalSchedule: renewalSchedule, renewalBatchSize: renewalBatchSize)
+        c.eventsMaxLength = eventsMaxLength
+        c.settleIntervalSeconds = settleIntervalSeconds
+        return c
     }
 
     /// `host:port` of the operator endpoints, or nil when they are `off`.
