@@ -155,12 +155,15 @@ struct JobBuilder {
         return field.value
     }
 
+    /// The contract's id rule: 1 to 128 characters, each an ASCII letter or digit or one of
+    /// `.` `_` `:` `-`. `_` matters: payment providers' ids (`pi_3Nf...`) are used as job ids as
+    /// they are, and refusing them turned a purchase into a dead letter.
     static func checkID(_ id: String, _ name: String) throws(JobError) {
         let ok = (1...128).contains(id.utf8.count) && id.utf8.allSatisfy { b in
             (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A)
-                || b == UInt8(ascii: ".") || b == UInt8(ascii: ":") || b == UInt8(ascii: "-")
+                || b == UInt8(ascii: ".") || b == UInt8(ascii: "_") || b == UInt8(ascii: ":") || b == UInt8(ascii: "-")
         }
-        guard ok else { throw JobError("Field '\(name)' must be 1 to 128 characters of A-Z a-z 0-9 . : -") }
+        guard ok else { throw JobError("Field '\(name)' must be 1 to 128 characters of A-Z a-z 0-9 . _ : -") }
     }
 
     /// Unicode's control characters (category Cc): U+0000-U+001F and U+007F-U+009F.

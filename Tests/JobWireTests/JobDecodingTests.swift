@@ -61,12 +61,29 @@ final class JobDecodingTests: XCTestCase {
     }
 
     func testIdsAndTypes() {
-        XCTAssertTrue(invalidMessage(#"{"type":"charge","id":"a_b","userId":"u","operation":"m"}"#).contains("'id'"))
+        XCTAssertTrue(invalidMessage(#"{"type":"charge","id":"a b","userId":"u","operation":"m"}"#).contains("'id'"))
+        XCTAssertTrue(invalidMessage(#"{"type":"charge","id":"a/b","userId":"u","operation":"m"}"#).contains("'id'"))
+        XCTAssertTrue(invalidMessage(#"{"type":"charge","id":"","userId":"u","operation":"m"}"#).contains("'id'"))
+        XCTAssertTrue(invalidMessage(#"{"type":"charge","id":"\#(String(repeating: "a", count: 129))","userId":"u","operation":"m"}"#).contains("'id'"))
+        XCTAssertTrue(invalidMessage(#"{"type":"charge","id":"é","userId":"u","operation":"m"}"#).contains("'id'"), "letters are ASCII letters")
         XCTAssertTrue(invalidMessage(#"{"type":"charge","userId":"u","operation":"m"}"#).contains("'id'"))
         XCTAssertTrue(invalidMessage(#"{"type":"Charge","id":"a","userId":"u"}"#).contains("Unknown job type"))
         XCTAssertTrue(invalidMessage(#"{"type":"open","id":"a","userId":"u\u0085"}"#).contains("userId"), "C1 controls too")
         XCTAssertNoThrow(try decode(#"{"type":"balance","userId":"u"}"#).get(), "queries need no id")
         XCTAssertNoThrow(try decode(#"{"type":"renewAll","dryRun":true}"#).get(), "a dry run needs no id")
+    }
+
+    /// The contract's id alphabet includes `_`: a payment provider's id serves as the job id and as
+    /// the paymentId as it is.
+    func testIdsWithUnderscoresAreRead() throws {
+        let job = try decode(#"{"type":"purchase","id":"pay_pi_3Nf","userId":"u","tier":"Professional","paymentId":"pay_pi_3Nf"}"#).get()
+        XCTAssertEqual(job.id, "pay_pi_3Nf")
+        XCTAssertEqual(job.command.jobId, "pay_pi_3Nf")
+        XCTAssertEqual(job.command.operation, .purchase(userId: "u", tier: "Professional", paymentId: "pay_pi_3Nf", months: 1, metadata: nil))
+        let all = "aZ09._:-" + String(repeating: "_", count: 120)
+        XCTAssertEqual(try decode(#"{"type":"open","id":"\#(all)","userId":"u"}"#).get().id, all, "every allowed character, 128 of them")
+        let refund = try decode(#"{"type":"refund","id":"re_1","userId":"u","refundOf":"ch_3Nf"}"#).get()
+        XCTAssertEqual(refund.command.operation, .refund(userId: "u", refundOf: "ch_3Nf", amount: nil, metadata: nil))
     }
 
     /// Random damage to valid jobs never crashes the reader: each result is a job or a dead letter.

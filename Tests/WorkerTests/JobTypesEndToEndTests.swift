@@ -111,6 +111,20 @@ final class JobTypesEndToEndTests: XCTestCase {
         XCTAssertEqual(try Ledger.verify(path: h.databasePath), [])
     }
 
+    /// A purchase keyed by a payment provider's id (with `_`) is applied, not dead-lettered.
+    func testPaymentProviderIdsAreApplied() async throws {
+        let h = try WorkerHarness()
+        let worker = try h.startWorker()
+        let purchase = try h.call(["type": "purchase", "id": "pay_pi_3Nf", "userId": "dora", "tier": "Professional", "paymentId": "pay_pi_3Nf"])
+        XCTAssertEqual(purchase.bool("success"), true, "\(purchase)")
+        XCTAssertEqual(purchase.string("id"), "pay_pi_3Nf")
+        XCTAssertEqual(purchase.bool("duplicate"), false)
+        let again = try h.call(["type": "purchase", "id": "pay_pi_3Nf", "userId": "dora", "tier": "Professional", "paymentId": "pay_pi_3Nf"])
+        XCTAssertEqual(again.bool("duplicate"), true, "the id is the idempotency key: \(again)")
+        XCTAssertEqual(try h.redis.llen(h.keys.dead), 0)
+        try await worker.stop()
+    }
+
     func testRepliesExpire() async throws {
         let h = try WorkerHarness()
         let worker = try h.startWorker()
