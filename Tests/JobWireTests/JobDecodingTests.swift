@@ -86,6 +86,45 @@ final class JobDecodingTests: XCTestCase {
         XCTAssertEqual(refund.command.operation, .refund(userId: "u", refundOf: "ch_3Nf", amount: nil, metadata: nil))
     }
 
+    func refusal(_ text: String, file: StaticString = #filePath, line: UInt = #line) -> (jobId: String?, code: String)? {
+        switch decode(text) {
+        case .failure(let invalid):
+            XCTFail("dead-lettered \(text.prefix(200)): \(invalid.error.message)", file: file, line: line)
+        case .success(let job):
+            if case .refusal(let refusal) = job.command.operation { return (job.command.jobId, refusal.code) }
+            XCTFail("not a refusal: \(job.command.operation)", file: file, line: line)
+        }
+        return nil
+    }
+
+    /// An `operation` or `tier` that cannot be a configured name is an unknown one: a refusal stored
+    /// under the job's id, not a dead letter. Only a wrong JSON type or a missing field is a shape error.
+    func testUnreadableNamesAreUnknownNotMalformed() {
+        let long = String(repeating: "x", count: 65)
+        for operation in [long, #"a\u0001b"#, #"tab\there"#, #"c1\u0085"#, ""] {
+            let charge = refusal(#"{"type":"charge","id":"c","userId":"u","operation":"\#(operation)"}"#)
+            XCTAssertEqual(charge?.jobId, "c", "stored under the job's id")
+            XCTAssertEqual(charge?.code, "unknown_operation", operation)
+            XCTAssertEqual(refusal(#"{"type":"canAfford","userId":"u","operation":"\#(operation)"}"#)?.code, "unknown_operation", operation)
+        }
+        for tier in [long, #"Pro\u001f"#, ""] {
+            let purchase = refusal(#"{"type":"purchase","id":"p","userId":"u","tier":"\#(tier)","paymentId":"pi_1"}"#)
+            XCTAssertEqual(purchase?.jobId, "p")
+            XCTAssertEqual(purchase?.code, "unknown_tier", tier)
+            XCTAssertEqual(refusal(#"{"type":"renewAll","id":"r","tier":"\#(tier)"}"#)?.code, "unknown_tier", tier)
+        }
+        let big = String(repeating: "y", count: 60_000)
+        XCTAssertEqual(refusal(#"{"type":"charge","id":"c","userId":"u","operation":"\#(big)"}"#)?.code, "unknown_operation")
+        // Shape errors stay shape errors.
+        XCTAssertTrue(invalidMessage(#"{"type":"charge","id":"c","userId":"u","operation":5}"#).contains("operation"))
+        XCTAssertTrue(invalidMessage(#"{"type":"charge","id":"c","userId":"u"}"#).contains("operation"))
+        XCTAssertTrue(invalidMessage(#"{"type":"purchase","id":"p","userId":"u","tier":["Pro"],"paymentId":"pi_1"}"#).contains("tier"))
+        XCTAssertTrue(invalidMessage(#"{"type":"purchase","id":"p","userId":"","tier":"\#(long)","paymentId":"pi_1"}"#).contains("userId"),
+                      "the other fields are still checked first")
+        XCTAssertTrue(invalidMessage(#"{"type":"debit","id":"d","userId":"u","operationType":"\#(long)","amount":1}"#).contains("operationType"),
+                      "operationType is free-form and keeps its shape rule")
+    }
+
     /// Random damage to valid jobs never crashes the reader: each result is a job or a dead letter.
     func testMutatedJobsNeverCrash() {
         var generator = SystemRandomNumberGenerator()
