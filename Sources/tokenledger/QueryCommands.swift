@@ -19,6 +19,10 @@ extension LedgerQuery {
 
 func parseDate(_ text: String?, _ name: String) throws -> Date? {
     guard let text else { return nil }
+    return try parseRequiredDate(text, name)
+}
+
+func parseRequiredDate(_ text: String, _ name: String) throws -> Date {
     guard let date = LedgerTime.parse(text) else { throw ValidationError("--\(name) must be an ISO 8601 date such as 2026-11-01T00:00:00.000Z") }
     return date
 }
@@ -52,7 +56,7 @@ struct StatsCommand: LedgerQuery {
     @Option(help: "Start of the period (ISO 8601, inclusive).") var start: String
     @Option(help: "End of the period (ISO 8601, inclusive).") var end: String
     func operation() throws -> LedgerOperation {
-        .statistics(userId: userId, startDate: try parseDate(start, "start")!, endDate: try parseDate(end, "end")!)
+        .statistics(userId: userId, startDate: try parseRequiredDate(start, "start"), endDate: try parseRequiredDate(end, "end"))
     }
 }
 

@@ -1,3 +1,4 @@
+import Foundation
 import Ledger
 import JobWire
 import XCTest
@@ -125,29 +126,54 @@ final class JobDecodingTests: XCTestCase {
                       "operationType is free-form and keeps its shape rule")
     }
 
-    /// Random damage to valid jobs never crashes the reader: each result is a job or a dead letter.
+    /// Random damage to valid jobs (byte flips, truncation, insertion and removal of JSON's special
+    /// characters) and random strings never crash the reader: each input is a job or an `invalid_job`
+    /// with a message. Seeded: replay a failure with FUZZ_SEED=<the printed seed>.
     func testMutatedJobsNeverCrash() {
-        var generator = SystemRandomNumberGenerator()
-        let seeds = [
+        var rng = SeededGenerator.fromEnvironment(test: "testMutatedJobsNeverCrash")
+        let seed = rng.seed
+        let valid = [
             #"{"type":"charge","id":"c-1","userId":"u","operation":"chatgpt_message","metadata":{"a":[1,2.5e3,{"b":null}],"s":"\u00e9\ud83d\ude00"},"replyTo":"r"}"#,
             #"{"type":"debit","id":"d","userId":"u","operationType":"x","amount":-9223372036854775808}"#,
             #"{"type":"history","userId":"u","limit":20,"offset":0,"startDate":"2026-01-01T00:00:00.000Z"}"#,
+            #"{"type":"purchase","id":"pay_pi_3Nf","userId":"u","tier":"Professional","paymentId":"pi_3Nf","months":2}"#,
+            #"{"type":"refund","id":"r:1","userId":"u","refundOf":"c-1","amount":18446744073709551616}"#,
+            #"{"type":"renewAll","dryRun":true,"tier":"Gift","limit":5,"continueOnError":false}"#,
         ].map { Array($0.utf8) }
-        let alphabet = Array(#"{}[]",:\-0123456789.eEtrufalsn u"#.utf8) + [0x00, 0x1F, 0x7F, 0xC3, 0xA9, 0xFF]
-        var decoded = 0
-        for _ in 0..<20_000 {
-            var bytes = seeds.randomElement(using: &generator)!
-            for _ in 0..<Int.random(in: 1...4, using: &generator) {
-                let position = Int.random(in: 0..<bytes.count, using: &generator)
-                switch Int.random(in: 0..<3, using: &generator) {
-                case 0: bytes[position] = alphabet.randomElement(using: &generator)!
-                case 1: bytes.remove(at: position)
-                default: bytes.insert(alphabet.randomElement(using: &generator)!, at: position)
+        let alphabet = Array(#"{}[]",:\-0123456789.eEtrufalsn u_"#.utf8) + [0x00, 0x1F, 0x7F, 0xC3, 0xA9, 0xFF, 0xED, 0xA0, 0x80]
+        let deadline = Date().addingTimeInterval(4)
+        var decoded = 0, refused = 0, runs = 0
+        for i in 0..<40_000 where Date() < deadline {
+            runs += 1
+            var bytes: [UInt8]
+            if i % 5 == 0 {
+                bytes = (0..<Int.random(in: 0...64, using: &rng)).map { _ in
+                    Bool.random(using: &rng) ? alphabet.randomElement(using: &rng)! : UInt8.random(in: 0...255, using: &rng)
                 }
-                if bytes.isEmpty { bytes = [0x7B] }
+            } else {
+                bytes = valid.randomElement(using: &rng)!
+                for _ in 0..<Int.random(in: 1...4, using: &rng) {
+                    let position = bytes.isEmpty ? 0 : Int.random(in: 0..<bytes.count, using: &rng)
+                    switch Int.random(in: 0..<5, using: &rng) {
+                    case 0 where !bytes.isEmpty: bytes[position] ^= UInt8(1) << UInt8.random(in: 0...7, using: &rng)
+                    case 1 where !bytes.isEmpty: bytes[position] = alphabet.randomElement(using: &rng)!
+                    case 2: bytes = Array(bytes.prefix(position))
+                    case 3: bytes.insert(alphabet.randomElement(using: &rng)!, at: position)
+                    default: if !bytes.isEmpty { bytes.remove(at: position) }
+                    }
+                }
             }
-            if case .success = Job.decode(bytes) { decoded += 1 }
+            switch Job.decode(bytes) {
+            case .success: decoded += 1
+            case .failure(let invalid):
+                refused += 1
+                XCTAssertEqual(invalid.error.code, "invalid_job", "seed \(seed): \(String(decoding: bytes, as: UTF8.self).debugDescription)")
+                XCTAssertFalse(invalid.error.message.isEmpty, "seed \(seed)")
+                XCTAssertEqual(invalid.raw, bytes, "the dead letter keeps the job unchanged; seed \(seed)")
+            }
         }
-        XCTAssertGreaterThan(decoded, 0, "some mutations stay valid jobs")
+        print("testMutatedJobsNeverCrash: seed \(seed): \(runs) inputs, \(decoded) decoded, \(refused) refused")
+        XCTAssertGreaterThan(decoded, 0, "some mutations stay valid jobs; seed \(seed)")
+        XCTAssertGreaterThan(refused, 0, "seed \(seed)")
     }
 }
