@@ -11,7 +11,7 @@ protocol LedgerQuery: ParsableCommand {
 extension LedgerQuery {
     func run() throws {
         let settings = try self.settings.resolve()
-        let result = try settings.openLedger(creating: false).read(try operation())
+        let result = try settings.openReader().read(try operation())
         print(result.json)
         if !result.success { throw ExitCode(2) }
     }

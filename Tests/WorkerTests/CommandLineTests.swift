@@ -54,6 +54,39 @@ final class CommandLineTests: XCTestCase {
         try h.eventually("dead-lettered again, since it is still invalid") { try h.redis.llen(h.keys.dead) == 1 }
     }
 
+    /// Queries, verify and backup open the ledger read-only: with a WAL left by a killed worker,
+    /// no byte of the ledger or its WAL changes (a read-write open would migrate, start a
+    /// checkpointer, and on close checkpoint the WAL into the file and delete it).
+    func testQueriesLeaveTheLedgerFileAsItIs() throws {
+        let h = try WorkerHarness()
+        let worker = try WorkerProcess(h, workerId: "ro")
+        _ = try h.call(["type": "open", "id": "r0", "userId": "ro"])
+        for i in 1...20 { try h.push(["type": "credit", "id": "r\(i)", "userId": "ro", "operationType": "x", "amount": 1]) }
+        XCTAssertEqual(try h.call(["type": "balance", "userId": "ro"]).int("tokensBalance"), 120)
+        worker.kill9()  // no close, so no checkpoint: the WAL stays as the worker left it
+
+        let wal = h.databasePath + "-wal"
+        func snapshot() throws -> (main: Data, mtime: Date?, wal: Data?) {
+            (try Data(contentsOf: URL(fileURLWithPath: h.databasePath)),
+             try FileManager.default.attributesOfItem(atPath: h.databasePath)[.modificationDate] as? Date,
+             FileManager.default.fileExists(atPath: wal) ? try Data(contentsOf: URL(fileURLWithPath: wal)) : nil)
+        }
+        let before = try snapshot()
+        XCTAssertGreaterThan(before.wal?.count ?? 0, 0, "the killed worker left frames in its WAL")
+        let copy = h.directory.appendingPathComponent("ro-copy.sqlite").path
+        for arguments in [["balance", "ro"], ["history", "ro", "--limit", "3"], ["stats", "ro", "--start", "2000-01-01", "--end", "2100-01-01"],
+                          ["eligibility", "ro"], ["verify"], ["backup", copy]] {
+            let (status, out) = try runTokenLedger(arguments + ["--database", h.databasePath])
+            XCTAssertEqual(status, 0, "\(arguments): \(out)")
+            if arguments[0] == "balance" { XCTAssertTrue(out.contains(#""tokensBalance":120"#), out) }
+        }
+        let after = try snapshot()
+        XCTAssertTrue(after.main == before.main, "the ledger file's bytes did not change")
+        XCTAssertEqual(after.mtime, before.mtime)
+        XCTAssertTrue(after.wal == before.wal, "the WAL was neither checkpointed nor removed")
+        XCTAssertEqual(try Ledger.verify(path: copy), [])
+    }
+
     func testVerifyMigrateAndBackupUnderLoad() throws {
         let h = try WorkerHarness()
         var (status, out) = try runTokenLedger(["migrate"] + common(h))
