@@ -105,9 +105,19 @@ final class CommandLineTests: XCTestCase {
         // Back up while the worker writes.
         try h.eventually("work under way") { try h.redis.llen(h.keys.jobs) < 19_000 }
         let copy = h.directory.appendingPathComponent("backup.sqlite").path
+        // Entries committed so far, read from the ledger (kim's entries are the only ones).
+        func entries(_ path: String) throws -> Int64 {
+            let history = try LedgerReader(path: path).read(.history(userId: "kim", limit: 1, offset: 0, operationType: nil, startDate: nil, endDate: nil))
+            return try XCTUnwrap((try JSONSerialization.jsonObject(with: Data(history.json.utf8)) as? [String: Any])?.int("total"))
+        }
+        let before = try entries(h.databasePath)
         (status, out) = try runTokenLedger(["backup", copy] + common(h))
+        let after = try entries(h.databasePath)
         XCTAssertEqual(status, 0, out)
-        XCTAssertGreaterThan(try h.redis.llen(h.keys.jobs), 0, "the backup was taken mid-run")
+        XCTAssertGreaterThan(after, before, "the worker committed entries while the backup ran")
+        let copied = try entries(copy)
+        XCTAssertTrue((before...after).contains(copied), "the copy is one committed state of the run: \(before) <= \(copied) <= \(after)")
+        XCTAssertLessThan(copied, 20_001, "the backup was taken mid-run")
         (status, out) = try runTokenLedger(["verify", "--database", copy])
         XCTAssertEqual(status, 0, "verify passes on the copy: \(out)")
         XCTAssertTrue(out.contains("no violation"), out)
@@ -130,12 +140,26 @@ final class CommandLineTests: XCTestCase {
         XCTAssertEqual(try h.call(["type": "charge", "id": "p2", "userId": "lu", "operation": "chatgpt_message"]).int("tokensAmount"), -7,
                        "costs come from the config file")
 
+        // The environment beats the file: no flag names the database or the prefix here, the file
+        // names others, and the environment's are used.
+        let fromEnv = ["TOKENLEDGER_DATABASE": h.databasePath, "TOKENLEDGER_PREFIX": h.keys.prefix, "TOKENLEDGER_REDIS_URL": h.redisURL]
+        var (status, out) = try runTokenLedger(["balance", "lu", "--config", config], environment: fromEnv)
+        XCTAssertEqual(status, 0, out)
+        XCTAssertTrue(out.contains(#""tokensBalance":93"#), out)
+        (status, out) = try runTokenLedger(["enqueue", #"{"type":"balance","userId":"lu"}"#, "--wait", "--config", config], environment: fromEnv)
+        XCTAssertEqual(status, 0, out)
+        XCTAssertTrue(out.contains(#""tokensBalance":93"#), "the job went to the environment's prefix, which the worker serves: \(out)")
+        // Without the environment, the file's database is the one read.
+        (status, out) = try runTokenLedger(["balance", "lu", "--config", config])
+        XCTAssertNotEqual(status, 0)
+        XCTAssertTrue(out.contains("/nonexistent/file.sqlite"), out)
+
         let bad = h.directory.appendingPathComponent("bad.json").path
         for (text, field) in [(#"{"batchSize": "many"}"#, "batchSize"), (#"{"tiers": {"Pro": {"allocation": 5}}}"#, "Gift"),
                               (#"{"renewal": {"cron": "0 25 * * *"}}"#, "hour"), (#"{"costs": {"x": -1}}"#, "costs.x"),
                               (#"{"renewal": {"timeZone": "Mars/Olympus"}}"#, "timeZone")] {
             try Data(text.utf8).write(to: URL(fileURLWithPath: bad))
-            let (status, out) = try runTokenLedger(["worker", "--config", bad, "--database", h.databasePath, "--http", "off"])
+            (status, out) = try runTokenLedger(["worker", "--config", bad, "--database", h.databasePath, "--http", "off"])
             XCTAssertNotEqual(status, 0, text)
             XCTAssertTrue(out.contains(field), "\(text): \(out)")
         }
