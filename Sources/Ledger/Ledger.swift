@@ -38,6 +38,9 @@ public final class Ledger: Sendable {
         try Schema.migrator.migrate(writer)
     }
 
+    /// The WAL's size and the checkpoint failures so far.
+    public var checkpointStatus: CheckpointStatus { checkpointer.current }
+
     static func configuration(_ config: LedgerConfig, readonly: Bool = false) -> Configuration {
         var c = Configuration()
         c.readonly = readonly

@@ -91,7 +91,7 @@ struct Settings {
         let leaseSeconds = file.leaseSeconds ?? 5
         guard leaseSeconds >= 1 else { throw SettingsError("leaseSeconds must be >= 1") }
         leaseMilliseconds = Int(leaseSeconds * 1000)
-        maxAttempts = file.maxAttempts ?? 5
+        maxAttempts = file.maxAttempts ?? 3
         guard maxAttempts >= 1 else { throw SettingsError("maxAttempts must be >= 1") }
 
         let level = options.logLevel ?? env["TOKENLEDGER_LOG_LEVEL"] ?? file.logLevel ?? "info"
