@@ -20,7 +20,7 @@ export class Worker {
   private process?: ChildProcess;
   private readonly clients: LedgerClient[] = [];
 
-  constructor(private readonly redisUrl = REDIS_URL) {
+  constructor(readonly redisUrl = REDIS_URL) {
     // The scheduler's cron is one no test run meets, so that only the tests renew.
     writeFileSync(this.config, JSON.stringify({ renewal: { cron: "0 2 29 2 *" } }));
   }
@@ -76,13 +76,54 @@ export class Worker {
 
   async close(): Promise<void> {
     await this.stop();
-    const cleaner = await connect({ url: this.redisUrl, prefix: this.prefix });
-    for await (const key of cleaner.connection.scanIterator({ MATCH: `${this.prefix}:*` })) await cleaner.connection.del(key);
-    await cleaner.close();
     for (const client of this.clients) await client.close().catch(() => undefined);
+    const cleaner = await connect({ url: this.redisUrl, prefix: this.prefix });
+    try {
+      for await (const key of cleaner.connection.scanIterator({ MATCH: `${this.prefix}*` })) await cleaner.connection.del(key);
+    } finally {
+      await cleaner.close();
+    }
     rmSync(this.dir, { recursive: true, force: true });
   }
 }
 
 /** A user id no other test uses. */
 export const newUser = (name: string) => `${name}-${uuidv7().slice(-12)}`;
+
+/** A private redis-server (for restarts), on a free port, with a password. */
+export class PrivateRedis {
+  readonly port = execFileSync("python3", ["-c",
+    "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])"], { encoding: "utf8" }).trim();
+  readonly url = `redis://127.0.0.1:${this.port}/0`;
+  private process?: ChildProcess;
+
+  constructor(readonly password: string) {}
+
+  async start(): Promise<void> {
+    this.process = spawn(process.env.REDIS_SERVER ?? "redis-server", ["--port", this.port, "--bind", "127.0.0.1",
+      "--save", "", "--appendonly", "no", "--requirepass", this.password], { stdio: "ignore" });
+    for (let i = 0; i < 100; i++) {
+      try {
+        execFileSync("redis-cli", ["-p", this.port, "--no-auth-warning", "-a", this.password, "ping"], { encoding: "utf8" });
+        return;
+      } catch {
+        await sleep(50);
+      }
+    }
+    throw new Error("redis-server did not start");
+  }
+
+  async stop(): Promise<void> {
+    const child = this.process;
+    if (!child || child.exitCode !== null) return;
+    const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+    child.kill("SIGKILL");
+    await exited;
+  }
+}
+
+/** Polls `check` until it holds, for up to `ms`. */
+export async function eventually(check: () => boolean, ms = 10_000): Promise<void> {
+  for (const deadline = Date.now() + ms; Date.now() < deadline; await sleep(25)) if (check()) return;
+  throw new Error("timed out waiting for a condition");
+}
