@@ -84,7 +84,10 @@ test("cacheInvalidationCallback follows P:balance across a Redis restart; the pa
     await redis.stop();
     await redis.start();
     invalidated.length = 0;
-    await eventually(() => service.client.connection.isReady);
+    const channel = `${own.prefix}:balance`;
+    for (let subscribed = 0; subscribed !== 1; await sleep(50)) {
+      subscribed = await service.client.connection.pubSubNumSub(channel).then((n) => n[channel], () => 0);
+    }
     const charged = await service.chargeForOperation(newUser("after"), "chatgpt_message"); // Redis lost its data
     assert.equal(charged.code, "user_not_found");
     await service.ensureAccount(userId).catch(() => false);

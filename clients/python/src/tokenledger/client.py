@@ -107,28 +107,32 @@ class LedgerClient:
 
     def on_balance(self, listener: Callable[[dict], None]) -> Callable[[], None]:
         """Calls `listener` (on a thread of its own) with every message on `P:balance`. The
-        subscription reconnects and subscribes again after Redis restarts (messages sent while it
-        was away are lost: see the contract's Invalidations). Returns the unsubscribe."""
+        subscription is made again after a lost connection or a Redis restart (messages sent while
+        it was away are lost: see the contract's Invalidations). Returns the unsubscribe."""
         self._listeners.append(listener)
         if self._subscriber is None:
-            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-            pubsub.subscribe(f"{self.prefix}:balance")
-            self._subscriber = threading.Thread(target=self._listen, args=(pubsub,), daemon=True)
+            subscribed = threading.Event()
+            self._subscriber = threading.Thread(target=self._listen, args=(subscribed,), daemon=True)
             self._subscriber.start()
+            subscribed.wait(self.timeout)
         return lambda: self._listeners.remove(listener)
 
-    def _listen(self, pubsub: Any) -> None:
+    def _listen(self, subscribed: threading.Event) -> None:
         while not self._stopped.is_set():
+            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
             try:
-                message = pubsub.get_message(timeout=0.5)
+                pubsub.subscribe(f"{self.prefix}:balance")
+                subscribed.set()
+                while not self._stopped.is_set():
+                    message = pubsub.get_message(timeout=0.5)
+                    if message and message["type"] == "message":
+                        data = json.loads(message["data"])
+                        for listener in list(self._listeners):
+                            listener(data)
             except (redis.ConnectionError, redis.TimeoutError):
-                time.sleep(0.2)  # the next get_message reconnects and subscribes again
-                continue
-            if message and message["type"] == "message":
-                data = json.loads(message["data"])
-                for listener in list(self._listeners):
-                    listener(data)
-        pubsub.close()
+                time.sleep(0.2)  # then subscribe on a new connection
+            finally:
+                pubsub.close()
 
     def close(self) -> None:
         self._stopped.set()
