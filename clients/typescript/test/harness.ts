@@ -104,7 +104,7 @@ export class PrivateRedis {
       "--save", "", "--appendonly", "no", "--requirepass", this.password], { stdio: "ignore" });
     for (let i = 0; i < 100; i++) {
       try {
-        execFileSync("redis-cli", ["-p", this.port, "--no-auth-warning", "-a", this.password, "ping"], { encoding: "utf8" });
+        execFileSync("redis-cli", ["-p", this.port, "--no-auth-warning", "-a", this.password, "ping"], { stdio: "ignore" });
         return;
       } catch {
         await sleep(50);
