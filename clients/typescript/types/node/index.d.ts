@@ -25,7 +25,6 @@ declare class TextEncoder {
 }
 declare var crypto: { getRandomValues<T extends Uint8Array>(array: T): T };
 declare var __dirname: string;
-declare function require(id: string): unknown;
 
 declare module "events" {
   class EventEmitter {
