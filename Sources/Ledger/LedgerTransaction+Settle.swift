@@ -191,8 +191,8 @@ extension LedgerTransaction {
         try flush()  // the selection below reads accounts by SQL
         let q = try RawStatement(db, SQL.dueAccountsToSettle)
         q.reset()
-        q.bind(1, nowMs)
-        q.bind(2, Int64(limit))
+        try q.bind(1, nowMs)
+        try q.bind(2, Int64(limit))
         var due: [AccountRecord] = []
         while try q.step() { due.append(account(current: q)) }
         q.reset()
