@@ -10,3 +10,14 @@ extension Ledger {
         }
     }
 }
+
+extension LedgerReader {
+    /// How many accounts have a hold expiry or a grant lapse due at or before now, not yet
+    /// settled (for operators and tests: it falls to zero within seconds while a worker runs).
+    public func unsettledDueAccounts() throws -> Int64 {
+        let nowMs = LedgerTime.milliseconds(clock.now())
+        return try reader.read { db in
+            try Int64.fetchOne(db, sql: "SELECT count(*) FROM accounts WHERE next_due_ms <= ?", arguments: [nowMs]) ?? 0
+        }
+    }
+}

@@ -29,6 +29,8 @@ struct ConfigFile: Decodable {
     var defaultMonitorThreshold: Int64?
     /// How often (seconds) the worker settles hold expiries and grant lapses no job touched.
     var settleIntervalSeconds: Double?
+    /// Accounts one sweep transaction settles (default 1000).
+    var settleBatchSize: Int?
 
     struct Events: Decodable {
         /// Write `P:events` (default true); alerts go to `P:alerts` either way.

@@ -47,6 +47,7 @@ struct Settings {
     /// nil: the events stream is off.
     var eventsMaxLength: Int?
     var settleIntervalSeconds: Double
+    var settleBatchSize: Int
 
     init(options: SettingsOptions, environment env: [String: String], workerOptions: WorkerOptions? = nil) throws {
         let file = try (options.config ?? env["TOKENLEDGER_CONFIG"]).map(ConfigFile.load(path:)) ?? ConfigFile()
@@ -133,6 +134,8 @@ struct Settings {
         eventsMaxLength = eventsOn ? maxLength : nil
         settleIntervalSeconds = file.settleIntervalSeconds ?? 1
         guard settleIntervalSeconds > 0 else { throw SettingsError("settleIntervalSeconds must be > 0") }
+        settleBatchSize = file.settleBatchSize ?? 1000
+        guard settleBatchSize >= 1 else { throw SettingsError("settleBatchSize must be >= 1") }
     }
 
     var workerConfiguration: WorkerConfiguration {
@@ -141,6 +144,7 @@ struct Settings {
                                     maxAttempts: maxAttempts, renewalSchedule: renewalSchedule, renewalBatchSize: renewalBatchSize)
         c.eventsMaxLength = eventsMaxLength
         c.settleIntervalSeconds = settleIntervalSeconds
+        c.settleBatchSize = settleBatchSize
         return c
     }
 
