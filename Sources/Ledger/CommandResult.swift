@@ -26,6 +26,9 @@ public struct CommandResult: Sendable {
     public var events: [LedgerEvent] = []
     /// `balance.low` events the job's changes fired (written to the stream and `P:alerts`).
     public var alerts: [LedgerEvent] = []
+    /// The last row of `pending_sends` this command wrote (its side changes, events, alerts):
+    /// the worker tells the ledger once it has sent them (`Ledger.settleDue(forgetSentThrough:)`).
+    public var pendingSeq: Int64?
     // -- end credit --
 
     public init(success: Bool, json: String, duplicate: Bool = false, changes: [BalanceChange] = [], errorCode: String? = nil) {
@@ -124,6 +127,8 @@ public struct RenewAllSummary: Sendable, Equatable {
     public var changes: [BalanceChange]
     /// Events of lapses and hold expiries written before the renewals, and alerts fired.
     public var events: [LedgerEvent] = []
+    /// The last row of `pending_sends` written for these changes and events.
+    public var pendingSeq: Int64?
 
     public init(totalProcessed: Int = 0, successful: Int = 0, failed: Int = 0, errors: [RenewalFailure] = [],
                 renewals: [RenewalOutcome] = [], changes: [BalanceChange] = []) {

@@ -115,9 +115,13 @@ public final class Ledger: Sendable {
     /// Settles at most `limit` accounts on which a hold expiry or a grant lapse fell due (soonest
     /// due first) in one transaction: the worker's sweep of accounts no job touches. Call again
     /// while `accounts == limit`.
-    public func settleDue(limit: Int, epoch: Int64? = nil) throws -> SettleSummary {
+    /// `forgetSentThrough`: the worker has sent every row of `pending_sends` up to this seq.
+    public func settleDue(limit: Int, epoch: Int64? = nil, forgetSentThrough: Int64? = nil) throws -> SettleSummary {
         let nowMs = LedgerTime.milliseconds(clock.now())
         return try writeTransaction(epoch: epoch) { db in
+            if let sent = forgetSentThrough {
+                try db.execute(sql: "DELETE FROM pending_sends WHERE seq <= ?", arguments: [sent])
+            }
             let transaction = try LedgerTransaction(db: db, config: config, clockMs: nowMs, writable: true)
             let summary = try transaction.settleDue(limit: max(limit, 1))
             try transaction.flush()

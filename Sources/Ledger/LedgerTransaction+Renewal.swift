@@ -135,7 +135,12 @@ extension LedgerTransaction {
             }
             if summary.failed > 0 && !continueOnError { break }
         }
-        if !dryRun { summary.events += try evaluateMonitors() }  // credit
+        if !dryRun {  // credit: alerts, and what to announce kept until sent
+            summary.events += try evaluateMonitors()
+            if !summary.changes.isEmpty || !summary.events.isEmpty {
+                summary.pendingSeq = try keepUntilSent(changes: summary.changes, events: summary.events)
+            }
+        }
         return summary
     }
 
@@ -171,7 +176,10 @@ extension LedgerTransaction {
         }
         w.endArray()
         w.endObject()
-        return Outcome(result: CommandResult(success: true, json: w.text, changes: s.changes))
+        var result = CommandResult(success: true, json: w.text, changes: s.changes)
+        result.events = s.events  // credit: lapses before the renewals, alerts; kept until sent
+        result.pendingSeq = s.pendingSeq
+        return Outcome(result: result)
     }
 
     func eligibility(_ userId: String) throws -> Outcome {

@@ -137,12 +137,18 @@ extension LedgerTransaction {
         var result = result
         result.atMs = nowMs
         if result.own == nil { result.own = result.changes.last }
+        var pendingChanges: [BalanceChange] = []
         if !credit.sideChanges.isEmpty || !credit.sideEvents.isEmpty {
             let side = takeSideEffects()
             result.changes = side.changes + result.changes
-            result.events = side.events
+            result.events = side.events + result.events
+            pendingChanges = side.changes
         }
         if !credit.touched.isEmpty { result.alerts = try evaluateMonitors() }
+        // A replay of the job resends its own change, not these: they are kept until sent.
+        if result.pendingSeq == nil, !pendingChanges.isEmpty || !result.events.isEmpty || !result.alerts.isEmpty {
+            result.pendingSeq = try keepUntilSent(changes: pendingChanges, events: result.events + result.alerts)
+        }
         return result
     }
 
@@ -154,6 +160,35 @@ extension LedgerTransaction {
                 .execute(arguments: [a.held, a.granted, a.nextDueMs, a.monitors, a.id])
             a.dirtyCredit = false
         }
+    }
+}
+
+/// What the ledger did on its own, kept until the worker has sent it (see `Schema+Credit`).
+extension LedgerTransaction {
+    enum PendingKind: Int64 {
+        case change = 0, event = 1
+    }
+
+    /// Writes the changes and events to `pending_sends`; returns the last row's seq.
+    func keepUntilSent(changes: [BalanceChange], events: [LedgerEvent]) throws -> Int64? {
+        guard writable else { return nil }
+        let insert = try db.cachedStatement(sql: SQL.insertPending)
+        for c in changes { try insert.execute(arguments: [PendingKind.change.rawValue, c.json]) }
+        for e in events { try insert.execute(arguments: [PendingKind.event.rawValue, e.storedJSON]) }
+        return db.lastInsertedRowID
+    }
+}
+
+extension LedgerEvent {
+    /// `[name, key, value, key, value, ...]`: an array keeps the fields' order when read back
+    /// (`init(storedJSON:)`).
+    var storedJSON: String {
+        var w = JSONWriter(capacity: 160)
+        w.beginArray()
+        w.string(name)
+        for f in fields { w.string(f.key); w.string(f.value) }
+        w.endArray()
+        return w.text
     }
 }
 
@@ -179,6 +214,7 @@ extension LedgerTransaction.SQL {
             SELECT min(expires_ms) AS m FROM holds WHERE account_id = ?1 AND state = 0
             UNION ALL SELECT min(expires_ms) FROM grants WHERE account_id = ?1 AND lapsed_ms IS NULL)
         """
+    static let insertPending = "INSERT INTO pending_sends (kind, payload) VALUES (?, ?)"
     static let updateAccountCredit = "UPDATE accounts SET held = ?, granted = ?, next_due_ms = ?, monitors = ? WHERE id = ?"
     static let dueAccountsToSettle = """
         SELECT \(AccountRecord.columns) FROM accounts WHERE next_due_ms <= ?1 ORDER BY next_due_ms, id LIMIT ?2
@@ -204,6 +240,9 @@ extension LedgerTransaction {
         let side = takeSideEffects()
         summary.changes = side.changes
         summary.events = side.events + (try evaluateMonitors())
+        if !summary.changes.isEmpty || !summary.events.isEmpty {
+            summary.pendingSeq = try keepUntilSent(changes: summary.changes, events: summary.events)
+        }
         for e in side.events {
             if e.name == LedgerEvent.holdExpired { summary.holdsExpired += 1 }
             if e.name == LedgerEvent.grantExpired {

@@ -15,6 +15,10 @@ import GRDB
 /// - `grants` is keyed by the grant's id (a job id, or `renewal:<userId>:<period start>`);
 ///   `lapsed_ms` is set once, when its lapse is written.
 /// - `monitors` is keyed by account and monitor id.
+/// - `pending_sends` keeps what the ledger did on its own (lapses, hold expiries, alerts,
+///   scheduled renewals) to announce, written in the transaction that did it and deleted once the
+///   worker has sent it: a crash between the commit and the send resends it (at least once), as
+///   a replayed batch resends its jobs' messages.
 extension Schema {
     static let creditMigration = "v2-credit"
 
@@ -74,6 +78,12 @@ extension Schema {
                     lapsed INTEGER NOT NULL DEFAULT 0
                 ) WITHOUT ROWID, STRICT;
                 CREATE INDEX grants_live ON grants(account_id, expires_ms) WHERE lapsed_ms IS NULL;
+
+                CREATE TABLE pending_sends (
+                    seq INTEGER PRIMARY KEY,
+                    kind INTEGER NOT NULL,
+                    payload TEXT NOT NULL
+                ) STRICT;
 
                 CREATE TABLE monitors (
                     account_id INTEGER NOT NULL,

@@ -11,6 +11,8 @@ public struct SettleSummary: Sendable, Equatable {
     public var changes: [BalanceChange] = []
     /// `hold.expired`, `grant.expired` and `balance.low` events, in commit order.
     public var events: [LedgerEvent] = []
+    /// The last row of `pending_sends` written for these changes and events.
+    public var pendingSeq: Int64?
 
     public init() {}
 }

@@ -70,6 +70,7 @@ struct BatchProcessor {
                 if let replyTo = job.replyTo { outbox.reply(to: replyTo, Replies.result(for: job, result)) }
                 for change in result.changes { outbox.publish(change.json) }
                 events.write(result, of: job, recovered: recovered, into: &outbox)
+                outbox.announces(pendingThrough: result.pendingSeq)
                 let outcome = result.duplicate ? "duplicate" : (result.success ? "success" : "refused")
                 metrics.job(type: job.type.rawValue, outcome: outcome)
                 metrics.latency(type: job.type.rawValue, nanoseconds: elapsed)

@@ -18,6 +18,14 @@ struct Outbox {
     private(set) var deadLetters = 0
     private(set) var events = 0
     private(set) var alerts = 0
+    /// The last row of the ledger's `pending_sends` this outbox announces: once it has left,
+    /// the ledger may forget the rows through it.
+    private(set) var pendingSeq: Int64?
+
+    mutating func announces(pendingThrough seq: Int64?) {
+        guard let seq else { return }
+        pendingSeq = max(pendingSeq ?? seq, seq)
+    }
 
     init(keys: QueueKeys, replyExpirySeconds: Int, capacity: Int = 0) {
         self.keys = keys

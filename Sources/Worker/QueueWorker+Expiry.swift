@@ -12,14 +12,21 @@ extension QueueWorker {
         guard chores.sweepBacklog || chores.due(\.settleSweep, every: .milliseconds(Int(configuration.settleIntervalSeconds * 1000))) else {
             return false
         }
+        if !term.resentPending { try resendPending(term) }
         let limit = max(configuration.settleBatchSize, 1)
-        let summary = try ledger.settleDue(limit: limit, epoch: term.epoch)
+        var forget: Int64? = nil
+        if let sent = term.pendingConfirmed, sent > chores.pendingForgotten {
+            forget = sent
+        }
+        let summary = try ledger.settleDue(limit: limit, epoch: term.epoch, forgetSentThrough: forget)
+        if let forget { chores.pendingForgotten = forget }
         chores.sweepBacklog = summary.accounts >= limit
         guard summary.accounts > 0 else { return false }
         var outbox = Outbox(keys: configuration.keys, replyExpirySeconds: configuration.replyExpirySeconds,
                             capacity: summary.changes.count + summary.events.count)
         for change in summary.changes { outbox.publish(change.json) }
         processor.events.write(summary.events, into: &outbox)
+        outbox.announces(pendingThrough: summary.pendingSeq)
         metrics.invalidations.increment(by: outbox.invalidations)
         metrics.settledAccounts.increment(by: summary.accounts)
         try term.send(outbox)
@@ -28,6 +35,25 @@ extension QueueWorker {
             "grantsLapsed": "\(summary.grantsLapsed)", "tokensLapsed": "\(summary.tokensLapsed)",
         ])
         return chores.sweepBacklog
+    }
+
+    /// Sends again what the ledger kept to announce and has not forgotten: after a crash
+    /// between a commit and its send, or a Redis failure, these messages and events might never
+    /// have left (at least once; consumers dedupe events by their ids).
+    func resendPending(_ term: ActiveTerm) throws {
+        let (sends, through) = try ledger.pendingSends()
+        term.resentPending = true
+        guard !sends.isEmpty else { return }
+        var outbox = Outbox(keys: configuration.keys, replyExpirySeconds: configuration.replyExpirySeconds, capacity: sends.count)
+        for send in sends {
+            switch send {
+            case .change(let json): outbox.publish(json)
+            case .event(let e): processor.events.write([e], into: &outbox)
+            }
+        }
+        outbox.announces(pendingThrough: through)
+        try term.send(outbox)
+        logger.info("sent again what the ledger kept to announce", metadata: ["messages": "\(sends.count)"])
     }
 
     /// Open holds and held tokens, for `/metrics`.

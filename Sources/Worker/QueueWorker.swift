@@ -121,6 +121,7 @@ final class QueueWorker {
         var outbox = Outbox(keys: configuration.keys, replyExpirySeconds: configuration.replyExpirySeconds)
         for change in summary.changes { outbox.publish(change.json) }
         processor.events.write(summary.events, into: &outbox)
+        outbox.announces(pendingThrough: summary.pendingSeq)
         if done, let completed = scheduler.completedEvent { processor.events.write([completed], into: &outbox) }
         metrics.invalidations.increment(by: outbox.invalidations)
         try term.send(outbox)
@@ -197,6 +198,8 @@ struct Chores {
     var settleSweep = ContinuousClock.now - .seconds(60)
     /// The last sweep chunk was full: more due accounts wait.
     var sweepBacklog = false
+    /// The ledger's `pending_sends` rows forgotten through this seq.
+    var pendingForgotten: Int64 = 0
     var sweep = ContinuousClock.now
     var reconnectsSeen = 0
     var checkpointFailuresSeen = 0
