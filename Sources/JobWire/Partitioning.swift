@@ -18,6 +18,22 @@ public struct Partitioning: Sendable, Equatable {
         self.count = count
     }
 
+    private init(uncheckedCount: Int) { count = uncheckedCount }
+
+    /// One partition: the ledger is not split, and its keys carry no tag.
+    public static let single = Partitioning(uncheckedCount: 1)
+
+    /// The job's own partition, or a dead letter `wrong_partition` when it was pushed on another
+    /// partition's queue: applying it here would put the user's entries in the wrong ledger.
+    public func admit(_ decoded: Result<Job, InvalidJob>, raw: [UInt8], on partition: Int) -> Result<Job, InvalidJob> {
+        guard count > 1, case .success(let job) = decoded, let userId = job.userId else { return decoded }
+        let owner = self.partition(of: userId)
+        guard owner != partition else { return decoded }
+        return .failure(InvalidJob(raw: raw, error: JobError(code: "wrong_partition",
+            "The job's user belongs to partition \(owner) of \(count), not \(partition): push it on that partition's queue."),
+                                   id: job.id, type: job.type.rawValue, replyTo: job.replyTo))
+    }
+
     /// Partition of `userId`.
     public func partition(of userId: String) -> Int {
         Int(Self.crc32(userId.utf8) % UInt32(count))

@@ -24,4 +24,20 @@ final class PartitioningTests: XCTestCase {
         XCTAssertThrowsError(try Partitioning(count: 0))
         XCTAssertThrowsError(try Partitioning(count: Partitioning.maxCount + 1))
     }
+
+    func testAJobOfAnotherPartitionsUserIsAWrongPartitionDeadLetter() throws {
+        let four = try Partitioning(count: 4)
+        let alice = Array(#"{"type":"charge","id":"c1","userId":"alice","operation":"chatgpt_message","replyTo":"r"}"#.utf8)
+        let renewAll = Array(#"{"type":"renewAll","id":"r1"}"#.utf8)
+        XCTAssertNoThrow(try four.admit(Job.decode(alice), raw: alice, on: 3).get())
+        XCTAssertNoThrow(try four.admit(Job.decode(renewAll), raw: renewAll, on: 1).get(), "renewAll covers the partition it is pushed on")
+        switch four.admit(Job.decode(alice), raw: alice, on: 0) {
+        case .success: XCTFail("alice belongs to partition 3")
+        case .failure(let invalid):
+            XCTAssertEqual(invalid.error.code, "wrong_partition")
+            XCTAssertEqual(invalid.raw, alice)
+            XCTAssertEqual(invalid.replyTo, "r")
+        }
+        XCTAssertNoThrow(try Partitioning.single.admit(Job.decode(alice), raw: alice, on: 0).get())
+    }
 }
