@@ -165,8 +165,8 @@ final class QueueWorker {
 
     private func connection() throws(RedisError) -> JobQueue {
         if let link { return link }
-        let made = JobQueue(redis: try RedisConnection(configuration: configuration.redis), keys: configuration.keys,
-                            workerId: configuration.workerId, firstSequence: 0)
+        let made = JobQueue(redis: try RedisConnection(configuration: configuration.redis), configuration: configuration,
+                            firstSequence: 0)
         link = made
         return made
     }

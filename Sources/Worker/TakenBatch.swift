@@ -15,14 +15,13 @@ struct TakenBatch: Sendable {
     /// and died before its outbox left, so its duplicates write `job.applied` again (at least once).
     let recovered: Bool
 
-    init(list: String, raws: [[UInt8]], recovered: Bool = false) {
+    /// Decodes the jobs; on a partitioned ledger, a job of another partition's user is refused.
+    init(list: String, raws: [[UInt8]], partitioning: Partitioning = .single, partition: Int = 0, recovered: Bool = false) {
         self.list = list
         self.raws = raws
         self.recovered = recovered
-        jobs = raws.map(Job.decode)
+        jobs = raws.map { partitioning.admit(Job.decode($0), raw: $0, on: partition) }
     }
-
-    static func empty(_ list: String) -> TakenBatch { TakenBatch(list: list, raws: []) }
 
     var isEmpty: Bool { raws.isEmpty }
     var count: Int { raws.count }

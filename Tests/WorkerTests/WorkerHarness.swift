@@ -15,10 +15,10 @@ final class WorkerHarness {
     let redisURL: String
     let redis: RedisConnection
 
-    init(redisURL: String = TestEnvironment.redisURL) throws {
+    init(redisURL: String = TestEnvironment.redisURL, keys: QueueKeys? = nil) throws {
         directory = try TestEnvironment.temporaryDirectory()
         databasePath = directory.appendingPathComponent("ledger.sqlite").path
-        keys = QueueKeys(prefix: TestEnvironment.uniquePrefix("tl"))
+        self.keys = keys ?? QueueKeys(prefix: TestEnvironment.uniquePrefix("tl"))
         self.redisURL = redisURL
         redis = try RedisConnection(url: redisURL)
     }
