@@ -127,3 +127,41 @@ final class CreditEndToEndTests: XCTestCase {
         XCTAssertEqual(try Ledger.verify(path: h.databasePath), [])
     }
 }
+
+/// The events stream's settings and the operator's `tokenledger events`.
+final class EventsSettingsTests: XCTestCase {
+    func testStreamOffStillPublishesAlertsAndTheDefaultMonitorFires() async throws {
+        let h = try WorkerHarness()
+        let subscriber = try RedisSubscriber(url: h.redisURL)
+        try subscriber.subscribe([h.keys.alerts])
+        var configuration = try h.configuration()
+        configuration.eventsMaxLength = nil
+        let worker = try h.startWorker(ledgerConfig: LedgerConfig(defaultMonitorThreshold: 50), configuration: configuration)
+        _ = try h.call(["type": "open", "id": "o", "userId": "di"])
+        _ = try h.call(["type": "debit", "id": "d", "userId": "di", "operationType": "x", "amount": 60])
+        let alert = try JSONSerialization.jsonObject(with: Data(try XCTUnwrap(try subscriber.receive(timeout: 5)).payload)) as! [String: Any]
+        XCTAssertEqual(alert.string("monitorId"), "default")
+        XCTAssertEqual(alert.int("threshold"), 50)
+        XCTAssertEqual(alert.int("available"), 40)
+        XCTAssertEqual(try h.redis.xlen(h.keys.events), 0, "the stream is off")
+        try await worker.stop()
+    }
+
+    func testTokenledgerEventsPrintsTheStreamFiltered() async throws {
+        let h = try WorkerHarness()
+        let worker = try h.startWorker()
+        _ = try h.call(["type": "open", "id": "o", "userId": "ed"])
+        _ = try h.call(["type": "charge", "id": "c", "userId": "ed", "operation": "chatgpt_message"])
+        _ = try h.call(["type": "balance", "userId": "ed"])
+        try await worker.stop()
+        let (status, output) = try runTokenLedger(["events", "--redis-url", h.redisURL, "--prefix", h.keys.prefix,
+                                                   "--from", "0", "--type", "job.applied", "--no-follow"])
+        XCTAssertEqual(status, 0, output)
+        let lines = output.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        XCTAssertEqual(lines.map { $0.string("id") ?? "" }, ["o", "c"], output)
+        XCTAssertEqual(lines.last?.string("newBalance"), "95")
+        XCTAssertNotNil(lines.first?.string("streamId"))
+        let (_, one) = try runTokenLedger(["events", "--redis-url", h.redisURL, "--prefix", h.keys.prefix, "--from", "0", "--count", "1"])
+        XCTAssertEqual(one.split(separator: "\n").count, 1, "--count stops after that many")
+    }
+}
