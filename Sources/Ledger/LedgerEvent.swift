@@ -64,6 +64,6 @@ public struct LedgerEvent: Sendable, Equatable {
         return w.text
     }
 
-    static let numericKeys: Set<String> = ["threshold", "available", "ledgerEntryId", "amount", "tokensAmount",
+    static let numericKeys: Set<String> = ["threshold", "available", "ledgerEntryId", "amount", "tokensAmount", "partition",
                                            "newBalance", "totalProcessed", "successful", "failed"]
 }

@@ -38,6 +38,14 @@ extension LedgerTransaction {
         }
     }
 
+    /// Renewal grants are named `renewal:<userId>:<period start>`; a producer's grant (named by its
+    /// job id) may not take that form, or it could collide with one and fail every renewal of it.
+    static func reservedGrant(_ jobId: String?) -> Refusal? {
+        guard let jobId, jobId.hasPrefix("renewal:") else { return nil }
+        return Refusal(code: Refusal.reservedGrantId,
+                       message: "A job that makes an expiring grant may not have an id starting with renewal: (the ledger's renewal grants use it).")
+    }
+
     /// Records a grant of `amount` tokens just credited to `a` (the entry is the caller's).
     func makeGrant(_ a: AccountRecord, grantId: String, amount: Int64, expiresMs: Int64) throws {
         try db.cachedStatement(sql: SQL.insertGrant).execute(arguments: [grantId, a.id, amount, amount, expiresMs, nowMs])
@@ -84,6 +92,7 @@ extension LedgerTransaction {
         case .failure(let e): return .refused(e)
         case .success(let ms): expiresMs = ms
         }
+        if let e = Self.reservedGrant(jobId) { return .refused(e) }
         guard let a = try account(userId) else { return .refused(.userNotFound(userId)) }
         if a.balance.addingReportingOverflow(amount).overflow { return .refused(.overflow("balance")) }
         let grantId = jobId ?? "credit:\(nowMs)"

@@ -23,6 +23,7 @@ extension LedgerTransaction {
         }
         // credit: an expiring allocation is checked before anything is written.
         var grantExpiresMs: Int64? = nil
+        if allocationExpiresIn != nil || config.renewalPolicy == .expire, let e = Self.reservedGrant(jobId) { return .refused(e) }
         if let seconds = allocationExpiresIn {
             switch expiry(.afterSeconds(seconds), maxSeconds: nil) {
             case .failure(let e): return .refused(e)

@@ -63,6 +63,9 @@ public struct Refusal: Error, Sendable, Equatable, CustomStringConvertible {
     public static let invalidExpiry = "invalid_expiry"
     /// A monitor threshold below 0 or beyond 64 bits.
     public static let invalidThreshold = "invalid_threshold"
+    /// A credit or purchase whose grant would take an id of the form the ledger keeps for renewal
+    /// grants (`renewal:...`).
+    public static let reservedGrantId = "reserved_grant_id"
     /// A producer's job naming the worker's own operationType `expiry`.
     public static let reservedOperationType = "reserved_operation_type"
 

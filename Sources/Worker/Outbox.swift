@@ -47,6 +47,9 @@ struct Outbox {
     /// Writes an event on the stream (`XADD P:events MAXLEN ~ <max> * event <name> ...`) when
     /// `maxLength` is set (the stream is on); a `balance.low` is also published on `P:alerts`.
     mutating func event(_ e: LedgerEvent, streamMaxLength maxLength: Int?) {
+        var e = e
+        // With N > 1 partitions, events carry their partition (the contract's Partitions).
+        if let partition = keys.partition { e.add("partition", Int64(partition)) }
         if let maxLength {
             var command = RedisCommand("XADD", keys.events, "MAXLEN", "~", maxLength, "*", "event", e.name)
             for f in e.fields {

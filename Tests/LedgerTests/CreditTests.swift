@@ -125,6 +125,8 @@ final class CreditTests: XCTestCase {
         XCTAssertEqual(try code(f.run(.credit(userId: "u", operationType: "p", amount: 1, metadata: nil,
                                               expiry: .at(LedgerTime.parse("2026-01-15T10:00:00Z")!)))), "invalid_expiry")
 
+        XCTAssertEqual(try code(f.run(.credit(userId: "u", operationType: "p", amount: 1, metadata: nil, expiry: .afterSeconds(5)),
+                                       jobId: "renewal:u:2026-02-15T10:00:00.000Z")), "reserved_grant_id")
         f.set("2026-01-15T12:00:00.000Z")
         let charged = try f.run(.charge(userId: "u", operation: "chatgpt_message", metadata: nil))
         XCTAssertEqual(charged.changes.count, 2, "the lapse is written first, in the same transaction")
