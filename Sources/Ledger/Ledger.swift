@@ -116,14 +116,18 @@ public final class Ledger: Sendable {
     /// due first) in one transaction: the worker's sweep of accounts no job touches. Call again
     /// while `accounts == limit`.
     /// `forgetSentThrough`: the worker has sent every row of `pending_sends` up to this seq.
-    public func settleDue(limit: Int, epoch: Int64? = nil, forgetSentThrough: Int64? = nil) throws -> SettleSummary {
+    /// `budget`: stop settling once this much time has passed (`more` is then true), so that a
+    /// chunk holds the queue up for about that long whatever the machine's load.
+    public func settleDue(limit: Int, epoch: Int64? = nil, forgetSentThrough: Int64? = nil,
+                          budget: Duration? = nil) throws -> SettleSummary {
+        let deadline = budget.map { ContinuousClock.now + $0 }
         let nowMs = LedgerTime.milliseconds(clock.now())
         return try writeTransaction(epoch: epoch) { db in
             if let sent = forgetSentThrough {
                 try db.execute(sql: "DELETE FROM pending_sends WHERE seq <= ?", arguments: [sent])
             }
             let transaction = try LedgerTransaction(db: db, config: config, clockMs: nowMs, writable: true)
-            let summary = try transaction.settleDue(limit: max(limit, 1))
+            let summary = try transaction.settleDue(limit: max(limit, 1), deadline: deadline)
             try transaction.flush()
             return summary
         }

@@ -223,7 +223,7 @@ extension LedgerTransaction.SQL {
 
 extension LedgerTransaction {
     /// The sweep: settles the due accounts, soonest due first, at most `limit`.
-    func settleDue(limit: Int) throws -> SettleSummary {
+    func settleDue(limit: Int, deadline: ContinuousClock.Instant? = nil) throws -> SettleSummary {
         try flush()  // the selection below reads accounts by SQL
         let q = try RawStatement(db, SQL.dueAccountsToSettle)
         q.reset()
@@ -234,6 +234,10 @@ extension LedgerTransaction {
         q.reset()
         var summary = SettleSummary()
         for a in due {
+            if let deadline, summary.accounts > 0, ContinuousClock.now >= deadline {
+                summary.more = true
+                break
+            }
             try settleIfDue(a)
             summary.accounts += 1
         }

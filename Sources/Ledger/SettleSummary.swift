@@ -3,6 +3,8 @@
 public struct SettleSummary: Sendable, Equatable {
     /// Accounts settled in this call; the worker calls again while it equals the limit.
     public var accounts: Int = 0
+    /// The call stopped at its time budget with due accounts left: call again.
+    public var more = false
     public var holdsExpired: Int = 0
     public var grantsLapsed: Int = 0
     /// Tokens written off by `expiry` entries.

@@ -18,9 +18,10 @@ extension QueueWorker {
         if let sent = term.pendingConfirmed, sent > chores.pendingForgotten {
             forget = sent
         }
-        let summary = try ledger.settleDue(limit: limit, epoch: term.epoch, forgetSentThrough: forget)
+        let summary = try ledger.settleDue(limit: limit, epoch: term.epoch, forgetSentThrough: forget,
+                                           budget: .milliseconds(max(configuration.settleChunkMilliseconds, 1)))
         if let forget { chores.pendingForgotten = forget }
-        chores.sweepBacklog = summary.accounts >= limit
+        chores.sweepBacklog = summary.more || summary.accounts >= limit
         guard summary.accounts > 0 else { return false }
         var outbox = Outbox(keys: configuration.keys, replyExpirySeconds: configuration.replyExpirySeconds,
                             capacity: summary.changes.count + summary.events.count)

@@ -33,6 +33,8 @@ public struct WorkerConfiguration: Sendable {
     /// one of its transactions settles.
     public var settleIntervalSeconds: Double = 1
     public var settleBatchSize: Int = 1000
+    /// How long one sweep transaction may settle before it commits and lets waiting jobs in.
+    public var settleChunkMilliseconds: Int = 20
 
     public init(
         redis: RedisConfiguration = .init(),

@@ -64,7 +64,17 @@ struct CreditBench: ParsableCommand, Scenario {
         _ = try warm.send(RedisCommand("BRPOP", warmReply, 30), blockingFor: 30)
 
         let started = System.nowNs()
-        DispatchQueue.concurrentPerform(iterations: producers) { p in
+        // A thread per producer (concurrentPerform would run only as many at once as there are cores).
+        let group = DispatchGroup()
+        for p in 0..<producers {
+            group.enter()
+            Thread.detachNewThread {
+                defer { group.leave() }
+                produce(p)
+            }
+        }
+        group.wait()
+        @Sendable func produce(_ p: Int) {
             var local = Latencies()
             do {
                 let redis = try RedisConnection(url: url)

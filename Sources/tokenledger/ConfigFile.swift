@@ -31,6 +31,8 @@ struct ConfigFile: Decodable {
     var settleIntervalSeconds: Double?
     /// Accounts one sweep transaction settles (default 1000).
     var settleBatchSize: Int?
+    /// How long (ms) one sweep transaction may settle before waiting jobs go in (default 20).
+    var settleChunkMilliseconds: Int?
 
     struct Events: Decodable {
         /// Write `P:events` (default true); alerts go to `P:alerts` either way.

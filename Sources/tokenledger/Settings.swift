@@ -48,6 +48,7 @@ struct Settings {
     var eventsMaxLength: Int?
     var settleIntervalSeconds: Double
     var settleBatchSize: Int
+    var settleChunkMilliseconds: Int
 
     init(options: SettingsOptions, environment env: [String: String], workerOptions: WorkerOptions? = nil) throws {
         let file = try (options.config ?? env["TOKENLEDGER_CONFIG"]).map(ConfigFile.load(path:)) ?? ConfigFile()
@@ -136,6 +137,8 @@ struct Settings {
         guard settleIntervalSeconds > 0 else { throw SettingsError("settleIntervalSeconds must be > 0") }
         settleBatchSize = file.settleBatchSize ?? 1000
         guard settleBatchSize >= 1 else { throw SettingsError("settleBatchSize must be >= 1") }
+        settleChunkMilliseconds = file.settleChunkMilliseconds ?? 20
+        guard settleChunkMilliseconds >= 1 else { throw SettingsError("settleChunkMilliseconds must be >= 1") }
     }
 
     var workerConfiguration: WorkerConfiguration {
@@ -145,6 +148,7 @@ struct Settings {
         c.eventsMaxLength = eventsMaxLength
         c.settleIntervalSeconds = settleIntervalSeconds
         c.settleBatchSize = settleBatchSize
+        c.settleChunkMilliseconds = settleChunkMilliseconds
         return c
     }
 
