@@ -15,7 +15,7 @@ struct EventWriter {
 
     func write(_ result: CommandResult, of job: Job, recovered: Bool, into outbox: inout Outbox) {
         write(result.events, into: &outbox)
-        if job.type.isMutation, !result.duplicate || recovered {
+        if streamMaxLength != nil, job.type.isMutation, !result.duplicate || recovered {  // off: not even built
             outbox.event(Self.jobApplied(job, result), streamMaxLength: streamMaxLength)
             if streamMaxLength != nil { metrics.eventsWritten.increment() }
         }

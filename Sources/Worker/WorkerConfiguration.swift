@@ -34,7 +34,7 @@ public struct WorkerConfiguration: Sendable {
     public var settleIntervalSeconds: Double = 1
     public var settleBatchSize: Int = 1000
     /// How long one sweep transaction may settle before it commits and lets waiting jobs in.
-    public var settleChunkMilliseconds: Int = 20
+    public var settleChunkMilliseconds: Int = 5
 
     public init(
         redis: RedisConfiguration = .init(),

@@ -31,7 +31,7 @@ struct ConfigFile: Decodable {
     var settleIntervalSeconds: Double?
     /// Accounts one sweep transaction settles (default 1000).
     var settleBatchSize: Int?
-    /// How long (ms) one sweep transaction may settle before waiting jobs go in (default 20).
+    /// How long (ms) one sweep transaction may settle before waiting jobs go in (default 5).
     var settleChunkMilliseconds: Int?
 
     struct Events: Decodable {

@@ -137,7 +137,7 @@ struct Settings {
         guard settleIntervalSeconds > 0 else { throw SettingsError("settleIntervalSeconds must be > 0") }
         settleBatchSize = file.settleBatchSize ?? 1000
         guard settleBatchSize >= 1 else { throw SettingsError("settleBatchSize must be >= 1") }
-        settleChunkMilliseconds = file.settleChunkMilliseconds ?? 20
+        settleChunkMilliseconds = file.settleChunkMilliseconds ?? 5
         guard settleChunkMilliseconds >= 1 else { throw SettingsError("settleChunkMilliseconds must be >= 1") }
     }
 
