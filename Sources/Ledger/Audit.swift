@@ -26,11 +26,28 @@ struct Auditor {
     let db: Database
     var violations: [AuditViolation] = []
 
+    /// One account: its row brought forward by the entries after the row's `last_entry_id`
+    /// (the unmerged tail; see `LedgerTail`), exactly as the ledger does at open, and what all
+    /// its entries give. The first must equal the second.
     struct AccountCheck {
         var userId: String
         var balance: Int64, spent: Int64, entryCount: Int64, lastEntryId: Int64?
+        let rowLastEntryId: Int64?
         var runningAfter: Int64 = 0, sum: Int64 = 0, replaySpent: Int64 = 0, count: Int64 = 0, lastSeen: Int64? = nil
+        var lagReported = false
+
+        init(userId: String, balance: Int64, spent: Int64, entryCount: Int64, lastEntryId: Int64?) {
+            self.userId = userId
+            self.balance = balance
+            self.spent = spent
+            self.entryCount = entryCount
+            self.lastEntryId = lastEntryId
+            rowLastEntryId = lastEntryId
+        }
     }
+    /// Entries up to this id are merged: in `entry_index`, and in their account's row.
+    var mergedEntryId: Int64 = 0
+    var mergedEntryCount: Int64 = 0
 
     init(db: Database) { self.db = db }
 
@@ -46,6 +63,7 @@ struct Auditor {
         for name in ["entries_no_update", "entries_no_delete"] where !triggers.contains(name) {
             add(Code.triggersMissing, "The append-only trigger \(name) is missing.")
         }
+        mergedEntryId = try Int64.fetchOne(db, sql: "SELECT value FROM storage_state WHERE name = 'merged_entry_id'") ?? 0
         var accounts: [Int64: AccountCheck] = [:]
         for r in try Row.fetchAll(db, sql: "SELECT id, user_id, balance, spent, entry_count, last_entry_id FROM accounts") {
             let a = AccountCheck(userId: r[1], balance: r[2], spent: r[3], entryCount: r[4], lastEntryId: r[5])
@@ -53,6 +71,7 @@ struct Auditor {
             accounts[r[0]] = a
         }
         try checkEntries(&accounts)
+        try checkEntryIndex(mergedEntries: mergedEntryCount)
         for a in accounts.values.sorted(by: { $0.userId < $1.userId }) {
             let u = a.userId
             if a.balance != a.sum { add(Code.balanceMismatch, user: u, "The balance of \(u) is \(a.balance) but its entries sum to \(a.sum).") }
@@ -113,10 +132,31 @@ struct Auditor {
             } else if kind == Schema.Kind.refund.rawValue {
                 a.replaySpent = max(0, a.replaySpent - amount)
             }
+            if id <= mergedEntryId { mergedEntryCount += 1 }
             a.runningAfter = after
             a.count += 1
             a.lastSeen = id
+            if id > a.rowLastEntryId ?? 0 {
+                // After the row: the tail, replayed onto the row as the ledger does.
+                if id <= mergedEntryId && !a.lagReported {
+                    a.lagReported = true
+                    add(Code.accountBookkeeping, user: u, entry: id, "The account row of \(u) ends at entry \(a.rowLastEntryId.map(String.init) ?? "none") but entry \(id) is merged: merged entries must be in the row.")
+                }
+                a.balance = after
+                a.entryCount += 1
+                a.lastEntryId = id
+                if spending { a.spent = a.spent &- amount } else if kind == Schema.Kind.refund.rawValue { a.spent = max(0, a.spent - amount) }
+            }
             accounts[accountId] = a
+        }
+    }
+
+    /// `entry_index` holds one row per merged entry (counted in `checkEntries`): a merge that
+    /// skipped or doubled entries would show here.
+    mutating func checkEntryIndex(mergedEntries: Int64) throws {
+        let rows = try Int64.fetchOne(db, sql: "SELECT count(*) FROM entry_index WHERE entry_id <= ?", arguments: [mergedEntryId]) ?? 0
+        if rows != mergedEntries {
+            add(Code.indexIncomplete, "The history index holds \(rows) rows for the \(mergedEntries) merged entries.")
         }
     }
 

@@ -7,8 +7,14 @@ import GRDB
 /// processes (the CLI, a backup) may read it at the same time thanks to WAL. All writes go
 /// through `apply` (a group commit of a batch of commands) or `renewDue` (the scheduler).
 ///
+/// Every per-job write is an append (`entries`, `job_log`); the indexes are brought up to date
+/// later, in key order, by the merge (`maintain`, `Ledger+Merge`), and until then the unmerged
+/// tail is answered from memory (`LedgerTail`).
+///
 /// Thread safety: the connection is a GRDB `DatabaseQueue`, which serializes every access, so
-/// a `Ledger` may be shared between tasks; there is no other mutable state.
+/// a `Ledger` may be shared between tasks; the tail, its only other mutable state, is used only
+/// inside that queue. `currentEpoch` and `lastCompletedRun` read on a connection of their own,
+/// so `/readyz` never waits behind a commit or a merge.
 public final class Ledger: Sendable {
     public let path: String
     public let config: LedgerConfig
@@ -16,6 +22,10 @@ public final class Ledger: Sendable {
     let writer: DatabaseQueue
     /// Checkpoints on a second connection, in the background (see `Checkpointer`).
     let checkpointer: Checkpointer
+    /// A read-only connection for small reads that must not wait behind the writer.
+    let reader: DatabaseQueue
+    /// What the indexes do not hold yet; used only on `writer`'s queue.
+    let tail = LedgerTail()
 
     /// Opens (creating if needed, with mode 0600) the ledger at `path`, in WAL mode with the
     /// configured `synchronous`, busy timeout and automatic checkpoint, and migrates its schema.
@@ -36,6 +46,9 @@ public final class Ledger: Sendable {
         self.checkpointer = checkpointer
         writer = try DatabaseQueue(path: path, configuration: writerConfig)
         try Schema.migrator.migrate(writer)
+        reader = try DatabaseQueue(path: path, configuration: Self.configuration(config, readonly: true))
+        let tail = self.tail
+        try writer.read { db in try tail.reload(db) }
     }
 
     static func configuration(_ config: LedgerConfig, readonly: Bool = false) -> Configuration {
@@ -76,14 +89,20 @@ public final class Ledger: Sendable {
     public func apply(_ commands: [Command], epoch: Int64? = nil) throws -> [CommandResult] {
         if commands.isEmpty { return [] }
         let nowMs = LedgerTime.milliseconds(clock.now())
-        return try writeTransaction(epoch: epoch) { db in
-            let transaction = try LedgerTransaction(db: db, config: config, clockMs: nowMs, writable: true)
+        let results = try commandTransaction(epoch: epoch) { db in
+            let transaction = try LedgerTransaction(db: db, config: config, tail: tail, clockMs: nowMs, writable: true)
             var results: [CommandResult] = []
             results.reserveCapacity(commands.count)
             for command in commands { results.append(try transaction.perform(command)) }
             try transaction.flush()
-            return results
+            return (results, transaction)
         }
+        // The caller is expected to call `maintain` between batches; should it not, the tail
+        // is still bounded: past twice the threshold every apply merges one slice.
+        if tail.rowCount >= 2 * config.mergeThresholdRows {
+            try maintain(epoch: epoch)
+        }
+        return results
     }
 
     /// Answers a query (balance, canAfford, history, statistics, eligibility, a dry-run
@@ -92,7 +111,9 @@ public final class Ledger: Sendable {
         guard operation.isQuery else { throw LedgerStorageError.notAQuery }
         let nowMs = LedgerTime.milliseconds(clock.now())
         return try writer.read { db in
-            try LedgerTransaction(db: db, config: config, clockMs: nowMs, writable: false).execute(operation, jobId: nil).result
+            try tail.refreshIfChanged(db)
+            return try LedgerTransaction(db: db, config: config, tail: tail, clockMs: nowMs, writable: false)
+                .execute(operation, jobId: nil).result
         }
     }
 
@@ -101,24 +122,35 @@ public final class Ledger: Sendable {
     /// account that keeps failing (only an overflow can fail), until `successful == 0`.
     public func renewDue(limit: Int, tier: String? = nil, epoch: Int64? = nil) throws -> RenewAllSummary {
         let nowMs = LedgerTime.milliseconds(clock.now())
-        return try writeTransaction(epoch: epoch) { db in
-            let transaction = try LedgerTransaction(db: db, config: config, clockMs: nowMs, writable: true)
+        return try commandTransaction(epoch: epoch) { db in
+            let transaction = try LedgerTransaction(db: db, config: config, tail: tail, clockMs: nowMs, writable: true)
             let summary = try transaction.renewDue(dryRun: false, tier: tier, limit: max(limit, 1), continueOnError: true)
             try transaction.flush()
-            return summary
+            return (summary, transaction)
         }
     }
 
+    /// One IMMEDIATE transaction of ledger commands, fenced by `epoch`: commits what `body` did,
+    /// or nothing; after the commit, what the transaction appended joins the tail.
+    func commandTransaction<T>(epoch: Int64?, _ body: (Database) throws -> (T, LedgerTransaction)) throws -> T {
+        try writeTransaction(epoch: epoch, body, afterCommit: { $0.1.publish() }).0
+    }
+
     /// One IMMEDIATE transaction, fenced by `epoch`: commits what `body` did, or nothing.
-    func writeTransaction<T>(epoch: Int64?, _ body: (Database) throws -> T) throws -> T {
+    /// `afterCommit` runs on the writer's queue once the COMMIT has succeeded, never after a
+    /// rollback: the place to change in-memory state that must match the file.
+    func writeTransaction<T>(epoch: Int64?, _ body: (Database) throws -> T, afterCommit: (T) -> Void = { _ in }) throws -> T {
         try writer.writeWithoutTransaction { db in
             var value: T?
             try db.inTransaction(.immediate) {
                 if let epoch { try Self.checkEpoch(db, epoch) }
+                try tail.refreshIfChanged(db)
                 value = try body(db)
                 return .commit
             }
-            return value!
+            guard let value else { throw LedgerStorageError.transactionWithoutValue }
+            afterCommit(value)
+            return value
         }
     }
 }

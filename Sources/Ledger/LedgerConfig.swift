@@ -30,6 +30,14 @@ public struct LedgerConfig: Sendable, Codable, Equatable {
     /// of the job-id index and of the accounts; pages missing from SQLite's cache cost a read
     /// system call and a copy each, even when the OS has them cached.
     public var cacheMebibytes: Int
+    /// Unmerged job results and entries (the tail, kept in memory and rebuilt from the file at
+    /// open) at which the ledger starts merging them into its indexes. Default 65,536: large
+    /// enough that a merge, done in key order, writes each index page once for many keys; small
+    /// enough that the tail costs ~15 MB and is rebuilt in well under a second at open. The tail
+    /// can reach twice this while a merge is under way; past that, `apply` merges by itself.
+    public var mergeThresholdRows: Int
+    /// Rows one merge slice writes (one short transaction; see `Ledger.maintain`). Default 4096.
+    public var mergeSliceRows: Int
 
     public static let defaultCosts: [String: Int64] = ["image_generation": 10, "chatgpt_message": 5]
     public static let defaultTiers: [String: TierConfig] = [
@@ -45,7 +53,9 @@ public struct LedgerConfig: Sendable, Codable, Equatable {
         synchronous: SynchronousMode = .full,
         busyTimeoutMilliseconds: Int = 5000,
         walAutoCheckpointPages: Int = 1000,
-        cacheMebibytes: Int = 16
+        cacheMebibytes: Int = 16,
+        mergeThresholdRows: Int = 65_536,
+        mergeSliceRows: Int = 4096
     ) {
         self.costs = costs
         self.tiers = tiers
@@ -54,10 +64,13 @@ public struct LedgerConfig: Sendable, Codable, Equatable {
         self.busyTimeoutMilliseconds = busyTimeoutMilliseconds
         self.walAutoCheckpointPages = walAutoCheckpointPages
         self.cacheMebibytes = cacheMebibytes
+        self.mergeThresholdRows = mergeThresholdRows
+        self.mergeSliceRows = mergeSliceRows
     }
 
     enum CodingKeys: String, CodingKey {
         case costs, tiers, renewalPolicy, synchronous, busyTimeoutMilliseconds, walAutoCheckpointPages, cacheMebibytes
+        case mergeThresholdRows, mergeSliceRows
     }
 
     public init(from decoder: any Decoder) throws {
@@ -70,6 +83,8 @@ public struct LedgerConfig: Sendable, Codable, Equatable {
         if let v = try c.decodeIfPresent(Int.self, forKey: .busyTimeoutMilliseconds) { busyTimeoutMilliseconds = v }
         if let v = try c.decodeIfPresent(Int.self, forKey: .walAutoCheckpointPages) { walAutoCheckpointPages = v }
         if let v = try c.decodeIfPresent(Int.self, forKey: .cacheMebibytes) { cacheMebibytes = v }
+        if let v = try c.decodeIfPresent(Int.self, forKey: .mergeThresholdRows) { mergeThresholdRows = v }
+        if let v = try c.decodeIfPresent(Int.self, forKey: .mergeSliceRows) { mergeSliceRows = v }
     }
 
     /// Checks the values decoding cannot: throws `LedgerConfigError` naming the first
@@ -89,6 +104,8 @@ public struct LedgerConfig: Sendable, Codable, Equatable {
         if busyTimeoutMilliseconds < 0 { throw LedgerConfigError("busyTimeoutMilliseconds must be >= 0") }
         if walAutoCheckpointPages < 0 { throw LedgerConfigError("walAutoCheckpointPages must be >= 0") }
         if cacheMebibytes < 1 { throw LedgerConfigError("cacheMebibytes must be >= 1") }
+        if mergeThresholdRows < 1 { throw LedgerConfigError("mergeThresholdRows must be >= 1") }
+        if mergeSliceRows < 1 { throw LedgerConfigError("mergeSliceRows must be >= 1") }
     }
 }
 

@@ -8,6 +8,8 @@ public enum LedgerStorageError: Error, Sendable, Equatable, CustomStringConverti
     case backupDestinationExists(path: String)
     /// `read(_:)` accepts only queries.
     case notAQuery
+    /// A write transaction committed without producing its value (a bug, never expected).
+    case transactionWithoutValue
 
     public var description: String {
         switch self {
@@ -17,6 +19,8 @@ public enum LedgerStorageError: Error, Sendable, Equatable, CustomStringConverti
             return "backup destination already exists: \(path)"
         case .notAQuery:
             return "read(_:) only answers queries"
+        case .transactionWithoutValue:
+            return "a write transaction committed without producing its value"
         }
     }
 }

@@ -3,8 +3,12 @@ import GRDB
 
 /// One transaction of the ledger: the state the writer keeps while it applies a batch.
 ///
-/// - Each touched account is loaded once and written back once (`flush`), however many jobs
-///   of the batch touch it.
+/// - Each touched account is loaded once (from the tail's lagging copy, else its row). Only a
+///   tier or renewal change writes the row (`flush`); a balance-only change leaves the row to
+///   the merge and goes to the tail (`publish`), so a job writes no random page.
+/// - Every entry and every stored result is an append (`entries`, `job_log`); the transaction
+///   keeps what it appended (`pendingJobs`, `pendingEntries`) so that its own later commands
+///   see it, and hands it to the tail only after the commit (`publish`).
 /// - Entry ids are assigned here (`lastEntryId + 1`) and the hash chain is extended in memory;
 ///   both are reloaded from the last entry when the transaction starts (one read of the rightmost
 ///   page), so nothing is trusted across transactions or across writers.
@@ -18,6 +22,13 @@ final class LedgerTransaction {
     let config: LedgerConfig
     let nowMs: Int64
     let writable: Bool
+    /// The unmerged tail as of the last commit (read-only here; see `publish`).
+    let tail: LedgerTail
+    /// Results stored by this transaction, by job id, and entries appended, by account.
+    private(set) var pendingJobs: [String: LedgerTail.Job] = [:]
+    private(set) var pendingEntries: [Int64: [LedgerTail.Entry]] = [:]
+    private var pendingEntryCount = 0
+    private(set) var lastJobSeq: Int64
 
     private var byUser: [String: AccountRecord] = [:]
     private var byId: [Int64: AccountRecord] = [:]
@@ -29,22 +40,23 @@ final class LedgerTransaction {
     let hot: HotStatements
 
     struct HotStatements {
-        let jobById, insertJob, insertEntry, accountByUser, updateAccountBalance, updateAccountFull: RawStatement
+        let jobById, appendJob, insertEntry, accountByUser, updateAccountFull: RawStatement
 
         init(_ db: Database) throws {
             jobById = try RawStatement(db, SQL.jobById)
-            insertJob = try RawStatement(db, SQL.insertJob)
+            appendJob = try RawStatement(db, SQL.appendJob)
             insertEntry = try RawStatement(db, SQL.insertEntry)
             accountByUser = try RawStatement(db, SQL.accountByUser)
-            updateAccountBalance = try RawStatement(db, SQL.updateAccountBalance)
             updateAccountFull = try RawStatement(db, SQL.updateAccountFull)
         }
     }
 
-    init(db: Database, config: LedgerConfig, clockMs: Int64, writable: Bool) throws {
+    init(db: Database, config: LedgerConfig, tail: LedgerTail, clockMs: Int64, writable: Bool) throws {
         self.db = db
         self.config = config
         self.writable = writable
+        self.tail = tail
+        lastJobSeq = tail.lastJobSeq
         hot = try HotStatements(db)
         var lastCreated = Int64.min
         if let row = try Row.fetchOne(db.cachedStatement(sql: SQL.lastEntry)) {
@@ -60,6 +72,7 @@ final class LedgerTransaction {
     func account(_ userId: String) throws -> AccountRecord? {
         if let a = byUser[userId] { return a }
         if missing.contains(userId) { return nil }
+        if let lagging = tail.account(userId: userId) { return remember(lagging) }
         let q = hot.accountByUser
         q.reset()
         q.bind(1, userId)
@@ -75,6 +88,7 @@ final class LedgerTransaction {
 
     func account(id: Int64) throws -> AccountRecord? {
         if let a = byId[id] { return a }
+        if let lagging = tail.account(id: id) { return remember(lagging) }
         let q = try RawStatement(db, SQL.accountById)
         q.reset()
         q.bind(1, id)
@@ -90,7 +104,8 @@ final class LedgerTransaction {
     /// Keeps the account of the statement's current row (selecting `AccountRecord.columns`),
     /// unless the batch already holds a newer copy of it.
     func account(current q: RawStatement) -> AccountRecord {
-        byId[q.int64(0)] ?? remember(AccountRecord(q))
+        let id = q.int64(0)
+        return byId[id] ?? remember(tail.account(id: id) ?? AccountRecord(q))
     }
 
     private func remember(_ a: AccountRecord) -> AccountRecord {
@@ -107,7 +122,9 @@ final class LedgerTransaction {
         return remember(AccountRecord(id: db.lastInsertedRowID, userId: userId, tier: tier, nowMs: nowMs))
     }
 
-    /// Writes back every account changed in this transaction.
+    /// Writes the row of every account whose tier or renewal clock changed in this transaction
+    /// (the renewal selection reads them by SQL); a balance-only change marks the account
+    /// lagging instead, and its row is written by the merge.
     func flush() throws {
         for a in byId.values where a.dirtyBalance || a.dirtyRenewal {
             if a.dirtyRenewal {
@@ -117,15 +134,42 @@ final class LedgerTransaction {
                 u.bind(6, a.lastRenewalMs); u.bind(7, a.nextRenewalMs); u.bind(8, a.expiresMs); u.bind(9, a.entryCount)
                 u.bind(10, a.lastEntryId); u.bind(11, a.id)
                 try u.run()
+                a.lagging = false
             } else {
-                let u = hot.updateAccountBalance
-                u.reset()
-                u.bind(1, a.balance); u.bind(2, a.spent); u.bind(3, a.entryCount); u.bind(4, a.lastEntryId); u.bind(5, a.id)
-                try u.run()
+                a.lagging = true
             }
             a.dirtyBalance = false
             a.dirtyRenewal = false
         }
+    }
+
+    /// Hands what this transaction appended to the tail; call only once it has committed.
+    func publish() {
+        tail.absorb(jobs: pendingJobs, entries: pendingEntries, entryCount: pendingEntryCount, accounts: byId.values,
+                    lastJobSeq: lastJobSeq, lastEntryId: lastEntryId)
+    }
+
+    /// Appends the result of `jobId` to `job_log` (see `perform`).
+    func appendJob(_ jobId: String, entryId: Int64?, accountId: Int64?, result: String?) throws {
+        let seq = lastJobSeq + 1
+        let q = hot.appendJob
+        q.reset()
+        q.bind(1, seq)
+        q.bind(2, jobId)
+        q.bind(3, entryId)
+        q.bind(4, accountId)
+        q.bind(5, result)
+        try q.run()
+        lastJobSeq = seq
+        pendingJobs[jobId] = LedgerTail.Job(seq: seq, entryId: entryId, accountId: accountId, result: result)
+    }
+
+    /// This transaction's and the tail's entries of an account (all after `tail.mergedEntryId`),
+    /// oldest first.
+    func tailEntries(of accountId: Int64) -> [LedgerTail.Entry] {
+        let merged = tail.entries[accountId] ?? []
+        guard let mine = pendingEntries[accountId] else { return merged }
+        return merged + mine
     }
 
     // MARK: Entries
@@ -146,6 +190,8 @@ final class LedgerTransaction {
         q.bind(6, amount); q.bind(7, before); q.bind(8, after); q.bind(9, jobId); q.bind(10, refundOf)
         q.bind(11, metadata); q.bind(12, blob: hash)
         try q.run()
+        pendingEntries[a.id, default: []].append(.init(id: id, createdMs: nowMs, operationType: tail.intern(operationType), amount: amount))
+        pendingEntryCount += 1
         lastEntryId = id
         lastHash = hash
         a.balance = after
@@ -195,6 +241,7 @@ final class LedgerTransaction {
             """
         static let updateAccountBalance =
             "UPDATE accounts SET balance = ?, spent = ?, entry_count = ?, last_entry_id = ? WHERE id = ?"
+        static let appendJob = "INSERT INTO job_log (seq, job_id, entry_id, account_id, result) VALUES (?, ?, ?, ?, ?)"
         static let insertEntry = """
             INSERT INTO entries (id, account_id, created_ms, kind, operation_type, amount, balance_before,
                 balance_after, job_id, refund_of, metadata, hash)
@@ -203,6 +250,6 @@ final class LedgerTransaction {
         static let entryById =
             "SELECT account_id, kind, operation_type, amount, balance_after, created_ms FROM entries WHERE id = ?"
         static let jobById = "SELECT entry_id, account_id, result FROM jobs WHERE job_id = ?"
-        static let insertJob = "INSERT INTO jobs (job_id, entry_id, account_id, result) VALUES (?, ?, ?, ?)"
+        static let mergeJob = "INSERT OR IGNORE INTO jobs (job_id, entry_id, account_id, result) VALUES (?, ?, ?, ?)"
     }
 }

@@ -137,6 +137,8 @@ final class QueueWorker {
         try apply(batch, epoch: epoch, acknowledgement: { queue.acknowledgement(count: $0) }) { outbox in
             sending.append(io.send(outbox))
         }
+        // One slice of index maintenance, while the Redis thread sends this batch's outbox.
+        try ledger.maintain(epoch: epoch)
     }
 
     /// Connections replace a broken link by themselves when they can (a Redis restart noticed
