@@ -33,6 +33,7 @@ struct Auditor {
         var userId: String
         var balance: Int64, spent: Int64, entryCount: Int64, lastEntryId: Int64?
         let rowLastEntryId: Int64?
+        let rowBalance: Int64, rowSpent: Int64, rowCount: Int64
         var runningAfter: Int64 = 0, sum: Int64 = 0, replaySpent: Int64 = 0, count: Int64 = 0, lastSeen: Int64? = nil
         var lagReported = false
 
@@ -43,6 +44,7 @@ struct Auditor {
             self.entryCount = entryCount
             self.lastEntryId = lastEntryId
             rowLastEntryId = lastEntryId
+            (rowBalance, rowSpent, rowCount) = (balance, spent, entryCount)
         }
     }
     /// Entries up to this id are merged: in `entry_index`, and in their account's row.
@@ -74,6 +76,9 @@ struct Auditor {
         try checkEntryIndex(mergedEntries: mergedEntryCount)
         for a in accounts.values.sorted(by: { $0.userId < $1.userId }) {
             let u = a.userId
+            if a.rowLastEntryId == nil && (a.rowBalance != 0 || a.rowSpent != 0 || a.rowCount != 0) {
+                add(Code.balanceMismatch, user: u, "The account row of \(u) records no entry but a balance of \(a.rowBalance), spent \(a.rowSpent) and \(a.rowCount) entries.")
+            }
             if a.balance != a.sum { add(Code.balanceMismatch, user: u, "The balance of \(u) is \(a.balance) but its entries sum to \(a.sum).") }
             if a.spent != a.replaySpent { add(Code.spentMismatch, user: u, "The tokensSpent of \(u) is \(a.spent) but its entries give \(a.replaySpent).") }
             if a.entryCount != a.count || a.lastEntryId != a.lastSeen {
@@ -136,6 +141,10 @@ struct Auditor {
             a.runningAfter = after
             a.count += 1
             a.lastSeen = id
+            if id == a.rowLastEntryId && (a.sum != a.rowBalance || a.replaySpent != a.rowSpent || a.count != a.rowCount) {
+                // The row as it was written: its entries up to its last entry must agree with it.
+                add(Code.balanceMismatch, user: u, entry: id, "The account row of \(u) records balance \(a.rowBalance), spent \(a.rowSpent) and \(a.rowCount) entries at entry \(id); its entries up to there give \(a.sum), \(a.replaySpent) and \(a.count).")
+            }
             if id > a.rowLastEntryId ?? 0 {
                 // After the row: the tail, replayed onto the row as the ledger does.
                 if id <= mergedEntryId && !a.lagReported {

@@ -32,12 +32,12 @@ extension Ledger {
         }
     }
 
-    /// Merges the whole tail now, slice after slice (tests, tools, a clean shutdown).
+    /// Merges the whole tail now, in large slices (tests, tools, a bulk load): nothing waits.
     public func mergeAll(epoch: Int64? = nil) throws {
         try writer.writeWithoutTransaction { _ in
             if tail.merge == nil && tail.rowCount > 0 { tail.merge = MergePlan(tail: tail) }
         }
-        while try maintain(epoch: epoch) {}
+        while try maintain(budget: max(config.mergeSliceRows, 65_536), epoch: epoch) {}
     }
 
     /// Rows in the unmerged tail (job results plus entries), for metrics and tests.

@@ -26,6 +26,8 @@ struct DrainBench: ParsableCommand, Scenario {
     @Option(help: "A profiler to attach to the worker once it has taken its first batch, {pid} standing for its pid and {tids} for its threads, e.g. 'perf record -e cpu-clock -F 999 -g -o drain.data -p {pid}' or 'perf trace -s -o trace.txt --tid {tids}'. Stopped with SIGINT when the queue is drained.")
     var profile: String?
     @Option(help: "Extra arguments for the worker (say --config file), one string, split at spaces.") var workerArgs: String?
+    @Option(help: "Entries written into the ledger through Ledger.apply before the drain (credits of 1 token with charge:<uuid>-style ids, merged), e.g. 10000000 for the drain into a large ledger.")
+    var prefill = 0
 
     func run() throws { try runAlone(options) }
 
@@ -53,6 +55,11 @@ struct DrainBench: ParsableCommand, Scenario {
             let ledger = try Ledger(path: path)
             let start = try Accounts.open(ledger, count: accounts, credit: credit, run: run)
             for i in 0..<accounts { expected[i] = start }
+            if prefill > 0 {
+                let t0 = System.nowNs()
+                try Self.prefill(ledger, entries: prefill, accounts: accounts, ids: ids, run: run, expected: &expected)
+                report.log("prefilled \(Unit.grouped(prefill)) entries in \(String(format: "%.0f", System.seconds(since: t0))) s; ledger file \(String(format: "%.0f", Double(System.fileSize(path)) / 1e6)) MB")
+            }
         }
 
         // The backlog.
@@ -117,7 +124,8 @@ struct DrainBench: ParsableCommand, Scenario {
         let wal = System.fileSize(path + "-wal")
         let total = Double(endNs - worker.startedNs) / 1e9
         let steady = Double(endNs - (firstTakeNs ?? worker.startedNs)) / 1e9
-        report.add(Self.name, "drain \(Unit.grouped(jobs)) charges, \(label)", Double(jobs) / total, .jobsPerSecond,
+        let into = prefill > 0 ? " into \(Unit.grouped(prefill)) entries" : ""
+        report.add(Self.name, "drain \(Unit.grouped(jobs)) charges\(into), \(label)", Double(jobs) / total, .jobsPerSecond,
                    target: context.smoke ? nil : .atLeast(replies ? 60_000 : 100_000),
                    note: "\(String(format: "%.2f", total)) s from worker start, batch \(context.options.batchSize), ids=\(ids.rawValue), \(load)")
         report.add(Self.name, "  same, from first take", Double(jobs) / steady, .jobsPerSecond,
@@ -161,6 +169,27 @@ struct DrainBench: ParsableCommand, Scenario {
         if verify.status != 0 { report.fail("drain: tokenledger verify failed:\n\(verify.output.suffix(2000))") }
         report.log("tokenledger verify: exit \(verify.status) in \(String(format: "%.1f", System.seconds(since: t0))) s; \(verify.output.split(separator: "\n").last ?? "")")
         try redis.deleteKeys(prefix: prefix)
+    }
+
+    /// Writes `entries` credits of 1 token (users in turn) through `Ledger.apply`, in batches of
+    /// 8,192 with the merge run to completion after each, so the drain starts on a merged ledger.
+    static func prefill(_ ledger: Ledger, entries: Int, accounts: Int, ids: IdStyle, run: String, expected: inout [Int64]) throws {
+        var n = 0
+        while n < entries {
+            var commands: [Command] = []
+            commands.reserveCapacity(8192)
+            while commands.count < 8192 && n < entries {
+                let user = n % accounts
+                commands.append(Command(jobId: ids.id("prefill", run, n),
+                                        operation: .credit(userId: Accounts.userId(user), operationType: "prefill", amount: 1, metadata: nil)))
+                expected[user] += 1
+                n += 1
+            }
+            let results = try ledger.apply(commands)
+            if let bad = results.first(where: { !$0.success }) { throw BenchError("prefill refused: \(bad.json)") }
+            while try ledger.maintain(budget: 65_536) {}
+        }
+        try ledger.mergeAll()
     }
 
     func checkBalances(path: String, expected: [Int64], report: Report) throws {
