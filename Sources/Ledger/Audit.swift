@@ -65,7 +65,11 @@ struct Auditor {
         for name in ["entries_no_update", "entries_no_delete"] where !triggers.contains(name) {
             add(Code.triggersMissing, "The append-only trigger \(name) is missing.")
         }
-        mergedEntryId = try Int64.fetchOne(db, sql: "SELECT value FROM storage_state WHERE name = 'merged_entry_id'") ?? 0
+        // A v1 file (not opened by this version yet) has no tail: every entry is in its row.
+        let v2 = try Bool.fetchOne(db, sql: "SELECT count(*) > 0 FROM sqlite_master WHERE name = 'storage_state'") ?? false
+        mergedEntryId = v2
+            ? try Int64.fetchOne(db, sql: "SELECT value FROM storage_state WHERE name = 'merged_entry_id'") ?? 0
+            : Int64.max
         var accounts: [Int64: AccountCheck] = [:]
         for r in try Row.fetchAll(db, sql: "SELECT id, user_id, balance, spent, entry_count, last_entry_id FROM accounts") {
             let a = AccountCheck(userId: r[1], balance: r[2], spent: r[3], entryCount: r[4], lastEntryId: r[5])
@@ -73,7 +77,7 @@ struct Auditor {
             accounts[r[0]] = a
         }
         try checkEntries(&accounts)
-        try checkEntryIndex(mergedEntries: mergedEntryCount)
+        if v2 { try checkEntryIndex(mergedEntries: mergedEntryCount) }
         for a in accounts.values.sorted(by: { $0.userId < $1.userId }) {
             let u = a.userId
             if a.rowLastEntryId == nil && (a.rowBalance != 0 || a.rowSpent != 0 || a.rowCount != 0) {

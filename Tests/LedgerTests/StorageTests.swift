@@ -337,3 +337,130 @@ struct SeededGenerator: RandomNumberGenerator {
         return z ^ (z >> 31)
     }
 }
+
+/// A ledger file in the v1 layout, written row by row as the v1 code wrote it (accounts exact,
+/// `jobs` rows for every result, `entries_by_account` maintained by SQLite).
+final class V1LedgerFile {
+    let queue: DatabaseQueue
+    var lastId: Int64 = 0
+    var lastHash = EntryHasher.genesis
+    var hasher = EntryHasher()
+    var nowMs: Int64 = 1_768_471_200_000  // 2026-01-15T10:00:00Z
+
+    init(path: String) throws {
+        queue = try DatabaseQueue(path: path)
+        try queue.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA journal_mode = WAL") }
+        try Schema.migrator.migrate(queue, upTo: "v1")
+    }
+
+    func account(_ userId: String) throws -> Int64 {
+        try queue.write { db in
+            try db.execute(sql: """
+                INSERT INTO accounts (user_id, tier, balance, spent, anchor_ms, periods, last_renewal_ms, next_renewal_ms,
+                    expires_ms, created_ms, entry_count, last_entry_id) VALUES (?, 'Gift', 0, 0, ?, 0, ?, ?, NULL, ?, 0, NULL)
+                """, arguments: [userId, nowMs, nowMs, CalendarMonth.adding(months: 1, to: nowMs), nowMs])
+            return db.lastInsertedRowID
+        }
+    }
+
+    /// Appends an entry, moves its account's row, and stores the job as v1 did.
+    @discardableResult
+    func entry(account: Int64, userId: String, kind: Schema.Kind, type: String, amount: Int64, jobId: String,
+               refundOf: Int64? = nil, result: String? = nil) throws -> Int64 {
+        nowMs += 1000
+        lastId += 1
+        let id = lastId
+        return try queue.write { db in
+            let before = try Int64.fetchOne(db, sql: "SELECT balance FROM accounts WHERE id = ?", arguments: [account]) ?? 0
+            let hash = hasher.hash(previous: lastHash, .init(
+                id: id, accountId: account, userId: userId, createdMs: nowMs, kind: kind.rawValue, operationType: type,
+                amount: amount, balanceBefore: before, balanceAfter: before + amount, jobId: jobId, refundOf: refundOf, metadata: nil))
+            lastHash = hash
+            try db.execute(sql: """
+                INSERT INTO entries (id, account_id, created_ms, kind, operation_type, amount, balance_before, balance_after,
+                    job_id, refund_of, metadata, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)
+                """, arguments: [id, account, nowMs, kind.rawValue, type, amount, before, before + amount, jobId, refundOf, Data(hash)])
+            let spent = kind.isSpending ? "spent - ?" : kind == .refund ? "max(0, spent - ?)" : "spent + 0 * ?"
+            try db.execute(sql: """
+                UPDATE accounts SET balance = balance + ?, spent = \(spent), entry_count = entry_count + 1, last_entry_id = ? WHERE id = ?
+                """, arguments: [amount, amount, id, account])
+            try db.execute(sql: "INSERT INTO jobs (job_id, entry_id, account_id, result) VALUES (?, ?, ?, ?)",
+                           arguments: [jobId, id, result == nil ? nil : account, result])
+            if let refundOf {
+                try db.execute(sql: "INSERT INTO refunded (entry_id, amount) VALUES (?, ?) ON CONFLICT (entry_id) DO UPDATE SET amount = amount + excluded.amount",
+                               arguments: [refundOf, amount])
+            }
+            return id
+        }
+    }
+
+    func refusal(jobId: String, result: String) throws {
+        try queue.write { db in
+            try db.execute(sql: "INSERT INTO jobs (job_id, entry_id, account_id, result) VALUES (?, NULL, NULL, ?)", arguments: [jobId, result])
+        }
+    }
+}
+
+final class MigrationTests: XCTestCase {
+    func testAV1LedgerOpensMigratesInPlaceAndAnswersAsBefore() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ledger-migration-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("v1.sqlite").path
+
+        // A v1 file: two accounts, a charge, a debit, a partial refund, a stored refusal, and
+        // enough filler entries that the history index matters.
+        let v1 = try V1LedgerFile(path: path)
+        let a = try v1.account("a"), b = try v1.account("b")
+        try v1.entry(account: a, userId: "a", kind: .renewal, type: "renewal", amount: 100, jobId: "open-a", result: #"{"success":true,"userId":"a"}"#)
+        let charge = try v1.entry(account: a, userId: "a", kind: .charge, type: "image_generation", amount: -10, jobId: "c1")
+        try v1.entry(account: b, userId: "b", kind: .renewal, type: "renewal", amount: 100, jobId: "open-b", result: #"{"success":true,"userId":"b"}"#)
+        try v1.entry(account: b, userId: "b", kind: .debit, type: "api", amount: -30, jobId: "d1")
+        try v1.entry(account: a, userId: "a", kind: .refund, type: "refund", amount: 4, jobId: "r1", refundOf: charge)
+        for n in 0..<300 {
+            try v1.entry(account: n % 2 == 0 ? a : b, userId: n % 2 == 0 ? "a" : "b", kind: .credit, type: "bonus", amount: 1, jobId: "f\(n)")
+        }
+        let refusal = #"{"success":false,"error":{"code":"insufficient_tokens","message":"x"},"balance":0}"#
+        try v1.refusal(jobId: "bad", result: refusal)
+        try v1.queue.close()
+        XCTAssertEqual(try Ledger.verify(path: path), [], "the v1 file verifies with the new code before it is opened")
+
+        // Opened by the new code: migrated in place.
+        let clock = ManualClock(LedgerTime.parse("2026-01-15T11:00:00.000Z")!)
+        let ledger = try Ledger(path: path, config: StorageTests.manualMerge, clock: clock)
+        let tables = try ledger.writer.read { try String.fetchAll($0, sql: "SELECT name FROM sqlite_master") }
+        XCTAssertTrue(tables.contains("entry_index") && tables.contains("job_log"))
+        XCTAssertFalse(tables.contains("entries_by_account"))
+        XCTAssertEqual(try ledger.unmergedRows(), 0, "the migration indexes every existing entry")
+        XCTAssertEqual(try Ledger.verify(path: path), [])
+
+        func balance(_ u: String) throws -> Int64? { try json(ledger.read(.balance(userId: u))).int("tokensBalance") }
+        XCTAssertEqual(try balance("a"), 100 - 10 + 4 + 150)
+        XCTAssertEqual(try balance("b"), 100 - 30 + 150)
+        let history = try json(ledger.read(.history(userId: "a", limit: 3, offset: 150, operationType: nil, startDate: nil, endDate: nil)))
+        XCTAssertEqual((history["entries"] as? [[String: Any]])?.compactMap { $0["jobId"] as? String }, ["r1", "c1", "open-a"])
+        XCTAssertEqual(history.int("total"), 153)
+        let bonus = try json(ledger.read(.history(userId: "b", limit: 5, offset: 0, operationType: "bonus", startDate: nil, endDate: nil)))
+        XCTAssertEqual(bonus.int("total"), 150)
+
+        // Replays answer the first results, derived or stored, refusals too.
+        let replays = try ledger.apply(["c1", "open-a", "bad", "d1"].map { Command(jobId: $0, operation: .open(userId: "zzz")) })
+        XCTAssertEqual(replays.map(\.duplicate), [true, true, true, true])
+        XCTAssertEqual(replays[0].json, LedgerTransaction.entryResult(newBalance: 90, entryId: charge, amount: -10))
+        XCTAssertEqual(replays[1].json, #"{"success":true,"userId":"a"}"#)
+        XCTAssertEqual(replays[2].json, refusal)
+        XCTAssertEqual(replays[2].errorCode, "insufficient_tokens")
+        // A refund of the v1 charge sees the v1 refund.
+        let refund = try ledger.apply([Command(jobId: "r2", operation: .refund(userId: "a", refundOf: "c1", amount: nil, metadata: nil))])[0]
+        XCTAssertEqual(try json(refund).int("tokensAmount"), 6)
+
+        // New work goes to the tail, merges, and the ledger still verifies.
+        _ = try ledger.apply((0..<50).map { Command(jobId: "new-\($0)", operation: .charge(userId: $0 % 2 == 0 ? "a" : "b", operation: "chatgpt_message", metadata: nil)) })
+        XCTAssertEqual(try Ledger.verify(path: path), [])
+        try ledger.mergeAll()
+        XCTAssertEqual(try Ledger.verify(path: path), [])
+        XCTAssertEqual(try balance("a"), 100 - 10 + 4 + 150 + 6 - 125)
+        let reopened = try Ledger(path: path, clock: clock)
+        XCTAssertEqual(try json(reopened.read(.balance(userId: "b"))).int("tokensBalance"), 100 - 30 + 150 - 125)
+    }
+}
