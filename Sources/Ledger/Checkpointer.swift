@@ -25,6 +25,7 @@ final class Checkpointer: @unchecked Sendable {
     private let queue = DispatchQueue(label: "ledger.checkpoint")
     private let lock = NSLock()
     private var scheduled = false
+    private var status = CheckpointStatus()
 
     init(path: String, config: LedgerConfig) throws {
         var c = Ledger.configuration(config)
@@ -38,7 +39,9 @@ final class Checkpointer: @unchecked Sendable {
     @discardableResult
     func run() throws -> (walFrames: Int, checkpointed: Int) {
         try connection.writeWithoutTransaction { db in
-            let passive = try Row.fetchOne(db, sql: "PRAGMA wal_checkpoint(PASSIVE)")!
+            guard let passive = try Row.fetchOne(db, sql: "PRAGMA wal_checkpoint(PASSIVE)") else {
+                throw DatabaseError(resultCode: .SQLITE_ERROR, message: "wal_checkpoint returned no row")
+            }
             _ = try Row.fetchOne(db, sql: "PRAGMA wal_checkpoint(RESTART)")
             return (passive[1], passive[2])
         }
@@ -47,9 +50,15 @@ final class Checkpointer: @unchecked Sendable {
     /// Called on the writer's thread after each commit (from the WAL hook).
     func walCommitted(_ writer: OpaquePointer?, frames: Int32) {
         guard thresholdFrames > 0, frames >= thresholdFrames else { return }
+        lock.lock()
+        status.walFrames = Int(frames)
+        lock.unlock()
         if frames >= 4 * thresholdFrames {
             // SQLITE_BUSY while the background pass runs: tried again after the next commit.
-            sqlite3_wal_checkpoint_v2(writer, nil, SQLITE_CHECKPOINT_PASSIVE, nil, nil)
+            let code = sqlite3_wal_checkpoint_v2(writer, nil, SQLITE_CHECKPOINT_PASSIVE, nil, nil)
+            if code != SQLITE_OK && code != SQLITE_BUSY {
+                failed(String(cString: sqlite3_errstr(code)))
+            }
             return
         }
         lock.lock()
@@ -57,12 +66,30 @@ final class Checkpointer: @unchecked Sendable {
         scheduled = true
         lock.unlock()
         queue.async { [self] in
-            // A failed pass is tried again after a later commit.
-            _ = try? connection.writeWithoutTransaction { db in try Row.fetchOne(db, sql: "PRAGMA wal_checkpoint(PASSIVE)") }
+            // A failed pass is tried again after a later commit; it is counted and reported.
+            do {
+                _ = try connection.writeWithoutTransaction { db in try Row.fetchOne(db, sql: "PRAGMA wal_checkpoint(PASSIVE)") }
+            } catch {
+                failed("\(error)")
+            }
             lock.lock()
             scheduled = false
             lock.unlock()
         }
+    }
+
+    private func failed(_ reason: String) {
+        lock.lock()
+        status.failures += 1
+        status.lastError = reason
+        lock.unlock()
+    }
+
+    /// The WAL's size at the last commit and the checkpoints that failed so far.
+    var current: CheckpointStatus {
+        lock.lock()
+        defer { lock.unlock() }
+        return status
     }
 
     /// Waits until a scheduled checkpoint has finished (tests).
@@ -71,8 +98,19 @@ final class Checkpointer: @unchecked Sendable {
     /// Installs the hook on the writer's connection; SQLite's own automatic checkpoint goes.
     func install(on db: Database) {
         sqlite3_wal_hook(db.sqliteConnection, { context, connection, _, frames in
-            Unmanaged<Checkpointer>.fromOpaque(context!).takeUnretainedValue().walCommitted(connection, frames: frames)
+            guard let context else { return SQLITE_OK }  // always set below
+            Unmanaged<Checkpointer>.fromOpaque(context).takeUnretainedValue().walCommitted(connection, frames: frames)
             return SQLITE_OK
         }, Unmanaged.passUnretained(self).toOpaque())
     }
+}
+
+/// How checkpoints are going: a WAL that keeps growing while `failures` rises means the
+/// database file is not being brought up to date (the worker reports both on `/metrics`).
+public struct CheckpointStatus: Sendable, Equatable {
+    /// Frames in the WAL after the last commit.
+    public var walFrames = 0
+    /// Checkpoint passes that failed with an error other than a busy lock, since the ledger opened.
+    public var failures = 0
+    public var lastError: String?
 }

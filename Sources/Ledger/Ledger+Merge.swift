@@ -71,7 +71,7 @@ extension Ledger {
             for id in plan.jobIds[plan.jobCursor..<end] {
                 guard let job = tail.jobs[id] else { continue }
                 q.reset()
-                q.bind(1, id); q.bind(2, job.entryId); q.bind(3, job.accountId); q.bind(4, job.result)
+                try q.bind(1, id); try q.bind(2, job.entryId); try q.bind(3, job.accountId); try q.bind(4, job.result)
                 try q.run()
             }
             return { tail.merge?.jobCursor = end }
@@ -85,13 +85,13 @@ extension Ledger {
                 let accountId = plan.accountIds[cursor]
                 for e in tail.entries[accountId] ?? [] where e.id <= plan.entryId {
                     index.reset()
-                    index.bind(1, accountId); index.bind(2, e.createdMs); index.bind(3, e.id)
+                    try index.bind(1, accountId); try index.bind(2, e.createdMs); try index.bind(3, e.id)
                     try index.run()
                     written += 1
                 }
                 if let a = tail.accounts[accountId] {
                     row.reset()
-                    row.bind(1, a.balance); row.bind(2, a.spent); row.bind(3, a.entryCount); row.bind(4, a.lastEntryId); row.bind(5, a.id)
+                    try row.bind(1, a.balance); try row.bind(2, a.spent); try row.bind(3, a.entryCount); try row.bind(4, a.lastEntryId); try row.bind(5, a.id)
                     try row.run()
                     rowsWritten.append(accountId)
                     written += 1

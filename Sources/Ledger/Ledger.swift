@@ -51,6 +51,9 @@ public final class Ledger: Sendable {
         try writer.read { db in try tail.reload(db) }
     }
 
+    /// The WAL's size and the checkpoint failures so far.
+    public var checkpointStatus: CheckpointStatus { checkpointer.current }
+
     static func configuration(_ config: LedgerConfig, readonly: Bool = false) -> Configuration {
         var c = Configuration()
         c.readonly = readonly

@@ -104,7 +104,7 @@ final class LedgerTail: @unchecked Sendable {
 
         let jobs = try RawStatement(db, "SELECT seq, job_id, entry_id, account_id, result FROM job_log WHERE seq > ? ORDER BY seq")
         jobs.reset()
-        jobs.bind(1, tail.mergedJobSeq)
+        try jobs.bind(1, tail.mergedJobSeq)
         while try jobs.step() {
             tail.jobs[jobs.text(1)] = Job(seq: jobs.int64(0), entryId: jobs.optionalInt64(2),
                                           accountId: jobs.optionalInt64(3), result: jobs.optionalText(4))
@@ -117,7 +117,7 @@ final class LedgerTail: @unchecked Sendable {
         let accountById = try RawStatement(db, LedgerTransaction.SQL.accountById)
         var rows: [Int64: AccountRecord] = [:]
         entries.reset()
-        entries.bind(1, tail.mergedEntryId)
+        try entries.bind(1, tail.mergedEntryId)
         while try entries.step() {
             let id = entries.int64(0), accountId = entries.int64(1), kind = entries.int64(3), amount = entries.int64(5)
             tail.entries[accountId, default: []].append(
@@ -126,7 +126,7 @@ final class LedgerTail: @unchecked Sendable {
             var row = rows[accountId]
             if row == nil {
                 accountById.reset()
-                accountById.bind(1, accountId)
+                try accountById.bind(1, accountId)
                 if try accountById.step() { row = AccountRecord(accountById) }
                 accountById.reset()
                 rows[accountId] = row

@@ -44,7 +44,7 @@ extension LedgerTransaction {
         }
         let q = hot.jobById
         q.reset()
-        q.bind(1, jobId)
+        try q.bind(1, jobId)
         defer { q.reset() }
         guard try q.step() else { return nil }
         return StoredJob(entryId: q.optionalInt64(0), accountId: q.optionalInt64(1), result: q.optionalText(2))

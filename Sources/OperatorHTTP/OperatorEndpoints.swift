@@ -9,7 +9,8 @@ import ServiceLifecycle
 
 /// The operator's HTTP endpoints, served by FlyingFox (small, no further dependencies):
 /// `GET /metrics` (Prometheus text), `GET /healthz` (200 while the process runs) and
-/// `GET /readyz` (200 only while Redis and the ledger both answer, else 503).
+/// `GET /readyz` (200 only while Redis and the ledger both answer, and the worker reports no
+/// problem of its own, such as a ledger that refuses writes; else 503).
 public struct OperatorEndpoints: Service {
     public let host: String
     public let port: UInt16
@@ -17,9 +18,12 @@ public struct OperatorEndpoints: Service {
     public let redis: RedisConfiguration
     public let ledger: Ledger
     public let logger: Logger
+    /// What the worker itself reports as keeping it from serving (one line per problem).
+    public let workerProblems: @Sendable () -> [String]
 
     public init(host: String, port: UInt16, registry: PrometheusCollectorRegistry, redis: RedisConfiguration,
-                ledger: Ledger, logger: Logger) {
+                ledger: Ledger, logger: Logger, workerProblems: @escaping @Sendable () -> [String] = { [] }) {
+        self.workerProblems = workerProblems
         self.host = host
         self.port = port
         self.registry = registry
@@ -31,7 +35,7 @@ public struct OperatorEndpoints: Service {
     public func run() async throws {
         let address = try sockaddr_in.inet(ip4: host == "localhost" ? "127.0.0.1" : host, port: port)
         let server = HTTPServer(address: address, logger: .disabled)
-        let (registry, ledger) = (self.registry, self.ledger)
+        let (registry, ledger, workerProblems) = (self.registry, self.ledger, self.workerProblems)
         var probeConfig = redis
         probeConfig.connectTimeout = min(probeConfig.connectTimeout, 1)
         probeConfig.commandTimeout = min(probeConfig.commandTimeout, 1)
@@ -46,7 +50,7 @@ public struct OperatorEndpoints: Service {
             HTTPResponse(statusCode: .ok, body: Data("ok\n".utf8))
         }
         await server.appendRoute("GET /readyz") { _ in
-            let problems = Self.readiness(redis: probe, ledger: ledger)
+            let problems = Self.readiness(redis: probe, ledger: ledger) + workerProblems()
             if problems.isEmpty { return HTTPResponse(statusCode: .ok, body: Data("ready\n".utf8)) }
             return HTTPResponse(statusCode: .serviceUnavailable, body: Data((problems.joined(separator: "\n") + "\n").utf8))
         }

@@ -9,6 +9,8 @@ public enum RedisError: Error, Sendable, Equatable, CustomStringConvertible {
     case invalidConfiguration(String)
     /// The server answered with a reply of a shape the command does not expect.
     case unexpectedReply(String)
+    /// The command cannot be sent (an empty command name); nothing was sent.
+    case invalidCommand(String)
 
     public var code: String {
         switch self {
@@ -16,6 +18,7 @@ public enum RedisError: Error, Sendable, Equatable, CustomStringConvertible {
         case .connection: return "redis_connection_error"
         case .invalidConfiguration: return "redis_invalid_configuration"
         case .unexpectedReply: return "redis_unexpected_reply"
+        case .invalidCommand: return "redis_invalid_command"
         }
     }
 
@@ -25,6 +28,7 @@ public enum RedisError: Error, Sendable, Equatable, CustomStringConvertible {
         case .connection(let m): return "Redis connection failed: \(m)"
         case .invalidConfiguration(let m): return "Invalid Redis configuration: \(m)"
         case .unexpectedReply(let m): return "Unexpected Redis reply: \(m)"
+        case .invalidCommand(let m): return "Invalid Redis command: \(m)"
         }
     }
 }

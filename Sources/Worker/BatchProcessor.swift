@@ -4,10 +4,14 @@ import Ledger
 import Logging
 import Redis
 
-/// Turns a batch of raw jobs into one ledger transaction and the outbox that follows it.
+/// Turns taken jobs into ledger transactions and the outboxes that follow them.
 ///
 /// Jobs keep their queue order: invalid ones become dead letters in place, valid ones go to the
 /// ledger's group commit in order, so a user's jobs are applied as they were queued.
+///
+/// This is the only place an `Acknowledgement` is made, and each is made right after the commit
+/// (or dead letter) of exactly the jobs it names: whatever stops, fails or takes over elsewhere,
+/// no path can acknowledge a job that was not settled.
 struct BatchProcessor {
     let ledger: Ledger
     let keys: QueueKeys
@@ -16,15 +20,46 @@ struct BatchProcessor {
     let logger: Logger
     let metrics: WorkerMetrics
 
-    /// Applies a batch under `epoch` and returns what to send; `acknowledgement` ends the outbox.
-    /// Throws what the ledger throws (storage errors, fencing): then nothing was committed.
-    func process(_ batch: DecodedBatch, epoch: Int64, acknowledgement: RedisCommand) throws -> Outbox {
+    /// Commits the whole batch in one transaction under `epoch` and returns what to send, ending
+    /// with the acknowledgement that deletes the batch's list. Throws what the ledger throws
+    /// (storage errors, fencing): then nothing was committed and nothing is acknowledged.
+    func commit(_ batch: TakenBatch, epoch: Int64) throws -> Outbox {
+        var outbox = try apply(batch.jobs, raws: batch.raws, epoch: epoch)
+        outbox.acknowledge(Acknowledgement(batch: batch.list, keys: keys))
+        return outbox
+    }
+
+    /// Commits the job at `index` alone; its acknowledgement removes that job only.
+    func commit(jobAt index: Int, of batch: TakenBatch, epoch: Int64) throws -> Outbox {
+        var outbox = try apply([batch.jobs[index]], raws: [batch.raws[index]], epoch: epoch)
+        outbox.acknowledge(Acknowledgement(job: batch.raws[index], in: batch.list, keys: keys))
+        return outbox
+    }
+
+    /// Gives up on the job at `index`, which failed alone while the ledger committed other
+    /// writes: a dead letter with `storage_error`, and nothing stored under its id.
+    func deadLetter(jobAt index: Int, of batch: TakenBatch, reason: String) -> Outbox {
+        var outbox = Outbox(keys: keys, replyExpirySeconds: replyExpirySeconds)
+        let job = try? batch.jobs[index].get()
+        deadLetter(InvalidJob(raw: batch.raws[index], error: JobError(code: "storage_error", reason),
+                              id: job?.id, type: job?.type.rawValue, replyTo: job?.replyTo), into: &outbox)
+        outbox.acknowledge(Acknowledgement(job: batch.raws[index], in: batch.list, keys: keys))
+        return outbox
+    }
+
+    /// After every job of a batch was settled one at a time: forgets its (now empty) list.
+    func forget(_ batch: TakenBatch) -> Outbox {
+        var outbox = Outbox(keys: keys, replyExpirySeconds: replyExpirySeconds)
+        outbox.acknowledge(Acknowledgement(emptied: batch.list, keys: keys))
+        return outbox
+    }
+
+    private func apply(_ decoded: [Result<Job, InvalidJob>], raws: [[UInt8]], epoch: Int64) throws -> Outbox {
         let started = ContinuousClock.now
-        let (raws, decoded) = (batch.raws, batch.jobs)
         let commands = decoded.compactMap { try? $0.get().command }
         let results = commands.isEmpty ? [] : try ledger.apply(commands, epoch: epoch)
         let elapsed = (ContinuousClock.now - started).nanoseconds
-        var outbox = Outbox(keys: keys, replyExpirySeconds: replyExpirySeconds, capacity: raws.count * 3 + 1)
+        var outbox = Outbox(keys: keys, replyExpirySeconds: replyExpirySeconds, capacity: raws.count * 3 + 2)
         var next = results.makeIterator()
         for job in decoded {
             switch job {
@@ -43,7 +78,6 @@ struct BatchProcessor {
                 deadLetter(invalid, into: &outbox)
             }
         }
-        outbox.append(acknowledgement)
         metrics.batchSize.record(raws.count)
         metrics.batchDuration.recordNanoseconds(elapsed)
         return outbox
@@ -62,18 +96,32 @@ struct BatchProcessor {
     }
 }
 
-/// Raw jobs as taken, oldest first, and what each decodes to.
-struct DecodedBatch: Sendable {
-    let raws: [[UInt8]]
-    let jobs: [Result<Job, InvalidJob>]
+/// The commands that remove settled jobs from Redis, naming exactly what they remove. Only
+/// `BatchProcessor` can make one (the initializers are private to its file), and only once the
+/// jobs it names are committed or dead-lettered.
+struct Acknowledgement: Sendable {
+    let commands: [RedisCommand]
 
-    init(_ raws: [[UInt8]]) {
-        self.raws = raws
-        jobs = raws.map(Job.decode)
+    /// Removes a list and its name whenever no job of it remains unsettled: the only script
+    /// here, used when a batch was settled one job at a time.
+    private static let forgetIfEmpty = """
+        if redis.call('LLEN', KEYS[1]) == 0 then return redis.call('SREM', KEYS[2], ARGV[1]) end
+        return 0
+        """
+
+    /// Every job of the batch is committed: its list goes, and its name.
+    fileprivate init(batch list: String, keys: QueueKeys) {
+        commands = [RedisCommand("DEL", keys.processing(list)), RedisCommand("SREM", keys.workers, list)]
     }
 
-    var isEmpty: Bool { raws.isEmpty }
-    var count: Int { raws.count }
+    /// One job is settled: that job (these bytes, from the oldest end) leaves the list.
+    fileprivate init(job raw: [UInt8], in list: String, keys: QueueKeys) {
+        commands = [RedisCommand("LREM", keys.processing(list), -1, raw)]
+    }
+
+    fileprivate init(emptied list: String, keys: QueueKeys) {
+        commands = [RedisCommand("EVAL", Self.forgetIfEmpty, 2, keys.processing(list), keys.workers, list)]
+    }
 }
 
 extension Duration {

@@ -1,65 +1,63 @@
 import Redis
 
-/// The reliable queue: jobs move atomically from `P:jobs` into this worker's processing list, and
-/// leave it only once their effect is committed.
+/// The reliable queue: each take moves the oldest jobs of `P:jobs` atomically into a processing
+/// list of their own, registered in `P:workers`; the list is deleted once its jobs are settled.
 ///
 /// Order: producers `LPUSH`, so the right end of `P:jobs` is the oldest job. Moved jobs keep that
-/// orientation in the processing list (right = oldest), so a list left behind by a crash is
-/// replayed oldest first.
+/// orientation (right = oldest), so a list left behind by a crash is replayed oldest first.
 final class JobQueue {
     let redis: RedisConnection
     let keys: QueueKeys
     let workerId: String
-    var processingKey: String { keys.processing(workerId) }
+    /// `<n>` of the next list: microseconds at start, then +1 per take, so that lists of one
+    /// worker id sort in take order across restarts too.
+    private var nextSequence: UInt64
 
-    /// Moves up to ARGV[1] of the oldest jobs in one step and returns them oldest first.
+    /// Moves up to ARGV[1] of the oldest jobs into the list KEYS[2] (named ARGV[2] in KEYS[3]),
+    /// only while this worker (ARGV[3]) holds the lease KEYS[4], and returns them oldest first.
+    /// The lease check is inside the script, so a worker that was paused past its lease cannot
+    /// take a job, whatever it believes.
     private static let takeScript = """
+        if redis.call('GET', KEYS[4]) ~= ARGV[3] then
+            return redis.error_reply('NOTHOLDER the lease is not held by this worker')
+        end
         local items = redis.call('LRANGE', KEYS[1], -tonumber(ARGV[1]), -1)
         local k = #items
         if k == 0 then return items end
         redis.call('LTRIM', KEYS[1], 0, -k - 1)
         local oldestFirst = {}
         for i = k, 1, -1 do oldestFirst[#oldestFirst + 1] = items[i] end
+        redis.call('SADD', KEYS[3], ARGV[2])
         redis.call('LPUSH', KEYS[2], unpack(oldestFirst))
         return oldestFirst
         """
     private var takeScriptHandle: RedisScript?
 
-    /// Puts a processing list back at the oldest end of the queue, oldest last-out, in one step.
-    private static let requeueScript = """
-        local n = 0
-        while redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT') do n = n + 1 end
-        return n
-        """
-
-    init(redis: RedisConnection, keys: QueueKeys, workerId: String) {
+    init(redis: RedisConnection, keys: QueueKeys, workerId: String, firstSequence: UInt64) {
         self.redis = redis
         self.keys = keys
         self.workerId = workerId
-    }
-
-    /// Announces this worker, so the next active worker finds its processing list after a crash.
-    func register() throws(RedisError) {
-        try redis.sadd(keys.workers, workerId)
+        nextSequence = firstSequence
     }
 
     /// Takes up to `max` jobs, oldest first: everything already waiting in one round trip, or,
-    /// when the queue is empty, the first job to arrive within `timeout` seconds.
-    ///
-    /// A job that wakes the wait is returned alone, without another round trip for what came
-    /// with it: the worker takes the next batch while this one commits, which picks those up.
-    func take(max: Int, timeout: Double) throws(RedisError) -> [[UInt8]] {
+    /// when the queue is empty, what is there once a job arrives within `timeout` seconds.
+    /// Throws `QueueError.leaseNotHeld` when this worker does not hold the lease.
+    func take(max: Int, timeout: Double) throws -> TakenBatch {
         let waiting = try takeWaiting(max: max)
         if !waiting.isEmpty || timeout <= 0 { return waiting }
-        return try waitForOne(timeout: timeout)
+        guard try waitForJobs(timeout: timeout) else { return waiting }
+        return try takeWaiting(max: max)
     }
 
-    /// Blocks up to `timeout` seconds for one job (`BLMOVE`).
-    func waitForOne(timeout: Double) throws(RedisError) -> [[UInt8]] {
-        try redis.blmove(keys.jobs, processingKey, from: .right, to: .left, timeout: timeout).map { [$0] } ?? []
+    /// Blocks up to `timeout` seconds until `P:jobs` holds a job, without taking it: `BLMOVE`
+    /// of the list onto itself (right to right) moves nothing, so no job is ever outside both
+    /// the queue and a registered processing list, and the take that follows checks the lease.
+    func waitForJobs(timeout: Double) throws(RedisError) -> Bool {
+        try redis.blmove(keys.jobs, keys.jobs, from: .right, to: .right, timeout: timeout) != nil
     }
 
-    private func takeWaiting(max: Int) throws(RedisError) -> [[UInt8]] {
+    private func takeWaiting(max: Int) throws -> TakenBatch {
         let script: RedisScript
         if let loaded = takeScriptHandle {
             script = loaded
@@ -67,41 +65,45 @@ final class JobQueue {
             script = try redis.load(Self.takeScript)
             takeScriptHandle = script
         }
-        let reply = try redis.evalsha(script, keys: [keys.jobs, processingKey], arguments: [max])
-        return reply.array?.compactMap(\.bytes) ?? []
+        let list = "\(workerId):\(nextSequence)"
+        let reply: RedisValue
+        do {
+            reply = try redis.evalsha(script, keys: [keys.jobs, keys.processing(list), keys.workers, keys.lease],
+                                      arguments: [max, list, workerId])
+        } catch {
+            if case .server(let message) = error, message.hasPrefix("NOTHOLDER") { throw QueueError.leaseNotHeld }
+            throw error
+        }
+        let raws = reply.array?.compactMap(\.bytes) ?? []
+        if !raws.isEmpty { nextSequence += 1 }
+        return TakenBatch(list: list, raws: raws)
     }
 
-    /// The command that removes the `count` oldest jobs of the processing list: sent in the
-    /// outbox pipeline, after the batch is committed.
-    func acknowledgement(count: Int) -> RedisCommand {
-        RedisCommand("LTRIM", processingKey, 0, -(count + 1))
+    /// Every registered processing list that still holds jobs, oldest first: lists of workers
+    /// that crashed, stood by or stopped, and this worker's own after a Redis failure. Lists
+    /// found empty are forgotten (a take registers its list and fills it in one step, so an
+    /// empty registered list is a settled one).
+    func unfinished(excludingOwn: Bool = false) throws(RedisError) -> [TakenBatch] {
+        var names = try redis.smembers(keys.workers).map { String(decoding: $0, as: UTF8.self) }
+        if excludingOwn { names.removeAll { $0.hasPrefix(workerId + ":") } }
+        guard !names.isEmpty else { return [] }
+        let contents = try redis.pipeline(names.map { RedisCommand("LRANGE", keys.processing($0), 0, -1) })
+        var batches: [TakenBatch] = []
+        var settled: [String] = []
+        for (name, content) in zip(names, contents) {
+            let raws = content.array?.compactMap(\.bytes) ?? []
+            if raws.isEmpty { settled.append(name) } else { batches.append(TakenBatch(list: name, raws: raws.reversed())) }
+        }
+        if !settled.isEmpty { try redis.send(RedisCommand("SREM", arguments: [keys.workers] + settled)) }
+        return batches.sorted { ($0.sequence, $0.list) < ($1.sequence, $1.list) }
     }
+}
 
-    /// Jobs left in a worker's processing list, oldest first.
-    func pending(of workerId: String) throws(RedisError) -> [[UInt8]] {
-        Array(try redis.lrange(keys.processing(workerId), 0, -1).reversed())
-    }
+/// Why the queue refused to hand out jobs.
+enum QueueError: Error, Equatable, CustomStringConvertible {
+    /// The take found `P:lease` held by another worker, or by none.
+    case leaseNotHeld
 
-    /// Other workers that announced themselves and still hold taken jobs.
-    func otherWorkersWithPendingJobs() throws(RedisError) -> [String] {
-        let ids = try redis.smembers(keys.workers).map { String(decoding: $0, as: UTF8.self) }.filter { $0 != workerId }
-        guard !ids.isEmpty else { return [] }
-        let lengths = try redis.pipeline(ids.map { RedisCommand("LLEN", keys.processing($0)) })
-        return zip(ids, lengths).filter { ($0.1.int ?? 0) > 0 }.map(\.0)
-    }
-
-    /// Removes `count` finished jobs from another worker's list, and forgets the worker once its
-    /// list is empty.
-    func finishRecovery(of workerId: String, count: Int) throws(RedisError) {
-        let key = keys.processing(workerId)
-        try redis.send(RedisCommand("LTRIM", key, 0, -(count + 1)))
-        if try redis.llen(key) == 0 { try redis.srem(keys.workers, workerId) }
-    }
-
-    /// A worker fenced off by a newer one gives back the jobs it took and could not apply, at the
-    /// oldest end of the queue, so that the active worker applies them next and in order.
-    @discardableResult
-    func requeueOwnPending() throws(RedisError) -> Int64 {
-        try redis.eval(Self.requeueScript, keys: [processingKey, keys.jobs]).int ?? 0
-    }
+    var code: String { "lease_not_held" }
+    var description: String { "the lease is not held by this worker: it takes no job" }
 }

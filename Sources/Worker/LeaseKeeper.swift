@@ -6,14 +6,20 @@ import Synchronization
 /// Renews the lease from a thread and connection of its own, so that a long batch (a large
 /// `renewAll`, a slow disk) never lets it lapse by accident.
 ///
-/// When a renewal finds the lease taken by another worker, or when no renewal has succeeded for
-/// a whole lease period (Redis unreachable), `isHeld` turns false and the worker stops taking jobs
-/// at once. The ledger's epoch check still fences any batch already in flight.
+/// `isHeld` turns false when a renewal finds the lease taken by another worker, and as soon as
+/// two thirds of a lease period have passed since the last renewal was sent (Redis unreachable,
+/// or this process paused by SIGSTOP or a VM stall): the worker stops taking jobs while the
+/// lease can still be its own, not after it may have passed to another. The check is made on
+/// the monotonic clock at each read, so a process resumed after a pause sees it at once, before
+/// this thread has run again. Two further locks stand behind it: the take script checks the
+/// lease's holder, and the ledger's epoch fences any batch already in flight.
 final class LeaseKeeper: Sendable {
     private let lease: Lease
     private let configuration: RedisConfiguration
     private let logger: Logger
-    private let held = Atomic<Bool>(true)
+    private let lost = Atomic<Bool>(false)
+    /// When the last successful renewal was sent, in nanoseconds of the monotonic clock.
+    private let renewedAt = Atomic<Int64>(0)
     private let running = Atomic<Bool>(true)
     private let finished = Mutex<Bool>(true)
 
@@ -21,9 +27,17 @@ final class LeaseKeeper: Sendable {
         self.lease = lease
         self.configuration = configuration
         self.logger = logger
+        renewedAt.store(Self.now(), ordering: .relaxed)
     }
 
-    var isHeld: Bool { held.load(ordering: .acquiring) }
+    /// The part of a lease period after which the keeper no longer counts on the lease.
+    static let safeFraction = 2.0 / 3.0
+
+    var isHeld: Bool {
+        guard !lost.load(ordering: .acquiring) else { return false }
+        let age = Self.now() - renewedAt.load(ordering: .acquiring)
+        return Double(age) < Double(lease.milliseconds) * 1_000_000 * Self.safeFraction
+    }
 
     func start() {
         finished.withLock { $0 = false }
@@ -38,35 +52,42 @@ final class LeaseKeeper: Sendable {
         while !finished.withLock({ $0 }) { usleep(1000) }
     }
 
+    private static func now() -> Int64 {
+        var t = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &t)
+        return Int64(t.tv_sec) * 1_000_000_000 + Int64(t.tv_nsec)
+    }
+
     private func run() {
         defer { finished.withLock { $0 = true } }
-        let interval = Double(lease.milliseconds) / 3 / 1000
+        let interval = Double(lease.milliseconds) / 4 / 1000
         var config = configuration
         config.commandTimeout = min(config.commandTimeout, interval)
         config.reconnect.maxAttempts = 1
         var redis: RedisConnection?
-        var lastRenewal = ContinuousClock.now
         while running.load(ordering: .acquiring) && isHeld {
+            let sent = Self.now()
             do {
                 if redis == nil { redis = try RedisConnection(configuration: config) }
-                if try lease.renew(redis!) {
-                    lastRenewal = ContinuousClock.now
+                guard let connection = redis else { continue }
+                if try lease.renew(connection) {
+                    renewedAt.store(sent, ordering: .releasing)
                 } else {
                     logger.warning("lease lost to another worker", metadata: ["lease": "\(lease.key)"])
-                    held.store(false, ordering: .releasing)
+                    lost.store(true, ordering: .releasing)
                 }
             } catch {
                 redis = nil
-                if ContinuousClock.now - lastRenewal > .milliseconds(lease.milliseconds) {
-                    logger.warning("lease not renewed for a whole period; standing by", metadata: ["error": "\(error)"])
-                    held.store(false, ordering: .releasing)
-                }
+                logger.warning("lease renewal failed", metadata: ["error": "\(error)"])
             }
             var slept = 0.0
             while slept < interval && running.load(ordering: .acquiring) {
-                usleep(20_000)
-                slept += 0.02
+                usleep(10_000)
+                slept += 0.01
             }
+        }
+        if running.load(ordering: .acquiring) {
+            logger.warning("lease no longer safe to count on; standing by", metadata: ["lease": "\(lease.key)"])
         }
     }
 }

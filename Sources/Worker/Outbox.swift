@@ -3,7 +3,7 @@ import Redis
 
 /// Everything a committed batch sends, gathered so that it leaves in one pipeline: each reply
 /// (`LPUSH` + `EXPIRE`), each invalidation (`PUBLISH`), each dead letter, and last the
-/// acknowledgement that removes the batch from the processing list.
+/// acknowledgement that removes the settled jobs from their processing list.
 ///
 /// It is only flushed after the ledger commit: a cache never hears of a balance that could still
 /// roll back, and a crash before the flush leaves the jobs to be replayed, which answers the same
@@ -38,8 +38,10 @@ struct Outbox {
         deadLetters += 1
     }
 
-    mutating func append(_ command: RedisCommand) {
-        commands.append(command)
+    /// Ends the outbox with the removal of the settled jobs from their processing list: sent
+    /// after everything else, so a crash in between replays the jobs rather than losing a reply.
+    mutating func acknowledge(_ acknowledgement: Acknowledgement) {
+        commands.append(contentsOf: acknowledgement.commands)
     }
 
     var isEmpty: Bool { commands.isEmpty }

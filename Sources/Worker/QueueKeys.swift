@@ -8,12 +8,15 @@ public struct QueueKeys: Sendable, Equatable {
     public var jobs: String { "\(prefix):jobs" }
     /// Which worker is active, as a key with expiry.
     public var lease: String { "\(prefix):lease" }
-    /// Ids of workers that may hold a processing list, so none is found by scanning keys.
+    /// The names of the processing lists that may hold taken jobs (`<workerId>:<n>`, one per
+    /// taken batch), so that none is found by scanning keys.
     public var workers: String { "\(prefix):workers" }
     public var dead: String { "\(prefix):dead" }
     /// The pub/sub channel of balance invalidations.
     public var balance: String { "\(prefix):balance" }
 
-    /// Jobs a worker has taken and not yet finished.
-    public func processing(_ workerId: String) -> String { "\(prefix):processing:\(workerId)" }
+    /// The processing list named `list` (a member of `workers`): the jobs of one taken batch,
+    /// `<workerId>:<n>`. A name without `:<n>` is the single list of a worker from before
+    /// batches had lists of their own; it is recovered the same way.
+    public func processing(_ list: String) -> String { "\(prefix):processing:\(list)" }
 }

@@ -1,84 +1,65 @@
 import Ledger
 import Redis
 
-/// Becoming active, standing by, and finishing what crashed or fenced workers left behind.
+/// Becoming active, standing by, recovering what was taken and not settled, stopping.
 extension QueueWorker {
-    func becomeActive(_ redis: RedisConnection) throws -> Bool {
-        guard try lease.acquire(redis) else { return false }
-        let newEpoch = try ledger.acquireEpoch(owner: configuration.workerId)
+    func becomeActive(_ link: JobQueue) throws -> Bool {
+        guard try lease.acquire(link.redis) else { return false }
+        let epoch = try ledger.acquireEpoch(owner: configuration.workerId)
         let keeper = LeaseKeeper(lease: lease, configuration: configuration.redis, logger: logger)
         keeper.start()
-        self.keeper = keeper
-        epoch = newEpoch
+        term = ActiveTerm(epoch: epoch, keeper: keeper, configuration: configuration)
         scheduler.reset()
         needsRecovery = true
         metrics.leaseHeld.record(1)
-        try queue?.register()
-        logger.info("active: lease taken", metadata: ["epoch": "\(newEpoch)"])
-        try recoverOthers(queue!, epoch: newEpoch)
+        logger.info("active: lease taken", metadata: ["epoch": "\(epoch)"])
         return true
     }
 
-    /// Replays this worker's own processing list (jobs taken before a Redis failure).
-    func recover(_ queue: JobQueue, epoch: Int64) throws {
-        let pending = try queue.pending(of: configuration.workerId)
-        guard !pending.isEmpty else { return }
-        logger.info("replaying own unfinished jobs", metadata: ["jobs": "\(pending.count)"])
-        for chunk in pending.chunked(configuration.batchSize) {
-            try apply(DecodedBatch(Array(chunk)), epoch: epoch, acknowledgement: { queue.acknowledgement(count: $0) }, send: sendNow)
+    /// Settles every registered processing list that still holds jobs, oldest first, before
+    /// anything newer is taken: lists of workers that crashed or stood by (their jobs are older
+    /// than anything queued), and this worker's own after a Redis failure or a restart.
+    /// `othersOnly` is the idle sweep, which leaves this worker's lists in flight alone.
+    func recover(_ link: JobQueue, _ term: ActiveTerm, othersOnly: Bool = false) throws {
+        for batch in try link.unfinished(excludingOwn: othersOnly) {
+            logger.info("settling jobs taken but not finished", metadata: ["list": "\(batch.list)", "jobs": "\(batch.count)"])
+            guard try settle(batch, in: term) else { return }
         }
     }
 
-    /// Finishes the jobs other workers took and did not finish (they crashed, or were fenced):
-    /// they are older than anything in the queue, so they go first.
-    func recoverOthers(_ queue: JobQueue, epoch: Int64) throws {
-        for other in try queue.otherWorkersWithPendingJobs() {
-            let pending = try queue.pending(of: other)
-            logger.info("finishing another worker's unfinished jobs", metadata: ["from": "\(other)", "jobs": "\(pending.count)"])
-            for chunk in pending.chunked(configuration.batchSize) {
-                try apply(DecodedBatch(Array(chunk)), epoch: epoch, acknowledgement: { RedisCommand("LTRIM", queue.keys.processing(other), 0, -($0 + 1)) },
-                          send: sendNow)
-            }
-            try queue.finishRecovery(of: other, count: 0)
-        }
-    }
-
+    /// Stops serving until the lease can be taken again. Nothing is given back to the queue:
+    /// lists taken stay registered, and whichever worker is active next settles them before
+    /// anything newer, which keeps each user's jobs in queue order.
     func standBy(reason: String) {
         logger.warning("standing by", metadata: ["reason": "\(reason)"])
-        settleIO()
-        keeper?.stop()
-        keeper = nil
-        epoch = nil
+        if let term { logSendProblems(term.end()) }
+        term = nil
         metrics.leaseHeld.record(0)
-        // Give back what we took and could not apply, at the front of the queue.
-        if let queue, let n = try? queue.requeueOwnPending(), n > 0 {
-            logger.info("requeued unfinished jobs for the active worker", metadata: ["jobs": "\(n)"])
-        }
     }
 
     func shutDown() {
-        // The batch taken ahead is in hand too: finish it, then let its outbox leave.
-        if let next = prefetched, let queue, let epoch, let io {
-            prefetched = nil
-            if let batch = try? next.wait(), !batch.isEmpty {
+        if let term {
+            // The batch taken ahead is in hand too: finish it, then let its outbox leave. Asked to
+            // stop, `settle` makes one attempt; a batch it cannot commit stays in its list.
+            if let batch = term.takePrefetched(), !batch.isEmpty {
                 do {
-                    try apply(batch, epoch: epoch, acknowledgement: { queue.acknowledgement(count: $0) }) { sending.append(io.send($0)) }
+                    try settle(batch, in: term)
                 } catch {
-                    logger.warning("the batch taken ahead stays in the processing list for the next worker", metadata: ["error": "\(error)"])
+                    logger.warning("the batch taken ahead stays in its processing list for the next worker",
+                                   metadata: ["error": "\(error)"])
+                }
+            }
+            logSendProblems(term.end())
+            if let link {
+                do {
+                    try lease.release(link.redis)
+                    logger.info("lease released")
+                } catch {
+                    logger.warning("could not release the lease; it expires by itself", metadata: ["error": "\(error)"])
                 }
             }
         }
-        settleIO()
-        keeper?.stop()
-        if isActive, let redis {
-            do {
-                try lease.release(redis)
-                logger.info("lease released")
-            } catch {
-                logger.warning("could not release the lease; it expires by itself", metadata: ["error": "\(error)"])
-            }
-        }
-        epoch = nil
+        term = nil
         logger.info("worker stopped")
     }
 }

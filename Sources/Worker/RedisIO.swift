@@ -5,48 +5,51 @@ import Synchronization
 /// The Redis side of the steady state, on a thread of its own: taking the next batch and sending
 /// the last one's outbox overlap with the ledger's commit, which is mostly a wait for fsync.
 ///
-/// Work runs in submission order on one serial queue, so a batch's outbox always leaves before a
-/// later take blocks, and acknowledgements (`LTRIM` of the oldest jobs) stay in batch order. The
-/// connection is touched only on that queue; that invariant is what `@unchecked Sendable` records.
+/// Work runs in submission order on one serial queue: it is the one path by which the active
+/// worker sends outboxes (batches, renewal chunks, recoveries), so invalidations leave in commit
+/// order and a batch's outbox always leaves before a later take blocks. The connection is touched
+/// only on that queue; that invariant is what `@unchecked Sendable` records.
 /// After the first failure every later operation fails at once with the same error, so the worker
 /// sees it on its next wait, drops this object and recovers on its own connection.
 final class RedisIO: @unchecked Sendable {
     private let serial = DispatchQueue(label: "tokenledger.redis-io")
     private let queue: JobQueue
-    private var failure: RedisError?
+    private var failure: (any Error)?
     private let reconnects = Atomic<Int>(0)
 
     /// How many times this thread's connection replaced a broken link by itself (for logs).
     var reconnectCount: Int { reconnects.load(ordering: .relaxed) }
 
-    init(configuration: RedisConfiguration, keys: QueueKeys, workerId: String) throws(RedisError) {
-        queue = JobQueue(redis: try RedisConnection(configuration: configuration), keys: keys, workerId: workerId)
+    init(configuration: RedisConfiguration, keys: QueueKeys, workerId: String, firstSequence: UInt64) throws(RedisError) {
+        queue = JobQueue(redis: try RedisConnection(configuration: configuration), keys: keys, workerId: workerId,
+                         firstSequence: firstSequence)
     }
 
     /// The result of work submitted to the I/O thread.
     final class Pending<Value>: @unchecked Sendable {
         private let done = DispatchSemaphore(value: 0)
-        private var result: Result<Value, RedisError>?
+        private var result: Result<Value, any Error>?
 
-        fileprivate func finish(_ result: Result<Value, RedisError>) {
+        fileprivate func finish(_ result: Result<Value, any Error>) {
             self.result = result
             done.signal()
         }
 
         /// Blocks until the work is done; the semaphore orders the read after the write.
-        func wait() throws(RedisError) -> Value {
+        func wait() throws -> Value {
             done.wait()
             done.signal()
-            return try result!.get()
+            guard let result else { throw RedisError.connection("the Redis thread finished without a result") }
+            return try result.get()
         }
     }
 
-    private func submit<Value>(_ work: @escaping @Sendable (JobQueue) throws(RedisError) -> Value) -> Pending<Value> {
+    private func submit<Value>(_ work: @escaping @Sendable (JobQueue) throws -> Value) -> Pending<Value> {
         let pending = Pending<Value>()
         serial.async { [self] in
             if let failure { return pending.finish(.failure(failure)) }
             defer { reconnects.store(queue.redis.reconnectCount, ordering: .relaxed) }
-            do throws(RedisError) {
+            do {
                 pending.finish(.success(try work(queue)))
             } catch {
                 failure = error
@@ -57,19 +60,13 @@ final class RedisIO: @unchecked Sendable {
     }
 
     /// Takes up to `max` jobs (see `JobQueue.take`) and decodes them here, off the ledger's thread.
-    func take(max: Int, timeout: Double) -> Pending<DecodedBatch> {
-        submit { queue throws(RedisError) in DecodedBatch(try queue.take(max: max, timeout: timeout)) }
-    }
-
-    /// Waits for one job (`BLMOVE`): after a take that found the queue empty, there is no point
-    /// asking again before blocking.
-    func waitForOne(timeout: Double) -> Pending<DecodedBatch> {
-        submit { queue throws(RedisError) in DecodedBatch(try queue.waitForOne(timeout: timeout)) }
+    func take(max: Int, timeout: Double) -> Pending<TakenBatch> {
+        submit { queue in try queue.take(max: max, timeout: timeout) }
     }
 
     /// Sends an outbox; returns the error replies of single commands.
     func send(_ outbox: Outbox) -> Pending<[String]> {
-        submit { queue throws(RedisError) in try outbox.flush(queue.redis) }
+        submit { queue in try outbox.flush(queue.redis) }
     }
 
     /// Waits until everything submitted so far is done (whatever its outcome).

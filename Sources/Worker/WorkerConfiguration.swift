@@ -13,7 +13,8 @@ public struct WorkerConfiguration: Sendable {
     public var replyExpirySeconds: Int
     /// How long the lease lasts without renewal; a standby takes over this long after a crash.
     public var leaseMilliseconds: Int
-    /// Tries of a job that fails for reasons other than its content before it is dead-lettered.
+    /// Tries of a whole batch whose commit fails before its jobs are tried one at a time (to find
+    /// a poison job among them). An outage is retried for as long as it lasts either way.
     public var maxAttempts: Int
     /// How long one wait for the first job of a batch lasts; also bounds how quickly a stop is seen.
     public var pollSeconds: Double
@@ -28,9 +29,9 @@ public struct WorkerConfiguration: Sendable {
         batchSize: Int = 256,
         replyExpirySeconds: Int = 600,
         leaseMilliseconds: Int = 5000,
-        maxAttempts: Int = 5,
+        maxAttempts: Int = 3,
         pollSeconds: Double = 0.5,
-        renewalSchedule: CronSchedule = try! CronSchedule("0 2 * * *"),
+        renewalSchedule: CronSchedule = .dailyAt2UTC,
         renewalBatchSize: Int = 1000
     ) {
         self.redis = redis

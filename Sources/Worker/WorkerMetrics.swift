@@ -18,6 +18,12 @@ final class WorkerMetrics {
     let redisReconnects = Counter(label: "tokenledger_redis_reconnects_total")
     let storageErrors = Counter(label: "tokenledger_storage_errors_total")
     let invalidations = Counter(label: "tokenledger_invalidations_total")
+    /// Single commands of a sent outbox that Redis refused (a reply key of another type, say).
+    let sendErrors = Counter(label: "tokenledger_send_errors_total")
+    /// 1 while the ledger takes writes, 0 while it refuses them (the jobs wait, /readyz is 503).
+    let ledgerReady = Gauge(label: "tokenledger_ledger_ready")
+    let walFrames = Gauge(label: "tokenledger_wal_frames")
+    let checkpointFailures = Counter(label: "tokenledger_checkpoint_failures_total")
 
     /// Counts one job by type and outcome (`success`, `refused`, `duplicate`, `invalid`).
     func job(type: String, outcome: String) {

@@ -11,26 +11,30 @@ public struct WorkerService: Service {
     public let ledger: Ledger
     public let clock: any LedgerClock
     public let logger: Logger
+    /// What keeps the worker from serving, for `/readyz`.
+    public let health: WorkerHealth
 
-    public init(configuration: WorkerConfiguration, ledger: Ledger, clock: any LedgerClock = SystemClock(), logger: Logger) {
+    public init(configuration: WorkerConfiguration, ledger: Ledger, clock: any LedgerClock = SystemClock(), logger: Logger,
+                health: WorkerHealth = WorkerHealth()) {
         self.configuration = configuration
         self.ledger = ledger
         self.clock = clock
         self.logger = logger
+        self.health = health
     }
 
     public func run() async throws {
         let stop = StopSignal()
         // Asked to stop while starting: the group traps signals now, but that one came before.
         if EarlyShutdownSignals.wereReceived { stop.stop() }
-        let (configuration, ledger, clock, logger) = (self.configuration, self.ledger, self.clock, self.logger)
+        let (configuration, ledger, clock, logger, health) = (self.configuration, self.ledger, self.clock, self.logger, self.health)
         await withTaskCancellationHandler {
             await withGracefulShutdownHandler {
                 await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
                     // The loop blocks on Redis and SQLite, so it gets a thread of its own rather
                     // than a slot of the cooperative pool.
                     let thread = Thread {
-                        QueueWorker(configuration: configuration, ledger: ledger, clock: clock, stop: stop, logger: logger).run()
+                        QueueWorker(configuration: configuration, ledger: ledger, clock: clock, stop: stop, health: health, logger: logger).run()
                         done.resume()
                     }
                     thread.name = "tokenledger-worker"

@@ -7,7 +7,7 @@ import Redis
 ///
 /// Accounts are opened and credited through the ledger API first (so no charge is refused); the
 /// jobs are pushed with pipelined multi-value LPUSH; then the worker is started and the clock
-/// runs from its start until `P:jobs` and its processing list are both empty (the last batch's
+/// runs from its start until `P:jobs` is empty and every taken batch is settled (the last batch's
 /// outbox, acknowledgement included, has gone out). Runs twice: without replyTo, then with a
 /// reply key per job (`P:reply:<uuid>`, as the example producer does) and a subscriber on
 /// `P:balance` counting every invalidation. Then checks every balance and runs `tokenledger verify`.
@@ -94,13 +94,14 @@ struct DrainBench: ParsableCommand, Scenario {
         var profiler: Profiler? = nil
         defer { profiler?.stop() }
 
-        // Wait until the queue and the processing list are empty.
-        let processing = "\(prefix):processing:\(workerId)"
+        // Wait until the queue is empty and every taken batch is settled (its list's name leaves
+        // `P:workers` with the batch's acknowledgement).
+        let workers = "\(prefix):workers"
         var firstTakeNs: UInt64? = nil
         var lastProgressNs = System.nowNs()
         var lastLeft = jobs
         while true {
-            let answers = try redis.pipeline([RedisCommand("LLEN", keys.jobs), RedisCommand("LLEN", processing)])
+            let answers = try redis.pipeline([RedisCommand("LLEN", keys.jobs), RedisCommand("SCARD", workers)])
             let queued = Int(answers[0].int ?? -1), taken = Int(answers[1].int ?? -1)
             let now = System.nowNs()
             if firstTakeNs == nil && queued < jobs {

@@ -46,6 +46,8 @@ struct LedgerBench: ParsableCommand, Scenario {
             var applyNs: UInt64 = 0
             var commits = Latencies()
             var refused = 0
+            let written0 = System.bytesWritten()
+            let cpu0 = System.cpu().map { $0.user + $0.system } ?? 0
             while applyNs < UInt64(seconds * 1e9) || commits.count < 3 {
                 var commands: [Command] = []
                 commands.reserveCapacity(size)
@@ -68,6 +70,12 @@ struct LedgerBench: ParsableCommand, Scenario {
             if refused > 0 { context.report.fail("ledger: \(refused) charges refused at batch \(size)") }
             let note = "\(label), \(System.load())"
             context.report.add(Self.name, "apply, batch \(size)", Double(applied) / (Double(applyNs) / 1e9), .jobsPerSecond, note: note)
+            let written = Double(System.bytesWritten() - written0) / Double(max(applied, 1))
+            let cpu = ((System.cpu().map { $0.user + $0.system } ?? 0) - cpu0) / Double(max(applied, 1)) * 1e6
+            context.report.add(Self.name, "apply, batch \(size): CPU per job (µs)", cpu, .count,
+                               note: "user + system of the bench process, checkpoint thread included")
+            context.report.add(Self.name, "apply, batch \(size): bytes written per job", written, .count,
+                               note: "WAL frames and checkpoint copies (wchar), \(String(format: "%.2f", written / 4096)) pages of 4 KiB")
             context.report.add(Self.name, "apply, batch \(size): one apply p50", commits.ms(50), .ms, note: "p99 \(Unit.ms.format(commits.ms(99))) ms, \(commits.count) applies")
         }
         context.report.add(Self.name, "ledger file after \(n) charges", Double(System.fileSize(path)) / 1e6, .mb, note: "with -wal")

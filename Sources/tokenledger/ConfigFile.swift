@@ -19,6 +19,7 @@ struct ConfigFile: Decodable {
     var synchronous: SynchronousMode?
     var walAutoCheckpointPages: Int?
     var cacheMebibytes: Int?
+    var busyTimeoutMilliseconds: Int?
     var renewal: Renewal?
     var costs: [String: Int64]?
     var tiers: [String: TierConfig]?

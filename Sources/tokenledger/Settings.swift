@@ -91,7 +91,7 @@ struct Settings {
         let leaseSeconds = file.leaseSeconds ?? 5
         guard leaseSeconds >= 1 else { throw SettingsError("leaseSeconds must be >= 1") }
         leaseMilliseconds = Int(leaseSeconds * 1000)
-        maxAttempts = file.maxAttempts ?? 5
+        maxAttempts = file.maxAttempts ?? 3
         guard maxAttempts >= 1 else { throw SettingsError("maxAttempts must be >= 1") }
 
         let level = options.logLevel ?? env["TOKENLEDGER_LOG_LEVEL"] ?? file.logLevel ?? "info"
@@ -105,6 +105,7 @@ struct Settings {
         if let sync = file.synchronous { ledger.synchronous = sync }
         if let pages = file.walAutoCheckpointPages { ledger.walAutoCheckpointPages = pages }
         if let cache = file.cacheMebibytes { ledger.cacheMebibytes = cache }
+        if let busy = file.busyTimeoutMilliseconds { ledger.busyTimeoutMilliseconds = busy }
         do {
             try ledger.validate()
         } catch {
@@ -142,6 +143,15 @@ struct Settings {
         var logger = Logger(label: label)
         logger.logLevel = logLevel
         return logger
+    }
+
+    /// Opens the ledger read-only for the queries (no migration, no checkpoint, no file created).
+    func openReader() throws -> LedgerReader {
+        do {
+            return try LedgerReader(path: database, config: ledger)
+        } catch LedgerOpenError.notFound {
+            throw SettingsError("no ledger at \(database) (set --database or TOKENLEDGER_DATABASE)")
+        }
     }
 
     /// Opens the ledger; `creating` is for the worker and `migrate`, so that a query with a

@@ -40,14 +40,16 @@ struct WorkerCommand: AsyncParsableCommand {
         let logger = settings.makeLogger("tokenledger")
         let ledger = try settings.openLedger()
 
+        let health = WorkerHealth()
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
-            .init(service: WorkerService(configuration: settings.workerConfiguration, ledger: ledger, logger: logger),
+            .init(service: WorkerService(configuration: settings.workerConfiguration, ledger: ledger, logger: logger, health: health),
                   successTerminationBehavior: .gracefullyShutdownGroup,
                   failureTerminationBehavior: .gracefullyShutdownGroup)
         ]
         if let address = try settings.httpAddress() {
             services.append(.init(service: OperatorEndpoints(host: address.host, port: address.port, registry: registry,
-                                                             redis: settings.redis, ledger: ledger, logger: logger)))
+                                                             redis: settings.redis, ledger: ledger, logger: logger,
+                                                             workerProblems: { health.problems })))
         }
         let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()

@@ -423,7 +423,16 @@ final class MigrationTests: XCTestCase {
         let refusal = #"{"success":false,"error":{"code":"insufficient_tokens","message":"x"},"balance":0}"#
         try v1.refusal(jobId: "bad", result: refusal)
         try v1.queue.close()
-        XCTAssertEqual(try Ledger.verify(path: path), [], "the v1 file verifies with the new code before it is opened")
+        // Before it is opened: readers refuse an older schema; the audit itself accepts v1.
+        XCTAssertThrowsError(try Ledger.verify(path: path)) { XCTAssertEqual($0 as? LedgerOpenError, .schemaOlder(path: path)) }
+        let raw = try DatabaseQueue(path: path)
+        let violations = try raw.read { db -> [AuditViolation] in
+            var audit = Auditor(db: db)
+            try audit.run()
+            return audit.violations
+        }
+        XCTAssertEqual(violations, [])
+        try raw.close()
 
         // Opened by the new code: migrated in place.
         let clock = ManualClock(LedgerTime.parse("2026-01-15T11:00:00.000Z")!)

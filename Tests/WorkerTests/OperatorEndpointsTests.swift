@@ -86,6 +86,76 @@ final class OperatorEndpointsTests: XCTestCase {
         XCTAssertEqual(worker.terminate(), 0, worker.log)
     }
 
+    /// A ledger that refuses writes (here locked by another process) is an outage: `/readyz`
+    /// answers 503 naming the ledger, the metrics show it, and both recover once it answers.
+    func testALockedLedgerIsNotReadyUntilItAnswers() async throws {
+        let h = try WorkerHarness()
+        let port = TestEnvironment.freePort()
+        let config = h.directory.appendingPathComponent("busy.json").path
+        try Data(#"{"busyTimeoutMilliseconds": 20}"#.utf8).write(to: URL(fileURLWithPath: config))
+        let worker = try WorkerProcess(h, workerId: "blocked", extraArguments: ["--http", "127.0.0.1:\(port)"], configFile: config)
+        defer { _ = worker.terminate() }
+        let base = "http://127.0.0.1:\(port)"
+        try await waitForServer("\(base)/healthz")
+        XCTAssertEqual(try h.call(["type": "open", "id": "b1", "userId": "bo"]).bool("success"), true)
+
+        let lock = try StorageFailureTests.SQLiteShell.holdingLock(h.databasePath)
+        let key = try h.push(["type": "credit", "id": "b2", "userId": "bo", "operationType": "bonus", "amount": 1])
+        var status = 0, reason = ""
+        for _ in 0..<50 {
+            (status, reason) = try await get("\(base)/readyz")
+            if status == 503 { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        XCTAssertEqual(status, 503)
+        XCTAssertTrue(reason.contains("ledger:"), reason)
+        let samples = parse(try await get("\(base)/metrics").1)
+        XCTAssertEqual(samples["tokenledger_ledger_ready"], 0)
+        XCTAssertGreaterThan(samples["tokenledger_storage_errors_total"] ?? 0, 0)
+        lock.release()
+
+        XCTAssertEqual(try h.reply(key, timeout: 15).int("newBalance"), 101)
+        let readyAgain = try await get("\(base)/readyz").0
+        XCTAssertEqual(readyAgain, 200)
+        let metricsAgain = parse(try await get("\(base)/metrics").1)
+        XCTAssertEqual(metricsAgain["tokenledger_ledger_ready"], 1)
+        XCTAssertEqual(worker.terminate(), 0, worker.log)
+    }
+
+    /// What used to be swallowed shows on `/metrics`: a reply Redis refused, and a WAL that grows
+    /// because checkpoints cannot keep up (here a reader holds an old snapshot open).
+    func testRefusedRepliesAndAGrowingWALShowOnMetrics() async throws {
+        let h = try WorkerHarness()
+        let port = TestEnvironment.freePort()
+        let config = h.directory.appendingPathComponent("wal.json").path
+        try Data(#"{"walAutoCheckpointPages": 10}"#.utf8).write(to: URL(fileURLWithPath: config))
+        let worker = try WorkerProcess(h, workerId: "walwatch", extraArguments: ["--http", "127.0.0.1:\(port)"], configFile: config)
+        defer { _ = worker.terminate() }
+        let base = "http://127.0.0.1:\(port)"
+        try await waitForServer("\(base)/healthz")
+        XCTAssertEqual(try h.call(["type": "open", "id": "w0", "userId": "wes"]).bool("success"), true)
+
+        try h.redis.send("SET", "\(h.keys.prefix):not-a-list", "x")
+        _ = try h.push(["type": "balance", "userId": "wes"], replyTo: "\(h.keys.prefix):not-a-list")
+        let reader = try StorageFailureTests.SQLiteShell(h.databasePath, "BEGIN;\nSELECT count(*) FROM accounts;\n")
+        for i in 0..<300 {
+            _ = try h.push(["type": "credit", "id": "w\(i + 1)", "userId": "wes", "operationType": "bonus", "amount": 1])
+            if i % 50 == 0 { usleep(50_000) }
+        }
+        XCTAssertEqual(try h.call(["type": "balance", "userId": "wes"], timeout: 20).int("tokensBalance"), 400)
+        var samples: [String: Double] = [:]
+        for _ in 0..<40 {
+            samples = parse(try await get("\(base)/metrics").1)
+            if (samples["tokenledger_wal_frames"] ?? 0) > 40 && (samples["tokenledger_send_errors_total"] ?? 0) >= 1 { break }
+            try await Task.sleep(for: .milliseconds(250))
+        }
+        reader.release(commit: false)
+        XCTAssertEqual(samples["tokenledger_send_errors_total"], 1, "the refused reply is counted")
+        XCTAssertGreaterThan(samples["tokenledger_wal_frames"] ?? 0, 40, "the WAL held back by the reader shows")
+        XCTAssertTrue(worker.log.contains("WRONGTYPE"), "and logged")
+        XCTAssertEqual(worker.terminate(), 0, worker.log)
+    }
+
     func testOperatorEndpointsCanBeTurnedOff() throws {
         let h = try WorkerHarness()
         let worker = try WorkerProcess(h, workerId: "quiet")

@@ -43,12 +43,12 @@ final class WorkerHarness {
     }
 
     func startWorker(clock: any LedgerClock = SystemClock(), ledgerConfig: LedgerConfig = .init(),
-                     configuration: WorkerConfiguration? = nil) throws -> InProcessWorker {
+                     configuration: WorkerConfiguration? = nil, health: WorkerHealth = WorkerHealth()) throws -> InProcessWorker {
         let ledger = try Ledger(path: databasePath, config: ledgerConfig, clock: clock)
         var logger = Logger(label: "test-worker")
         logger.logLevel = .warning
         let service = WorkerService(configuration: try configuration ?? self.configuration(), ledger: ledger,
-                                    clock: clock, logger: logger)
+                                    clock: clock, logger: logger, health: health)
         return InProcessWorker(task: Task { try await service.run() })
     }
 

@@ -1,0 +1,91 @@
+import Foundation
+import Redis
+
+/// What a worker holds while it is the active one: its epoch in the ledger, the lease keeper,
+/// and the Redis thread with the work it has in flight. Standing by ends the term; the next
+/// takeover starts a new one, with a new epoch.
+final class ActiveTerm {
+    let epoch: Int64
+    let keeper: LeaseKeeper
+    private let configuration: WorkerConfiguration
+    private var io: RedisIO?
+    private var prefetched: RedisIO.Pending<TakenBatch>?
+    private var sending: [RedisIO.Pending<[String]>] = []
+    /// Reconnects counted by Redis threads this term has dropped (for the metric).
+    private(set) var droppedReconnects = 0
+
+    init(epoch: Int64, keeper: LeaseKeeper, configuration: WorkerConfiguration) {
+        self.epoch = epoch
+        self.keeper = keeper
+        self.configuration = configuration
+    }
+
+    var reconnects: Int { droppedReconnects + (io?.reconnectCount ?? 0) }
+
+    private func redisIO() throws(RedisError) -> RedisIO {
+        if let io { return io }
+        // Lists are numbered from the time the thread starts, so that a new thread's lists sort
+        // after the ones before it.
+        let made = try RedisIO(configuration: configuration.redis, keys: configuration.keys,
+                               workerId: configuration.workerId, firstSequence: UInt64(Date().timeIntervalSince1970 * 1_000_000))
+        io = made
+        return made
+    }
+
+    /// The batch taken ahead if any, else a new take that waits up to `wait` seconds for a job.
+    func nextBatch(wait: Double) throws -> TakenBatch {
+        let io = try redisIO()
+        if let next = prefetched {
+            prefetched = nil
+            let batch = try next.wait()
+            if !batch.isEmpty || wait <= 0 { return batch }
+        }
+        return try io.take(max: configuration.batchSize, timeout: wait).wait()
+    }
+
+    /// Takes the next batch while the current one commits.
+    func prefetch() {
+        guard let io, prefetched == nil else { return }
+        prefetched = io.take(max: configuration.batchSize, timeout: 0)
+    }
+
+    /// The batch taken ahead, for a stop: it is in hand, so it is finished before exiting.
+    func takePrefetched() -> TakenBatch? {
+        defer { prefetched = nil }
+        return try? prefetched?.wait()
+    }
+
+    /// Queues an outbox on the one ordered path; it leaves after everything queued before it.
+    func send(_ outbox: Outbox) throws(RedisError) {
+        guard !outbox.isEmpty else { return }
+        sending.append(try redisIO().send(outbox))
+    }
+
+    /// Waits for the outboxes queued so far; returns the error replies of single commands and
+    /// throws when the link broke.
+    func collectSent() throws -> [String] {
+        let done = sending
+        sending = []
+        var problems: [String] = []
+        for pending in done { problems += try pending.wait() }
+        return problems
+    }
+
+    /// Lets the Redis thread finish what it has in flight and drops it (after a Redis failure):
+    /// a batch taken ahead stays in its processing list, to be settled by recovery.
+    func dropIO() -> [String] {
+        io?.drain()
+        let problems = (try? collectSent()) ?? []
+        droppedReconnects += io?.reconnectCount ?? 0
+        io = nil
+        prefetched = nil
+        return problems
+    }
+
+    /// Ends the term: outboxes already queued leave, the keeper stops renewing.
+    func end() -> [String] {
+        let problems = dropIO()
+        keeper.stop()
+        return problems
+    }
+}

@@ -1,0 +1,33 @@
+import JobWire
+
+/// Jobs taken together from the queue into a processing list of their own, oldest first, with
+/// what each decodes to.
+///
+/// The list's name is the batch's identity: the batch leaves Redis only by an acknowledgement
+/// that names that list (see `Acknowledgement`), never by a count of jobs at some end of a
+/// shared list, so no job can be acknowledged in another one's place.
+struct TakenBatch: Sendable {
+    /// The member of `P:workers` and suffix of `P:processing:`: `<workerId>:<n>`.
+    let list: String
+    let raws: [[UInt8]]
+    let jobs: [Result<Job, InvalidJob>]
+
+    init(list: String, raws: [[UInt8]]) {
+        self.list = list
+        self.raws = raws
+        jobs = raws.map(Job.decode)
+    }
+
+    static func empty(_ list: String) -> TakenBatch { TakenBatch(list: list, raws: []) }
+
+    var isEmpty: Bool { raws.isEmpty }
+    var count: Int { raws.count }
+
+    /// The order of lists taken by one worker (`<n>` rises); a legacy list sorts first.
+    var sequence: UInt64 { Self.sequence(of: list) }
+
+    static func sequence(of list: String) -> UInt64 {
+        guard let colon = list.lastIndex(of: ":") else { return 0 }
+        return UInt64(list[list.index(after: colon)...]) ?? 0
+    }
+}
