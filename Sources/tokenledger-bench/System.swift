@@ -64,7 +64,6 @@ enum System {
         return (u / tick, s / tick)
     }
 
-    /// Voluntary context switches (blocking waits: fsync, socket reads) of all threads of a process.
     /// Bytes this process (all its threads) handed to write system calls (`wchar` of
     /// `/proc/<pid>/io`): for the ledger, WAL frames plus checkpoint copies. Unlike time, it does
     /// not depend on what else the machine runs.
@@ -76,6 +75,7 @@ enum System {
         return 0
     }
 
+    /// Voluntary context switches (blocking waits: fsync, socket reads) of all threads of a process.
     static func voluntarySwitches(pid: String) -> Int {
         let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
         var total = 0
