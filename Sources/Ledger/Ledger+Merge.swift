@@ -13,8 +13,8 @@ extension Ledger {
     /// Call it between batches (the worker calls it after each `apply`); it returns at once when
     /// the tail is below `mergeThresholdRows`. `budget` is the most rows the slice writes
     /// (default `mergeSliceRows`). With `epoch`, a newer epoch fences it like `apply`. Should
-    /// nobody call it, `apply` calls it itself once the tail reaches twice the threshold, so
-    /// memory stays bounded either way.
+    /// nobody call it, `apply` merges by itself whenever the tail reaches twice the threshold
+    /// (a long pause for that batch), so memory stays bounded either way.
     @discardableResult
     public func maintain(budget: Int? = nil, epoch: Int64? = nil) throws -> Bool {
         let rows = max(1, budget ?? config.mergeSliceRows)

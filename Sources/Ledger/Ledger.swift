@@ -92,7 +92,7 @@ public final class Ledger: Sendable {
     public func apply(_ commands: [Command], epoch: Int64? = nil) throws -> [CommandResult] {
         if commands.isEmpty { return [] }
         let nowMs = LedgerTime.milliseconds(clock.now())
-        let results = try commandTransaction(epoch: epoch) { db in
+        let (results, tailRows) = try commandTransaction(epoch: epoch) { db in
             let transaction = try LedgerTransaction(db: db, config: config, tail: tail, clockMs: nowMs, writable: true)
             var results: [CommandResult] = []
             results.reserveCapacity(commands.count)
@@ -100,11 +100,7 @@ public final class Ledger: Sendable {
             try transaction.flush()
             return (results, transaction)
         }
-        // The caller is expected to call `maintain` between batches; should it not, the tail
-        // is still bounded: past twice the threshold every apply merges one slice.
-        if tail.rowCount >= 2 * config.mergeThresholdRows {
-            try maintain(epoch: epoch)
-        }
+        try boundTail(tailRows, epoch: epoch)
         return results
     }
 
@@ -125,18 +121,35 @@ public final class Ledger: Sendable {
     /// account that keeps failing (only an overflow can fail), until `successful == 0`.
     public func renewDue(limit: Int, tier: String? = nil, epoch: Int64? = nil) throws -> RenewAllSummary {
         let nowMs = LedgerTime.milliseconds(clock.now())
-        return try commandTransaction(epoch: epoch) { db in
+        let (summary, tailRows) = try commandTransaction(epoch: epoch) { db in
             let transaction = try LedgerTransaction(db: db, config: config, tail: tail, clockMs: nowMs, writable: true)
             let summary = try transaction.renewDue(dryRun: false, tier: tier, limit: max(limit, 1), continueOnError: true)
             try transaction.flush()
             return (summary, transaction)
         }
+        try boundTail(tailRows, epoch: epoch)
+        return summary
+    }
+
+    /// The caller is expected to call `maintain` between batches; should it not, the tail is
+    /// still bounded: past twice the threshold, a write merges until the tail is back below it.
+    private func boundTail(_ tailRows: Int, epoch: Int64?) throws {
+        guard tailRows >= 2 * config.mergeThresholdRows else { return }
+        while try maintain(epoch: epoch) {
+            if try writer.read({ _ in tail.rowCount }) < config.mergeThresholdRows { break }
+        }
     }
 
     /// One IMMEDIATE transaction of ledger commands, fenced by `epoch`: commits what `body` did,
     /// or nothing; after the commit, what the transaction appended joins the tail.
-    func commandTransaction<T>(epoch: Int64?, _ body: (Database) throws -> (T, LedgerTransaction)) throws -> T {
-        try writeTransaction(epoch: epoch, body, afterCommit: { $0.1.publish() }).0
+    /// Returns the value and the tail's size once the transaction joined it.
+    func commandTransaction<T>(epoch: Int64?, _ body: (Database) throws -> (T, LedgerTransaction)) throws -> (T, Int) {
+        var tailRows = 0
+        let value = try writeTransaction(epoch: epoch, body, afterCommit: {
+            $0.1.publish()
+            tailRows = tail.rowCount
+        }).0
+        return (value, tailRows)
     }
 
     /// One IMMEDIATE transaction, fenced by `epoch`: commits what `body` did, or nothing.
