@@ -127,11 +127,12 @@ struct DrainBench: ParsableCommand, Scenario {
         let steady = Double(endNs - (firstTakeNs ?? worker.startedNs)) / 1e9
         let into = prefill > 0 ? " into \(Unit.grouped(prefill)) entries" : ""
         report.add(Self.name, "drain \(Unit.grouped(jobs)) charges\(into), \(label)", Double(jobs) / total, .jobsPerSecond,
-                   target: context.smoke ? nil : .atLeast(replies ? 60_000 : 100_000),
+                   // Into a large ledger the target is 80 % of the fresh ledger's.
+                   target: context.smoke ? nil : .atLeast((replies ? 60_000 : 100_000) * (prefill > 0 ? 0.8 : 1)),
                    note: "\(String(format: "%.2f", total)) s from worker start, batch \(context.options.batchSize), ids=\(ids.rawValue), \(load)")
         report.add(Self.name, "  same, from first take", Double(jobs) / steady, .jobsPerSecond,
                    note: "start-up \(String(format: "%.0f", (total - steady) * 1000)) ms")
-        report.add(Self.name, "  worker peak RSS, \(label)", Double(memory.peak) / 1_048_576, .mb, target: .atMost(64),
+        report.add(Self.name, "  worker peak RSS, \(label)", Double(memory.peak) / 1_048_576, .mb, target: .atMost(80),
                    note: "VmHWM; \(memory.summary)")
         report.add(Self.name, "  worker CPU", (workerCPU.user + workerCPU.system) / total * 100, .percent,
                    note: String(format: "of one core: %.1f s user + %.1f s sys in %.1f s; ", workerCPU.user, workerCPU.system, total)
