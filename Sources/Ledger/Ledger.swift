@@ -141,28 +141,31 @@ public final class Ledger: Sendable {
     }
 
     /// One IMMEDIATE transaction of ledger commands, fenced by `epoch`: commits what `body` did,
-    /// or nothing; after the commit, what the transaction appended joins the tail.
-    /// Returns the value and the tail's size once the transaction joined it.
+    /// or nothing. The transaction extends the tail as it writes; if it does not commit, the
+    /// tail is marked stale and reread before its next use. Returns the value and the tail's size.
     func commandTransaction<T>(epoch: Int64?, _ body: (Database) throws -> (T, LedgerTransaction)) throws -> (T, Int) {
         var tailRows = 0
-        let value = try writeTransaction(epoch: epoch, body, afterCommit: {
-            $0.1.publish()
-            tailRows = tail.rowCount
-        }).0
+        let value = try writeTransaction(epoch: epoch, body, afterCommit: { _ in tailRows = tail.rowCount }).0
         return (value, tailRows)
     }
 
     /// One IMMEDIATE transaction, fenced by `epoch`: commits what `body` did, or nothing.
     /// `afterCommit` runs on the writer's queue once the COMMIT has succeeded, never after a
-    /// rollback: the place to change in-memory state that must match the file.
+    /// rollback; after a rollback the tail is marked stale, so it is reread before its next use.
     func writeTransaction<T>(epoch: Int64?, _ body: (Database) throws -> T, afterCommit: (T) -> Void = { _ in }) throws -> T {
         try writer.writeWithoutTransaction { db in
             var value: T?
-            try db.inTransaction(.immediate) {
-                if let epoch { try Self.checkEpoch(db, epoch) }
-                try tail.refreshIfChanged(db)
-                value = try body(db)
-                return .commit
+            do {
+                try db.inTransaction(.immediate) {
+                    if let epoch { try Self.checkEpoch(db, epoch) }
+                    try tail.refreshIfChanged(db)
+                    value = try body(db)
+                    return .commit
+                }
+            } catch {
+                // Rolled back: the tail may hold what was not committed (see `LedgerTransaction`).
+                tail.invalidate()
+                throw error
             }
             guard let value else { throw LedgerStorageError.transactionWithoutValue }
             afterCommit(value)

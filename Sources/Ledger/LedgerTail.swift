@@ -14,9 +14,9 @@ import GRDB
 ///   bookkeeping lag; tier and renewal changes are written at once, since the renewal scheduler
 ///   selects accounts by SQL).
 ///
-/// Nothing here is the truth: it is rebuilt from the file by `load` (at open, and whenever
-/// another connection has written the file), and it is changed only after a commit succeeded,
-/// so a rolled-back transaction leaves it as it was. It is used only on the writer's
+/// Nothing here is the truth: it is rebuilt from the file by `load` (at open, whenever another
+/// connection has written the file, and after a transaction that changed it failed to commit:
+/// see `invalidate`). It is used only on the writer's
 /// `DatabaseQueue`, which serializes every access (hence `@unchecked Sendable`).
 final class LedgerTail: @unchecked Sendable {
     struct Job {
@@ -148,22 +148,36 @@ final class LedgerTail: @unchecked Sendable {
         try Int64.fetchOne(db, sql: "PRAGMA data_version") ?? 0
     }
 
-    /// The lagging account of `userId`, as a copy the caller may change (and roll back).
+    /// The lagging account of `userId`: the record itself, which a transaction changes in place.
     func account(userId: String) -> AccountRecord? {
-        accountIdByUser[userId].flatMap { accounts[$0] }.map { $0.copy() }
+        accountIdByUser[userId].flatMap { accounts[$0] }
     }
 
     func account(id: Int64) -> AccountRecord? {
-        accounts[id].map { $0.copy() }
+        accounts[id]
+    }
+
+    /// Keeps an account a transaction changed: lagging, it is the tail's; written whole, it is not.
+    func track(_ a: AccountRecord) {
+        if a.lagging {
+            if accounts.updateValue(a, forKey: a.id) == nil { accountIdByUser[a.userId] = a.id }
+        } else if accounts.removeValue(forKey: a.id) != nil {
+            accountIdByUser.removeValue(forKey: a.userId)
+        }
+    }
+
+    /// Marks the tail as not matching the file (a transaction that changed it did not commit):
+    /// the next transaction or read reloads it first.
+    func invalidate() {
+        dataVersion = -1
     }
 
     /// Drops what a finished merge moved into the indexes; call once its watermarks committed.
     func finishMerge(_ plan: MergePlan) {
         mergedJobSeq = plan.jobSeq
         mergedEntryId = plan.entryId
-        for id in plan.jobIds {
-            if let job = jobs[id], job.seq <= plan.jobSeq { jobs.removeValue(forKey: id) }
-        }
+        // Keeping the few jobs stored since the plan costs less than removing the many it covered.
+        jobs = jobs.filter { $0.value.seq > plan.jobSeq }
         for accountId in plan.accountIds {
             guard var list = entries[accountId] else { continue }
             let kept = list.firstIndex { $0.id > plan.entryId } ?? list.count
@@ -174,21 +188,4 @@ final class LedgerTail: @unchecked Sendable {
         merge = nil
     }
 
-    /// Takes in what a committed transaction wrote.
-    func absorb(jobs newJobs: [String: Job], entries newEntries: [Int64: [Entry]], entryCount newCount: Int,
-                accounts touched: Dictionary<Int64, AccountRecord>.Values, lastJobSeq: Int64, lastEntryId: Int64) {
-        for (id, job) in newJobs { jobs[id] = job }
-        for (accountId, list) in newEntries { entries[accountId, default: []].append(contentsOf: list) }
-        entryCount += newCount
-        for a in touched {
-            if a.lagging {
-                accounts[a.id] = a
-                accountIdByUser[a.userId] = a.id
-            } else if accounts.removeValue(forKey: a.id) != nil {
-                accountIdByUser.removeValue(forKey: a.userId)
-            }
-        }
-        self.lastJobSeq = lastJobSeq
-        self.lastEntryId = max(self.lastEntryId, lastEntryId)
-    }
 }

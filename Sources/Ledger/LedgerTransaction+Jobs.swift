@@ -36,10 +36,10 @@ extension LedgerTransaction {
         return outcome.result
     }
 
-    /// The stored result of `jobId`: stored by this transaction, in the unmerged tail, or in
-    /// the merged index `jobs` (a job being merged may be in both; they hold the same row).
+    /// The stored result of `jobId`: in the unmerged tail (this batch's results included), or
+    /// in the merged index `jobs` (a job being merged may be in both; they hold the same row).
     func storedJob(_ jobId: String) throws -> StoredJob? {
-        if let job = pendingJobs[jobId] ?? tail.jobs[jobId] {
+        if let job = tail.jobs[jobId] {
             return StoredJob(entryId: job.entryId, accountId: job.accountId, result: job.result)
         }
         let q = hot.jobById

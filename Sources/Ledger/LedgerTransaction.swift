@@ -3,12 +3,14 @@ import GRDB
 
 /// One transaction of the ledger: the state the writer keeps while it applies a batch.
 ///
-/// - Each touched account is loaded once (from the tail's lagging copy, else its row). Only a
+/// - Each touched account is loaded once (the tail's lagging record, else its row). Only a
 ///   tier or renewal change writes the row (`flush`); a balance-only change leaves the row to
-///   the merge and goes to the tail (`publish`), so a job writes no random page.
-/// - Every entry and every stored result is an append (`entries`, `job_log`); the transaction
-///   keeps what it appended (`pendingJobs`, `pendingEntries`) so that its own later commands
-///   see it, and hands it to the tail only after the commit (`publish`).
+///   the merge and the account to the tail, so a job writes no random page.
+/// - Every entry and every stored result is an append (`entries`, `job_log`), recorded in the
+///   tail as it is written, so later commands of the batch see it. Should the transaction not
+///   commit, the ledger marks the tail stale and rereads it from the file before its next use
+///   (`LedgerTail.invalidate`): rollbacks are rare, and copying state to undo them would cost
+///   every batch.
 /// - Entry ids are assigned here (`lastEntryId + 1`) and the hash chain is extended in memory;
 ///   both are reloaded from the last entry when the transaction starts (one read of the rightmost
 ///   page), so nothing is trusted across transactions or across writers.
@@ -22,13 +24,8 @@ final class LedgerTransaction {
     let config: LedgerConfig
     let nowMs: Int64
     let writable: Bool
-    /// The unmerged tail as of the last commit (read-only here; see `publish`).
+    /// The unmerged tail, which a writable transaction extends as it writes.
     let tail: LedgerTail
-    /// Results stored by this transaction, by job id, and entries appended, by account.
-    private(set) var pendingJobs: [String: LedgerTail.Job] = [:]
-    private(set) var pendingEntries: [Int64: [LedgerTail.Entry]] = [:]
-    private var pendingEntryCount = 0
-    private(set) var lastJobSeq: Int64
 
     private var byUser: [String: AccountRecord] = [:]
     private var byId: [Int64: AccountRecord] = [:]
@@ -56,7 +53,6 @@ final class LedgerTransaction {
         self.config = config
         self.writable = writable
         self.tail = tail
-        lastJobSeq = tail.lastJobSeq
         hot = try HotStatements(db)
         var lastCreated = Int64.min
         if let row = try Row.fetchOne(db.cachedStatement(sql: SQL.lastEntry)) {
@@ -138,20 +134,15 @@ final class LedgerTransaction {
             } else {
                 a.lagging = true
             }
+            tail.track(a)
             a.dirtyBalance = false
             a.dirtyRenewal = false
         }
     }
 
-    /// Hands what this transaction appended to the tail; call only once it has committed.
-    func publish() {
-        tail.absorb(jobs: pendingJobs, entries: pendingEntries, entryCount: pendingEntryCount, accounts: byId.values,
-                    lastJobSeq: lastJobSeq, lastEntryId: lastEntryId)
-    }
-
-    /// Appends the result of `jobId` to `job_log` (see `perform`).
+    /// Appends the result of `jobId` to `job_log` and to the tail (see `perform`).
     func appendJob(_ jobId: String, entryId: Int64?, accountId: Int64?, result: String?) throws {
-        let seq = lastJobSeq + 1
+        let seq = tail.lastJobSeq + 1
         let q = hot.appendJob
         q.reset()
         try q.bind(1, seq)
@@ -160,16 +151,14 @@ final class LedgerTransaction {
         try q.bind(4, accountId)
         try q.bind(5, result)
         try q.run()
-        lastJobSeq = seq
-        pendingJobs[jobId] = LedgerTail.Job(seq: seq, entryId: entryId, accountId: accountId, result: result)
+        tail.lastJobSeq = seq
+        tail.jobs[jobId] = LedgerTail.Job(seq: seq, entryId: entryId, accountId: accountId, result: result)
     }
 
-    /// This transaction's and the tail's entries of an account (all after `tail.mergedEntryId`),
-    /// oldest first.
+    /// The tail's entries of an account (all after `tail.mergedEntryId`, this batch's
+    /// included), oldest first.
     func tailEntries(of accountId: Int64) -> [LedgerTail.Entry] {
-        let merged = tail.entries[accountId] ?? []
-        guard let mine = pendingEntries[accountId] else { return merged }
-        return merged + mine
+        tail.entries[accountId] ?? []
     }
 
     // MARK: Entries
@@ -190,8 +179,11 @@ final class LedgerTransaction {
         try q.bind(6, amount); try q.bind(7, before); try q.bind(8, after); try q.bind(9, jobId); try q.bind(10, refundOf)
         try q.bind(11, metadata); try q.bind(12, blob: hash)
         try q.run()
-        pendingEntries[a.id, default: []].append(.init(id: id, createdMs: nowMs, operationType: tail.intern(operationType), amount: amount))
-        pendingEntryCount += 1
+        if writable {
+            tail.entries[a.id, default: []].append(.init(id: id, createdMs: nowMs, operationType: tail.intern(operationType), amount: amount))
+            tail.entryCount += 1
+            tail.lastEntryId = id
+        }
         lastEntryId = id
         lastHash = hash
         a.balance = after

@@ -1,3 +1,5 @@
+import Foundation
+
 /// One merge of the unmerged tail into the indexes, done in slices (see `Ledger.maintain`).
 ///
 /// A merge covers the tail as it was when the merge started: `job_log` rows up to `jobSeq` and
@@ -34,10 +36,26 @@ struct MergePlan {
         return .finish
     }
 
+    /// SQLite's BINARY collation: memcmp of the UTF-8 bytes, then the shorter first. (String's
+    /// own `<` compares after Unicode normalization, which may order non-ASCII text otherwise.)
+    static func bytewise(_ a: String, _ b: String) -> Bool {
+        var a = a, b = b
+        return a.withUTF8 { x in
+            b.withUTF8 { y in
+                let n = min(x.count, y.count)
+                if n > 0, let xb = x.baseAddress, let yb = y.baseAddress {
+                    let c = memcmp(xb, yb, n)
+                    if c != 0 { return c < 0 }
+                }
+                return x.count < y.count
+            }
+        }
+    }
+
     init(tail: LedgerTail) {
         jobSeq = tail.lastJobSeq
         entryId = tail.lastEntryId
-        jobIds = tail.jobs.keys.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+        jobIds = tail.jobs.keys.sorted(by: Self.bytewise)
         accountIds = Set(tail.entries.keys).union(tail.accounts.keys).sorted()
     }
 }
