@@ -2,7 +2,7 @@ import GRDB
 
 /// The merge: moves the unmerged tail into the indexes, in key order, one short slice at a time.
 ///
-/// Why slices: a whole merge of 65,536 jobs writes thousands of index pages; done at once it
+/// Why slices: a whole merge of tens of thousands of rows writes thousands of index pages; done at once it
 /// would hold up the batch behind it for a long time. A slice writes at most `budget` rows (one
 /// key range of `jobs`, or a run of accounts) in one transaction of a few milliseconds, and the
 /// worker runs one between batches, while the Redis thread sends the previous outbox.
@@ -55,7 +55,8 @@ extension Ledger {
     private func maintenanceSlice(_ db: Database, rows: Int) throws -> () -> Void {
         let tail = self.tail
         if tail.merge == nil && tail.prunedJobSeq < tail.mergedJobSeq {
-            let through = min(tail.mergedJobSeq, tail.prunedJobSeq + Int64(rows))
+            // Deleting from the front of `job_log` frees whole pages in order: cheaper per row.
+            let through = min(tail.mergedJobSeq, tail.prunedJobSeq + 8 * Int64(rows))
             try db.execute(sql: "DELETE FROM job_log WHERE seq > ? AND seq <= ?", arguments: [tail.prunedJobSeq, through])
             return { tail.prunedJobSeq = through }
         }

@@ -31,12 +31,15 @@ public struct LedgerConfig: Sendable, Codable, Equatable {
     /// system call and a copy each, even when the OS has them cached.
     public var cacheMebibytes: Int
     /// Unmerged job results and entries (the tail, kept in memory and rebuilt from the file at
-    /// open) at which the ledger starts merging them into its indexes. Default 65,536: large
+    /// open) at which the ledger starts merging them into its indexes. Default 49,152: large
     /// enough that a merge, done in key order, writes each index page once for many keys; small
-    /// enough that the tail costs ~15 MB and is rebuilt in well under a second at open. The tail
-    /// can reach twice this while a merge is under way; past that, `apply` merges by itself.
+    /// enough that the tail (about 200 bytes a row in memory) keeps the worker under 80 MB and is
+    /// rebuilt in well under a second at open. The tail grows further while a merge is under
+    /// way; past twice this, a write merges by itself.
     public var mergeThresholdRows: Int
-    /// Rows one merge slice writes (one short transaction; see `Ledger.maintain`). Default 4096.
+    /// Rows one merge slice writes (one short transaction; see `Ledger.maintain`). Default 1024:
+    /// a slice runs between two batches, so it is a pause for the jobs behind it, and a short
+    /// pause keeps the latency tail short; its commit (one fsync) is amortized over 1024 rows.
     public var mergeSliceRows: Int
 
     public static let defaultCosts: [String: Int64] = ["image_generation": 10, "chatgpt_message": 5]
@@ -54,8 +57,8 @@ public struct LedgerConfig: Sendable, Codable, Equatable {
         busyTimeoutMilliseconds: Int = 5000,
         walAutoCheckpointPages: Int = 1000,
         cacheMebibytes: Int = 16,
-        mergeThresholdRows: Int = 65_536,
-        mergeSliceRows: Int = 4096
+        mergeThresholdRows: Int = 49_152,
+        mergeSliceRows: Int = 1024
     ) {
         self.costs = costs
         self.tiers = tiers
