@@ -87,8 +87,11 @@ let package = Package(
         ),
         .target(name: "TestSupport", dependencies: ["Redis"], path: "Tests/TestSupport"),
         .testTarget(name: "RedisTests", dependencies: ["Redis", "TestSupport"]),
-        .testTarget(name: "LedgerTests", dependencies: ["Ledger"]),
-        .testTarget(name: "JobWireTests", dependencies: ["JobWire", "Ledger"]),
+        // LedgerTests reads the ledger's tables with GRDB directly, to check what the API hides.
+        .testTarget(name: "LedgerTests", dependencies: [
+            "Ledger", .product(name: "GRDB", package: "GRDB.swift"),
+        ]),
+        .testTarget(name: "JobWireTests", dependencies: ["JobWire", "Ledger", "TestSupport"]),
         .testTarget(name: "WorkerTests", dependencies: [
             "Worker", "JobWire", "Ledger", "Redis", "TestSupport",
             .product(name: "Logging", package: "swift-log"),

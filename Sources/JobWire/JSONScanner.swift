@@ -192,7 +192,10 @@ struct JSONScanner {
                     } else if (0xDC00...0xDFFF).contains(scalar) {
                         throw failure("no lone low surrogate")
                     }
-                    out.append(contentsOf: Array(String(Unicode.Scalar(scalar)!).utf8))
+                    // Surrogates were combined or refused above, so this always holds; a value
+                    // that is not a scalar would still be refused rather than trap.
+                    guard let unicode = Unicode.Scalar(scalar) else { throw failure("a Unicode scalar value") }
+                    out.append(contentsOf: String(unicode).utf8)
                 default: throw failure("a valid escape")
                 }
             default:

@@ -33,7 +33,9 @@ struct JobBuilder {
         case .open:
             return .open(userId: try userId())
         case .charge:
-            return .charge(userId: try userId(), operation: try name(\.operation, "operation"), metadata: try metadata())
+            let (userId, operation, metadata) = (try userId(), try required(\.operation, "operation"), try metadata())
+            guard Self.isName(operation) else { return Self.unknownOperation }
+            return .charge(userId: userId, operation: operation, metadata: metadata)
         case .debit, .credit:
             let (userId, operationType, metadata) = (try userId(), try name(\.operationType, "operationType"), try metadata())
             guard let amount = try amount() else { return Self.amountOutOfRange }
@@ -55,19 +57,24 @@ struct JobBuilder {
             guard (1...256).contains(paymentId.count), !Self.hasControlCharacters(paymentId) else {
                 throw JobError("Field 'paymentId' must be 1 to 256 characters without control characters.")
             }
-            return .purchase(userId: try userId(), tier: try name(\.tier, "tier"), paymentId: paymentId,
-                             months: try optionalInt(\.months, "months") ?? 1, metadata: try metadata())
+            let (userId, tier) = (try userId(), try required(\.tier, "tier"))
+            let (months, metadata) = (try optionalInt(\.months, "months") ?? 1, try metadata())
+            guard Self.isName(tier) else { return Self.unknownTier }
+            return .purchase(userId: userId, tier: tier, paymentId: paymentId, months: months, metadata: metadata)
         case .renew:
             return .renew(userId: try userId())
         case .renewAll:
-            let tier = fields.tier.isPresent ? try name(\.tier, "tier") : nil
-            return .renewAll(dryRun: try optionalBool(\.dryRun, "dryRun") ?? false, tier: tier,
-                             limit: try optionalInt(\.limit, "limit"),
-                             continueOnError: try optionalBool(\.continueOnError, "continueOnError") ?? true)
+            let tier = try optional(\.tier, "tier")
+            let (dryRun, limit) = (try optionalBool(\.dryRun, "dryRun") ?? false, try optionalInt(\.limit, "limit"))
+            let continueOnError = try optionalBool(\.continueOnError, "continueOnError") ?? true
+            if let tier, !Self.isName(tier) { return Self.unknownTier }
+            return .renewAll(dryRun: dryRun, tier: tier, limit: limit, continueOnError: continueOnError)
         case .balance:
             return .balance(userId: try userId())
         case .canAfford:
-            return .canAfford(userId: try userId(), operation: try name(\.operation, "operation"))
+            let (userId, operation) = (try userId(), try required(\.operation, "operation"))
+            guard Self.isName(operation) else { return Self.unknownOperation }
+            return .canAfford(userId: userId, operation: operation)
         case .history:
             let operationType = fields.operationType.isPresent ? try name(\.operationType, "operationType") : nil
             return .history(userId: try userId(), limit: try optionalInt(\.limit, "limit") ?? 20,
@@ -104,14 +111,33 @@ struct JobBuilder {
         return value
     }
 
-    /// An operation, operation type or tier name: 1 to 64 characters, no control characters.
+    /// A free-form name (`operationType`): 1 to 64 characters, no control characters, else the job
+    /// is malformed. It names nothing configured, so no value of it can be "unknown".
     private func name(_ key: KeyPath<RawJob, RawJob.Field<String>>, _ name: String) throws(JobError) -> String {
         let value = try required(key, name)
-        guard (1...64).contains(value.unicodeScalars.count), !Self.hasControlCharacters(value) else {
+        guard Self.isName(value) else {
             throw JobError("Field '\(name)' must be 1 to 64 characters without control characters.")
         }
         return value
     }
+
+    /// Whether `value` can be a configured name (1 to 64 characters, no control characters).
+    ///
+    /// `operation` and `tier` are looked up in the configuration: a string that cannot be a
+    /// configured name is simply not one, so it is refused like any unknown name (a refusal stored
+    /// under the job id, answered again on replay), not dead-lettered. Only a wrong JSON type or a
+    /// missing field makes those jobs malformed.
+    static func isName(_ value: String) -> Bool {
+        (1...64).contains(value.unicodeScalars.count) && !hasControlCharacters(value)
+    }
+
+    // The refusals do not quote the name: it may be 64 KiB long or hold control characters.
+    private static let unknownOperation = LedgerOperation.refusal(Refusal(
+        code: Refusal.unknownOperation,
+        message: "The operation has no configured cost: names are 1 to 64 characters without control characters."))
+    private static let unknownTier = LedgerOperation.refusal(Refusal(
+        code: Refusal.unknownTier,
+        message: "The tier does not exist: names are 1 to 64 characters without control characters."))
 
     /// The amount, or nil when it is an integer beyond 64 bits: well-formed, but a refused value.
     private func amount() throws(JobError) -> Int64? {
@@ -155,12 +181,15 @@ struct JobBuilder {
         return field.value
     }
 
+    /// The contract's id rule: 1 to 128 characters, each an ASCII letter or digit or one of
+    /// `.` `_` `:` `-`. `_` matters: payment providers' ids (`pi_3Nf...`) are used as job ids as
+    /// they are, and refusing them turned a purchase into a dead letter.
     static func checkID(_ id: String, _ name: String) throws(JobError) {
         let ok = (1...128).contains(id.utf8.count) && id.utf8.allSatisfy { b in
             (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A)
-                || b == UInt8(ascii: ".") || b == UInt8(ascii: ":") || b == UInt8(ascii: "-")
+                || b == UInt8(ascii: ".") || b == UInt8(ascii: "_") || b == UInt8(ascii: ":") || b == UInt8(ascii: "-")
         }
-        guard ok else { throw JobError("Field '\(name)' must be 1 to 128 characters of A-Z a-z 0-9 . : -") }
+        guard ok else { throw JobError("Field '\(name)' must be 1 to 128 characters of A-Z a-z 0-9 . _ : -") }
     }
 
     /// Unicode's control characters (category Cc): U+0000-U+001F and U+007F-U+009F.

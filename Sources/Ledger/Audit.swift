@@ -9,15 +9,8 @@ extension Ledger {
     /// Opens `path` read-only and returns every violation found (empty: the ledger is sound).
     /// Throws only when the file cannot be read as a ledger.
     public static func verify(path: String) throws -> [AuditViolation] {
-        guard FileManager.default.fileExists(atPath: path) else {
-            throw DatabaseError(resultCode: .SQLITE_CANTOPEN, message: "no ledger at \(path)")
-        }
-        let queue = try DatabaseQueue(path: path, configuration: configuration(LedgerConfig(), readonly: true))
-        return try queue.read { db in
-            var audit = Auditor(db: db)
-            try audit.run()
-            return audit.violations
-        }
+        // Read-only: a check must not migrate or checkpoint what it checks (see `LedgerReader`).
+        try LedgerReader(path: path).verify()
     }
 }
 

@@ -39,7 +39,9 @@ final class Checkpointer: @unchecked Sendable {
     @discardableResult
     func run() throws -> (walFrames: Int, checkpointed: Int) {
         try connection.writeWithoutTransaction { db in
-            let passive = try Row.fetchOne(db, sql: "PRAGMA wal_checkpoint(PASSIVE)")!
+            guard let passive = try Row.fetchOne(db, sql: "PRAGMA wal_checkpoint(PASSIVE)") else {
+                throw DatabaseError(resultCode: .SQLITE_ERROR, message: "wal_checkpoint returned no row")
+            }
             _ = try Row.fetchOne(db, sql: "PRAGMA wal_checkpoint(RESTART)")
             return (passive[1], passive[2])
         }
@@ -96,7 +98,8 @@ final class Checkpointer: @unchecked Sendable {
     /// Installs the hook on the writer's connection; SQLite's own automatic checkpoint goes.
     func install(on db: Database) {
         sqlite3_wal_hook(db.sqliteConnection, { context, connection, _, frames in
-            Unmanaged<Checkpointer>.fromOpaque(context!).takeUnretainedValue().walCommitted(connection, frames: frames)
+            guard let context else { return SQLITE_OK }  // always set below
+            Unmanaged<Checkpointer>.fromOpaque(context).takeUnretainedValue().walCommitted(connection, frames: frames)
             return SQLITE_OK
         }, Unmanaged.passUnretained(self).toOpaque())
     }

@@ -13,7 +13,11 @@ extension Ledger {
     }
 
     /// The same, for a process that is not the ledger's writer (the CLI's `backup`).
+    /// The source is opened with `LedgerReader` (read-only, schema checked) before the
+    /// destination is made, so a missing or foreign source leaves nothing behind.
     public static func backup(from source: String, to destination: String, config: LedgerConfig = .init()) throws {
+        let from = try LedgerReader(path: source, config: config)
+        defer { try? from.close() }
         if FileManager.default.fileExists(atPath: destination) {
             throw LedgerStorageError.backupDestinationExists(path: destination)
         }
@@ -25,13 +29,11 @@ extension Ledger {
         }
         close(fd)
         do {
-            let from = try DatabaseQueue(path: source, configuration: configuration(config, readonly: true))
             var c = Configuration()
             c.busyMode = .timeout(Double(config.busyTimeoutMilliseconds) / 1000)
             let to = try DatabaseQueue(path: destination, configuration: c)
-            try from.backup(to: to)
+            try from.reader.backup(to: to)
             try to.close()
-            try from.close()
         } catch {
             try? FileManager.default.removeItem(atPath: destination)
             throw error

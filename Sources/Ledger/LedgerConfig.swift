@@ -75,13 +75,12 @@ public struct LedgerConfig: Sendable, Codable, Equatable {
     /// Checks the values decoding cannot: throws `LedgerConfigError` naming the first
     /// offending field (for instance `tiers.Gift.allocation must be >= 0`).
     public func validate() throws {
-        for name in costs.keys.sorted() {
+        for (name, cost) in costs.sorted(by: { $0.key < $1.key }) {
             if name.isEmpty { throw LedgerConfigError("costs: an operation name must not be empty") }
-            if costs[name]! < 0 { throw LedgerConfigError("costs.\(name) must be >= 0") }
+            if cost < 0 { throw LedgerConfigError("costs.\(name) must be >= 0") }
         }
         if tiers["Gift"] == nil { throw LedgerConfigError("tiers.Gift must exist (new and expired accounts use it)") }
-        for name in tiers.keys.sorted() {
-            let tier = tiers[name]!
+        for (name, tier) in tiers.sorted(by: { $0.key < $1.key }) {
             if name.isEmpty { throw LedgerConfigError("tiers: a tier name must not be empty") }
             if tier.allocation < 0 { throw LedgerConfigError("tiers.\(name).allocation must be >= 0") }
             if tier.price < 0 { throw LedgerConfigError("tiers.\(name).price must be >= 0") }

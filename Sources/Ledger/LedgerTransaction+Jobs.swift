@@ -32,10 +32,10 @@ extension LedgerTransaction {
         if let jobId = command.jobId, outcome.store, writable {
             let q = hot.insertJob
             q.reset()
-            q.bind(1, jobId)
-            q.bind(2, outcome.entryId)
-            q.bind(3, outcome.derived ? nil : outcome.accountId)
-            q.bind(4, outcome.derived ? nil : outcome.result.json)
+            try q.bind(1, jobId)
+            try q.bind(2, outcome.entryId)
+            try q.bind(3, outcome.derived ? nil : outcome.accountId)
+            try q.bind(4, outcome.derived ? nil : outcome.result.json)
             try q.run()
         }
         return outcome.result
@@ -44,7 +44,7 @@ extension LedgerTransaction {
     func storedJob(_ jobId: String) throws -> StoredJob? {
         let q = hot.jobById
         q.reset()
-        q.bind(1, jobId)
+        try q.bind(1, jobId)
         defer { q.reset() }
         guard try q.step() else { return nil }
         return StoredJob(entryId: q.optionalInt64(0), accountId: q.optionalInt64(1), result: q.optionalText(2))

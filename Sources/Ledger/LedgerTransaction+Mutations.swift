@@ -9,7 +9,10 @@ extension LedgerTransaction {
         if try account(userId) != nil {
             return .refused(Refusal(code: Refusal.accountExists, message: "An account already exists for user \(userId)."))
         }
-        let gift = config.tiers["Gift"]!  // validate() guarantees it
+        // `validate()` (run by `Ledger.init`) requires Gift; refused, not trapped, should that change.
+        guard let gift = config.tiers["Gift"] else {
+            return .refused(Refusal(code: Refusal.unknownTier, message: "The tier Gift is not configured."))
+        }
         let a = try createAccount(userId, tier: "Gift")
         var entryId: Int64? = nil
         if gift.allocation > 0 {

@@ -107,9 +107,9 @@ extension LedgerTransaction {
         try flush()  // the selection below reads accounts by SQL
         let q = try RawStatement(db, tier == nil ? SQL.dueAccounts : SQL.dueAccountsOfTier)
         q.reset()
-        q.bind(1, nowMs)
-        q.bind(2, Int64(limit ?? -1))
-        if let tier { q.bind(3, tier) }
+        try q.bind(1, nowMs)
+        try q.bind(2, Int64(limit ?? -1))
+        if let tier { try q.bind(3, tier) }
         var due: [AccountRecord] = []
         while try q.step() { due.append(account(current: q)) }
         q.reset()

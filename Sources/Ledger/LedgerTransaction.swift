@@ -62,7 +62,7 @@ final class LedgerTransaction {
         if missing.contains(userId) { return nil }
         let q = hot.accountByUser
         q.reset()
-        q.bind(1, userId)
+        try q.bind(1, userId)
         guard try q.step() else {
             q.reset()
             missing.insert(userId)
@@ -77,7 +77,7 @@ final class LedgerTransaction {
         if let a = byId[id] { return a }
         let q = try RawStatement(db, SQL.accountById)
         q.reset()
-        q.bind(1, id)
+        try q.bind(1, id)
         guard try q.step() else {
             q.reset()
             return nil
@@ -113,14 +113,14 @@ final class LedgerTransaction {
             if a.dirtyRenewal {
                 let u = hot.updateAccountFull
                 u.reset()
-                u.bind(1, a.tier); u.bind(2, a.balance); u.bind(3, a.spent); u.bind(4, a.anchorMs); u.bind(5, a.periods)
-                u.bind(6, a.lastRenewalMs); u.bind(7, a.nextRenewalMs); u.bind(8, a.expiresMs); u.bind(9, a.entryCount)
-                u.bind(10, a.lastEntryId); u.bind(11, a.id)
+                try u.bind(1, a.tier); try u.bind(2, a.balance); try u.bind(3, a.spent); try u.bind(4, a.anchorMs); try u.bind(5, a.periods)
+                try u.bind(6, a.lastRenewalMs); try u.bind(7, a.nextRenewalMs); try u.bind(8, a.expiresMs); try u.bind(9, a.entryCount)
+                try u.bind(10, a.lastEntryId); try u.bind(11, a.id)
                 try u.run()
             } else {
                 let u = hot.updateAccountBalance
                 u.reset()
-                u.bind(1, a.balance); u.bind(2, a.spent); u.bind(3, a.entryCount); u.bind(4, a.lastEntryId); u.bind(5, a.id)
+                try u.bind(1, a.balance); try u.bind(2, a.spent); try u.bind(3, a.entryCount); try u.bind(4, a.lastEntryId); try u.bind(5, a.id)
                 try u.run()
             }
             a.dirtyBalance = false
@@ -142,9 +142,9 @@ final class LedgerTransaction {
             jobId: jobId, refundOf: refundOf, metadata: metadata))
         let q = hot.insertEntry
         q.reset()
-        q.bind(1, id); q.bind(2, a.id); q.bind(3, nowMs); q.bind(4, kind.rawValue); q.bind(5, operationType)
-        q.bind(6, amount); q.bind(7, before); q.bind(8, after); q.bind(9, jobId); q.bind(10, refundOf)
-        q.bind(11, metadata); q.bind(12, blob: hash)
+        try q.bind(1, id); try q.bind(2, a.id); try q.bind(3, nowMs); try q.bind(4, kind.rawValue); try q.bind(5, operationType)
+        try q.bind(6, amount); try q.bind(7, before); try q.bind(8, after); try q.bind(9, jobId); try q.bind(10, refundOf)
+        try q.bind(11, metadata); try q.bind(12, blob: hash)
         try q.run()
         lastEntryId = id
         lastHash = hash

@@ -12,42 +12,59 @@ private let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
 /// finalized with the connection); this only binds, steps and reads columns. It is used only
 /// inside the ledger's own explicit transactions, where GRDB's per-statement bookkeeping
 /// (transaction observation, which the ledger does not use) has nothing to do.
+///
+/// It keeps the GRDB `Statement` itself, not only its pointer: GRDB finalizes a statement when
+/// its last reference goes (a statement-cache eviction, for instance), and a borrowed pointer
+/// would then dangle. Bind failures (an index out of range, a value too big, SQLITE_MISUSE) are
+/// thrown, never ignored: an unbound parameter would otherwise be written as NULL.
 struct RawStatement {
-    let handle: OpaquePointer
-    let connection: OpaquePointer
+    let statement: Statement
     let sql: String
 
+    /// SQLite's statement; valid as long as `statement` is.
+    @inline(__always) var handle: OpaquePointer { statement.sqliteStatement }
+
     init(_ db: Database, _ sql: String) throws {
-        let statement = try db.cachedStatement(sql: sql)
-        handle = statement.sqliteStatement
-        connection = db.sqliteConnection!
+        statement = try db.cachedStatement(sql: sql)
         self.sql = sql
     }
 
     /// Clears the previous run; call before binding.
     func reset() { sqlite3_reset(handle) }
 
-    func bind(_ index: Int32, _ value: Int64) { sqlite3_bind_int64(handle, index, value) }
-
-    func bind(_ index: Int32, _ value: Int64?) {
-        if let value { sqlite3_bind_int64(handle, index, value) } else { sqlite3_bind_null(handle, index) }
+    func bind(_ index: Int32, _ value: Int64) throws {
+        try check(sqlite3_bind_int64(handle, index, value), index)
     }
 
-    func bind(_ index: Int32, _ value: String?) {
-        guard var value else { sqlite3_bind_null(handle, index); return }
-        value.withUTF8 { utf8 in
+    func bind(_ index: Int32, _ value: Int64?) throws {
+        if let value { try check(sqlite3_bind_int64(handle, index, value), index) } else { try check(sqlite3_bind_null(handle, index), index) }
+    }
+
+    func bind(_ index: Int32, _ value: String?) throws {
+        guard var value else { try check(sqlite3_bind_null(handle, index), index); return }
+        let code = value.withUTF8 { utf8 in
             utf8.withMemoryRebound(to: CChar.self) { buffer in
                 if let base = buffer.baseAddress {
-                    _ = sqlite3_bind_text(handle, index, base, Int32(buffer.count), transient)
-                } else {
-                    _ = sqlite3_bind_text(handle, index, "", 0, transient)
+                    return sqlite3_bind_text(handle, index, base, Int32(clamping: buffer.count), transient)
                 }
+                return sqlite3_bind_text(handle, index, "", 0, transient)
             }
         }
+        try check(code, index)
     }
 
-    func bind(_ index: Int32, blob: [UInt8]) {
-        blob.withUnsafeBytes { _ = sqlite3_bind_blob(handle, index, $0.baseAddress, Int32($0.count), transient) }
+    func bind(_ index: Int32, blob: [UInt8]) throws {
+        let code = blob.withUnsafeBytes { sqlite3_bind_blob(handle, index, $0.baseAddress, Int32(clamping: $0.count), transient) }
+        try check(code, index)
+    }
+
+    @inline(__always) private func check(_ code: Int32, _ index: Int32) throws {
+        if code != SQLITE_OK { throw bindFailure(code, index) }
+    }
+
+    private func bindFailure(_ code: Int32, _ index: Int32) -> DatabaseError {
+        let message = String(cString: sqlite3_errstr(code))
+        return DatabaseError(resultCode: ResultCode(rawValue: code), message: "cannot bind parameter \(index): \(message)", sql: sql)
     }
 
     /// Steps once: true when a row is available, false when done; throws SQLite's error.
@@ -56,7 +73,7 @@ struct RawStatement {
         case SQLITE_ROW: return true
         case SQLITE_DONE: return false
         case let code:
-            let message = String(cString: sqlite3_errmsg(connection))
+            let message = String(cString: sqlite3_errmsg(sqlite3_db_handle(handle)))
             sqlite3_reset(handle)
             throw DatabaseError(resultCode: ResultCode(rawValue: code), message: message, sql: sql)
         }

@@ -60,6 +60,14 @@ public struct RedisCommand: Sendable, Hashable {
 
     public var argumentCount: Int { lengths.count }
 
+    /// Why the command cannot be sent, or nil. Only an empty name is refused: every argument after
+    /// it may be empty (`SET k ""`), but a command whose bytes are all empty has no buffer to point
+    /// hiredis at, and no server command has an empty name.
+    public var invalidReason: String? {
+        guard let first = lengths.first, first > 0 else { return "the command name is empty" }
+        return nil
+    }
+
     /// The command's name, for errors and logs (never its arguments, which may hold secrets).
     public var name: String {
         guard let first = lengths.first else { return "" }

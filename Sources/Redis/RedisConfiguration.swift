@@ -98,9 +98,16 @@ public struct RedisConfiguration: Sendable, Equatable, CustomStringConvertible {
 
     private mutating func parseQuery(_ query: Substring) throws(RedisError) {
         for pair in query.split(separator: "&") {
-            let parts = pair.split(separator: "=", maxSplits: 1)
-            let key = parts[0]
-            let value = parts.count > 1 ? parts[1] : ""
+            // Not `split`: it drops empty pieces, so "=" gave no key at all (and a trap).
+            let key: Substring, value: Substring
+            if let equals = pair.firstIndex(of: "=") {
+                key = pair[..<equals]
+                value = pair[pair.index(after: equals)...]
+            } else {
+                key = pair
+                value = ""
+            }
+            guard !key.isEmpty else { throw .invalidConfiguration("a URL parameter has no name") }
             switch key {
             case "db":
                 guard let n = Int(value), n >= 0 else { throw .invalidConfiguration("db '\(value)' is not a number") }

@@ -113,6 +113,10 @@ public final class RedisConnection {
     /// hide the others' replies. A broken link throws `RedisError.connection`; which of the commands
     /// reached the server is then unknown, so callers resend only what is safe to repeat.
     public func pipeline<C: Collection>(_ commands: C) throws(RedisError) -> [RedisValue] where C.Element == RedisCommand {
+        // Checked before anything is written, so that a refused command leaves the link in step.
+        for command in commands {
+            if let reason = command.invalidReason { throw .invalidCommand(reason) }
+        }
         try connect()
         try dropIfPeerClosed()
         guard let context else { throw .connection("not connected") }
@@ -147,6 +151,7 @@ public final class RedisConnection {
 
     /// Writes a command without waiting for a reply (it is flushed by the next read).
     func appendOnly(_ command: RedisCommand) throws(RedisError) {
+        if let reason = command.invalidReason { throw .invalidCommand(reason) }
         try connect()
         guard let context else { throw .connection("not connected") }
         if append(command, to: context) != REDIS_OK { throw fail(context) }
@@ -182,7 +187,10 @@ public final class RedisConnection {
 
     private func append(_ command: RedisCommand, to context: UnsafeMutablePointer<redisContext>) -> Int32 {
         command.bytes.withUnsafeBufferPointer { buffer in
-            let base = UnsafeRawPointer(buffer.baseAddress!).assumingMemoryBound(to: CChar.self)
+            // Callers check `invalidReason` first, so the bytes are never all empty; a nil base
+            // would still be refused here rather than trapping.
+            guard let start = buffer.baseAddress else { return REDIS_ERR }
+            let base = UnsafeRawPointer(start).assumingMemoryBound(to: CChar.self)
             var argv: [UnsafePointer<CChar>?] = []
             argv.reserveCapacity(command.lengths.count)
             var offset = 0

@@ -9,6 +9,8 @@ public enum RedisError: Error, Sendable, Equatable, CustomStringConvertible {
     case invalidConfiguration(String)
     /// The server answered with a reply of a shape the command does not expect.
     case unexpectedReply(String)
+    /// The command cannot be sent (an empty command name); nothing was sent.
+    case invalidCommand(String)
     /// A Redis Cluster refused a command whose keys are in different slots (`CROSSSLOT`): give all
     /// its keys one hash tag, `P:{k}:...`. Never seen from a single server.
     case crossSlot(String)
@@ -22,6 +24,7 @@ public enum RedisError: Error, Sendable, Equatable, CustomStringConvertible {
         case .connection: return "redis_connection_error"
         case .invalidConfiguration: return "redis_invalid_configuration"
         case .unexpectedReply: return "redis_unexpected_reply"
+        case .invalidCommand: return "redis_invalid_command"
         case .crossSlot: return "redis_cross_slot"
         case .clusterUnavailable: return "redis_cluster_unavailable"
         }
@@ -33,6 +36,7 @@ public enum RedisError: Error, Sendable, Equatable, CustomStringConvertible {
         case .connection(let m): return "Redis connection failed: \(m)"
         case .invalidConfiguration(let m): return "Invalid Redis configuration: \(m)"
         case .unexpectedReply(let m): return "Unexpected Redis reply: \(m)"
+        case .invalidCommand(let m): return "Invalid Redis command: \(m)"
         case .crossSlot(let m): return "Redis Cluster refused keys in different slots: \(m)"
         case .clusterUnavailable(let m): return "Redis Cluster unavailable: \(m)"
         }

@@ -32,6 +32,25 @@ public struct CronSchedule: Sendable, Equatable, CustomStringConvertible {
         weekdaysRestricted = fields[4] != "*" && !fields[4].hasPrefix("*/")
     }
 
+    /// `0 2 * * *` in UTC, the contract's default renewal slot: built from its bit masks rather
+    /// than parsed, so that a default can never fail.
+    public static let dailyAt2UTC = CronSchedule(
+        expression: "0 2 * * *", timeZone: TimeZone(identifier: "UTC") ?? TimeZone.current,
+        minutes: 1 << 0, hours: 1 << 2, days: 0xFFFF_FFFE, months: 0x1FFE, weekdays: 0x7F)
+
+    private init(expression: String, timeZone: TimeZone, minutes: UInt64, hours: UInt64, days: UInt64,
+                 months: UInt64, weekdays: UInt64) {
+        self.expression = expression
+        self.timeZone = timeZone
+        self.minutes = minutes
+        self.hours = hours
+        self.days = days
+        self.months = months
+        self.weekdays = weekdays
+        daysRestricted = false
+        weekdaysRestricted = false
+    }
+
     public var description: String { "\(expression) (\(timeZone.identifier))" }
 
     /// The first firing time strictly after `date`.

@@ -31,7 +31,7 @@ public struct WorkerConfiguration: Sendable {
         leaseMilliseconds: Int = 5000,
         maxAttempts: Int = 3,
         pollSeconds: Double = 0.5,
-        renewalSchedule: CronSchedule = try! CronSchedule("0 2 * * *"),
+        renewalSchedule: CronSchedule = .dailyAt2UTC,
         renewalBatchSize: Int = 1000
     ) {
         self.redis = redis

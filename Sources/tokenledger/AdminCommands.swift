@@ -28,9 +28,11 @@ struct RenewCommand: ParsableCommand {
             job["dryRun"] = dryRun
             if let tier { job["tier"] = tier }
             if let limit { job["limit"] = limit }
-        } else {
+        } else if let userId {
             job["type"] = "renew"
-            job["userId"] = userId!
+            job["userId"] = userId
+        } else {
+            throw ValidationError("give a user id or --all")  // validate() already says so
         }
         if let reply = try JobClient(settings: settings).send(JobClient.json(job), wait: true, timeout: timeout) { print(reply) }
     }

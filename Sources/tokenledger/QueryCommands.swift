@@ -11,7 +11,7 @@ protocol LedgerQuery: ParsableCommand {
 extension LedgerQuery {
     func run() throws {
         let settings = try self.settings.resolve()
-        let result = try settings.openLedger(creating: false).read(try operation())
+        let result = try settings.openReader().read(try operation())
         print(result.json)
         if !result.success { throw ExitCode(2) }
     }
@@ -19,6 +19,10 @@ extension LedgerQuery {
 
 func parseDate(_ text: String?, _ name: String) throws -> Date? {
     guard let text else { return nil }
+    return try parseRequiredDate(text, name)
+}
+
+func parseRequiredDate(_ text: String, _ name: String) throws -> Date {
     guard let date = LedgerTime.parse(text) else { throw ValidationError("--\(name) must be an ISO 8601 date such as 2026-11-01T00:00:00.000Z") }
     return date
 }
@@ -52,7 +56,7 @@ struct StatsCommand: LedgerQuery {
     @Option(help: "Start of the period (ISO 8601, inclusive).") var start: String
     @Option(help: "End of the period (ISO 8601, inclusive).") var end: String
     func operation() throws -> LedgerOperation {
-        .statistics(userId: userId, startDate: try parseDate(start, "start")!, endDate: try parseDate(end, "end")!)
+        .statistics(userId: userId, startDate: try parseRequiredDate(start, "start"), endDate: try parseRequiredDate(end, "end"))
     }
 }
 

@@ -145,6 +145,15 @@ struct Settings {
         return logger
     }
 
+    /// Opens the ledger read-only for the queries (no migration, no checkpoint, no file created).
+    func openReader() throws -> LedgerReader {
+        do {
+            return try LedgerReader(path: database, config: ledger)
+        } catch LedgerOpenError.notFound {
+            throw SettingsError("no ledger at \(database) (set --database or TOKENLEDGER_DATABASE)")
+        }
+    }
+
     /// Opens the ledger; `creating` is for the worker and `migrate`, so that a query with a
     /// mistyped path says so instead of answering from a new, empty ledger.
     func openLedger(creating: Bool = true) throws -> Ledger {

@@ -37,13 +37,6 @@ final class RedisClusterTests: XCTestCase {
         cluster = nil
     }
 
-    /// A seeded generator, so that a failure can be replayed: the seed is printed.
-    func generator() -> SplitMix64 {
-        let seed = UInt64.random(in: 0...UInt64.max)
-        print("\(name) seed: \(seed)")
-        return SplitMix64(seed: seed)
-    }
-
     /// A hash tag whose slot the master on `port` serves, found by counting up.
     func tag(servedBy port: Int, _ client: RedisCluster) throws -> String {
         for n in 0..<100_000 {
@@ -56,7 +49,7 @@ final class RedisClusterTests: XCTestCase {
     // MARK: Slots and routing
 
     func testSlotsOfRandomKeysMatchClusterKeyslot() throws {
-        var random = generator()
+        var random = SeededGenerator.fromEnvironment(test: name)
         let node = try cluster.connection(cluster.ports[0])
         let alphabet: [UInt8] = Array("ab{}{}:x\u{0}".utf8) + [0xFF]
         let keys: [[UInt8]] = (0..<300).map { _ in
@@ -66,6 +59,20 @@ final class RedisClusterTests: XCTestCase {
         for (key, reply) in zip(keys, replies) {
             XCTAssertEqual(reply.int.map(Int.init), RedisKeySlot.slot(of: key), "key bytes \(key)")
         }
+    }
+
+    func testClusterSlotsAndClusterShardsGiveTheSameMap() throws {
+        let port = cluster.ports[3]
+        let node = try cluster.connection(port)
+        let asked = RedisClusterNode(host: "127.0.0.1", port: port)
+        let shards = try RedisClusterSlotMap.fromShards(node.send("CLUSTER", "SHARDS"), answeredBy: asked)
+        let slots = try RedisClusterSlotMap.fromSlots(node.send("CLUSTER", "SLOTS"), answeredBy: asked)
+        XCTAssertEqual(shards.uncoveredSlots, 0)
+        XCTAssertEqual(Set(shards.masters), Set(slots.masters))
+        for slot in 0..<RedisKeySlot.count where shards.master(forSlot: slot) != slots.master(forSlot: slot) {
+            return XCTFail("slot \(slot): \(String(describing: shards.master(forSlot: slot))) vs \(String(describing: slots.master(forSlot: slot)))")
+        }
+        XCTAssertThrowsError(try RedisClusterSlotMap.fromShards(.integer(1), answeredBy: asked))
     }
 
     func testCommandsAreRoutedToEveryMasterFromOneSeed() throws {
@@ -318,18 +325,5 @@ extension RedisClusterFailoverTests {
     /// One write, with its typed error kept (a non-throwing test body cannot match typed patterns).
     static func set(_ client: RedisCluster, _ key: String, _ value: Int) throws(RedisError) {
         try client.send(RedisCommand("SET", key, value), key: key)
-    }
-}
-
-/// A small seeded generator (SplitMix64), so that random tests can be replayed from their seed.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

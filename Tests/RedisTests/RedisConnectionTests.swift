@@ -43,6 +43,25 @@ final class RedisConnectionTests: XCTestCase {
         XCTAssertEqual(try redis.lrange(key, 9_999, 9_999).first.map { String(decoding: $0, as: UTF8.self) }, "item-9999")
     }
 
+    /// Empty arguments are values like any other; an empty command name is refused before anything
+    /// is written, so the link stays in step and usable.
+    func testEmptyArgumentsAndAnEmptyCommandName() throws {
+        let key = "\(prefix):empty"
+        try redis.send(RedisCommand("SET", key, ""))
+        XCTAssertEqual(try redis.get(key), [])
+        XCTAssertEqual(try redis.send(RedisCommand("RPUSH", "\(prefix):list", "", [UInt8](), "x")).int, 3)
+        for bad in [RedisCommand(""), RedisCommand("", arguments: []), RedisCommand("", "", ""), RedisCommand("", "GET", key)] {
+            XCTAssertThrowsError(try redis.send(bad)) { error in
+                XCTAssertEqual((error as? RedisError)?.code, "redis_invalid_command", "\(error)")
+            }
+            XCTAssertThrowsError(try redis.pipeline([RedisCommand("INCR", "\(prefix):n"), bad])) { error in
+                XCTAssertEqual((error as? RedisError)?.code, "redis_invalid_command")
+            }
+        }
+        XCTAssertNil(try redis.get("\(prefix):n"), "a pipeline holding an invalid command sends none of it")
+        XCTAssertTrue(try redis.ping())
+    }
+
     func testServerErrorsAreTypedAndTheConnectionStaysUsable() throws {
         try redis.set("\(prefix):str", "x")
         XCTAssertThrowsError(try redis.lpush("\(prefix):str", "y")) { error in

@@ -54,6 +54,39 @@ final class CommandLineTests: XCTestCase {
         try h.eventually("dead-lettered again, since it is still invalid") { try h.redis.llen(h.keys.dead) == 1 }
     }
 
+    /// Queries, verify and backup open the ledger read-only: with a WAL left by a killed worker,
+    /// no byte of the ledger or its WAL changes (a read-write open would migrate, start a
+    /// checkpointer, and on close checkpoint the WAL into the file and delete it).
+    func testQueriesLeaveTheLedgerFileAsItIs() throws {
+        let h = try WorkerHarness()
+        let worker = try WorkerProcess(h, workerId: "ro")
+        _ = try h.call(["type": "open", "id": "r0", "userId": "ro"])
+        for i in 1...20 { try h.push(["type": "credit", "id": "r\(i)", "userId": "ro", "operationType": "x", "amount": 1]) }
+        XCTAssertEqual(try h.call(["type": "balance", "userId": "ro"]).int("tokensBalance"), 120)
+        worker.kill9()  // no close, so no checkpoint: the WAL stays as the worker left it
+
+        let wal = h.databasePath + "-wal"
+        func snapshot() throws -> (main: Data, mtime: Date?, wal: Data?) {
+            (try Data(contentsOf: URL(fileURLWithPath: h.databasePath)),
+             try FileManager.default.attributesOfItem(atPath: h.databasePath)[.modificationDate] as? Date,
+             FileManager.default.fileExists(atPath: wal) ? try Data(contentsOf: URL(fileURLWithPath: wal)) : nil)
+        }
+        let before = try snapshot()
+        XCTAssertGreaterThan(before.wal?.count ?? 0, 0, "the killed worker left frames in its WAL")
+        let copy = h.directory.appendingPathComponent("ro-copy.sqlite").path
+        for arguments in [["balance", "ro"], ["history", "ro", "--limit", "3"], ["stats", "ro", "--start", "2000-01-01", "--end", "2100-01-01"],
+                          ["eligibility", "ro"], ["verify"], ["backup", copy]] {
+            let (status, out) = try runTokenLedger(arguments + ["--database", h.databasePath])
+            XCTAssertEqual(status, 0, "\(arguments): \(out)")
+            if arguments[0] == "balance" { XCTAssertTrue(out.contains(#""tokensBalance":120"#), out) }
+        }
+        let after = try snapshot()
+        XCTAssertTrue(after.main == before.main, "the ledger file's bytes did not change")
+        XCTAssertEqual(after.mtime, before.mtime)
+        XCTAssertTrue(after.wal == before.wal, "the WAL was neither checkpointed nor removed")
+        XCTAssertEqual(try Ledger.verify(path: copy), [])
+    }
+
     func testVerifyMigrateAndBackupUnderLoad() throws {
         let h = try WorkerHarness()
         var (status, out) = try runTokenLedger(["migrate"] + common(h))
@@ -72,9 +105,19 @@ final class CommandLineTests: XCTestCase {
         // Back up while the worker writes.
         try h.eventually("work under way") { try h.redis.llen(h.keys.jobs) < 19_000 }
         let copy = h.directory.appendingPathComponent("backup.sqlite").path
+        // Entries committed so far, read from the ledger (kim's entries are the only ones).
+        func entries(_ path: String) throws -> Int64 {
+            let history = try LedgerReader(path: path).read(.history(userId: "kim", limit: 1, offset: 0, operationType: nil, startDate: nil, endDate: nil))
+            return try XCTUnwrap((try JSONSerialization.jsonObject(with: Data(history.json.utf8)) as? [String: Any])?.int("total"))
+        }
+        let before = try entries(h.databasePath)
         (status, out) = try runTokenLedger(["backup", copy] + common(h))
+        let after = try entries(h.databasePath)
         XCTAssertEqual(status, 0, out)
-        XCTAssertGreaterThan(try h.redis.llen(h.keys.jobs), 0, "the backup was taken mid-run")
+        XCTAssertGreaterThan(after, before, "the worker committed entries while the backup ran")
+        let copied = try entries(copy)
+        XCTAssertTrue((before...after).contains(copied), "the copy is one committed state of the run: \(before) <= \(copied) <= \(after)")
+        XCTAssertLessThan(copied, 20_001, "the backup was taken mid-run")
         (status, out) = try runTokenLedger(["verify", "--database", copy])
         XCTAssertEqual(status, 0, "verify passes on the copy: \(out)")
         XCTAssertTrue(out.contains("no violation"), out)
@@ -97,12 +140,26 @@ final class CommandLineTests: XCTestCase {
         XCTAssertEqual(try h.call(["type": "charge", "id": "p2", "userId": "lu", "operation": "chatgpt_message"]).int("tokensAmount"), -7,
                        "costs come from the config file")
 
+        // The environment beats the file: no flag names the database or the prefix here, the file
+        // names others, and the environment's are used.
+        let fromEnv = ["TOKENLEDGER_DATABASE": h.databasePath, "TOKENLEDGER_PREFIX": h.keys.prefix, "TOKENLEDGER_REDIS_URL": h.redisURL]
+        var (status, out) = try runTokenLedger(["balance", "lu", "--config", config], environment: fromEnv)
+        XCTAssertEqual(status, 0, out)
+        XCTAssertTrue(out.contains(#""tokensBalance":93"#), out)
+        (status, out) = try runTokenLedger(["enqueue", #"{"type":"balance","userId":"lu"}"#, "--wait", "--config", config], environment: fromEnv)
+        XCTAssertEqual(status, 0, out)
+        XCTAssertTrue(out.contains(#""tokensBalance":93"#), "the job went to the environment's prefix, which the worker serves: \(out)")
+        // Without the environment, the file's database is the one read.
+        (status, out) = try runTokenLedger(["balance", "lu", "--config", config])
+        XCTAssertNotEqual(status, 0)
+        XCTAssertTrue(out.contains("/nonexistent/file.sqlite"), out)
+
         let bad = h.directory.appendingPathComponent("bad.json").path
         for (text, field) in [(#"{"batchSize": "many"}"#, "batchSize"), (#"{"tiers": {"Pro": {"allocation": 5}}}"#, "Gift"),
                               (#"{"renewal": {"cron": "0 25 * * *"}}"#, "hour"), (#"{"costs": {"x": -1}}"#, "costs.x"),
                               (#"{"renewal": {"timeZone": "Mars/Olympus"}}"#, "timeZone")] {
             try Data(text.utf8).write(to: URL(fileURLWithPath: bad))
-            let (status, out) = try runTokenLedger(["worker", "--config", bad, "--database", h.databasePath, "--http", "off"])
+            (status, out) = try runTokenLedger(["worker", "--config", bad, "--database", h.databasePath, "--http", "off"])
             XCTAssertNotEqual(status, 0, text)
             XCTAssertTrue(out.contains(field), "\(text): \(out)")
         }

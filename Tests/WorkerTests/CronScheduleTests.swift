@@ -54,4 +54,8 @@ final class CronScheduleTests: XCTestCase {
             }
         }
     }
+
+    func testTheDefaultScheduleEqualsItsParsedExpression() throws {
+        XCTAssertEqual(CronSchedule.dailyAt2UTC, try CronSchedule("0 2 * * *"))
+    }
 }

@@ -102,13 +102,42 @@ final class JobTypesEndToEndTests: XCTestCase {
         XCTAssertEqual(chargeMessage.string("operationType"), "chatgpt_message")
         XCTAssertEqual(chargeMessage.int("tokensAmount"), -5)
         XCTAssertNotNil(chargeMessage.string("at"))
-        XCTAssertNil(messages.first { $0.int("ledgerEntryId") == poor.int("ledgerEntryId") && poor.int("ledgerEntryId") != nil }, "a refusal publishes nothing")
+        XCTAssertNil(poor.int("ledgerEntryId"), "a refusal writes no entry")
         XCTAssertEqual(try h.redis.llen(h.keys.dead), 0)
-        XCTAssertGreaterThan(try h.redis.pttl(try h.push(["type": "balance", "userId": "alice"])), -3)
+
+        // A refusal publishes nothing: messages leave in commit order, so anything the refusal
+        // published would arrive before the marker credit's message.
+        let refused = try h.call(["type": "debit", "id": "j-poor-2", "userId": "alice", "operationType": "api", "amount": 1_000_000])
+        XCTAssertEqual(refused.errorCode, "insufficient_tokens")
+        let marker = try h.call(["type": "credit", "id": "j-marker", "userId": "alice", "operationType": "bonus", "amount": 1])
+        let next = try XCTUnwrap(try subscriber.receive(timeout: 5), "the marker's invalidation")
+        let first = try JSONSerialization.jsonObject(with: Data(next.payload)) as! [String: Any]
+        XCTAssertEqual(first.int("ledgerEntryId"), marker.int("ledgerEntryId"), "the first message after the refusal is the marker's: \(first)")
+
+        // A query's reply expires like any other (PTTL is -2 for a missing key, -1 for one that never expires).
+        let queryReply = try h.push(["type": "balance", "userId": "alice"])
+        try h.eventually("query reply pushed") { try h.redis.llen(queryReply) == 1 }
+        let ttl = try h.redis.pttl(queryReply)
+        XCTAssertGreaterThan(ttl, 0, "the reply key has an expiry")
+        XCTAssertLessThanOrEqual(ttl, 600_000)
 
         try await worker.stop()
         XCTAssertNil(try h.redis.get(h.keys.lease), "a graceful stop releases the lease")
         XCTAssertEqual(try Ledger.verify(path: h.databasePath), [])
+    }
+
+    /// A purchase keyed by a payment provider's id (with `_`) is applied, not dead-lettered.
+    func testPaymentProviderIdsAreApplied() async throws {
+        let h = try WorkerHarness()
+        let worker = try h.startWorker()
+        let purchase = try h.call(["type": "purchase", "id": "pay_pi_3Nf", "userId": "dora", "tier": "Professional", "paymentId": "pay_pi_3Nf"])
+        XCTAssertEqual(purchase.bool("success"), true, "\(purchase)")
+        XCTAssertEqual(purchase.string("id"), "pay_pi_3Nf")
+        XCTAssertEqual(purchase.bool("duplicate"), false)
+        let again = try h.call(["type": "purchase", "id": "pay_pi_3Nf", "userId": "dora", "tier": "Professional", "paymentId": "pay_pi_3Nf"])
+        XCTAssertEqual(again.bool("duplicate"), true, "the id is the idempotency key: \(again)")
+        XCTAssertEqual(try h.redis.llen(h.keys.dead), 0)
+        try await worker.stop()
     }
 
     func testRepliesExpire() async throws {

@@ -45,21 +45,55 @@ final class RenewalSchedulerTests: XCTestCase {
 
     func testRunsAtTheSlotWhileRunningAndRenewsInChunks() async throws {
         let h = try WorkerHarness()
-        let clock = ManualClock(date("2026-03-31T12:00:00Z"))
+        let clock = SteppingClock(date("2026-03-31T12:00:00Z"))
         var config = try h.configuration(cron: "0 2 * * *")
         config.renewalBatchSize = 7
         let worker = try h.startWorker(clock: clock, configuration: config)
         for i in 0..<30 {
             _ = try h.push(["type": "open", "id": "o\(i)", "userId": "u\(i)"])
+            // Below the allocation, so that each renewal writes a top-up entry to observe.
+            _ = try h.push(["type": "debit", "id": "d\(i)", "userId": "u\(i)", "operationType": "x", "amount": i == 29 ? 100 : 1])
         }
-        let last = try h.push(["type": "debit", "id": "spend", "userId": "u29", "operationType": "x", "amount": 100])
-        XCTAssertEqual(try h.reply(last).int("newBalance"), 0)
+        XCTAssertEqual(try h.call(["type": "balance", "userId": "u29"]).int("tokensBalance"), 0)
         // Month-end clamping: opened Mar 31 12:00, due Apr 30 12:00; the May 1 02:00 run renews everyone.
         clock.set(date("2026-05-01T02:00:30Z"))
         try h.eventually("u29 renewed") { try h.call(["type": "balance", "userId": "u29"]).int("tokensBalance") == 100 }
         let eligibility = try h.call(["type": "eligibility", "userId": "u0"])
         XCTAssertEqual(eligibility.bool("eligible"), false)
-        XCTAssertEqual(eligibility.string("nextRenewalDate"), "2026-05-31T12:00:00.000Z", "back to the anchor day after a short month")
+        // (The stepping clock opened u0 a few milliseconds after 12:00:00.)
+        XCTAssertEqual(eligibility.string("nextRenewalDate")?.prefix(20), "2026-05-31T12:00:00.", "back to the anchor day after a short month")
+
+        // The chunks: each is one transaction, which reads the clock once, so the entries of one
+        // chunk share a time and no two chunks do (the clock moves on every read).
+        var perChunk: [String: Int] = [:]
+        for i in 0..<30 {
+            let history = try h.call(["type": "history", "userId": "u\(i)", "operationType": "renewal", "limit": 1])
+            let newest = try XCTUnwrap((history["entries"] as? [[String: Any]])?.first)
+            XCTAssertEqual(history.int("total"), 2, "u\(i): open's grant and one renewal")
+            XCTAssertEqual(newest.int("tokensAmount"), i == 29 ? 100 : 1, "u\(i) topped up")
+            perChunk[try XCTUnwrap(newest.string("createdAt")), default: 0] += 1
+        }
+        XCTAssertEqual(perChunk.values.sorted(), [2, 7, 7, 7, 7], "30 accounts in chunks of at most 7: \(perChunk)")
         try await worker.stop()
+    }
+}
+
+/// A manual clock that also moves on by one millisecond each time it is read, so that two
+/// transactions never share a time.
+final class SteppingClock: LedgerClock, @unchecked Sendable {
+    private let lock = NSLock()
+    private var current: Date
+
+    init(_ start: Date) { current = start }
+
+    func now() -> Date {
+        lock.lock(); defer { lock.unlock() }
+        current = current.addingTimeInterval(0.001)
+        return current
+    }
+
+    func set(_ date: Date) {
+        lock.lock(); defer { lock.unlock() }
+        current = date
     }
 }
