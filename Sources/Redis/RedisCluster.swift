@@ -281,7 +281,7 @@ public final class RedisCluster {
                 mapReads += 1
                 dropConnectionsToFormerMasters()
                 return
-            } catch .server(let message) {
+            } catch .server(let message) where Self.isPermanent(message) {
                 throw .server(message)  // a wrong password or a node outside cluster mode: waiting will not help
             } catch {
                 lastError = error
@@ -317,6 +317,12 @@ public final class RedisCluster {
         } catch .crossSlot(let message) {
             return .error(message)
         }
+    }
+
+    /// Errors that every node will answer alike; others (`LOADING`, a node restarting) are worth
+    /// asking the next node about.
+    private static func isPermanent(_ message: String) -> Bool {
+        ["NOAUTH", "WRONGPASS", "NOPERM"].contains { message.hasPrefix($0) } || message.contains("cluster support disabled")
     }
 
     private static func slot(of key: any RedisArgument) -> Int {
