@@ -91,7 +91,7 @@ let package = Package(
         .testTarget(name: "LedgerTests", dependencies: [
             "Ledger", .product(name: "GRDB", package: "GRDB.swift"),
         ]),
-        .testTarget(name: "JobWireTests", dependencies: ["JobWire", "Ledger"]),
+        .testTarget(name: "JobWireTests", dependencies: ["JobWire", "Ledger", "TestSupport"]),
         .testTarget(name: "WorkerTests", dependencies: [
             "Worker", "JobWire", "Ledger", "Redis", "TestSupport",
             .product(name: "Logging", package: "swift-log"),

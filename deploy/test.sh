@@ -25,3 +25,7 @@ echo "test: benchmark smoke run passed"
 python3 -c 'import redis' 2>/dev/null || python3 -m pip install -q redis
 python3 -c 'import pytest' 2>/dev/null || python3 -m pip install -q pytest
 TOKENLEDGER_BIN="$bin/tokenledger" python3 -m pytest -q docs/examples
+
+# The client libraries (clients/typescript, clients/python), against the worker just built.
+TOKENLEDGER_BIN="$bin/tokenledger" bash clients/test.sh
+TOKENLEDGER_BIN="$bin/tokenledger" python3 -m pytest -q deploy/tests

@@ -7,6 +7,8 @@ public struct Job: Sendable {
     public let id: String?
     public let type: JobType
     public let replyTo: String?
+    /// The account the job is about (nil for `renewAll`): it decides the job's partition.
+    public let userId: String?
     public let command: Command
 
     /// The most bytes a job may have (the contract's 64 KiB).

@@ -24,7 +24,7 @@ struct JobBuilder {
         }
         let operation = try operation(for: type)
         let storesResult = type.isMutation && id != nil
-        return Job(id: id, type: type, replyTo: replyTo,
+        return Job(id: id, type: type, replyTo: replyTo, userId: type == .renewAll ? nil : fields.userId.value,
                    command: Command(jobId: storesResult ? id : nil, operation: operation))
     }
 

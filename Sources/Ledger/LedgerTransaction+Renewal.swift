@@ -134,6 +134,9 @@ extension LedgerTransaction {
         if let limit, limit < 1 {
             return .refused(Refusal(code: Refusal.invalidLimit, message: "limit must be at least 1; it is \(limit)."))
         }
+        if let tier, config.tiers[tier] == nil {
+            return .refused(Refusal(code: Refusal.unknownTier, message: "No tier of that name is configured."))
+        }
         let s = try renewDue(dryRun: dryRun, tier: tier, limit: limit, continueOnError: continueOnError)
         var w = JSONWriter(capacity: 256)
         w.beginObject()

@@ -102,6 +102,17 @@ enum Schema {
                 ) WITHOUT ROWID, STRICT;
                 """)
         }
+        m.registerMigration("partitions") { db in
+            // One row: how many partitions the ledger's users are split into, and which one this
+            // file holds. Written once, by the first worker that opens the file.
+            try db.execute(sql: """
+                CREATE TABLE partition_layout (
+                    id INTEGER PRIMARY KEY CHECK (id = 1),
+                    partition_count INTEGER NOT NULL CHECK (partition_count >= 1),
+                    partition INTEGER NOT NULL CHECK (partition >= 0 AND partition < partition_count)
+                ) STRICT;
+                """)
+        }
         m.registerMigration("v2-append-only-hot-path") { db in
             try migrateToAppendOnlyHotPath(db)
         }

@@ -26,8 +26,7 @@ final class ActiveTerm {
         if let io { return io }
         // Lists are numbered from the time the thread starts, so that a new thread's lists sort
         // after the ones before it.
-        let made = try RedisIO(configuration: configuration.redis, keys: configuration.keys,
-                               workerId: configuration.workerId, firstSequence: UInt64(Date().timeIntervalSince1970 * 1_000_000))
+        let made = try RedisIO(configuration: configuration, firstSequence: UInt64(Date().timeIntervalSince1970 * 1_000_000))
         io = made
         return made
     }

@@ -1,3 +1,4 @@
+import JobWire
 import Redis
 
 /// The reliable queue: each take moves the oldest jobs of `P:jobs` atomically into a processing
@@ -9,6 +10,7 @@ final class JobQueue {
     let redis: RedisConnection
     let keys: QueueKeys
     let workerId: String
+    let partitioning: Partitioning
     /// `<n>` of the next list: microseconds at start, then +1 per take, so that lists of one
     /// worker id sort in take order across restarts too.
     private var nextSequence: UInt64
@@ -33,11 +35,16 @@ final class JobQueue {
         """
     private var takeScriptHandle: RedisScript?
 
-    init(redis: RedisConnection, keys: QueueKeys, workerId: String, firstSequence: UInt64) {
+    init(redis: RedisConnection, configuration: WorkerConfiguration, firstSequence: UInt64) {
         self.redis = redis
-        self.keys = keys
-        self.workerId = workerId
+        keys = configuration.keys
+        workerId = configuration.workerId
+        partitioning = configuration.partitioning
         nextSequence = firstSequence
+    }
+
+    private func batch(_ list: String, _ raws: [[UInt8]]) -> TakenBatch {
+        TakenBatch(list: list, raws: raws, partitioning: partitioning, partition: keys.partition ?? 0)
     }
 
     /// Takes up to `max` jobs, oldest first: everything already waiting in one round trip, or,
@@ -76,7 +83,7 @@ final class JobQueue {
         }
         let raws = reply.array?.compactMap(\.bytes) ?? []
         if !raws.isEmpty { nextSequence += 1 }
-        return TakenBatch(list: list, raws: raws)
+        return batch(list, raws)
     }
 
     /// Every registered processing list that still holds jobs, oldest first: lists of workers
@@ -92,7 +99,7 @@ final class JobQueue {
         var settled: [String] = []
         for (name, content) in zip(names, contents) {
             let raws = content.array?.compactMap(\.bytes) ?? []
-            if raws.isEmpty { settled.append(name) } else { batches.append(TakenBatch(list: name, raws: raws.reversed())) }
+            if raws.isEmpty { settled.append(name) } else { batches.append(batch(name, raws.reversed())) }
         }
         if !settled.isEmpty { try redis.send(RedisCommand("SREM", arguments: [keys.workers] + settled)) }
         return batches.sorted { ($0.sequence, $0.list) < ($1.sequence, $1.list) }

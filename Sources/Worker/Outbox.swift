@@ -28,8 +28,11 @@ struct Outbox {
         replies += 1
     }
 
+    /// An invalidation; on a split ledger it names its partition (`"partition": k` first), since
+    /// every partition publishes on the one channel.
     mutating func publish(_ json: String) {
-        commands.append(RedisCommand("PUBLISH", keys.balance, json))
+        let message = keys.partition.map { #"{"partition":\#($0),"# + json.dropFirst() } ?? json
+        commands.append(RedisCommand("PUBLISH", keys.balance, message))
         invalidations += 1
     }
 

@@ -16,7 +16,7 @@ final class QueueWorker {
     let stop: StopSignal
     let health: WorkerHealth
     var logger: Logger
-    let metrics = WorkerMetrics()
+    let metrics: WorkerMetrics
     let lease: Lease
     let processor: BatchProcessor
     var scheduler: RenewalScheduler
@@ -37,8 +37,10 @@ final class QueueWorker {
         self.ledger = ledger
         self.stop = stop
         self.health = health
+        metrics = WorkerMetrics(partition: configuration.keys.partition)
         var logger = logger
         logger[metadataKey: "worker"] = "\(configuration.workerId)"
+        if let partition = configuration.keys.partition { logger[metadataKey: "partition"] = "\(partition)" }
         self.logger = logger
         lease = Lease(key: configuration.keys.lease, workerId: configuration.workerId,
                       milliseconds: configuration.leaseMilliseconds)
@@ -161,8 +163,8 @@ final class QueueWorker {
 
     private func connection() throws(RedisError) -> JobQueue {
         if let link { return link }
-        let made = JobQueue(redis: try RedisConnection(configuration: configuration.redis), keys: configuration.keys,
-                            workerId: configuration.workerId, firstSequence: 0)
+        let made = JobQueue(redis: try RedisConnection(configuration: configuration.redis), configuration: configuration,
+                            firstSequence: 0)
         link = made
         return made
     }

@@ -20,8 +20,8 @@ final class RedisIO: @unchecked Sendable {
     /// How many times this thread's connection replaced a broken link by itself (for logs).
     var reconnectCount: Int { reconnects.load(ordering: .relaxed) }
 
-    init(configuration: RedisConfiguration, keys: QueueKeys, workerId: String, firstSequence: UInt64) throws(RedisError) {
-        queue = JobQueue(redis: try RedisConnection(configuration: configuration), keys: keys, workerId: workerId,
+    init(configuration: WorkerConfiguration, firstSequence: UInt64) throws(RedisError) {
+        queue = JobQueue(redis: try RedisConnection(configuration: configuration.redis), configuration: configuration,
                          firstSequence: firstSequence)
     }
 

@@ -12,13 +12,12 @@ struct TakenBatch: Sendable {
     let raws: [[UInt8]]
     let jobs: [Result<Job, InvalidJob>]
 
-    init(list: String, raws: [[UInt8]]) {
+    /// Decodes the jobs; on a partitioned ledger, a job of another partition's user is refused.
+    init(list: String, raws: [[UInt8]], partitioning: Partitioning = .single, partition: Int = 0) {
         self.list = list
         self.raws = raws
-        jobs = raws.map(Job.decode)
+        jobs = raws.map { partitioning.admit(Job.decode($0), raw: $0, on: partition) }
     }
-
-    static func empty(_ list: String) -> TakenBatch { TakenBatch(list: list, raws: []) }
 
     var isEmpty: Bool { raws.isEmpty }
     var count: Int { raws.count }

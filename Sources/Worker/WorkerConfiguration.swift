@@ -1,11 +1,16 @@
 import Foundation
+import JobWire
 import Redis
 
 /// Everything the worker needs to serve a queue, resolved from flags, environment, config file and
 /// defaults by the executable.
 public struct WorkerConfiguration: Sendable {
     public var redis: RedisConfiguration
+    /// The keys of the one partition this worker serves (`keys.partition`), or of the whole
+    /// ledger when it is not split.
     public var keys: QueueKeys
+    /// How the ledger is split; jobs of another partition's users are dead letters here.
+    public var partitioning: Partitioning
     /// Unique per process: it names this worker's processing list.
     public var workerId: String
     /// The most jobs taken and committed together.
@@ -25,6 +30,7 @@ public struct WorkerConfiguration: Sendable {
     public init(
         redis: RedisConfiguration = .init(),
         keys: QueueKeys = .init(),
+        partitioning: Partitioning = .single,
         workerId: String = WorkerConfiguration.defaultWorkerId(),
         batchSize: Int = 256,
         replyExpirySeconds: Int = 600,
@@ -36,6 +42,7 @@ public struct WorkerConfiguration: Sendable {
     ) {
         self.redis = redis
         self.keys = keys
+        self.partitioning = partitioning
         self.workerId = workerId
         self.batchSize = batchSize
         self.replyExpirySeconds = replyExpirySeconds

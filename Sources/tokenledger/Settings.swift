@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import JobWire
 import Ledger
 import Logging
 import Redis
@@ -24,6 +25,9 @@ struct SettingsOptions: ParsableArguments {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical. Env: TOKENLEDGER_LOG_LEVEL. Default: info.")
     var logLevel: String?
 
+    @Option(help: "Partitions of the ledger (fixed when it is created). Env: TOKENLEDGER_PARTITION_COUNT. Default: 1.")
+    var partitionCount: Int?
+
     func resolve(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> Settings {
         try Settings(options: self, environment: environment)
     }
@@ -44,6 +48,10 @@ struct Settings {
     var ledger: LedgerConfig
     var renewalSchedule: CronSchedule
     var renewalBatchSize: Int
+    /// How the ledger is split (the count is fixed when it is created).
+    var partitioning: Partitioning
+    /// The partitions this process serves (`all` by default).
+    var servedPartitions: [Int]
 
     init(options: SettingsOptions, environment env: [String: String], workerOptions: WorkerOptions? = nil) throws {
         let file = try (options.config ?? env["TOKENLEDGER_CONFIG"]).map(ConfigFile.load(path:)) ?? ConfigFile()
@@ -72,6 +80,14 @@ struct Settings {
         let prefix = options.prefix ?? env["TOKENLEDGER_PREFIX"] ?? file.prefix ?? "tokens"
         guard !prefix.isEmpty else { throw SettingsError("prefix must not be empty") }
         keys = QueueKeys(prefix: prefix)
+        let countText = options.partitionCount.map(String.init) ?? env["TOKENLEDGER_PARTITION_COUNT"] ?? file.partitionCount.map(String.init) ?? "1"
+        do {
+            guard let count = Int(countText) else { throw PartitionError("'\(countText)' is not a number") }
+            partitioning = try Partitioning(count: count)
+            servedPartitions = try partitioning.served(workerOptions?.partitions ?? env["TOKENLEDGER_PARTITIONS"] ?? file.partitions ?? "all")
+        } catch {
+            throw SettingsError("partitions: \(error)")
+        }
         http = workerOptions?.http ?? env["TOKENLEDGER_HTTP"] ?? file.http ?? "127.0.0.1:9464"
         workerId = workerOptions?.workerId ?? env["TOKENLEDGER_WORKER_ID"] ?? file.workerId ?? WorkerConfiguration.defaultWorkerId()
         guard !workerId.isEmpty, !workerId.contains(where: { $0.isWhitespace }) else {
@@ -124,11 +140,33 @@ struct Settings {
         guard renewalBatchSize >= 1 else { throw SettingsError("renewal.batchSize must be >= 1") }
     }
 
-    var workerConfiguration: WorkerConfiguration {
-        WorkerConfiguration(redis: redis, keys: keys, workerId: workerId, batchSize: batchSize,
-                            replyExpirySeconds: replyExpirySeconds, leaseMilliseconds: leaseMilliseconds,
+    /// The worker of one partition: its tagged keys (untagged when the ledger is not split).
+    func workerConfiguration(partition: Int) -> WorkerConfiguration {
+        WorkerConfiguration(redis: redis, keys: queueKeys(partition: partition), partitioning: partitioning, workerId: workerId,
+                            batchSize: batchSize, replyExpirySeconds: replyExpirySeconds, leaseMilliseconds: leaseMilliseconds,
                             maxAttempts: maxAttempts, renewalSchedule: renewalSchedule, renewalBatchSize: renewalBatchSize)
     }
+
+    func queueKeys(partition: Int) -> QueueKeys {
+        partitioning.count == 1 ? keys : QueueKeys(prefix: keys.prefix, partition: partition)
+    }
+
+    /// Each partition has a ledger file of its own: `tokenledger.sqlite` is `tokenledger-p3.sqlite`
+    /// for partition 3; an unsplit ledger keeps the configured name.
+    func databasePath(partition: Int) -> String { partitionFile(database, partition: partition) }
+
+    /// `base` for an unsplit ledger, else `base` with `-p<k>` before its extension.
+    func partitionFile(_ base: String, partition: Int) -> String {
+        guard partitioning.count > 1 else { return base }
+        let url = URL(fileURLWithPath: base)
+        let ext = url.pathExtension
+        let stem = url.deletingPathExtension().lastPathComponent
+        let name = ext.isEmpty ? "\(stem)-p\(partition)" : "\(stem)-p\(partition).\(ext)"
+        return url.deletingLastPathComponent().appendingPathComponent(name).path
+    }
+
+    /// Every partition's ledger file, for the admin commands that cover them all.
+    var databasePaths: [String] { (0..<partitioning.count).map(databasePath(partition:)) }
 
     /// `host:port` of the operator endpoints, or nil when they are `off`.
     func httpAddress() throws -> (host: String, port: UInt16)? {
@@ -145,21 +183,22 @@ struct Settings {
         return logger
     }
 
-    /// Opens the ledger read-only for the queries (no migration, no checkpoint, no file created).
-    func openReader() throws -> LedgerReader {
+    /// Opens a partition's ledger read-only for the queries (no migration, no checkpoint, no file
+    /// created).
+    func openReader(partition: Int = 0) throws -> LedgerReader {
+        let path = databasePath(partition: partition)
         do {
-            return try LedgerReader(path: database, config: ledger)
+            return try LedgerReader(path: path, config: ledger)
         } catch LedgerOpenError.notFound {
-            throw SettingsError("no ledger at \(database) (set --database or TOKENLEDGER_DATABASE)")
+            throw SettingsError("no ledger at \(path) (set --database or TOKENLEDGER_DATABASE)")
         }
     }
 
-    /// Opens the ledger; `creating` is for the worker and `migrate`, so that a query with a
-    /// mistyped path says so instead of answering from a new, empty ledger.
-    func openLedger(creating: Bool = true) throws -> Ledger {
-        guard creating || FileManager.default.fileExists(atPath: database) else {
-            throw SettingsError("no ledger at \(database) (set --database or TOKENLEDGER_DATABASE)")
-        }
-        return try Ledger(path: database, config: ledger)
+    /// Opens (creating if needed) a partition's ledger for writing, and records or checks the
+    /// partition it holds: for the worker and `migrate`.
+    func openLedger(partition: Int = 0) throws -> Ledger {
+        let opened = try Ledger(path: databasePath(partition: partition), config: ledger)
+        try opened.claimPartition(partition, of: partitioning.count)
+        return opened
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Ledger
 import JobWire
+import TestSupport
 import XCTest
 
 /// `Job.decode` alone: the strict JSON reading and the field rules, without Redis or SQLite.

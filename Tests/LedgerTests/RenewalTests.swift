@@ -136,6 +136,7 @@ final class RenewalTests: XCTestCase {
         XCTAssertEqual(try json(f.run(.renewAll(dryRun: false, tier: nil, limit: nil, continueOnError: true))).int("totalProcessed"), 0)
         XCTAssertEqual(try f.balance("fresh"), 60)
         XCTAssertEqual(try code(f.run(.renewAll(dryRun: false, tier: nil, limit: 0, continueOnError: true))), "invalid_limit")
+        XCTAssertEqual(try code(f.run(.renewAll(dryRun: false, tier: "Platinum", limit: nil, continueOnError: true))), "unknown_tier")
     }
 
     func testRenewAllTierFilterAndFailures() throws {

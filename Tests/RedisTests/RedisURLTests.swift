@@ -1,5 +1,6 @@
 import Foundation
 import Redis
+import TestSupport
 import XCTest
 
 final class RedisURLTests: XCTestCase {

@@ -48,15 +48,6 @@ final class CrashRecoveryTests: XCTestCase {
         XCTAssertEqual(status, 0, output, file: file, line: line)
     }
 
-    func waitUntilDrained(_ h: WorkerHarness, redis: RedisConnection? = nil, timeout: Double = 120) throws {
-        let redis = redis ?? h.redis
-        try h.eventually(timeout: timeout, "queue and processing lists drained") {
-            let workers = try redis.smembers(h.keys.workers).map { String(decoding: $0, as: UTF8.self) }
-            let pending = try workers.reduce(0) { $0 + (try redis.llen(h.keys.processing($1))) }
-            return try redis.llen(h.keys.jobs) == 0 && pending == 0
-        }
-    }
-
     func testKillNineDuringATwentyThousandJobRun() throws {
         let h = try WorkerHarness()
         let perUser = try enqueueWork(h, count: 20_000)
@@ -73,7 +64,7 @@ final class CrashRecoveryTests: XCTestCase {
         }
         XCTAssertGreaterThanOrEqual(kills, 3, "the run was interrupted several times")
         let last = try WorkerProcess(h, workerId: "finisher")
-        try waitUntilDrained(h)
+        try h.waitUntilDrained()
         XCTAssertEqual(last.terminate(), 0, last.log)
         try assertExactlyOnce(h, perUser: perUser)
     }
@@ -89,7 +80,7 @@ final class CrashRecoveryTests: XCTestCase {
         XCTAssertEqual(try left.reduce(0) { $0 + (try h.redis.llen(h.keys.processing($1))) }, 0,
                        "the batch in hand and the one taken ahead were finished: \(left)")
         let again = try WorkerProcess(h, workerId: "polite-2")
-        try waitUntilDrained(h)
+        try h.waitUntilDrained()
         XCTAssertEqual(again.terminate(), 0)
         try assertExactlyOnce(h, perUser: perUser)
     }
@@ -120,7 +111,7 @@ final class CrashRecoveryTests: XCTestCase {
         let killedAt = Date()
         try h.eventually(timeout: 10, "standby takes over") { try h.redis.get(h.keys.lease) == Array("standby".utf8) }
         XCTAssertLessThan(Date().timeIntervalSince(killedAt), 4, "within seconds of the active worker's death")
-        try waitUntilDrained(h)
+        try h.waitUntilDrained()
         XCTAssertEqual(standby.terminate(), 0, standby.log)
         try assertExactlyOnce(h, perUser: perUser)
         let epoch = try Ledger(path: h.databasePath).currentEpoch()
@@ -155,7 +146,7 @@ final class CrashRecoveryTests: XCTestCase {
         try server.restart()
         usleep(200_000)
         let redis = try RedisConnection(url: server.url)
-        try waitUntilDrained(h, redis: redis)
+        try h.waitUntilDrained(redis: redis)
         XCTAssertEqual(worker.terminate(), 0, worker.log)
         XCTAssertTrue(worker.log.contains("redis unavailable") || worker.log.contains("redis link broke"),
                       "the outage was logged: \(worker.log)")

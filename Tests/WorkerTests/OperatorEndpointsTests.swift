@@ -86,17 +86,24 @@ final class OperatorEndpointsTests: XCTestCase {
         XCTAssertEqual(worker.terminate(), 0, worker.log)
     }
 
+    /// The real worker with its endpoints on a free port and `config` as its config file; returns
+    /// it once `/healthz` answers, with the endpoints' base URL.
+    func startObserved(_ h: WorkerHarness, workerId: String, config: String) async throws -> (WorkerProcess, String) {
+        let port = TestEnvironment.freePort()
+        let path = h.directory.appendingPathComponent("\(workerId).json").path
+        try Data(config.utf8).write(to: URL(fileURLWithPath: path))
+        let worker = try WorkerProcess(h, workerId: workerId, extraArguments: ["--http", "127.0.0.1:\(port)"], configFile: path)
+        let base = "http://127.0.0.1:\(port)"
+        try await waitForServer("\(base)/healthz")
+        return (worker, base)
+    }
+
     /// A ledger that refuses writes (here locked by another process) is an outage: `/readyz`
     /// answers 503 naming the ledger, the metrics show it, and both recover once it answers.
     func testALockedLedgerIsNotReadyUntilItAnswers() async throws {
         let h = try WorkerHarness()
-        let port = TestEnvironment.freePort()
-        let config = h.directory.appendingPathComponent("busy.json").path
-        try Data(#"{"busyTimeoutMilliseconds": 20}"#.utf8).write(to: URL(fileURLWithPath: config))
-        let worker = try WorkerProcess(h, workerId: "blocked", extraArguments: ["--http", "127.0.0.1:\(port)"], configFile: config)
+        let (worker, base) = try await startObserved(h, workerId: "blocked", config: #"{"busyTimeoutMilliseconds": 20}"#)
         defer { _ = worker.terminate() }
-        let base = "http://127.0.0.1:\(port)"
-        try await waitForServer("\(base)/healthz")
         XCTAssertEqual(try h.call(["type": "open", "id": "b1", "userId": "bo"]).bool("success"), true)
 
         let lock = try StorageFailureTests.SQLiteShell.holdingLock(h.databasePath)
@@ -126,13 +133,8 @@ final class OperatorEndpointsTests: XCTestCase {
     /// because checkpoints cannot keep up (here a reader holds an old snapshot open).
     func testRefusedRepliesAndAGrowingWALShowOnMetrics() async throws {
         let h = try WorkerHarness()
-        let port = TestEnvironment.freePort()
-        let config = h.directory.appendingPathComponent("wal.json").path
-        try Data(#"{"walAutoCheckpointPages": 10}"#.utf8).write(to: URL(fileURLWithPath: config))
-        let worker = try WorkerProcess(h, workerId: "walwatch", extraArguments: ["--http", "127.0.0.1:\(port)"], configFile: config)
+        let (worker, base) = try await startObserved(h, workerId: "walwatch", config: #"{"walAutoCheckpointPages": 10}"#)
         defer { _ = worker.terminate() }
-        let base = "http://127.0.0.1:\(port)"
-        try await waitForServer("\(base)/healthz")
         XCTAssertEqual(try h.call(["type": "open", "id": "w0", "userId": "wes"]).bool("success"), true)
 
         try h.redis.send("SET", "\(h.keys.prefix):not-a-list", "x")

@@ -39,11 +39,6 @@ final class StorageFailureTests: XCTestCase {
         }
     }
 
-    /// Jobs taken and not settled: the lengths of every registered processing list.
-    func jobsInProcessingLists(_ h: WorkerHarness) throws -> Int64 {
-        try h.redis.smembers(h.keys.workers).reduce(0) { $0 + (try h.redis.llen(h.keys.processing(String(decoding: $1, as: UTF8.self)))) }
-    }
-
     func testAnOutageKeepsTheJobsReportsNotReadyAndCarriesOn() async throws {
         let h = try WorkerHarness()
         var ledgerConfig = LedgerConfig()
@@ -58,14 +53,14 @@ final class StorageFailureTests: XCTestCase {
         let second = try h.push(["type": "debit", "id": "s2", "userId": "ned", "operationType": "x", "amount": 1])
         try h.eventually("the worker reports the ledger as failing") { health.problems.contains { $0.hasPrefix("ledger:") } }
         usleep(4_000_000)
-        XCTAssertEqual(try jobsInProcessingLists(h) + (try h.redis.llen(h.keys.jobs)), 2, "the jobs are kept while the ledger is locked")
+        XCTAssertEqual(try h.jobsInProcessingLists() + (try h.redis.llen(h.keys.jobs)), 2, "the jobs are kept while the ledger is locked")
         XCTAssertEqual(try h.deadLetters().count, 0, "an outage is not poison")
         lock.release()
 
         XCTAssertEqual(try h.reply(first, timeout: 15).int("newBalance"), 105)
         XCTAssertEqual(try h.reply(second).int("newBalance"), 104, "applied in queue order")
         try h.eventually("ready again") { health.problems.isEmpty }
-        XCTAssertEqual(try jobsInProcessingLists(h), 0)
+        XCTAssertEqual(try h.jobsInProcessingLists(), 0)
         try await worker.stop()
         XCTAssertEqual(try Ledger.verify(path: h.databasePath), [])
     }
@@ -87,7 +82,7 @@ final class StorageFailureTests: XCTestCase {
         usleep(100_000)
         lock.release()
         try await stopping.value
-        XCTAssertEqual(try jobsInProcessingLists(h) + (try h.redis.llen(h.keys.jobs)), 1,
+        XCTAssertEqual(try h.jobsInProcessingLists() + (try h.redis.llen(h.keys.jobs)), 1,
                        "the uncommitted credit is still in Redis after the stop")
 
         worker = try h.startWorker(ledgerConfig: ledgerConfig, configuration: config)

@@ -28,15 +28,6 @@ final class TakeoverTests: XCTestCase {
         _ = try h.redis.pipeline((0..<users).map { RedisCommand("LPUSH", h.keys.jobs, #"{"type":"open","id":"o-\#($0)","userId":"u\#($0)"}"#) })
     }
 
-    func waitUntilDrained(_ h: WorkerHarness, redis: RedisConnection? = nil, timeout: Double = 60) throws {
-        let redis = redis ?? h.redis
-        try h.eventually(timeout: timeout, "queue and processing lists drained") {
-            let lists = try redis.smembers(h.keys.workers).map { String(decoding: $0, as: UTF8.self) }
-            let pending = try lists.reduce(0) { $0 + (try redis.llen(h.keys.processing($1))) }
-            return try redis.llen(h.keys.jobs) == 0 && pending == 0
-        }
-    }
-
     /// Each user's credits applied once each, in the order they were pushed.
     func assertOnceAndInOrder(_ h: WorkerHarness, users: Int, total: Int, file: StaticString = #filePath, line: UInt = #line) throws {
         let ledger = try Ledger(path: h.databasePath)
@@ -60,7 +51,7 @@ final class TakeoverTests: XCTestCase {
         let paused = try WorkerProcess(h, workerId: "paused", configFile: config)
         try h.eventually("the first worker is active") { try h.redis.get(h.keys.lease) == Array("paused".utf8) }
         try openUsers(h, 5)
-        try waitUntilDrained(h)
+        try h.waitUntilDrained()
 
         kill(paused.pid, SIGSTOP)
         let successor = try WorkerProcess(h, workerId: "successor", configFile: config)
@@ -70,14 +61,14 @@ final class TakeoverTests: XCTestCase {
         try pushNumberedCredits(h, users: 5, from: 0, count: 300)
         kill(paused.pid, SIGCONT)
         try pushNumberedCredits(h, users: 5, from: 300, count: 300)
-        try waitUntilDrained(h)
+        try h.waitUntilDrained()
         try h.eventually("the resumed worker stands by") { paused.log.contains("standing by") }
 
-        XCTAssertEqual(successor.terminate(), 0, successor.log)
-        XCTAssertEqual(paused.terminate(), 0, paused.log)
-        try assertOnceAndInOrder(h, users: 5, total: 600)
         let took = try Ledger(path: h.databasePath).currentEpoch()
-        XCTAssertEqual(took?.owner, "successor", "no later takeover by the resumed worker")
+        XCTAssertEqual(took?.owner, "successor", "no takeover back by the resumed worker while the successor lives")
+        XCTAssertEqual(paused.terminate(), 0, paused.log)
+        XCTAssertEqual(successor.terminate(), 0, successor.log)
+        try assertOnceAndInOrder(h, users: 5, total: 600)
     }
 
     func testTwoWorkersRacingForTheLease() throws {
@@ -97,7 +88,7 @@ final class TakeoverTests: XCTestCase {
             b.kill9()
         }
         let finisher = try WorkerProcess(h, workerId: "finisher", configFile: config)
-        try waitUntilDrained(h)
+        try h.waitUntilDrained()
         XCTAssertEqual(finisher.terminate(), 0, finisher.log)
         try assertOnceAndInOrder(h, users: 10, total: 4000)
     }

@@ -15,10 +15,10 @@ final class WorkerHarness {
     let redisURL: String
     let redis: RedisConnection
 
-    init(redisURL: String = TestEnvironment.redisURL) throws {
+    init(redisURL: String = TestEnvironment.redisURL, keys: QueueKeys? = nil) throws {
         directory = try TestEnvironment.temporaryDirectory()
         databasePath = directory.appendingPathComponent("ledger.sqlite").path
-        keys = QueueKeys(prefix: TestEnvironment.uniquePrefix("tl"))
+        self.keys = keys ?? QueueKeys(prefix: TestEnvironment.uniquePrefix("tl"))
         self.redisURL = redisURL
         redis = try RedisConnection(url: redisURL)
     }
@@ -84,6 +84,20 @@ final class WorkerHarness {
 
     func deadLetters() throws -> [[String: Any]] {
         try redis.lrange(keys.dead, 0, -1).reversed().map { try JSONSerialization.jsonObject(with: Data($0)) as! [String: Any] }
+    }
+
+    /// Jobs taken and not settled: the lengths of every registered processing list.
+    func jobsInProcessingLists(redis: RedisConnection? = nil) throws -> Int64 {
+        let redis = redis ?? self.redis
+        return try redis.smembers(keys.workers).reduce(0) { $0 + (try redis.llen(keys.processing(String(decoding: $1, as: UTF8.self)))) }
+    }
+
+    /// Waits until the queue is empty and every taken batch is settled.
+    func waitUntilDrained(redis: RedisConnection? = nil, timeout: Double = 120) throws {
+        let redis = redis ?? self.redis
+        try eventually(timeout: timeout, "queue and processing lists drained") {
+            try redis.llen(keys.jobs) == 0 && (try jobsInProcessingLists(redis: redis)) == 0
+        }
     }
 
     /// Waits until `condition` holds, polling.

@@ -3,22 +3,22 @@ import Foundation
 /// A seeded SplitMix64, so that a fuzz failure can be replayed: the seed comes from the
 /// `FUZZ_SEED` environment variable when it is set, else from the system generator, and is
 /// printed either way.
-struct SeededGenerator: RandomNumberGenerator {
-    let seed: UInt64
+public struct SeededGenerator: RandomNumberGenerator {
+    public let seed: UInt64
     private var state: UInt64
 
-    init(seed: UInt64) {
+    public init(seed: UInt64) {
         self.seed = seed
         state = seed
     }
 
-    static func fromEnvironment(test: String) -> SeededGenerator {
+    public static func fromEnvironment(test: String) -> SeededGenerator {
         let seed = ProcessInfo.processInfo.environment["FUZZ_SEED"].flatMap { UInt64($0) } ?? UInt64.random(in: .min ... .max)
         print("\(test): FUZZ_SEED=\(seed) (set it to replay this run)")
         return SeededGenerator(seed: seed)
     }
 
-    mutating func next() -> UInt64 {
+    public mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9

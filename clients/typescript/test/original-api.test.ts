@@ -1,0 +1,25 @@
+// The original-API script runs unchanged (but for its import and its `db`) against the worker.
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { join } from "node:path";
+import { TokenService } from "../src";
+import { newUser, Worker } from "./harness";
+
+const worker = new Worker();
+before(() => worker.start());
+after(() => worker.close());
+
+test("examples/original-api.ts runs against the worker", async () => {
+  const userId = newUser("script");
+  await new TokenService(await worker.client()).ensureAccount(userId);
+  const out = execFileSync("node", [join(__dirname, "..", "examples", "original-api.js"), userId], {
+    encoding: "utf8", timeout: 60_000,
+    env: { ...process.env, TOKENLEDGER_REDIS_URL: worker.redisUrl, TOKENLEDGER_PREFIX: worker.prefix },
+  });
+  const summary = JSON.parse(out.split("\n").find((line) => line.startsWith("SUMMARY "))!.slice(8));
+  // 100 - 10 + 10 (refund) - 5 + 25 - 3
+  assert.deepEqual(summary, { balance: 117, spent: 18, earned: 135, entries: 6, refused: "insufficient_tokens" });
+  assert.match(out, /refused: Insufficient tokens: /);
+  assert.match(out, /metrics: chargeForOperation user=.* success=true/);
+});
