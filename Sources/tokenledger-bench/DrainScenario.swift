@@ -54,7 +54,9 @@ struct DrainBench: ParsableCommand, Scenario {
         do {
             // A bulk load merges in large generations (fewer passes over the job-id index); the
             // worker then opens the file with its own defaults.
-            let ledger = try Ledger(path: path, config: LedgerConfig(mergeThresholdRows: prefill > 0 ? 2_097_152 : 49_152))
+            var bulk = LedgerConfig()
+            if prefill > 0 { bulk.mergeThresholdRows = 2_097_152 }
+            let ledger = try Ledger(path: path, config: bulk)
             let start = try Accounts.open(ledger, count: accounts, credit: credit, run: run)
             for i in 0..<accounts { expected[i] = start }
             if prefill > 0 {
