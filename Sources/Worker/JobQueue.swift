@@ -90,9 +90,8 @@ final class JobQueue {
     /// that crashed, stood by or stopped, and this worker's own after a Redis failure. Lists
     /// found empty are forgotten (a take registers its list and fills it in one step, so an
     /// empty registered list is a settled one).
-    func unfinished(excludingOwn: Bool = false) throws(RedisError) -> [TakenBatch] {
-        var names = try redis.smembers(keys.workers).map { String(decoding: $0, as: UTF8.self) }
-        if excludingOwn { names.removeAll { $0.hasPrefix(workerId + ":") } }
+    func unfinished() throws(RedisError) -> [TakenBatch] {
+        let names = try redis.smembers(keys.workers).map { String(decoding: $0, as: UTF8.self) }
         guard !names.isEmpty else { return [] }
         let contents = try redis.pipeline(names.map { RedisCommand("LRANGE", keys.processing($0), 0, -1) })
         var batches: [TakenBatch] = []

@@ -108,7 +108,9 @@ final class QueueWorker {
         logSendProblems(try term.collectSent())
         noteReconnects(link.redis.reconnectCount + term.reconnects)
         if batch.isEmpty {
-            if chores.due(\.sweep, every: .seconds(5)) { try recover(link, term, othersOnly: true) }
+            // Idle, with every outbox sent: any registered list, this worker's too, is a leftover
+            // (an acknowledgement lost with a Redis restart, say) and is settled again.
+            if chores.due(\.sweep, every: .seconds(5)) { try recover(link, term) }
             return
         }
         // Take the next batch while this one commits; its outbox leaves after this one's.
