@@ -127,9 +127,6 @@ public final class Ledger: Sendable {
             try transaction.flush()
             return (summary, transaction)
         }
-        // The scheduler may run many chunks with no batch between them (no `maintain` call from
-        // the worker): one slice per chunk keeps the merge going at the chunk's pace.
-        try maintain(epoch: epoch)
         try boundTail(tailRows, epoch: epoch)
         return summary
     }
