@@ -51,7 +51,7 @@ struct Outbox {
 
     /// Sends everything in one round trip. Error replies of single commands (a `replyTo` that names
     /// a key of another type, say) are returned, not thrown: the rest of the batch still goes out.
-    func flush(_ redis: RedisConnection) throws(RedisError) -> [String] {
+    func flush(_ redis: any RedisClient) throws(RedisError) -> [String] {
         guard !commands.isEmpty else { return [] }
         let answers = try redis.pipeline(commands)
         return zip(commands, answers).compactMap { command, answer in
