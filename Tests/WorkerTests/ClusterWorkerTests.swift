@@ -161,6 +161,12 @@ final class ClusterWorkerFailoverTests: XCTestCase {
                 let acknowledged = try XCTUnwrap(workload.acknowledgedAt[user]?[n - 1])
                 XCTAssertLessThan(acknowledged, killed, "\(user)'s credit \(n) was acknowledged after the kill, yet lost")
             }
+            // What replication had not reached is the newest of the user's pushes before the kill,
+            // minus what the worker had already applied (it takes the oldest first): one run of
+            // credits that ends with the last one the old master acknowledged.
+            let lastBeforeKill = workload.acknowledgedAt[user]?.filter { $0 < killed }.count ?? 0
+            XCTAssertEqual(credits, Array(lastBeforeKill - credits.count + 1 ..< lastBeforeKill + 1).filter { $0 > 0 },
+                           "\(user)'s lost credits are not the tail of what the old master acknowledged")
         }
         try workload.verify()
         let recoveries = worker.log.components(separatedBy: "redis unavailable").count - 1
