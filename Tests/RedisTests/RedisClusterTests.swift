@@ -253,6 +253,26 @@ final class RedisClusterTests: XCTestCase {
         }
     }
 
+    /// An outbox ends with its acknowledgement: the group that holds a pipeline's last command must
+    /// leave after every other group has been answered. Each command here reads its master's clock
+    /// (one machine, one clock), so the order in which the groups ran shows in the replies.
+    func testThePipelinesLastCommandLeavesAfterEveryOtherGroup() throws {
+        let client = try RedisCluster(url: cluster.url)
+        let masters = try cluster.masterPorts()
+        let tags = try masters.map { try tag(servedBy: $0, client) }
+        let now = "local t = redis.call('TIME') return t[1] * 1000000 + t[2]"
+        // The first and the last command share a master: without the rule, that group would go first.
+        let order = [0, 1, 2, 1, 0]
+        let replies = try client.pipeline(order.map { i in
+            (RedisCommand("EVAL", now, 1, "{\(tags[i])}:clock"), "{\(tags[i])}:clock")
+        })
+        let times = try replies.map { try XCTUnwrap($0.int) }
+        XCTAssertGreaterThan(times[4], times[1], "the last command ran after the second master's group")
+        XCTAssertGreaterThan(times[4], times[2], "the last command ran after the third master's group")
+        XCTAssertGreaterThan(times[0], times[2], "the first command was held with the last, in their group")
+        XCTAssertGreaterThanOrEqual(times[4], times[0], "a group keeps its order")
+    }
+
     // MARK: Pub/sub
 
     func testPublishOnAnyNodeReachesSubscribersOnEveryNode() throws {
