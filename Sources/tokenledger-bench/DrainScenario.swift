@@ -130,7 +130,9 @@ struct DrainBench: ParsableCommand, Scenario {
             }
             if queued == 0 && taken == 0 { break }
             if queued + taken < lastLeft { lastLeft = queued + taken; lastProgressNs = now }
-            if let stopped = workers.first(where: { !$0.isRunning }) { let worker = stopped; throw BenchError("the worker exited (status \(worker.process.terminationStatus)):\n\(worker.logTail())") }
+            if let stopped = workers.first(where: { !$0.isRunning }) {
+                throw BenchError("the worker exited (status \(stopped.process.terminationStatus)):\n\(stopped.logTail())")
+            }
             if now - lastProgressNs > 60_000_000_000 { throw BenchError("no progress for 60 s; worker log:\n\(worker.logTail())") }
             usleep(5_000)
         }
@@ -156,7 +158,7 @@ struct DrainBench: ParsableCommand, Scenario {
         report.add(Self.name, "  same, from first take", Double(jobs) / steady, .jobsPerSecond,
                    note: "start-up \(String(format: "%.0f", (total - steady) * 1000)) ms")
         report.add(Self.name, "  worker peak RSS, \(label)", Double(memory.peak) / 1_048_576, .mb, target: .atMost(64),
-                   note: "VmHWM; \(memory.summary)")
+                   note: "VmHWM\(processes == 1 ? "" : " of the first of \(processes) processes"); \(memory.summary)")
         report.add(Self.name, "  worker CPU", (workerCPU.user + workerCPU.system) / total * 100, .percent,
                    note: String(format: "of one core: %.1f s user + %.1f s sys in %.1f s; ", workerCPU.user, workerCPU.system, total)
                        + "\(Unit.grouped(switches)) voluntary switches, "

@@ -65,6 +65,19 @@ public final class RedisClusterProcess: @unchecked Sendable {
         process.waitUntilExit()
     }
 
+    /// Freezes one node (SIGSTOP): a replica frozen this way stops taking its master's writes, so
+    /// whatever the master acknowledges meanwhile is on the master alone.
+    public func suspend(_ port: Int) {
+        guard let process = servers[port], process.isRunning else { return }
+        Glibc.kill(process.processIdentifier, SIGSTOP)
+    }
+
+    /// Lets a frozen node run again (SIGCONT).
+    public func resume(_ port: Int) {
+        guard let process = servers[port], process.isRunning else { return }
+        Glibc.kill(process.processIdentifier, SIGCONT)
+    }
+
     /// Stops every node and the watchdog, and deletes the folder.
     public func stop() {
         for port in servers.keys.sorted() { kill(port) }

@@ -115,9 +115,14 @@ final class ClusterWorkerTests: XCTestCase {
 
 /// A master that serves a partition's slot is killed (SIGKILL) mid-run; its replica is promoted and
 /// the worker carries on. Replication is asynchronous, so jobs the old master acknowledged but had
-/// not yet sent to its replica may be lost: the test counts them and checks that each one was
-/// pushed to that master before the kill. No job is applied twice, each user's jobs stay in queue
-/// order, and `tokenledger verify` passes.
+/// not yet sent to its replica may be lost. To make that window certain rather than a matter of
+/// luck, the replica is frozen (SIGSTOP) and its link to the master cut (`CLIENT KILL TYPE replica`)
+/// for the last few hundred pushes before the kill, and thawed right after it: what the master did
+/// meanwhile (pushes, takes, acknowledgements) is lost with it.
+/// The test counts the lost credits and checks that each was pushed to that master before the
+/// kill; jobs the worker had applied come back from the replica and must be answered from the
+/// ledger, not applied again. No job is applied twice, each user's jobs stay in queue order, and
+/// `tokenledger verify` passes.
 final class ClusterWorkerFailoverTests: XCTestCase {
     func testAWorkerCarriesOnAcrossAFailover() throws {
         let started = ContinuousClock.now
@@ -137,10 +142,22 @@ final class ClusterWorkerFailoverTests: XCTestCase {
         let perUser = 500
         let total = perUser * workload.users.count
         var killedAt: ContinuousClock.Instant?
+        var frozenAt: Int?
+        defer { cluster.resume(replica) }
         try workload.pushCredits(producer, perUser: perUser, chunk: 40, pause: 0.002) { pushed in
             guard killedAt == nil, pushed >= total / 3 else { return }
+            guard let frozen = frozenAt else {
+                // Frozen, then cut off: what the socket already holds reaches the replica when it
+                // is thawed, nothing written after the cut does.
+                cluster.suspend(replica)
+                try cluster.connection(victim).send("CLIENT", "KILL", "TYPE", "replica")
+                frozenAt = pushed
+                return
+            }
+            guard pushed >= frozen + 400 else { return }
             cluster.kill(victim)
             killedAt = .now
+            cluster.resume(replica)
         }
         let killed = try XCTUnwrap(killedAt)
         let pushedIn = ContinuousClock.now - killed
@@ -170,8 +187,9 @@ final class ClusterWorkerFailoverTests: XCTestCase {
         }
         try workload.verify()
         let recoveries = worker.log.components(separatedBy: "redis unavailable").count - 1
-        var summary = "failover: master \(victim) of partitions \(victimPartitions.sorted()) killed after \(total / 3) of \(total) credits; "
-        summary += "replica \(replica) promoted; the rest pushed in \(pushedIn), all drained \(drainedIn) after the kill; "
+        var summary = "failover: replica \(replica) frozen after \(frozenAt ?? 0) of \(total) credits, "
+        summary += "master \(victim) of partitions \(victimPartitions.sorted()) killed 400 credits later; "
+        summary += "the replica promoted; the rest pushed in \(pushedIn), all drained \(drainedIn) after the kill; "
         summary += "\(lost) credits lost (acknowledged by the old master, never replicated); "
         summary += "\(workload.ambiguousPushes) pipelines broke mid-write, \(workload.retriedPushes) pushed again; "
         summary += "\(recoveries) worker recoveries; test took \(ContinuousClock.now - started)"
