@@ -59,13 +59,29 @@ final class ClusterWorkerTests: XCTestCase {
         }
         try workload.pushCredits(producer, perUser: 50)
         try workload.waitUntilDrained(producer)
+
+        // The command line takes the same URL: a query through the user's partition queue, and the
+        // dead letters of every partition (a job pushed on another partition's queue is one).
+        let cli = ["--redis-url", cluster.url, "--prefix", h.keys.prefix, "--partition-count", "4", "--database", h.databasePath]
+        let user = workload.users[5]
+        let (asked, answer) = try runTokenLedger(["enqueue", #"{"type":"balance","userId":"\#(user)"}"#, "--wait"] + cli)
+        XCTAssertEqual(asked, 0, answer)
+        XCTAssertTrue(answer.contains(#""tokensBalance":150"#), answer)
+        let elsewhere = workload.keys(partition: (workload.partitioning.partition(of: user) + 1) % 4).jobs
+        try producer.lpush(elsewhere, #"{"type":"credit","id":"misrouted","userId":"\#(user)","operationType":"bonus","amount":1}"#)
+        try workload.waitUntilDrained(producer)
+        let (listed, letters) = try runTokenLedger(["dead-letters", "list"] + cli)
+        XCTAssertEqual(listed, 0, letters)
+        XCTAssertTrue(letters.contains("wrong_partition") && letters.contains("misrouted"), letters)
+
         XCTAssertEqual(worker.terminate(), 0, worker.log)
         XCTAssertEqual(try workload.checkLedger(perUser: 50), [:], "nothing lost without a failure")
         try workload.verify()
     }
 
     /// The slot of one partition's tag moves to another master while jobs are pushed and drained:
-    /// keys move a few at a time (`ASK` meanwhile), then the new owner is announced (`MOVED`).
+    /// keys move one at a time between pipelines of pushes (`ASK` and `TRYAGAIN` meanwhile), then
+    /// the new owner is announced (`MOVED`).
     func testAWorkerCarriesOnAcrossASlotMigration() throws {
         let cluster = try startedCluster()
         let h = try WorkerHarness()
@@ -79,24 +95,44 @@ final class ClusterWorkerTests: XCTestCase {
         let slot = RedisKeySlot.slot(of: workload.keys(partition: moved).jobs)
         let from = try XCTUnwrap(try cluster.masterPort(forSlot: slot))
         let to = try XCTUnwrap(try cluster.masterPorts().first { $0 != from })
-        let perUser = 250
-        var migrated = false
+        let perUser = 1000
+        enum Migration { case before, workerPaused(at: Int), moving(keysMoved: Int), done(keysMoved: Int) }
+        var backlog = 0
+        defer { kill(worker.pid, SIGCONT) }
+        var migration = Migration.before
         let started = ContinuousClock.now
-        try workload.pushCredits(producer, perUser: perUser, chunk: 40, pause: 0.005) { pushed in
-            guard !migrated, pushed >= perUser * workload.users.count / 3 else { return }
-            migrated = true
-            try cluster.beginSlotMigration(slot, from: from, to: to)
-            // A few keys at a time, with jobs arriving and being taken in between.
-            while let keys = try cluster.connection(from).send("CLUSTER", "GETKEYSINSLOT", slot, 2).array?.compactMap(\.string), !keys.isEmpty {
-                try cluster.migrateKeys(keys, from: from, to: to)
-                usleep(50_000)
+        // One key moves after each pipeline of pushes, so jobs arrive, are taken and are settled
+        // while the slot's keys are split between the two masters.
+        try workload.pushCredits(producer, perUser: perUser, chunk: 200, pause: 0.01) { pushed in
+            switch migration {
+            case .before:
+                // The worker is paused for a few pipelines, so the queue holds a backlog when the
+                // slot starts moving, and the worker takes from it while its keys move.
+                guard pushed >= perUser * workload.users.count / 4 else { return }
+                kill(worker.pid, SIGSTOP)
+                migration = .workerPaused(at: pushed)
+            case .workerPaused(let at):
+                guard pushed >= at + 1000 else { return }
+                backlog = Int(try producer.llen(workload.keys(partition: moved).jobs))
+                try cluster.beginSlotMigration(slot, from: from, to: to)
+                kill(worker.pid, SIGCONT)
+                migration = .moving(keysMoved: 0)
+            case .moving(let moved):
+                if let key = try cluster.connection(from).send("CLUSTER", "GETKEYSINSLOT", slot, 1).array?.first?.string {
+                    try cluster.migrateKeys([key], from: from, to: to)
+                    migration = .moving(keysMoved: moved + 1)
+                } else {
+                    try cluster.finishSlotMigration(slot, from: from, to: to)
+                    migration = .done(keysMoved: moved)
+                }
+            case .done:
+                break
             }
-            try cluster.finishSlotMigration(slot, from: from, to: to)
         }
-        XCTAssertTrue(migrated)
+        guard case .done(let keysMoved) = migration else { return XCTFail("the migration did not finish while pushing") }
         XCTAssertEqual(try cluster.masterPort(forSlot: slot), to)
         try workload.waitUntilDrained(producer)
-        print("migration: slot \(slot) of partition \(moved) moved from \(from) to \(to); \(perUser * workload.users.count) credits drained in \(ContinuousClock.now - started); \(workload.retriedPushes) pushes retried")
+        print("migration: slot \(slot) of partition \(moved) moved from \(from) to \(to); \(perUser * workload.users.count) credits drained in \(ContinuousClock.now - started), \(keysMoved) keys moved one per pipeline, the first with \(backlog) jobs queued; \(workload.retriedPushes) pushes retried")
         XCTAssertTrue(worker.process.isRunning, worker.log)
         XCTAssertEqual(worker.terminate(), 0, worker.log)
         XCTAssertEqual(try workload.checkLedger(perUser: perUser), [:], "a migration loses nothing")
