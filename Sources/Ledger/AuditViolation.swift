@@ -48,5 +48,7 @@ public struct AuditViolation: Sendable, Equatable, CustomStringConvertible {
         public static let refundedTotal = "refunded_total_mismatch"
         /// A sum overflowed 64 bits.
         public static let overflow = "overflow"
+        /// `entry_index` does not hold exactly the merged entries.
+        public static let indexIncomplete = "index_incomplete"
     }
 }

@@ -10,6 +10,8 @@ public enum LedgerStorageError: Error, Sendable, Equatable, CustomStringConverti
     case notAQuery
     /// The file was made for another partition, or another partition count, than asked for.
     case partitionMismatch(path: String, recorded: String, requested: String)
+    /// A write transaction committed without producing its value (a bug, never expected).
+    case transactionWithoutValue
 
     public var description: String {
         switch self {
@@ -21,6 +23,8 @@ public enum LedgerStorageError: Error, Sendable, Equatable, CustomStringConverti
             return "read(_:) only answers queries"
         case let .partitionMismatch(path, recorded, requested):
             return "the ledger \(path) holds partition \(recorded); this worker was started for partition \(requested): the partition count is fixed when a ledger is made"
+        case .transactionWithoutValue:
+            return "a write transaction committed without producing its value"
         }
     }
 }

@@ -111,6 +111,8 @@ final class QueueWorker {
         // Take the next batch while this one commits; its outbox leaves after this one's.
         if !stop.isStopped { term.prefetch() }
         try settle(batch, in: term)
+        // One slice of index maintenance, while the Redis thread sends this batch's outbox.
+        try ledger.maintain(epoch: term.epoch)
     }
 
     /// Renews one chunk of a due renewal run; true while the run goes on.
