@@ -98,7 +98,7 @@ final class ClusterWorkerTests: XCTestCase {
         let perUser = 1000
         enum Migration { case before, workerPaused(at: Int), moving(keysMoved: Int), done(keysMoved: Int) }
         var backlog = 0
-        defer { kill(worker.pid, SIGCONT) }
+        defer { if worker.process.isRunning { kill(worker.pid, SIGCONT) } }
         var migration = Migration.before
         let started = ContinuousClock.now
         // One key moves after each pipeline of pushes, so jobs arrive, are taken and are settled
@@ -117,13 +117,13 @@ final class ClusterWorkerTests: XCTestCase {
                 try cluster.beginSlotMigration(slot, from: from, to: to)
                 kill(worker.pid, SIGCONT)
                 migration = .moving(keysMoved: 0)
-            case .moving(let moved):
+            case .moving(let count):
                 if let key = try cluster.connection(from).send("CLUSTER", "GETKEYSINSLOT", slot, 1).array?.first?.string {
                     try cluster.migrateKeys([key], from: from, to: to)
-                    migration = .moving(keysMoved: moved + 1)
+                    migration = .moving(keysMoved: count + 1)
                 } else {
                     try cluster.finishSlotMigration(slot, from: from, to: to)
-                    migration = .done(keysMoved: moved)
+                    migration = .done(keysMoved: count)
                 }
             case .done:
                 break
