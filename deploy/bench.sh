@@ -19,7 +19,7 @@ smoke=""
 for a in "$@"; do
   case "$a" in
     --smoke) smoke=1; args+=("$a") ;;
-    ledger|drain|latency|renewal|queries|all) scenario="$a" ;;
+    ledger|drain|latency|renewal|queries|credit|all) scenario="$a" ;;
     *) args+=("$a") ;;
   esac
 done

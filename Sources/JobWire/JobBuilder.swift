@@ -38,10 +38,16 @@ struct JobBuilder {
             return .charge(userId: userId, operation: operation, metadata: metadata)
         case .debit, .credit:
             let (userId, operationType, metadata) = (try userId(), try name(\.operationType, "operationType"), try metadata())
+            let expiry = type == .credit ? try grantExpiry() : nil
             guard let amount = try amount() else { return Self.amountOutOfRange }
-            return type == .debit
-                ? .debit(userId: userId, operationType: operationType, amount: amount, metadata: metadata)
-                : .credit(userId: userId, operationType: operationType, amount: amount, metadata: metadata)
+            if case .refused(let refusal)? = expiry { return .refusal(refusal) }
+            guard type == .credit else {
+                return .debit(userId: userId, operationType: operationType, amount: amount, metadata: metadata)
+            }
+            if case .expiry(let e)? = expiry {
+                return .credit(userId: userId, operationType: operationType, amount: amount, metadata: metadata, expiry: e)
+            }
+            return .credit(userId: userId, operationType: operationType, amount: amount, metadata: metadata)
         case .refund:
             let refundOf = try optional(\.refundOf, "refundOf")
             if let refundOf { try Self.checkID(refundOf, "refundOf") }
@@ -60,7 +66,15 @@ struct JobBuilder {
             let (userId, tier) = (try userId(), try required(\.tier, "tier"))
             let (months, metadata) = (try optionalInt(\.months, "months") ?? 1, try metadata())
             guard Self.isName(tier) else { return Self.unknownTier }
-            return .purchase(userId: userId, tier: tier, paymentId: paymentId, months: months, metadata: metadata)
+            switch try seconds(\.allocationExpiresIn, "allocationExpiresIn") {
+            case nil:
+                return .purchase(userId: userId, tier: tier, paymentId: paymentId, months: months, metadata: metadata)
+            case .exact(let s)?:
+                return .purchase(userId: userId, tier: tier, paymentId: paymentId, months: months, metadata: metadata,
+                                 allocationExpiresIn: s)
+            case .outOfRange?:
+                return Self.expiryOutOfRange
+            }
         case .renew:
             return .renew(userId: try userId())
         case .renewAll:
@@ -87,6 +101,99 @@ struct JobBuilder {
             return .statistics(userId: try userId(), startDate: start, endDate: end)
         case .eligibility:
             return .eligibility(userId: try userId())
+        case .hold, .capture, .release, .holds, .monitor, .unmonitor:
+            return try creditOperation(for: type)
+        }
+    }
+
+    // MARK: Reservations, grants, monitors (issue 13)
+
+    private enum ExpiryField {
+        case expiry(GrantExpiry)
+        case refused(Refusal)
+    }
+
+    private static let expiryOutOfRange = LedgerOperation.refusal(Refusal(
+        code: Refusal.invalidExpiry, message: "The expiry in seconds does not fit in 64 bits."))
+
+    /// `expiresAt` (ISO time) or `expiresIn` (seconds) of a credit; both is a shape error.
+    private func grantExpiry() throws(JobError) -> ExpiryField? {
+        if fields.expiresAt.isPresent && fields.expiresIn.isPresent {
+            throw JobError("Fields 'expiresAt' and 'expiresIn' exclude each other.")
+        }
+        if let date = try optionalDate(\.expiresAt, "expiresAt") { return .expiry(.at(date)) }
+        switch try seconds(\.expiresIn, "expiresIn") {
+        case nil: return nil
+        case .exact(let s)?: return .expiry(.afterSeconds(s))
+        case .outOfRange?: return .refused(Refusal(code: Refusal.invalidExpiry, message: "expiresIn does not fit in 64 bits."))
+        }
+    }
+
+    private func seconds(_ key: KeyPath<RawJob, RawJob.Field<RawJob.Amount>>, _ name: String) throws(JobError) -> RawJob.Amount? {
+        let field = fields[keyPath: key]
+        if field.wrongType { throw JobError("Field '\(name)' must be an integer.") }
+        return field.value
+    }
+
+    private func holdId() throws(JobError) -> String {
+        let id = try required(\.holdId, "holdId")
+        try Self.checkID(id, "holdId")
+        return id
+    }
+
+    private func creditOperation(for type: JobType) throws(JobError) -> LedgerOperation {
+        switch type {
+        case .hold:
+            let (userId, metadata) = (try userId(), try metadata())
+            let hasAmount = fields.amount.isPresent, hasOperation = fields.operation.isPresent
+            guard hasAmount != hasOperation else {
+                throw JobError("A hold needs exactly one of the fields 'amount' and 'operation'.")
+            }
+            let operation = hasOperation ? try required(\.operation, "operation") : nil
+            if let operation, !Self.isName(operation) { return Self.unknownOperation }
+            var amount: Int64? = nil
+            if hasAmount {
+                guard let exact = try self.amount() else { return Self.amountOutOfRange }
+                amount = exact
+            }
+            let expiresIn: Int64?
+            switch try seconds(\.expiresIn, "expiresIn") {
+            case nil: expiresIn = nil
+            case .exact(let s)?: expiresIn = s
+            case .outOfRange?: return Self.expiryOutOfRange
+            }
+            return .hold(userId: userId, amount: amount, operation: operation, expiresIn: expiresIn, metadata: metadata)
+        case .capture:
+            let (userId, holdId, metadata) = (try userId(), try holdId(), try metadata())
+            let operationType = fields.operationType.isPresent ? try name(\.operationType, "operationType") : nil
+            var amount: Int64? = nil
+            if fields.amount.isPresent {
+                guard let exact = try self.amount() else { return Self.amountOutOfRange }
+                amount = exact
+            }
+            return .capture(userId: userId, holdId: holdId, amount: amount, operationType: operationType, metadata: metadata)
+        case .release:
+            return .release(userId: try userId(), holdId: try holdId())
+        case .holds:
+            return .holds(userId: try userId())
+        case .monitor:
+            let userId = try userId()
+            let monitorId = try optional(\.monitorId, "monitorId")
+            if let monitorId { try Self.checkID(monitorId, "monitorId") }
+            guard fields.threshold.isPresent else { throw JobError("Field 'threshold' is required.") }
+            switch try seconds(\.threshold, "threshold") {
+            case .exact(let t)?:
+                return .monitor(userId: userId, monitorId: monitorId, threshold: t)
+            default:
+                return .refusal(Refusal(code: Refusal.invalidThreshold, message: "The threshold does not fit in 64 bits."))
+            }
+        case .unmonitor:
+            let userId = try userId()
+            let monitorId = try required(\.monitorId, "monitorId")
+            try Self.checkID(monitorId, "monitorId")
+            return .unmonitor(userId: userId, monitorId: monitorId)
+        default:
+            throw JobError("Job type '\(type.rawValue)' is not a reservation, grant or monitor job.")
         }
     }
 

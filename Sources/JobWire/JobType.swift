@@ -2,12 +2,14 @@
 public enum JobType: String, Sendable, CaseIterable {
     case open, charge, debit, credit, refund, purchase, renew, renewAll
     case balance, canAfford, history, statistics, eligibility
+    case hold, capture, release, holds, monitor, unmonitor
 
     /// Types that change balances need an `id` (the idempotency key) and have their result stored.
     public var isMutation: Bool {
         switch self {
         case .open, .charge, .debit, .credit, .refund, .purchase, .renew, .renewAll: return true
-        case .balance, .canAfford, .history, .statistics, .eligibility: return false
+        case .hold, .capture, .release, .monitor, .unmonitor: return true
+        case .balance, .canAfford, .history, .statistics, .eligibility, .holds: return false
         }
     }
 }

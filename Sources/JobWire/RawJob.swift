@@ -23,6 +23,9 @@ struct RawJob {
     var dryRun = Field<Bool>(), continueOnError = Field<Bool>()
     /// The metadata object's JSON text, as sent (validated; key order and spacing kept).
     var metadata = Field<String>()
+    // Reservations, grants, monitors (issue 13).
+    var holdId = Field<String>(), monitorId = Field<String>(), expiresAt = Field<String>()
+    var expiresIn = Field<Amount>(), allocationExpiresIn = Field<Amount>(), threshold = Field<Amount>()
 
     /// Reads the job's bytes (valid UTF-8); throws when they are not one JSON object.
     init(_ raw: [UInt8]) throws(JobError) {
@@ -52,15 +55,24 @@ struct RawJob {
         case "offset": offset = Self.int(value)
         case "dryRun": dryRun = Self.bool(value)
         case "continueOnError": continueOnError = Self.bool(value)
-        case "amount":
-            switch value {
-            case .integer(let n): amount = Field(value: .exact(n))
-            case .bigInteger: amount = Field(value: .outOfRange)
-            default: amount = Field(wrongType: true)
-            }
+        case "amount": amount = Self.amount(value)
+        case "holdId": holdId = Self.string(value)
+        case "monitorId": monitorId = Self.string(value)
+        case "expiresAt": expiresAt = Self.string(value)
+        case "expiresIn": expiresIn = Self.amount(value)
+        case "allocationExpiresIn": allocationExpiresIn = Self.amount(value)
+        case "threshold": threshold = Self.amount(value)
         case "metadata":
             if case .object(let text) = value { metadata = Field(value: text) } else { metadata = Field(wrongType: true) }
         default: break
+        }
+    }
+
+    private static func amount(_ value: JSONScanner.Value) -> Field<Amount> {
+        switch value {
+        case .integer(let n): return Field(value: .exact(n))
+        case .bigInteger: return Field(value: .outOfRange)
+        default: return Field(wrongType: true)
         }
     }
 

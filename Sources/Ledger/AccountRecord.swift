@@ -30,9 +30,29 @@ final class AccountRecord {
     /// `last_entry_id`): it is written by the merge, not by the batch (see `LedgerTail`).
     var lagging = false
 
+    // -- credit (issue 13): see `Schema+Credit` --
+    /// The sum of the open holds.
+    var held: Int64 = 0
+    /// The free tokens of live grants (not spent, held or lapsed).
+    var granted: Int64 = 0
+    /// The soonest expiry among open holds and live grants; nil when there is none.
+    var nextDueMs: Int64?
+    /// How many monitors the account has.
+    var monitors: Int64 = 0
+    /// held, granted, nextDueMs or monitors changed: one more UPDATE, only for such accounts.
+    var dirtyCredit = false
+    /// `available` when the current command first changed the account (monitors compare it).
+    var availableBefore: Int64?
+    /// The last entry the current command wrote on the account.
+    var entryInCommand: Int64?
+
+    /// What can be spent or held: the balance less the open holds.
+    var available: Int64 { balance - held }
+    // -- end credit --
+
     static let columns = """
         id, user_id, tier, balance, spent, anchor_ms, periods, last_renewal_ms, next_renewal_ms,
-        expires_ms, created_ms, entry_count, last_entry_id
+        expires_ms, created_ms, entry_count, last_entry_id, held, granted, next_due_ms, monitors
         """
 
     /// From the current row of a statement selecting `columns`.
@@ -50,6 +70,10 @@ final class AccountRecord {
         createdMs = q.int64(10)
         entryCount = q.int64(11)
         lastEntryId = q.optionalInt64(12)
+        held = q.int64(13)
+        granted = q.int64(14)
+        nextDueMs = q.optionalInt64(15)
+        monitors = q.int64(16)
     }
 
     init(id: Int64, userId: String, tier: String, nowMs: Int64) {
@@ -66,22 +90,6 @@ final class AccountRecord {
         createdMs = nowMs
         entryCount = 0
         lastEntryId = nil
-    }
-
-    /// A copy a transaction may change without touching the tail's (a rollback must leave it).
-    func copy() -> AccountRecord {
-        let c = AccountRecord(id: id, userId: userId, tier: tier, nowMs: createdMs)
-        c.balance = balance
-        c.spent = spent
-        c.anchorMs = anchorMs
-        c.periods = periods
-        c.lastRenewalMs = lastRenewalMs
-        c.nextRenewalMs = nextRenewalMs
-        c.expiresMs = expiresMs
-        c.entryCount = entryCount
-        c.lastEntryId = lastEntryId
-        c.lagging = lagging
-        return c
     }
 
     /// Applies an entry written after this row's `last_entry_id`, as the transaction that wrote

@@ -83,6 +83,9 @@ struct Auditor {
             }
         }
         try checkRefunds(accounts)
+        // holds, grants, lapses, monitors (Audit+Credit), against the balances the entries give: an
+        // account row lags behind its unmerged entries.
+        try checkCredit(balances: Dictionary(uniqueKeysWithValues: accounts.map { ($0.key, $0.value.sum) }))
     }
 
     mutating func checkEntries(_ accounts: inout [Int64: AccountCheck]) throws {
@@ -121,7 +124,8 @@ struct Auditor {
             }
             let (sumAfter, overflow) = before.addingReportingOverflow(amount)
             let spending = kind == Schema.Kind.charge.rawValue || kind == Schema.Kind.debit.rawValue
-            if overflow || sumAfter != after || Schema.Kind(rawValue: kind) == nil || (spending ? amount > 0 : amount < 0) {
+            let negative = spending || kind == Schema.Kind.expiry.rawValue  // credit: a lapse writes tokens off
+            if overflow || sumAfter != after || Schema.Kind(rawValue: kind) == nil || (negative ? amount > 0 : amount < 0) {
                 add(Code.entryArithmetic, user: u, entry: id, "Entry \(id) of \(u) is inconsistent: \(before) + \(amount) recorded as \(after) (kind \(kind)).")
             }
             if after < 0 { add(Code.negativeBalance, user: u, entry: id, "Entry \(id) leaves \(u) with a negative balance of \(after).") }

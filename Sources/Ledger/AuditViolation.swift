@@ -50,5 +50,21 @@ public struct AuditViolation: Sendable, Equatable, CustomStringConvertible {
         public static let overflow = "overflow"
         /// `entry_index` does not hold exactly the merged entries.
         public static let indexIncomplete = "index_incomplete"
+        // Reservations and grants (issue 13).
+        /// An account's `held` differs from the sum of its open holds.
+        public static let heldMismatch = "held_mismatch"
+        /// An account's `granted` differs from its live grants' remaining tokens.
+        public static let grantedMismatch = "granted_mismatch"
+        /// The grants' remaining tokens plus the held tokens exceed the balance.
+        public static let reservedBeyondBalance = "reserved_beyond_balance"
+        /// An account's next due time differs from its holds' and grants' expiries.
+        public static let nextDueMismatch = "next_due_mismatch"
+        public static let monitorCount = "monitor_count_mismatch"
+        /// A grant lapsed twice, or its expiry entries disagree with what it records as lapsed.
+        public static let lapseTwice = "lapse_mismatch"
+        /// An expiry entry names no grant of its account.
+        public static let lapseOrphan = "lapse_orphan"
+        /// A hold closed twice, or its state, capture entry or grant portions disagree.
+        public static let holdInconsistent = "hold_inconsistent"
     }
 }

@@ -15,6 +15,21 @@ public struct CommandResult: Sendable {
     public var changes: [BalanceChange]
     /// The refusal's code when `success` is false (for metrics and logs).
     public var errorCode: String?
+    // -- credit (issue 13) --
+    /// The job's own change (its entry, or its hold), for the `job.applied` event; nil for a
+    /// refusal, a query or a job that changed nothing.
+    public var own: BalanceChange?
+    /// When the transaction ran (the time of a first application's event).
+    public var atMs: Int64 = 0
+    /// Events of changes the ledger made on its own before the job, in the same transaction
+    /// (`hold.expired`, `grant.expired` of the accounts the job touched).
+    public var events: [LedgerEvent] = []
+    /// `balance.low` events the job's changes fired (written to the stream and `P:alerts`).
+    public var alerts: [LedgerEvent] = []
+    /// The last row of `pending_sends` this command wrote (its side changes, events, alerts):
+    /// the worker tells the ledger once it has sent them (`Ledger.settleDue(forgetSentThrough:)`).
+    public var pendingSeq: Int64?
+    // -- end credit --
 
     public init(success: Bool, json: String, duplicate: Bool = false, changes: [BalanceChange] = [], errorCode: String? = nil) {
         self.success = success
@@ -56,14 +71,19 @@ public struct BalanceChange: Sendable, Equatable {
     public var tokensBalance: Int64
     public var tokensSpent: Int64
     public var tier: String
-    /// Nil for a tier change without an entry (a downgrade whose renewal granted nothing).
+    /// Nil for a change without an entry (a tier change, a hold made or closed).
     public var ledgerEntryId: Int64?
-    public var operationType: String
-    public var tokensAmount: Int64
+    /// Nil for a change without an entry.
+    public var operationType: String?
+    /// Nil for a change without an entry.
+    public var tokensAmount: Int64?
     public var at: Date
+    /// The sum of the account's open holds, and `tokensBalance - held`.
+    public var held: Int64
+    public var available: Int64
 
     public init(userId: String, tokensBalance: Int64, tokensSpent: Int64, tier: String, ledgerEntryId: Int64?,
-                operationType: String, tokensAmount: Int64, at: Date) {
+                operationType: String?, tokensAmount: Int64?, at: Date, held: Int64 = 0) {
         self.userId = userId
         self.tokensBalance = tokensBalance
         self.tokensSpent = tokensSpent
@@ -72,20 +92,24 @@ public struct BalanceChange: Sendable, Equatable {
         self.operationType = operationType
         self.tokensAmount = tokensAmount
         self.at = at
+        self.held = held
+        self.available = tokensBalance - held
     }
 
-    /// The invalidation message of the contract:
-    /// `{"userId","tokensBalance","tokensSpent","tier","ledgerEntryId","operationType","tokensAmount","at"}`.
+    /// The invalidation message of the contract: `{"userId","tokensBalance","tokensSpent","held",
+    /// "available","tier","ledgerEntryId","operationType","tokensAmount","at"}`.
     public var json: String {
         var w = JSONWriter()
         w.beginObject()
         w.key("userId"); w.string(userId)
         w.key("tokensBalance"); w.int(tokensBalance)
         w.key("tokensSpent"); w.int(tokensSpent)
+        w.key("held"); w.int(held)
+        w.key("available"); w.int(available)
         w.key("tier"); w.string(tier)
         w.key("ledgerEntryId"); if let ledgerEntryId { w.int(ledgerEntryId) } else { w.null() }
         w.key("operationType"); w.string(operationType)
-        w.key("tokensAmount"); w.int(tokensAmount)
+        w.key("tokensAmount"); if let tokensAmount { w.int(tokensAmount) } else { w.null() }
         w.key("at"); w.time(ms: LedgerTime.milliseconds(at))
         w.endObject()
         return w.text
@@ -101,6 +125,10 @@ public struct RenewAllSummary: Sendable, Equatable {
     public var renewals: [RenewalOutcome]
     /// The changes to publish after the commit (empty for a dry run).
     public var changes: [BalanceChange]
+    /// Events of lapses and hold expiries written before the renewals, and alerts fired.
+    public var events: [LedgerEvent] = []
+    /// The last row of `pending_sends` written for these changes and events.
+    public var pendingSeq: Int64?
 
     public init(totalProcessed: Int = 0, successful: Int = 0, failed: Int = 0, errors: [RenewalFailure] = [],
                 renewals: [RenewalOutcome] = [], changes: [BalanceChange] = []) {

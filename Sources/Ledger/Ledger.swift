@@ -152,6 +152,29 @@ public final class Ledger: Sendable {
         return (value, tailRows)
     }
 
+    /// Settles at most `limit` accounts on which a hold expiry or a grant lapse fell due (soonest
+    /// due first) in one transaction: the worker's sweep of accounts no job touches. Call again
+    /// while `accounts == limit`.
+    /// `forgetSentThrough`: the worker has sent every row of `pending_sends` up to this seq.
+    /// `budget`: stop settling once this much time has passed (`more` is then true), so that a
+    /// chunk holds the queue up for about that long whatever the machine's load.
+    public func settleDue(limit: Int, epoch: Int64? = nil, forgetSentThrough: Int64? = nil,
+                          budget: Duration? = nil) throws -> SettleSummary {
+        let deadline = budget.map { ContinuousClock.now + $0 }
+        let nowMs = LedgerTime.milliseconds(clock.now())
+        let (summary, tailRows) = try commandTransaction(epoch: epoch) { db in
+            if let sent = forgetSentThrough {
+                try db.execute(sql: "DELETE FROM pending_sends WHERE seq <= ?", arguments: [sent])
+            }
+            let transaction = try LedgerTransaction(db: db, config: config, tail: tail, clockMs: nowMs, writable: true)
+            let summary = try transaction.settleDue(limit: max(limit, 1), deadline: deadline)
+            try transaction.flush()
+            return (summary, transaction)
+        }
+        try boundTail(tailRows, epoch: epoch)
+        return summary
+    }
+
     /// One IMMEDIATE transaction, fenced by `epoch`: commits what `body` did, or nothing.
     /// `afterCommit` runs on the writer's queue once the COMMIT has succeeded, never after a
     /// rollback; after a rollback the tail is marked stale, so it is reread before its next use.

@@ -42,6 +42,9 @@ public struct LedgerConfig: Sendable, Codable, Equatable {
     /// a slice runs between two batches, so it is a pause for the jobs behind it, and a short
     /// pause keeps the latency tail short; its commit (one fsync) is amortized over 1024 rows.
     public var mergeSliceRows: Int
+    /// The threshold of the monitor every account has under the id `default` (nil: none, the
+    /// default): `balance.low` fires when `available` falls below it.
+    public var defaultMonitorThreshold: Int64?
 
     public static let defaultCosts: [String: Int64] = ["image_generation": 10, "chatgpt_message": 5]
     public static let defaultTiers: [String: TierConfig] = [
@@ -59,8 +62,10 @@ public struct LedgerConfig: Sendable, Codable, Equatable {
         walAutoCheckpointPages: Int = 1000,
         cacheMebibytes: Int = 8,
         mergeThresholdRows: Int = 49_152,
-        mergeSliceRows: Int = 1024
+        mergeSliceRows: Int = 1024,
+        defaultMonitorThreshold: Int64? = nil
     ) {
+        self.defaultMonitorThreshold = defaultMonitorThreshold
         self.costs = costs
         self.tiers = tiers
         self.renewalPolicy = renewalPolicy
@@ -75,6 +80,7 @@ public struct LedgerConfig: Sendable, Codable, Equatable {
     enum CodingKeys: String, CodingKey {
         case costs, tiers, renewalPolicy, synchronous, busyTimeoutMilliseconds, walAutoCheckpointPages, cacheMebibytes
         case mergeThresholdRows, mergeSliceRows
+        case defaultMonitorThreshold
     }
 
     public init(from decoder: any Decoder) throws {
@@ -89,6 +95,7 @@ public struct LedgerConfig: Sendable, Codable, Equatable {
         if let v = try c.decodeIfPresent(Int.self, forKey: .cacheMebibytes) { cacheMebibytes = v }
         if let v = try c.decodeIfPresent(Int.self, forKey: .mergeThresholdRows) { mergeThresholdRows = v }
         if let v = try c.decodeIfPresent(Int.self, forKey: .mergeSliceRows) { mergeSliceRows = v }
+        defaultMonitorThreshold = try c.decodeIfPresent(Int64.self, forKey: .defaultMonitorThreshold)
     }
 
     /// Checks the values decoding cannot: throws `LedgerConfigError` naming the first
@@ -109,6 +116,8 @@ public struct LedgerConfig: Sendable, Codable, Equatable {
         if cacheMebibytes < 1 { throw LedgerConfigError("cacheMebibytes must be >= 1") }
         if mergeThresholdRows < 1 { throw LedgerConfigError("mergeThresholdRows must be >= 1") }
         if mergeSliceRows < 1 { throw LedgerConfigError("mergeSliceRows must be >= 1") }
+        if costs["expiry"] != nil { throw LedgerConfigError("costs.expiry: expiry is the ledger's own operation type") }
+        if let t = defaultMonitorThreshold, t < 0 { throw LedgerConfigError("defaultMonitorThreshold must be >= 0") }
     }
 }
 
@@ -138,6 +147,8 @@ public enum RenewalPolicy: String, Sendable, Codable, Equatable {
     case topUp
     /// Add the allocation to whatever is left.
     case accumulate
+    /// Each period's allocation is a grant that lapses at the next renewal: no roll-over.
+    case expire
 }
 
 public enum SynchronousMode: String, Sendable, Codable, Equatable {

@@ -14,10 +14,13 @@ public enum LedgerOperation: Sendable, Equatable {
     case open(userId: String)
     case charge(userId: String, operation: String, metadata: String?)
     case debit(userId: String, operationType: String, amount: Int64, metadata: String?)
-    case credit(userId: String, operationType: String, amount: Int64, metadata: String?)
+    /// With `expiry`, the credited tokens form a grant (id: the job id) that lapses then.
+    case credit(userId: String, operationType: String, amount: Int64, metadata: String?, expiry: GrantExpiry? = nil)
     /// `refundOf` is the job id of an earlier charge or debit of this user.
     case refund(userId: String, refundOf: String?, amount: Int64?, metadata: String?)
-    case purchase(userId: String, tier: String, paymentId: String, months: Int, metadata: String?)
+    /// With `allocationExpiresIn` (seconds), the allocation is a grant that lapses then.
+    case purchase(userId: String, tier: String, paymentId: String, months: Int, metadata: String?,
+                  allocationExpiresIn: Int64? = nil)
     case renew(userId: String)
     /// `limit` nil means every eligible account.
     case renewAll(dryRun: Bool, tier: String?, limit: Int?, continueOnError: Bool)
@@ -26,6 +29,19 @@ public enum LedgerOperation: Sendable, Equatable {
     case history(userId: String, limit: Int, offset: Int, operationType: String?, startDate: Date?, endDate: Date?)
     case statistics(userId: String, startDate: Date, endDate: Date)
     case eligibility(userId: String)
+    // -- credit (issue 13) --
+    /// Reserves `amount`, or the cost of `operation` (exactly one is set), for `expiresIn`
+    /// seconds (default 900, at most 7 days). The hold's id is the job id.
+    case hold(userId: String, amount: Int64?, operation: String?, expiresIn: Int64?, metadata: String?)
+    /// Spends `amount` (default: all) of a hold and frees the rest.
+    case capture(userId: String, holdId: String, amount: Int64?, operationType: String?, metadata: String?)
+    case release(userId: String, holdId: String)
+    /// The open holds of an account.
+    case holds(userId: String)
+    /// Watches `available`; `monitorId` nil means the job id.
+    case monitor(userId: String, monitorId: String?, threshold: Int64)
+    case unmonitor(userId: String, monitorId: String)
+    // -- end credit --
     /// A refusal the worker decided before it could type the job (for instance an `amount`
     /// beyond 64 bits, which the contract makes `invalid_amount`, not a dead letter). Applying
     /// it stores the refusal under the job id, so a replay answers it like any refusal.
@@ -34,7 +50,7 @@ public enum LedgerOperation: Sendable, Equatable {
     /// Whether the command only reads (its result is still stored when it has a job id).
     public var isQuery: Bool {
         switch self {
-        case .balance, .canAfford, .history, .statistics, .eligibility: return true
+        case .balance, .canAfford, .history, .statistics, .eligibility, .holds: return true
         case .renewAll(let dryRun, _, _, _): return dryRun
         default: return false
         }
@@ -51,4 +67,11 @@ public struct Command: Sendable, Equatable {
         self.jobId = jobId
         self.operation = operation
     }
+}
+
+/// When a credit's tokens lapse: at a time, or after some seconds (both checked by the ledger:
+/// a time not in the future, or seconds below 1, is `invalid_expiry`).
+public enum GrantExpiry: Sendable, Equatable {
+    case at(Date)
+    case afterSeconds(Int64)
 }

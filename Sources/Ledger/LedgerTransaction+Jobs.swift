@@ -25,6 +25,10 @@ extension LedgerTransaction {
     /// was stored earlier in this same transaction); otherwise the command runs and its result,
     /// a refusal too, is stored under its job id.
     func perform(_ command: Command) throws -> CommandResult {
+        try finishCommand(performOnce(command))
+    }
+
+    private func performOnce(_ command: Command) throws -> CommandResult {
         if let jobId = command.jobId, let stored = try storedJob(jobId) {
             return try replay(stored)
         }
@@ -62,7 +66,7 @@ extension LedgerTransaction {
                 changes.append(change(a, entryId: entryId, operationType: e.operationType, amount: e.amount, atMs: e.createdMs))
             }
         } else if let accountId = stored.accountId, let a = try account(id: accountId) {
-            changes.append(change(a, entryId: nil, operationType: LedgerTransaction.tierChange, amount: 0, atMs: nowMs))
+            changes.append(change(a, entryId: nil, operationType: nil, amount: nil, atMs: nowMs))
         }
         let success = json.hasPrefix(#"{"success":true"#)
         var code: String? = nil
@@ -105,15 +109,21 @@ extension LedgerTransaction {
             }
             return try spend(userId, kind: .charge, operationType: operation, amount: cost, jobId: jobId, metadata: metadata)
         case let .debit(userId, operationType, amount, metadata):
+            if let e = Self.reserved(operationType) { return .refused(e) }
             if let e = Self.checkAmount(amount) { return .refused(e) }
             return try spend(userId, kind: .debit, operationType: operationType, amount: amount, jobId: jobId, metadata: metadata)
-        case let .credit(userId, operationType, amount, metadata):
+        case let .credit(userId, operationType, amount, metadata, expiry):
+            if let e = Self.reserved(operationType) { return .refused(e) }
             if let e = Self.checkAmount(amount) { return .refused(e) }
+            if let expiry {
+                return try creditExpiring(userId, operationType: operationType, amount: amount, expiry: expiry, jobId: jobId, metadata: metadata)
+            }
             return try credit(userId, operationType: operationType, amount: amount, jobId: jobId, metadata: metadata)
         case let .refund(userId, refundOf, amount, metadata):
             return try refund(userId, refundOf: refundOf, amount: amount, jobId: jobId, metadata: metadata)
-        case let .purchase(userId, tier, paymentId, months, metadata):
-            return try purchase(userId, tier: tier, paymentId: paymentId, months: months, jobId: jobId, metadata: metadata)
+        case let .purchase(userId, tier, paymentId, months, metadata, allocationExpiresIn):
+            return try purchase(userId, tier: tier, paymentId: paymentId, months: months, jobId: jobId, metadata: metadata,
+                                allocationExpiresIn: allocationExpiresIn)
         case .renew(let userId):
             return try renew(userId, jobId: jobId)
         case let .renewAll(dryRun, tier, limit, continueOnError):
@@ -129,9 +139,28 @@ extension LedgerTransaction {
             return try statistics(userId, startMs: LedgerTime.milliseconds(startDate), endMs: LedgerTime.milliseconds(endDate))
         case .eligibility(let userId):
             return try eligibility(userId)
+        case let .hold(userId, amount, operation, expiresIn, metadata):
+            return try hold(userId, amount: amount, operation: operation, expiresIn: expiresIn, jobId: jobId, metadata: metadata)
+        case let .capture(userId, holdId, amount, operationType, metadata):
+            return try capture(userId, holdId: holdId, amount: amount, operationType: operationType, jobId: jobId, metadata: metadata)
+        case let .release(userId, holdId):
+            return try release(userId, holdId: holdId)
+        case .holds(let userId):
+            return try holds(userId)
+        case let .monitor(userId, monitorId, threshold):
+            return try monitor(userId, monitorId: monitorId ?? jobId ?? "", threshold: threshold)
+        case let .unmonitor(userId, monitorId):
+            return try unmonitor(userId, monitorId: monitorId)
         case .refusal(let error):
             return .refused(error)
         }
+    }
+
+    /// `expiry` is the ledger's own operationType: no producer job may name it.
+    static func reserved(_ operationType: String?) -> Refusal? {
+        operationType == expiryOperationType
+            ? Refusal(code: Refusal.reservedOperationType, message: "The operationType expiry is reserved for lapsed grants.")
+            : nil
     }
 
     static func checkAmount(_ amount: Int64) -> Refusal? {

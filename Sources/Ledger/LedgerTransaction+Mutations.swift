@@ -18,6 +18,8 @@ extension LedgerTransaction {
         if gift.allocation > 0 {
             entryId = try appendEntry(a, kind: .renewal, operationType: "renewal", amount: gift.allocation, jobId: jobId, metadata: nil)
         }
+        // credit: under the `expire` policy the first period's allocation is a grant too.
+        let grant = try renewalGrant(a, amount: entryId == nil ? 0 : gift.allocation)
         var w = JSONWriter()
         w.beginObject()
         w.key("success"); w.bool(true)
@@ -28,8 +30,9 @@ extension LedgerTransaction {
         w.key("tokensAmount"); w.int(a.balance)
         w.key("lastRenewalAt"); w.time(ms: a.lastRenewalMs)
         w.key("nextRenewalDate"); w.time(ms: a.nextRenewalMs)
+        if let grant { w.key("grantId"); w.string(grant.grantId); w.key("expiresAt"); w.time(ms: grant.expiresMs) }
         w.endObject()
-        let c = change(a, entryId: entryId, operationType: entryId == nil ? Self.tierChange : "renewal", amount: a.balance, atMs: nowMs)
+        let c = change(a, entryId: entryId, operationType: entryId == nil ? nil : "renewal", amount: entryId == nil ? nil : a.balance, atMs: nowMs)
         return Outcome(result: CommandResult(success: true, json: w.text, changes: [c]), entryId: entryId, accountId: a.id)
     }
 
@@ -37,11 +40,12 @@ extension LedgerTransaction {
     func spend(_ userId: String, kind: Schema.Kind, operationType: String, amount: Int64, jobId: String?,
                metadata: String?) throws -> Outcome {
         guard let a = try account(userId) else { return .refused(.userNotFound(userId)) }
-        guard a.balance >= amount else { return .refused(.insufficient(balance: a.balance, required: amount)) }
+        guard a.available >= amount else { return .refused(.insufficient(balance: a.balance, available: a.available, required: amount)) }
         let (spent, overflow) = a.spent.addingReportingOverflow(amount)
         if overflow { return .refused(.overflow("tokens spent")) }
         let id = try appendEntry(a, kind: kind, operationType: operationType, amount: -amount, jobId: jobId, metadata: metadata)
         a.spent = spent
+        if a.granted > 0 { _ = try takeFromGrants(a, amount) }  // credit: soonest-lapsing grants first
         return entryOutcome(a, entryId: id, operationType: operationType, amount: -amount)
     }
 

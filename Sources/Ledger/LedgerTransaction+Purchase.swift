@@ -13,13 +13,22 @@ extension LedgerTransaction {
     static let maxMonths = 1200
 
     func purchase(_ userId: String, tier: String, paymentId: String, months: Int, jobId: String?,
-                  metadata: String?) throws -> Outcome {
+                  metadata: String?, allocationExpiresIn: Int64? = nil) throws -> Outcome {
         guard let tierConfig = config.tiers[tier] else {
             return .refused(Refusal(code: Refusal.unknownTier, message: "The tier \(tier) does not exist."))
         }
         guard months >= 1 && months <= Self.maxMonths else {
             return .refused(Refusal(code: Refusal.invalidMonths,
                                         message: "months must be between 1 and \(Self.maxMonths); it is \(months)."))
+        }
+        // credit: an expiring allocation is checked before anything is written.
+        var grantExpiresMs: Int64? = nil
+        if allocationExpiresIn != nil || config.renewalPolicy == .expire, let e = Self.reservedGrant(jobId) { return .refused(e) }
+        if let seconds = allocationExpiresIn {
+            switch expiry(.afterSeconds(seconds), maxSeconds: nil) {
+            case .failure(let e): return .refused(e)
+            case .success(let ms): grantExpiresMs = ms
+            }
         }
         let existing = try account(userId)
         if let row = try Row.fetchOne(db.cachedStatement(sql: SQL.paymentById), arguments: [paymentId]) {
@@ -42,6 +51,12 @@ extension LedgerTransaction {
             entryId = try appendEntry(a, kind: .purchase, operationType: "purchase", amount: tierConfig.allocation,
                                       jobId: jobId, metadata: metadata)
         }
+        // credit: the allocation as a grant (`allocationExpiresIn`, or the period under `expire`).
+        var grant: (grantId: String, expiresMs: Int64)? = nil
+        if entryId != nil, let expiresMs = grantExpiresMs ?? (config.renewalPolicy == .expire ? a.nextRenewalMs : nil) {
+            grant = (jobId ?? paymentId, expiresMs)
+            try makeGrant(a, grantId: jobId ?? paymentId, amount: tierConfig.allocation, expiresMs: expiresMs)
+        }
         try db.cachedStatement(sql: SQL.insertPayment).execute(arguments: [paymentId, jobId ?? "", a.id, tier])
 
         var w = JSONWriter()
@@ -58,9 +73,10 @@ extension LedgerTransaction {
         w.key("subscriptionExpiresAt"); w.time(ms: a.expiresMs)
         w.key("lastRenewalAt"); w.time(ms: a.lastRenewalMs)
         w.key("nextRenewalDate"); w.time(ms: a.nextRenewalMs)
+        if let grant { w.key("grantId"); w.string(grant.grantId); w.key("expiresAt"); w.time(ms: grant.expiresMs) }
         w.endObject()
-        let c = change(a, entryId: entryId, operationType: entryId == nil ? Self.tierChange : "purchase",
-                       amount: entryId == nil ? 0 : tierConfig.allocation, atMs: nowMs)
+        let c = change(a, entryId: entryId, operationType: entryId == nil ? nil : "purchase",
+                       amount: entryId == nil ? nil : tierConfig.allocation, atMs: nowMs)
         return Outcome(result: CommandResult(success: true, json: w.text, changes: [c]), entryId: entryId, accountId: a.id)
     }
 }

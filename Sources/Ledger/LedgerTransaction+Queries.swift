@@ -24,6 +24,19 @@ extension LedgerTransaction {
         w.key("lastRenewalAt"); w.time(ms: a.lastRenewalMs)
         w.key("nextRenewalDate"); w.time(ms: a.nextRenewalMs)
         w.key("subscriptionExpiresAt"); w.time(ms: a.expiresMs)
+        // credit: held, available and the expiring grants not used up, soonest first.
+        let held = try currentHeld(a)
+        w.key("held"); w.int(held)
+        w.key("available"); w.int(a.balance - held)
+        w.key("grants"); w.beginArray()
+        for g in try grantList(a) {
+            w.beginObject()
+            w.key("grantId"); w.string(g.grantId)
+            w.key("remaining"); w.int(g.remaining)
+            w.key("expiresAt"); w.time(ms: g.expiresMs)
+            w.endObject()
+        }
+        w.endArray()
         w.endObject()
         return Outcome(result: CommandResult(success: true, json: w.text))
     }
@@ -36,10 +49,12 @@ extension LedgerTransaction {
         var w = JSONWriter()
         w.beginObject()
         w.key("success"); w.bool(true)
-        w.key("canAfford"); w.bool(a.balance >= cost)
+        let available = a.balance - (try currentHeld(a))  // credit: judged on available
+        w.key("canAfford"); w.bool(available >= cost)
         w.key("cost"); w.int(cost)
         w.key("balance"); w.int(a.balance)
-        w.key("deficit"); w.int(max(0, cost - a.balance))
+        w.key("available"); w.int(available)
+        w.key("deficit"); w.int(max(0, cost - available))
         w.endObject()
         return Outcome(result: CommandResult(success: true, json: w.text))
     }

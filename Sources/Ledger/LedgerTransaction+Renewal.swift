@@ -51,7 +51,7 @@ extension LedgerTransaction {
         switch config.renewalPolicy {
         case .topUp:
             grant = max(0, tierConfig.allocation - a.balance)
-        case .accumulate:
+        case .accumulate, .expire:  // expire: what is left of the old grant lapsed when it fell due
             grant = tierConfig.allocation
             if a.balance.addingReportingOverflow(grant).overflow { return .failure(.overflow("balance")) }
         }
@@ -69,9 +69,10 @@ extension LedgerTransaction {
         var changes: [BalanceChange] = []
         if grant > 0 {
             entryId = try appendEntry(a, kind: .renewal, operationType: "renewal", amount: grant, jobId: jobId, metadata: nil)
+            _ = try renewalGrant(a, amount: grant)  // credit: a grant under the `expire` policy
             changes.append(change(a, entryId: entryId, operationType: "renewal", amount: grant, atMs: nowMs))
         } else if downgraded {
-            changes.append(change(a, entryId: nil, operationType: Self.tierChange, amount: 0, atMs: nowMs))
+            changes.append(change(a, entryId: nil, operationType: nil, amount: nil, atMs: nowMs))
         }
         return .success(Renewed(outcome: RenewalOutcome(userId: a.userId, tier: tier, tokensAdded: grant, newBalance: a.balance),
                                 downgraded: downgraded, entryId: entryId, changes: changes))
@@ -115,6 +116,13 @@ extension LedgerTransaction {
         q.reset()
         var summary = RenewAllSummary()
         for a in due where a.nextRenewalMs <= nowMs {
+            // credit: lapses and hold expiries due are written before the renewal.
+            if !dryRun {
+                try settleIfDue(a)
+                let side = takeSideEffects()
+                summary.changes += side.changes
+                summary.events += side.events
+            }
             summary.totalProcessed += 1
             switch try renewAccount(a, jobId: nil, dryRun: dryRun) {
             case .success(let r):
@@ -126,6 +134,12 @@ extension LedgerTransaction {
                 summary.errors.append(RenewalFailure(userId: a.userId, code: e.code, message: e.message))
             }
             if summary.failed > 0 && !continueOnError { break }
+        }
+        if !dryRun {  // credit: alerts, and what to announce kept until sent
+            summary.events += try evaluateMonitors()
+            if !summary.changes.isEmpty || !summary.events.isEmpty {
+                summary.pendingSeq = try keepUntilSent(changes: summary.changes, events: summary.events)
+            }
         }
         return summary
     }
@@ -165,7 +179,10 @@ extension LedgerTransaction {
         }
         w.endArray()
         w.endObject()
-        return Outcome(result: CommandResult(success: true, json: w.text, changes: s.changes))
+        var result = CommandResult(success: true, json: w.text, changes: s.changes)
+        result.events = s.events  // credit: lapses before the renewals, alerts; kept until sent
+        result.pendingSeq = s.pendingSeq
+        return Outcome(result: result)
     }
 
     func eligibility(_ userId: String) throws -> Outcome {

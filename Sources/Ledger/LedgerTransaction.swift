@@ -35,6 +35,8 @@ final class LedgerTransaction {
     private var hasher = EntryHasher()
     /// The statements every job runs, fetched once per transaction (see `RawStatement`).
     let hot: HotStatements
+    /// Reservations, grants and monitors: what the current command changed on the side.
+    var credit = CreditState()
 
     struct HotStatements {
         let jobById, appendJob, insertEntry, accountByUser, updateAccountFull: RawStatement
@@ -68,7 +70,7 @@ final class LedgerTransaction {
     func account(_ userId: String) throws -> AccountRecord? {
         if let a = byUser[userId] { return a }
         if missing.contains(userId) { return nil }
-        if let lagging = tail.account(userId: userId) { return remember(lagging) }
+        if let lagging = tail.account(userId: userId) { return try settledIfDue(remember(lagging)) }
         let q = hot.accountByUser
         q.reset()
         try q.bind(1, userId)
@@ -79,12 +81,12 @@ final class LedgerTransaction {
         }
         let a = AccountRecord(q)
         q.reset()
-        return remember(a)
+        return try settledIfDue(remember(a))
     }
 
     func account(id: Int64) throws -> AccountRecord? {
         if let a = byId[id] { return a }
-        if let lagging = tail.account(id: id) { return remember(lagging) }
+        if let lagging = tail.account(id: id) { return try settledIfDue(remember(lagging)) }
         let q = try RawStatement(db, SQL.accountById)
         q.reset()
         try q.bind(1, id)
@@ -94,7 +96,7 @@ final class LedgerTransaction {
         }
         let a = AccountRecord(q)
         q.reset()
-        return remember(a)
+        return try settledIfDue(remember(a))
     }
 
     /// Keeps the account of the statement's current row (selecting `AccountRecord.columns`),
@@ -138,6 +140,7 @@ final class LedgerTransaction {
             a.dirtyBalance = false
             a.dirtyRenewal = false
         }
+        try flushCredit()
     }
 
     /// Appends the result of `jobId` to `job_log` and to the tail (see `perform`).
@@ -160,6 +163,8 @@ final class LedgerTransaction {
     func tailEntries(of accountId: Int64) -> [LedgerTail.Entry] {
         tail.entries[accountId] ?? []
     }
+    /// The accounts whose credit columns changed (see `flushCredit`).
+    func dirtyCreditAccounts() -> [AccountRecord] { byId.values.filter(\.dirtyCredit) }
 
     // MARK: Entries
 
@@ -167,6 +172,7 @@ final class LedgerTransaction {
     func appendEntry(_ a: AccountRecord, kind: Schema.Kind, operationType: String, amount: Int64,
                      jobId: String?, refundOf: Int64? = nil, metadata: String?) throws -> Int64 {
         let id = lastEntryId + 1
+        willChange(a)
         let before = a.balance
         let after = before + amount
         let hash = hasher.hash(previous: lastHash, .init(
@@ -190,6 +196,7 @@ final class LedgerTransaction {
         a.entryCount += 1
         a.lastEntryId = id
         a.dirtyBalance = true
+        a.entryInCommand = id
         return id
     }
 
@@ -209,10 +216,10 @@ final class LedgerTransaction {
     }
 
     /// The change to publish for an entry or a tier change of `a`, with `a`'s current state.
-    func change(_ a: AccountRecord, entryId: Int64?, operationType: String, amount: Int64, atMs: Int64) -> BalanceChange {
+    func change(_ a: AccountRecord, entryId: Int64?, operationType: String?, amount: Int64?, atMs: Int64) -> BalanceChange {
         BalanceChange(userId: a.userId, tokensBalance: a.balance, tokensSpent: a.spent, tier: a.tier,
                       ledgerEntryId: entryId, operationType: operationType, tokensAmount: amount,
-                      at: LedgerTime.date(atMs))
+                      at: LedgerTime.date(atMs), held: a.held)
     }
 
     // MARK: SQL

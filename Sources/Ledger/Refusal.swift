@@ -43,13 +43,31 @@ public struct Refusal: Error, Sendable, Equatable, CustomStringConvertible {
         Refusal(code: userNotFound, message: "No account exists for user \(userId).")
     }
 
-    static func insufficient(balance: Int64, required: Int64) -> Refusal {
+    static func insufficient(balance: Int64, available: Int64, required: Int64) -> Refusal {
         Refusal(
             code: insufficientTokens,
-            message: "The balance of \(balance) tokens does not cover the \(required) tokens required.",
-            details: [.init("balance", .int(balance)), .init("required", .int(required)),
-                      .init("deficit", .int(required - balance))])
+            message: available == balance
+                ? "The balance of \(balance) tokens does not cover the \(required) tokens required."
+                : "The \(available) tokens available (balance \(balance), less \(balance - available) held) do not cover the \(required) tokens required.",
+            details: [.init("balance", .int(balance)), .init("available", .int(available)), .init("required", .int(required)),
+                      .init("deficit", .int(required - available))])
     }
+
+    // Reservations, expiring grants, monitors (issue 13).
+    public static let holdNotFound = "hold_not_found"
+    public static let holdClosed = "hold_closed"
+    public static let holdExpired = "hold_expired"
+    public static let captureExceedsHold = "capture_exceeds_hold"
+    public static let monitorNotFound = "monitor_not_found"
+    /// An `expiresAt` not in the future, an `expiresIn` below 1 (or, for holds, above 7 days).
+    public static let invalidExpiry = "invalid_expiry"
+    /// A monitor threshold below 0 or beyond 64 bits.
+    public static let invalidThreshold = "invalid_threshold"
+    /// A credit or purchase whose grant would take an id of the form the ledger keeps for renewal
+    /// grants (`renewal:...`).
+    public static let reservedGrantId = "reserved_grant_id"
+    /// A producer's job naming the worker's own operationType `expiry`.
+    public static let reservedOperationType = "reserved_operation_type"
 
     static func overflow(_ what: String) -> Refusal {
         Refusal(code: invalidAmount, message: "The \(what) would overflow a 64-bit integer.")

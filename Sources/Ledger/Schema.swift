@@ -22,6 +22,8 @@ enum Schema {
     /// Entry kinds: what an entry did, independent of its free-form `operation_type`.
     enum Kind: Int64 {
         case charge = 1, debit = 2, credit = 3, refund = 4, renewal = 5, purchase = 6
+        /// A lapse: what was left of an expiring grant, written off (negative, not spending).
+        case expiry = 7
 
         var isSpending: Bool { self == .charge || self == .debit }
     }
@@ -116,6 +118,7 @@ enum Schema {
         m.registerMigration("v2-append-only-hot-path") { db in
             try migrateToAppendOnlyHotPath(db)
         }
+        registerCredit(&m)
         return m
     }
 

@@ -13,6 +13,11 @@ final class ActiveTerm {
     private var sending: [RedisIO.Pending<[String]>] = []
     /// Reconnects counted by Redis threads this term has dropped (for the metric).
     private(set) var droppedReconnects = 0
+    /// The ledger's `pending_sends` rows queued on the path, and those known to have left.
+    private(set) var pendingQueued: Int64?
+    private(set) var pendingConfirmed: Int64?
+    /// Whether what the ledger kept to send was sent again in this term (at start, after a drop).
+    var resentPending = false
 
     init(epoch: Int64, keeper: LeaseKeeper, configuration: WorkerConfiguration) {
         self.epoch = epoch
@@ -58,15 +63,18 @@ final class ActiveTerm {
     func send(_ outbox: Outbox) throws(RedisError) {
         guard !outbox.isEmpty else { return }
         sending.append(try redisIO().send(outbox))
+        if let seq = outbox.pendingSeq { pendingQueued = max(pendingQueued ?? seq, seq) }
     }
 
     /// Waits for the outboxes queued so far; returns the error replies of single commands and
     /// throws when the link broke.
     func collectSent() throws -> [String] {
         let done = sending
+        let queued = pendingQueued
         sending = []
         var problems: [String] = []
         for pending in done { problems += try pending.wait() }
+        pendingConfirmed = queued
         return problems
     }
 
@@ -78,6 +86,9 @@ final class ActiveTerm {
         droppedReconnects += io?.reconnectCount ?? 0
         io = nil
         prefetched = nil
+        // What was queued may not have left: send the kept rows again from the ledger.
+        pendingQueued = pendingConfirmed
+        resentPending = false
         return problems
     }
 

@@ -19,19 +19,21 @@ struct BatchProcessor {
     let clock: any LedgerClock
     let logger: Logger
     let metrics: WorkerMetrics
+    /// Writes the events stream and alerts (issue 13).
+    let events: EventWriter
 
     /// Commits the whole batch in one transaction under `epoch` and returns what to send, ending
     /// with the acknowledgement that deletes the batch's list. Throws what the ledger throws
     /// (storage errors, fencing): then nothing was committed and nothing is acknowledged.
     func commit(_ batch: TakenBatch, epoch: Int64) throws -> Outbox {
-        var outbox = try apply(batch.jobs, raws: batch.raws, epoch: epoch)
+        var outbox = try apply(batch.jobs, raws: batch.raws, epoch: epoch, recovered: batch.recovered)
         outbox.acknowledge(Acknowledgement(batch: batch.list, keys: keys))
         return outbox
     }
 
     /// Commits the job at `index` alone; its acknowledgement removes that job only.
     func commit(jobAt index: Int, of batch: TakenBatch, epoch: Int64) throws -> Outbox {
-        var outbox = try apply([batch.jobs[index]], raws: [batch.raws[index]], epoch: epoch)
+        var outbox = try apply([batch.jobs[index]], raws: [batch.raws[index]], epoch: epoch, recovered: batch.recovered)
         outbox.acknowledge(Acknowledgement(job: batch.raws[index], in: batch.list, keys: keys))
         return outbox
     }
@@ -54,7 +56,7 @@ struct BatchProcessor {
         return outbox
     }
 
-    private func apply(_ decoded: [Result<Job, InvalidJob>], raws: [[UInt8]], epoch: Int64) throws -> Outbox {
+    private func apply(_ decoded: [Result<Job, InvalidJob>], raws: [[UInt8]], epoch: Int64, recovered: Bool) throws -> Outbox {
         let started = ContinuousClock.now
         let commands = decoded.compactMap { try? $0.get().command }
         let results = commands.isEmpty ? [] : try ledger.apply(commands, epoch: epoch)
@@ -67,6 +69,8 @@ struct BatchProcessor {
                 guard let result = next.next() else { break }
                 if let replyTo = job.replyTo { outbox.reply(to: replyTo, Replies.result(for: job, result)) }
                 for change in result.changes { outbox.publish(change.json) }
+                events.write(result, of: job, recovered: recovered, into: &outbox)
+                outbox.announces(pendingThrough: result.pendingSeq)
                 let outcome = result.duplicate ? "duplicate" : (result.success ? "success" : "refused")
                 metrics.job(type: job.type.rawValue, outcome: outcome)
                 metrics.latency(type: job.type.rawValue, nanoseconds: elapsed)

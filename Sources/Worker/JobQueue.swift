@@ -45,8 +45,8 @@ final class JobQueue {
         nextSequence = firstSequence
     }
 
-    private func batch(_ list: String, _ raws: [[UInt8]]) -> TakenBatch {
-        TakenBatch(list: list, raws: raws, partitioning: partitioning, partition: keys.partition ?? 0)
+    private func batch(_ list: String, _ raws: [[UInt8]], recovered: Bool = false) -> TakenBatch {
+        TakenBatch(list: list, raws: raws, partitioning: partitioning, partition: keys.partition ?? 0, recovered: recovered)
     }
 
     /// Takes up to `max` jobs, oldest first: everything already waiting in one round trip, or,
@@ -101,7 +101,7 @@ final class JobQueue {
         var settled: [String] = []
         for (name, content) in zip(names, contents) {
             let raws = content.array?.compactMap(\.bytes) ?? []
-            if raws.isEmpty { settled.append(name) } else { batches.append(batch(name, raws.reversed())) }
+            if raws.isEmpty { settled.append(name) } else { batches.append(batch(name, raws.reversed(), recovered: true)) }
         }
         if !settled.isEmpty { try redis.send(RedisCommand("SREM", arguments: [keys.workers] + settled)) }
         return batches.sorted { ($0.sequence, $0.list) < ($1.sequence, $1.list) }

@@ -1,4 +1,5 @@
 import Foundation
+import Ledger
 import Redis
 
 /// Everything a committed batch sends, gathered so that it leaves in one pipeline: each reply
@@ -15,6 +16,16 @@ struct Outbox {
     private(set) var replies = 0
     private(set) var invalidations = 0
     private(set) var deadLetters = 0
+    private(set) var events = 0
+    private(set) var alerts = 0
+    /// The last row of the ledger's `pending_sends` this outbox announces: once it has left,
+    /// the ledger may forget the rows through it.
+    private(set) var pendingSeq: Int64?
+
+    mutating func announces(pendingThrough seq: Int64?) {
+        guard let seq else { return }
+        pendingSeq = max(pendingSeq ?? seq, seq)
+    }
 
     init(keys: QueueKeys, replyExpirySeconds: Int, capacity: Int = 0) {
         self.keys = keys
@@ -34,6 +45,27 @@ struct Outbox {
         let message = keys.partition.map { #"{"partition":\#($0),"# + json.dropFirst() } ?? json
         commands.append(RedisCommand("PUBLISH", keys.balance, message))
         invalidations += 1
+    }
+
+    /// Writes an event on the stream (`XADD P:events MAXLEN ~ <max> * event <name> ...`) when
+    /// `maxLength` is set (the stream is on); a `balance.low` is also published on `P:alerts`.
+    mutating func event(_ e: LedgerEvent, streamMaxLength maxLength: Int?) {
+        var e = e
+        // With N > 1 partitions, events carry their partition (the contract's Partitions).
+        if let partition = keys.partition { e.add("partition", Int64(partition)) }
+        if let maxLength {
+            var command = RedisCommand("XADD", keys.events, "MAXLEN", "~", maxLength, "*", "event", e.name)
+            for f in e.fields {
+                command.append(f.key)
+                command.append(f.value)
+            }
+            commands.append(command)
+            events += 1
+        }
+        if e.name == LedgerEvent.balanceLow {
+            commands.append(RedisCommand("PUBLISH", keys.alerts, e.json))
+            alerts += 1
+        }
     }
 
     mutating func deadLetter(_ json: String) {

@@ -47,7 +47,8 @@ final class QueueWorker {
         scheduler = RenewalScheduler(schedule: configuration.renewalSchedule, chunkSize: configuration.renewalBatchSize,
                                      clock: clock, logger: logger)
         processor = BatchProcessor(ledger: ledger, keys: configuration.keys, replyExpirySeconds: configuration.replyExpirySeconds,
-                                   clock: clock, logger: logger, metrics: metrics)
+                                   clock: clock, logger: logger, metrics: metrics,
+                                   events: EventWriter(streamMaxLength: configuration.eventsMaxLength, metrics: metrics))
     }
 
     /// Runs until the stop signal: finishes the batch in hand, releases the lease, returns.
@@ -96,12 +97,14 @@ final class QueueWorker {
             needsRecovery = false
         }
         let renewing = try renewIfDue(term)
+        let settling = try settleIfDue(term)  // the expiry sweep (QueueWorker+Expiry)
         if chores.due(\.depthSample, every: .seconds(2)) {
             metrics.queueDepth.record(try link.redis.llen(configuration.keys.jobs))
             sampleLedger()
+            sampleHolds()
         }
         // While a renewal run is in progress, take only what is already waiting.
-        let batch = try term.nextBatch(wait: renewing ? 0 : configuration.pollSeconds)
+        let batch = try term.nextBatch(wait: renewing || settling ? 0 : configuration.pollSeconds)
         logSendProblems(try term.collectSent())
         noteReconnects(link.redis.reconnectCount + term.reconnects)
         if batch.isEmpty {
@@ -121,6 +124,9 @@ final class QueueWorker {
         let (summary, done) = try scheduler.runChunk(ledger, epoch: term.epoch)
         var outbox = Outbox(keys: configuration.keys, replyExpirySeconds: configuration.replyExpirySeconds)
         for change in summary.changes { outbox.publish(change.json) }
+        processor.events.write(summary.events, into: &outbox)
+        outbox.announces(pendingThrough: summary.pendingSeq)
+        if done, let completed = scheduler.completedEvent { processor.events.write([completed], into: &outbox) }
         metrics.invalidations.increment(by: outbox.invalidations)
         try term.send(outbox)
         metrics.renewals.increment(by: summary.successful)
@@ -192,6 +198,12 @@ final class QueueWorker {
 /// Housekeeping between batches: when each chore last ran, and counters already reported.
 struct Chores {
     var depthSample = ContinuousClock.now - .seconds(60)
+    /// The expiry sweep's last look: in the past, so the first turn (start-up) settles at once.
+    var settleSweep = ContinuousClock.now - .seconds(60)
+    /// The last sweep chunk was full: more due accounts wait.
+    var sweepBacklog = false
+    /// The ledger's `pending_sends` rows forgotten through this seq.
+    var pendingForgotten: Int64 = 0
     var sweep = ContinuousClock.now
     var reconnectsSeen = 0
     var checkpointFailuresSeen = 0

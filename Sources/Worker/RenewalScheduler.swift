@@ -19,6 +19,10 @@ struct RenewalScheduler {
     private var lastCompleted: Date??
     /// The slot being worked on.
     private(set) var current: Date?
+    /// The totals of the run in progress, and the `renewal.completed` event of the run that
+    /// completed in the last chunk (written once, from the chunk that records the run).
+    private var totals = RenewAllSummary()
+    private(set) var completedEvent: LedgerEvent?
 
     init(schedule: CronSchedule, chunkSize: Int, clock: any LedgerClock, logger: Logger) {
         self.schedule = schedule
@@ -31,6 +35,8 @@ struct RenewalScheduler {
     mutating func reset() {
         lastCompleted = nil
         current = nil
+        totals = RenewAllSummary()
+        completedEvent = nil
     }
 
     /// The slot due now, if its run has not completed: the latest cron time at or before now.
@@ -47,13 +53,25 @@ struct RenewalScheduler {
     /// Renews one chunk; returns its summary, and whether the run is now complete (recorded).
     mutating func runChunk(_ ledger: Ledger, epoch: Int64) throws -> (RenewAllSummary, done: Bool) {
         guard let slot = current else { return (RenewAllSummary(), true) }
+        completedEvent = nil
         let summary = try ledger.renewDue(limit: chunkSize, tier: nil, epoch: epoch)
+        totals.totalProcessed += summary.totalProcessed
+        totals.successful += summary.successful
+        totals.failed += summary.failed
         // Done when nothing was left, or when nothing could be renewed (only failures): those
         // accounts would come back in every chunk, so they wait for the next run.
         if summary.totalProcessed == 0 || summary.successful == 0 {
             try ledger.recordCompletedRun(name: Self.runName, slot: slot)
             lastCompleted = .some(slot)
             current = nil
+            var e = LedgerEvent(LedgerEvent.renewalCompleted)
+            e.add("slot", ms: LedgerTime.milliseconds(slot))
+            e.add("totalProcessed", Int64(totals.totalProcessed))
+            e.add("successful", Int64(totals.successful))
+            e.add("failed", Int64(totals.failed))
+            e.add("at", ms: LedgerTime.milliseconds(clock.now()))
+            completedEvent = e
+            totals = RenewAllSummary()
             logger.info("renewal run complete", metadata: ["slot": "\(LedgerTime.format(slot))", "failed": "\(summary.failed)"])
             return (summary, true)
         }

@@ -11,11 +11,15 @@ struct TakenBatch: Sendable {
     let list: String
     let raws: [[UInt8]]
     let jobs: [Result<Job, InvalidJob>]
+    /// Found in a processing list by recovery, not freshly taken: a worker may have committed it
+    /// and died before its outbox left, so its duplicates write `job.applied` again (at least once).
+    let recovered: Bool
 
     /// Decodes the jobs; on a partitioned ledger, a job of another partition's user is refused.
-    init(list: String, raws: [[UInt8]], partitioning: Partitioning = .single, partition: Int = 0) {
+    init(list: String, raws: [[UInt8]], partitioning: Partitioning = .single, partition: Int = 0, recovered: Bool = false) {
         self.list = list
         self.raws = raws
+        self.recovered = recovered
         jobs = raws.map { partitioning.admit(Job.decode($0), raw: $0, on: partition) }
     }
 

@@ -27,6 +27,15 @@ public struct WorkerConfiguration: Sendable {
     public var renewalSchedule: CronSchedule
     /// Accounts renewed per transaction by the scheduler.
     public var renewalBatchSize: Int
+    /// The events stream's approximate length (`XADD ... MAXLEN ~`); nil turns the stream off
+    /// (alerts are still published on `P:alerts`). Default 100,000.
+    public var eventsMaxLength: Int? = 100_000
+    /// How often the expiry sweep looks for due accounts no job touched, and how many accounts
+    /// one of its transactions settles.
+    public var settleIntervalSeconds: Double = 1
+    public var settleBatchSize: Int = 1000
+    /// How long one sweep transaction may settle before it commits and lets waiting jobs in.
+    public var settleChunkMilliseconds: Int = 20
 
     public init(
         redis: RedisTarget = .single(.init()),

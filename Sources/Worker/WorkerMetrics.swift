@@ -25,6 +25,14 @@ final class WorkerMetrics {
     let ledgerReady: Gauge
     let walFrames: Gauge
     let checkpointFailures = Counter(label: "tokenledger_checkpoint_failures_total")
+    // Reservations, grants, monitors, events (issue 13).
+    let openHolds = Gauge(label: "tokenledger_open_holds")
+    let heldTokens = Gauge(label: "tokenledger_held_tokens")
+    let tokensLapsed = Counter(label: "tokenledger_lapsed_tokens_total")
+    let holdsExpired = Counter(label: "tokenledger_holds_expired_total")
+    let alertsFired = Counter(label: "tokenledger_alerts_fired_total")
+    let eventsWritten = Counter(label: "tokenledger_events_total")
+    let settledAccounts = Counter(label: "tokenledger_settled_accounts_total")
 
     init(partition: Int?) {
         let dimensions = partition.map { [("partition", "\($0)")] } ?? []

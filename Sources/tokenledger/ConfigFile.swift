@@ -25,6 +25,23 @@ struct ConfigFile: Decodable {
     var renewal: Renewal?
     var costs: [String: Int64]?
     var tiers: [String: TierConfig]?
+    /// The events stream and alerts (issue 13).
+    var events: Events?
+    /// The threshold of the monitor every account has under the id `default` (none by default).
+    var defaultMonitorThreshold: Int64?
+    /// How often (seconds) the worker settles hold expiries and grant lapses no job touched.
+    var settleIntervalSeconds: Double?
+    /// Accounts one sweep transaction settles (default 1000).
+    var settleBatchSize: Int?
+    /// How long (ms) one sweep transaction may settle before waiting jobs go in (default 20).
+    var settleChunkMilliseconds: Int?
+
+    struct Events: Decodable {
+        /// Write `P:events` (default true); alerts go to `P:alerts` either way.
+        var enabled: Bool?
+        /// `XADD ... MAXLEN ~` (default 100000).
+        var maxLength: Int?
+    }
 
     struct Renewal: Decodable {
         var cron: String?

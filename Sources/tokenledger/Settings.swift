@@ -53,6 +53,11 @@ struct Settings {
     var partitioning: Partitioning
     /// The partitions this process serves (`all` by default).
     var servedPartitions: [Int]
+    /// nil: the events stream is off.
+    var eventsMaxLength: Int?
+    var settleIntervalSeconds: Double
+    var settleBatchSize: Int
+    var settleChunkMilliseconds: Int
 
     init(options: SettingsOptions, environment env: [String: String], workerOptions: WorkerOptions? = nil) throws {
         let file = try (options.config ?? env["TOKENLEDGER_CONFIG"]).map(ConfigFile.load(path:)) ?? ConfigFile()
@@ -128,6 +133,7 @@ struct Settings {
         if let pages = file.walAutoCheckpointPages { ledger.walAutoCheckpointPages = pages }
         if let cache = file.cacheMebibytes { ledger.cacheMebibytes = cache }
         if let busy = file.busyTimeoutMilliseconds { ledger.busyTimeoutMilliseconds = busy }
+        ledger.defaultMonitorThreshold = file.defaultMonitorThreshold
         do {
             try ledger.validate()
         } catch {
@@ -144,13 +150,29 @@ struct Settings {
         }
         renewalBatchSize = file.renewal?.batchSize ?? 1000
         guard renewalBatchSize >= 1 else { throw SettingsError("renewal.batchSize must be >= 1") }
+
+        let eventsOn = env["TOKENLEDGER_EVENTS"].map { $0 != "off" } ?? file.events?.enabled ?? true
+        let maxLength = file.events?.maxLength ?? 100_000
+        guard maxLength >= 1 else { throw SettingsError("events.maxLength must be >= 1") }
+        eventsMaxLength = eventsOn ? maxLength : nil
+        settleIntervalSeconds = file.settleIntervalSeconds ?? 1
+        guard settleIntervalSeconds > 0 else { throw SettingsError("settleIntervalSeconds must be > 0") }
+        settleBatchSize = file.settleBatchSize ?? 1000
+        guard settleBatchSize >= 1 else { throw SettingsError("settleBatchSize must be >= 1") }
+        settleChunkMilliseconds = file.settleChunkMilliseconds ?? 20
+        guard settleChunkMilliseconds >= 1 else { throw SettingsError("settleChunkMilliseconds must be >= 1") }
     }
 
     /// The worker of one partition: its tagged keys (untagged when the ledger is not split).
     func workerConfiguration(partition: Int) -> WorkerConfiguration {
-        WorkerConfiguration(redis: redis, keys: queueKeys(partition: partition), partitioning: partitioning, workerId: workerId,
-                            batchSize: batchSize, replyExpirySeconds: replyExpirySeconds, leaseMilliseconds: leaseMilliseconds,
-                            maxAttempts: maxAttempts, renewalSchedule: renewalSchedule, renewalBatchSize: renewalBatchSize)
+        var c = WorkerConfiguration(redis: redis, keys: queueKeys(partition: partition), partitioning: partitioning, workerId: workerId,
+                                    batchSize: batchSize, replyExpirySeconds: replyExpirySeconds, leaseMilliseconds: leaseMilliseconds,
+                                    maxAttempts: maxAttempts, renewalSchedule: renewalSchedule, renewalBatchSize: renewalBatchSize)
+        c.eventsMaxLength = eventsMaxLength
+        c.settleIntervalSeconds = settleIntervalSeconds
+        c.settleBatchSize = settleBatchSize
+        c.settleChunkMilliseconds = settleChunkMilliseconds
+        return c
     }
 
     func queueKeys(partition: Int) -> QueueKeys {

@@ -42,7 +42,7 @@ final class MutationTests: XCTestCase {
         XCTAssertEqual(try code(f.run(.charge(userId: "u", operation: "teleport", metadata: nil))), "unknown_operation")
         try f.run(.debit(userId: "u", operationType: "x", amount: 97, metadata: nil))
         let r = try f.run(.charge(userId: "u", operation: "chatgpt_message", metadata: nil))
-        XCTAssertEqual(r.json, #"{"success":false,"error":{"code":"insufficient_tokens","message":"The balance of 3 tokens does not cover the 5 tokens required."},"balance":3,"required":5,"deficit":2}"#)
+        XCTAssertEqual(r.json, #"{"success":false,"error":{"code":"insufficient_tokens","message":"The balance of 3 tokens does not cover the 5 tokens required."},"balance":3,"available":3,"required":5,"deficit":2}"#)
         XCTAssertEqual(try f.balance("u"), 3)
     }
 

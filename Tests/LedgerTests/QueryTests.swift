@@ -16,7 +16,7 @@ final class QueryTests: XCTestCase {
         XCTAssertEqual(b["lastRenewalAt"] as? String, "2026-01-15T10:00:00.000Z")
         XCTAssertEqual(b["subscriptionExpiresAt"] as? String, "2026-02-15T10:00:00.000Z")
         XCTAssertEqual(try f.run(.canAfford(userId: "u", operation: "image_generation")).json,
-                       #"{"success":true,"canAfford":false,"cost":10,"balance":4,"deficit":6}"#)
+                       #"{"success":true,"canAfford":false,"cost":10,"balance":4,"available":4,"deficit":6}"#)
         XCTAssertEqual(try f.query(.canAfford(userId: "u", operation: "chatgpt_message"))["canAfford"] as? Bool, false)
         try f.run(.credit(userId: "u", operationType: "bonus", amount: 1, metadata: nil))
         XCTAssertEqual(try f.query(.canAfford(userId: "u", operation: "chatgpt_message")).int("deficit"), 0)

@@ -131,3 +131,23 @@ final class RedisConnectionTests: XCTestCase {
         }
     }
 }
+
+/// The stream commands of `RedisConnection+Streams`, against the real server.
+final class RedisStreamTests: XCTestCase {
+    func testXaddXrangeXreadAreBinarySafe() throws {
+        let redis = try RedisConnection(url: TestEnvironment.redisURL)
+        let key = TestEnvironment.uniquePrefix("stream")
+        let binary: [UInt8] = [0, 1, 0xFF, 0x0D, 0x0A, 0x20]
+        let first = try redis.xadd(key, approximateMaxLength: 1000, [("event", "a"), ("blob", binary)])
+        try redis.xadd(key, [("event", "b")])
+        XCTAssertEqual(try redis.xlen(key), 2)
+        let all = try redis.xrange(key)
+        XCTAssertEqual(all.map { $0.value("event") }, ["a", "b"])
+        XCTAssertEqual(all[0].id, first)
+        XCTAssertEqual(all[0].fields[1].value, binary)
+        XCTAssertEqual(try redis.xread(key, after: first, blockMilliseconds: 10).map { $0.value("event") }, ["b"])
+        XCTAssertEqual(try redis.xread(key, after: "$", blockMilliseconds: 10), [], "nothing new: an empty answer, not an error")
+        XCTAssertEqual(try redis.xrange(key, count: 1).count, 1)
+        _ = try redis.send(RedisCommand("DEL", key))
+    }
+}

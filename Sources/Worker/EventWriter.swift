@@ -1,0 +1,58 @@
+import JobWire
+import Ledger
+
+/// Puts a committed command's events into its outbox, in the order they happened: what the
+/// ledger settled before the job (`hold.expired`, `grant.expired`), the job's own `job.applied`,
+/// then the `balance.low` alerts its changes fired.
+///
+/// `job.applied` is written on a job's first application; a duplicate delivery writes none,
+/// except in a batch found by recovery in a processing list: its first commit's outbox may never
+/// have left (a crash after the commit), so it is written again there (at least once).
+struct EventWriter {
+    /// `XADD ... MAXLEN ~` length; nil when the stream is off (alerts are still published).
+    let streamMaxLength: Int?
+    let metrics: WorkerMetrics
+
+    func write(_ result: CommandResult, of job: Job, recovered: Bool, into outbox: inout Outbox) {
+        write(result.events, into: &outbox)
+        if job.type.isMutation, !result.duplicate || recovered {
+            outbox.event(Self.jobApplied(job, result), streamMaxLength: streamMaxLength)
+            if streamMaxLength != nil { metrics.eventsWritten.increment() }
+        }
+        write(result.alerts, into: &outbox)
+    }
+
+    /// Events of the ledger's own changes (a sweep, a renewal chunk), counted for the metrics.
+    func write(_ events: [LedgerEvent], into outbox: inout Outbox) {
+        for e in events {
+            outbox.event(e, streamMaxLength: streamMaxLength)
+            if streamMaxLength != nil { metrics.eventsWritten.increment() }
+            switch e.name {
+            case LedgerEvent.balanceLow: metrics.alertsFired.increment()
+            case LedgerEvent.holdExpired: metrics.holdsExpired.increment()
+            case LedgerEvent.grantExpired:
+                metrics.tokensLapsed.increment(by: -(Int(e.value("tokensAmount") ?? "0") ?? 0))
+            default: break
+            }
+        }
+    }
+
+    /// `job.applied`: `id, type, userId, success, code, tokensAmount, operationType, newBalance,
+    /// ledgerEntryId, at`, absent fields left out.
+    static func jobApplied(_ job: Job, _ result: CommandResult) -> LedgerEvent {
+        var e = LedgerEvent(LedgerEvent.jobApplied)
+        e.add("id", job.id)
+        e.add("type", job.type.rawValue)
+        e.add("userId", job.command.operation.userId)
+        e.add("success", result.success)
+        e.add("code", result.errorCode)
+        if let own = result.own {
+            e.add("tokensAmount", own.tokensAmount)
+            e.add("operationType", own.operationType)
+            e.add("newBalance", own.tokensBalance)
+            e.add("ledgerEntryId", own.ledgerEntryId)
+        }
+        e.add("at", ms: result.duplicate ? (result.own.map { LedgerTime.milliseconds($0.at) } ?? result.atMs) : result.atMs)
+        return e
+    }
+}
