@@ -15,14 +15,15 @@ public struct OperatorEndpoints: Service {
     public let host: String
     public let port: UInt16
     public let registry: PrometheusCollectorRegistry
-    public let redis: RedisConfiguration
+    /// One server or a cluster: `/readyz` pings it through a client of its kind.
+    public let redis: RedisTarget
     /// The ledger of every partition this process serves.
     public let ledgers: [Ledger]
     public let logger: Logger
     /// What the worker itself reports as keeping it from serving (one line per problem).
     public let workerProblems: @Sendable () -> [String]
 
-    public init(host: String, port: UInt16, registry: PrometheusCollectorRegistry, redis: RedisConfiguration,
+    public init(host: String, port: UInt16, registry: PrometheusCollectorRegistry, redis: RedisTarget,
                 ledgers: [Ledger], logger: Logger, workerProblems: @escaping @Sendable () -> [String] = { [] }) {
         self.workerProblems = workerProblems
         self.host = host
@@ -37,11 +38,7 @@ public struct OperatorEndpoints: Service {
         let address = try sockaddr_in.inet(ip4: host == "localhost" ? "127.0.0.1" : host, port: port)
         let server = HTTPServer(address: address, logger: .disabled)
         let (registry, ledgers, workerProblems) = (self.registry, self.ledgers, self.workerProblems)
-        var probeConfig = redis
-        probeConfig.connectTimeout = min(probeConfig.connectTimeout, 1)
-        probeConfig.commandTimeout = min(probeConfig.commandTimeout, 1)
-        probeConfig.reconnect = ReconnectPolicy(maxAttempts: 1)
-        let probe = probeConfig
+        let probe = redis.impatient(seconds: 1)
         await server.appendRoute("GET /metrics") { _ in
             var buffer: [UInt8] = []
             registry.emit(into: &buffer)
@@ -68,10 +65,10 @@ public struct OperatorEndpoints: Service {
     }
 
     /// What keeps the worker from serving: empty when Redis and the ledger both answer.
-    static func readiness(redis: RedisConfiguration, ledgers: [Ledger]) -> [String] {
+    static func readiness(redis: RedisTarget, ledgers: [Ledger]) -> [String] {
         var problems: [String] = []
         do {
-            let connection = try RedisConnection(configuration: redis)
+            let connection = try redis.connect()
             if try !connection.ping() { problems.append("redis: no PONG") }
         } catch {
             problems.append("redis: \(error)")

@@ -36,6 +36,9 @@ public final class RedisCluster {
 
     /// Times the slot map was read (for logs and tests).
     public private(set) var mapReads = 0
+    /// Reconnects counted by node connections since closed.
+    private var closedReconnects = 0
+
     /// `MOVED` and `ASK` redirections followed (for logs and tests).
     public private(set) var movedCount = 0
     public private(set) var askCount = 0
@@ -53,8 +56,16 @@ public final class RedisCluster {
 
     /// Closes every node connection; the next command reconnects.
     public func close() {
-        for connection in connections.values { connection.close() }
+        for connection in connections.values {
+            closedReconnects += connection.reconnectCount
+            connection.close()
+        }
         connections = [:]
+    }
+
+    /// How many times a node's broken link was replaced by a new one (for logs and metrics).
+    public var reconnectCount: Int {
+        closedReconnects + connections.values.reduce(0) { $0 + $1.reconnectCount }
     }
 
     // MARK: Commands
@@ -76,19 +87,14 @@ public final class RedisCluster {
     /// Sends many commands, each to the master of its key's slot: the commands for one master go as
     /// one pipeline (in their order), and the replies come back in the order of `commands`.
     ///
+    /// The group that holds the last command leaves last, once every other command is answered
+    /// (redirections followed): a pipeline that ends with an acknowledgement (the worker's outbox,
+    /// whose replies may live on other masters) never has it run before the rest was delivered.
+    ///
     /// Error replies come back in their place, as with `RedisConnection.pipeline`; redirections and
     /// retryable errors are followed first, and only when they persist are they returned.
     public func pipeline(_ commands: [(command: RedisCommand, key: any RedisArgument)]) throws(RedisError) -> [RedisValue] {
         try execute(commands.map(\.command), slots: commands.map { Self.slot(of: $0.key) }, blockingFor: nil)
-    }
-
-    /// `PUBLISH` through the master of the channel's slot. In a Redis 7 cluster the message crosses
-    /// the cluster bus to every node, so a `RedisSubscriber` on any node receives it.
-    @discardableResult
-    public func publish(_ channel: some RedisArgument, _ message: some RedisArgument) throws(RedisError) -> Int64 {
-        let reply = try send(RedisCommand("PUBLISH", channel, message), key: channel)
-        guard let receivers = reply.int else { throw .unexpectedReply("PUBLISH answered \(reply)") }
-        return receivers
     }
 
     /// The configuration of a connection to one master, e.g. for a `RedisSubscriber`: a subscriber
@@ -105,12 +111,13 @@ public final class RedisCluster {
 
     /// Sends each command to its slot's master, follows redirections and retries, and returns
     /// the replies in order. `blockingFor` is only used with a single command.
-    private func execute(_ commands: [RedisCommand], slots: [Int], blockingFor: Double?) throws(RedisError) -> [RedisValue] {
+    func execute(_ commands: [RedisCommand], slots: [Int], blockingFor: Double?) throws(RedisError) -> [RedisValue] {
         var replies = [RedisValue](repeating: .null, count: commands.count)
         var pending = Array(commands.indices)
         var redirections = 0
         var waits = 0
         var unreached: [Int: String] = [:]  // index -> why its master could not be reached
+        var held: [Int] = []  // the last command's group, not sent yet
         while !pending.isEmpty {
             var again: [Int] = []
             var asks: [RedisClusterNode: [Int]] = [:]
@@ -123,6 +130,11 @@ public final class RedisCluster {
                 } else {
                     groups.append((node, [index]))
                 }
+            }
+            // The last command's group waits until every other group is answered (see `pipeline`).
+            held = []
+            if groups.count > 1, let last = groups.firstIndex(where: { $0.indices.last == commands.count - 1 }) {
+                held = groups.remove(at: last).indices
             }
             for group in groups {
                 let got: [RedisValue]
@@ -172,8 +184,9 @@ public final class RedisCluster {
                 again += try asking(node, commands: indices.map { commands[$0] }, blockingFor: blockingFor,
                                   into: &replies, unreached: &unreached, at: indices)
             }
-            pending = again.sorted()
+            pending = (again + held).sorted()
             if pending.isEmpty { break }
+            if again.isEmpty { continue }  // only the held group is left: it goes now
             if mustWait {
                 waits += 1
                 guard waits < max(1, configuration.retry.maxAttempts) else { break }
@@ -185,6 +198,9 @@ public final class RedisCluster {
         }
         if let stuck = pending.first(where: { unreached[$0] != nil }), let why = unreached[stuck] {
             throw .clusterUnavailable("slot \(slots[stuck]) after \(waits) waits: \(why)")
+        }
+        if let unsent = held.first {
+            throw .clusterUnavailable("slot \(slots[unsent]): the pipeline's last commands were not sent, since earlier ones kept being redirected")
         }
         return replies
     }
@@ -301,6 +317,7 @@ public final class RedisCluster {
 
     private func dropConnectionsToFormerMasters() {
         for node in connections.keys where !slotMap.masters.contains(node) && !configuration.seeds.contains(node) {
+            closedReconnects += connections[node]?.reconnectCount ?? 0
             connections[node]?.close()
             connections[node] = nil
         }

@@ -90,7 +90,7 @@ struct Outbox {
     /// An acknowledgement that Redis refused (a server still `LOADING` its data after a restart,
     /// say) is thrown instead: the jobs are committed but still in their list, and the worker must
     /// treat it as a Redis failure and settle its lists again (they answer as duplicates).
-    func flush(_ redis: RedisConnection) throws(RedisError) -> [String] {
+    func flush(_ redis: any RedisClient) throws(RedisError) -> [String] {
         guard !commands.isEmpty else { return [] }
         let answers = try redis.pipeline(commands)
         for (command, answer) in zip(commands, answers).suffix(acknowledgementCommands) {

@@ -6,7 +6,7 @@ extension QueueWorker {
     func becomeActive(_ link: JobQueue) throws -> Bool {
         guard try lease.acquire(link.redis) else { return false }
         let epoch = try ledger.acquireEpoch(owner: configuration.workerId)
-        let keeper = LeaseKeeper(lease: lease, configuration: configuration.redis, logger: logger)
+        let keeper = LeaseKeeper(lease: lease, target: configuration.redis, logger: logger)
         keeper.start()
         term = ActiveTerm(epoch: epoch, keeper: keeper, configuration: configuration)
         scheduler.reset()

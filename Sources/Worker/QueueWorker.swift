@@ -171,7 +171,7 @@ final class QueueWorker {
 
     private func connection() throws(RedisError) -> JobQueue {
         if let link { return link }
-        let made = JobQueue(redis: try RedisConnection(configuration: configuration.redis), configuration: configuration,
+        let made = JobQueue(redis: try configuration.redis.connect(), configuration: configuration,
                             firstSequence: 0)
         link = made
         return made

@@ -54,7 +54,7 @@ struct DeadLettersCommand: ParsableCommand {
 
     func run() throws {
         let settings = try self.settings.resolve()
-        let redis = try RedisConnection(configuration: settings.redis)
+        let redis = try settings.redis.connect()
         // Each partition has its own dead-letter list; a letter goes back to its own partition's queue.
         for partition in 0..<settings.partitioning.count {
             let keys = settings.queueKeys(partition: partition)

@@ -38,7 +38,7 @@ struct JobClient {
     /// Returns the reply when `wait` is set; throws when none came within `timeout`. The job goes
     /// on its user's partition (`partition` for jobs without a user, such as `renewAll`).
     func send(_ json: String, wait: Bool, timeout: Double, partition: Int = 0) throws -> String? {
-        let redis = try RedisConnection(configuration: settings.redis)
+        let redis = try settings.redis.connect()
         let object = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any]
         let queue = settings.queueKeys(partition: (object?["userId"] as? String).map(settings.partitioning.partition(of:)) ?? partition).jobs
         guard wait else {

@@ -13,7 +13,7 @@ struct SettingsOptions: ParsableArguments {
     @Option(help: "Config file (JSON). Env: TOKENLEDGER_CONFIG.")
     var config: String?
 
-    @Option(help: "Redis URL: redis://[user@]host[:port][/db] or unix:///path?db=N. Env: TOKENLEDGER_REDIS_URL. Default: redis://127.0.0.1:6379/0.")
+    @Option(help: "Redis URL: redis://[user@]host[:port][/db], unix:///path?db=N, or a Redis Cluster by its seed nodes: redis-cluster://host:port[,host:port...] (needs a partition count of 2 or more). Env: TOKENLEDGER_REDIS_URL. Default: redis://127.0.0.1:6379/0.")
     var redisUrl: String?
 
     @Option(help: "SQLite ledger file. Env: TOKENLEDGER_DATABASE. Default: tokenledger.sqlite in the working folder.")
@@ -35,7 +35,8 @@ struct SettingsOptions: ParsableArguments {
 
 /// Every setting, resolved.
 struct Settings {
-    var redis: RedisConfiguration
+    /// One server, or a Redis Cluster (`redis-cluster://`).
+    var redis: RedisTarget
     var database: String
     var keys: QueueKeys
     var http: String
@@ -63,7 +64,7 @@ struct Settings {
 
         let url = options.redisUrl ?? env["TOKENLEDGER_REDIS_URL"] ?? file.redisUrl ?? "redis://127.0.0.1:6379/0"
         do {
-            redis = try RedisConfiguration(url: url)
+            redis = try RedisTarget(url: url)
         } catch {
             throw SettingsError("redis URL: \(error)")
         }
@@ -92,6 +93,11 @@ struct Settings {
             servedPartitions = try partitioning.served(workerOptions?.partitions ?? env["TOKENLEDGER_PARTITIONS"] ?? file.partitions ?? "all")
         } catch {
             throw SettingsError("partitions: \(error)")
+        }
+        // With one partition the keys carry no hash tag (the contract's `P:jobs`, `P:lease`, ...),
+        // so the take script's keys would lie in different slots of a cluster.
+        if redis.isCluster, partitioning.count == 1 {
+            throw SettingsError("a Redis Cluster needs a partition count of 2 or more (TOKENLEDGER_PARTITION_COUNT): with one partition the queue's keys have no hash tag and fall in different slots")
         }
         http = workerOptions?.http ?? env["TOKENLEDGER_HTTP"] ?? file.http ?? "127.0.0.1:9464"
         workerId = workerOptions?.workerId ?? env["TOKENLEDGER_WORKER_ID"] ?? file.workerId ?? WorkerConfiguration.defaultWorkerId()

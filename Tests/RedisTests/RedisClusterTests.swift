@@ -159,28 +159,9 @@ final class RedisClusterTests: XCTestCase {
 
     // MARK: Topology changes
 
-    /// Moves `slot` from the master on `from` to the master on `to` by hand, as
-    /// `redis-cli --cluster reshard` does: importing, migrating, MIGRATE of `keys` (nil: all), and
-    /// the new owner announced to every master.
-    func beginMigration(slot: Int, from: Int, to: Int) throws {
-        try cluster.connection(to).send("CLUSTER", "SETSLOT", slot, "IMPORTING", try cluster.nodeId(from))
-        try cluster.connection(from).send("CLUSTER", "SETSLOT", slot, "MIGRATING", try cluster.nodeId(to))
-    }
-
-    func migrate(keys: [String], from: Int, to: Int) throws {
-        try cluster.connection(from).send(RedisCommand("MIGRATE", arguments: ["127.0.0.1", to, "", 0, 5000, "KEYS"] + keys))
-    }
-
-    func finishMigration(slot: Int, from: Int, to: Int) throws {
-        let owner = try cluster.nodeId(to)
-        let source = try cluster.connection(from)
-        while let keys = try source.send("CLUSTER", "GETKEYSINSLOT", slot, 100).array?.compactMap(\.string), !keys.isEmpty {
-            try migrate(keys: keys, from: from, to: to)
-        }
-        for port in [to, from] + (try cluster.masterPorts()).filter({ $0 != to && $0 != from }) {
-            try cluster.connection(port).send("CLUSTER", "SETSLOT", slot, "NODE", owner)
-        }
-    }
+    func beginMigration(slot: Int, from: Int, to: Int) throws { try cluster.beginSlotMigration(slot, from: from, to: to) }
+    func migrate(keys: [String], from: Int, to: Int) throws { try cluster.migrateKeys(keys, from: from, to: to) }
+    func finishMigration(slot: Int, from: Int, to: Int) throws { try cluster.finishSlotMigration(slot, from: from, to: to) }
 
     func testMovedAfterASlotIsReshardedFollowsAndUpdatesTheMap() throws {
         let client = try RedisCluster(url: cluster.url)
@@ -241,6 +222,55 @@ final class RedisClusterTests: XCTestCase {
         try finishMigration(slot: slot, from: from, to: to)
         XCTAssertEqual(try client.pipeline([stays, goes, fresh].map { (RedisCommand("TYPE", $0), $0) }).map(\.string), ["string", "list", "string"])
         XCTAssertEqual(client.node(forSlot: slot)?.port, to, "MOVED after the migration ends")
+    }
+
+    // MARK: The client protocol
+
+    func testTheClientProtocolRoutesEachCommandByItsKey() throws {
+        let client = try RedisTarget(url: cluster.url).connect()
+        let concrete = try XCTUnwrap(client as? RedisCluster)
+        let masters = try cluster.masterPorts()
+        let tags = try masters.map { try tag(servedBy: $0, concrete) }
+        // One pipeline over every master: the replies in order, each list on its own master.
+        var commands: [RedisCommand] = []
+        for t in tags { commands += [RedisCommand("LPUSH", "{\(t)}:list", "a", "b"), RedisCommand("EXPIRE", "{\(t)}:list", 60)] }
+        commands += [RedisCommand("PUBLISH", "\(prefix):channel", "m"), RedisCommand("LLEN", "{\(tags[0])}:list")]
+        XCTAssertEqual(try client.pipeline(commands).map(\.int), [2, 1, 2, 1, 2, 1, 0, 2])
+        for (port, t) in zip(masters, tags) {
+            XCTAssertEqual(try cluster.connection(port).send("LLEN", "{\(t)}:list").int, 2, "the list of \(t) on \(port)")
+        }
+        // A script loaded on one node runs on every master: NOSCRIPT there, then EVAL there.
+        let script = try client.load("return redis.call('LLEN', KEYS[1])")
+        for t in tags { XCTAssertEqual(try client.evalsha(script, keys: ["{\(t)}:list"]).int, 2) }
+        for port in masters {
+            XCTAssertEqual(try cluster.connection(port).send("SCRIPT", "EXISTS", script.sha1).array?.first?.int, 1, "cached on \(port)")
+        }
+        // The worker's wait: a rotation of the list onto itself, on the list's master.
+        XCTAssertEqual(try client.blmove("{\(tags[2])}:list", "{\(tags[2])}:list", from: .right, to: .right, timeout: 1), Array("a".utf8))
+        XCTAssertTrue(try client.ping())
+        XCTAssertThrowsError(try client.send("DEL", "{\(tags[0])}:list", "{\(tags[1])}:list")) { error in
+            XCTAssertEqual((error as? RedisError)?.code, "redis_cross_slot")
+        }
+    }
+
+    /// An outbox ends with its acknowledgement: the group that holds a pipeline's last command must
+    /// leave after every other group has been answered. Each command here reads its master's clock
+    /// (one machine, one clock), so the order in which the groups ran shows in the replies.
+    func testThePipelinesLastCommandLeavesAfterEveryOtherGroup() throws {
+        let client = try RedisCluster(url: cluster.url)
+        let masters = try cluster.masterPorts()
+        let tags = try masters.map { try tag(servedBy: $0, client) }
+        let now = "local t = redis.call('TIME') return t[1] * 1000000 + t[2]"
+        // The first and the last command share a master: without the rule, that group would go first.
+        let order = [0, 1, 2, 1, 0]
+        let replies = try client.pipeline(order.map { i in
+            (RedisCommand("EVAL", now, 1, "{\(tags[i])}:clock"), "{\(tags[i])}:clock")
+        })
+        let times = try replies.map { try XCTUnwrap($0.int) }
+        XCTAssertGreaterThan(times[4], times[1], "the last command ran after the second master's group")
+        XCTAssertGreaterThan(times[4], times[2], "the last command ran after the third master's group")
+        XCTAssertGreaterThan(times[0], times[2], "the first command was held with the last, in their group")
+        XCTAssertGreaterThanOrEqual(times[4], times[0], "a group keeps its order")
     }
 
     // MARK: Pub/sub

@@ -65,6 +65,19 @@ public final class RedisClusterProcess: @unchecked Sendable {
         process.waitUntilExit()
     }
 
+    /// Freezes one node (SIGSTOP): a replica frozen this way stops taking its master's writes, so
+    /// whatever the master acknowledges meanwhile is on the master alone.
+    public func suspend(_ port: Int) {
+        guard let process = servers[port], process.isRunning else { return }
+        Glibc.kill(process.processIdentifier, SIGSTOP)
+    }
+
+    /// Lets a frozen node run again (SIGCONT).
+    public func resume(_ port: Int) {
+        guard let process = servers[port], process.isRunning else { return }
+        Glibc.kill(process.processIdentifier, SIGCONT)
+    }
+
     /// Stops every node and the watchdog, and deletes the folder.
     public func stop() {
         for port in servers.keys.sorted() { kill(port) }
@@ -179,6 +192,34 @@ public final class RedisClusterProcess: @unchecked Sendable {
     private func firstRunningPort() throws -> Int {
         guard let port = ports.first(where: isRunning) else { throw RedisError.clusterUnavailable("no node runs") }
         return port
+    }
+
+    // MARK: Slot migration
+
+    /// The first step of moving `slot` from the master on `from` to the master on `to`, as
+    /// `redis-cli --cluster reshard` does it: `to` imports, `from` migrates. Keys still on `from`
+    /// are served there; others are reached on `to` with `ASKING`.
+    public func beginSlotMigration(_ slot: Int, from: Int, to: Int) throws {
+        try connection(to).send("CLUSTER", "SETSLOT", slot, "IMPORTING", try nodeId(from))
+        try connection(from).send("CLUSTER", "SETSLOT", slot, "MIGRATING", try nodeId(to))
+    }
+
+    /// Moves `keys` of a migrating slot from `from` to `to` (`MIGRATE ... KEYS`).
+    public func migrateKeys(_ keys: [String], from: Int, to: Int) throws {
+        try connection(from).send(RedisCommand("MIGRATE", arguments: ["127.0.0.1", to, "", 0, 5000, "KEYS"] + keys))
+    }
+
+    /// Moves what is left of the slot's keys, `batch` at a time, then announces the new owner to
+    /// every master: clients of the old owner get `MOVED` from then on.
+    public func finishSlotMigration(_ slot: Int, from: Int, to: Int, batch: Int = 100) throws {
+        let owner = try nodeId(to)
+        let source = try connection(from)
+        while let keys = try source.send("CLUSTER", "GETKEYSINSLOT", slot, batch).array?.compactMap(\.string), !keys.isEmpty {
+            try migrateKeys(keys, from: from, to: to)
+        }
+        for port in [to, from] + (try masterPorts()).filter({ $0 != to && $0 != from }) {
+            try connection(port).send("CLUSTER", "SETSLOT", slot, "NODE", owner)
+        }
     }
 
     // MARK: Processes

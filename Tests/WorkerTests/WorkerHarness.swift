@@ -27,7 +27,7 @@ final class WorkerHarness {
 
     func configuration(workerId: String = "w-\(UUID().uuidString.prefix(6))", batchSize: Int = 256,
                        leaseMilliseconds: Int = 2000, cron: String = "0 2 * * *") throws -> WorkerConfiguration {
-        WorkerConfiguration(redis: try RedisConfiguration(url: redisURL), keys: keys, workerId: workerId,
+        WorkerConfiguration(redis: try RedisTarget(url: redisURL), keys: keys, workerId: workerId,
                             batchSize: batchSize, leaseMilliseconds: leaseMilliseconds, pollSeconds: 0.1,
                             renewalSchedule: try CronSchedule(cron))
     }
