@@ -26,8 +26,8 @@ final class WorkerMetrics {
     let walFrames: Gauge
     let checkpointFailures = Counter(label: "tokenledger_checkpoint_failures_total")
     // Reservations, grants, monitors, events (issue 13).
-    let openHolds = Gauge(label: "tokenledger_open_holds")
-    let heldTokens = Gauge(label: "tokenledger_held_tokens")
+    let openHolds: Gauge
+    let heldTokens: Gauge
     let tokensLapsed = Counter(label: "tokenledger_lapsed_tokens_total")
     let holdsExpired = Counter(label: "tokenledger_holds_expired_total")
     let alertsFired = Counter(label: "tokenledger_alerts_fired_total")
@@ -40,6 +40,8 @@ final class WorkerMetrics {
         leaseHeld = Gauge(label: "tokenledger_lease_held", dimensions: dimensions)
         ledgerReady = Gauge(label: "tokenledger_ledger_ready", dimensions: dimensions)
         walFrames = Gauge(label: "tokenledger_wal_frames", dimensions: dimensions)
+        openHolds = Gauge(label: "tokenledger_open_holds", dimensions: dimensions)
+        heldTokens = Gauge(label: "tokenledger_held_tokens", dimensions: dimensions)
     }
 
     /// Counts one job by type and outcome (`success`, `refused`, `duplicate`, `invalid`).
