@@ -80,7 +80,7 @@ let package = Package(
         .executableTarget(
             name: "tokenledger-bench",
             dependencies: [
-                "Ledger", "Redis",
+                "Ledger", "Redis", "JobWire",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]

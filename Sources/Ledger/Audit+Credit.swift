@@ -4,11 +4,11 @@ import GRDB
 /// `granted` agree with its holds and grants and never exceed its balance together; each lapse
 /// is written once and matches its grant; each hold is closed once.
 extension Auditor {
-    mutating func checkCredit() throws {
+    mutating func checkCredit(balances: [Int64: Int64]) throws {
         let tables = Set(try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table'"))
         guard tables.contains("holds"), tables.contains("grants") else { return }  // a ledger from before v2-credit
         let rows = try Row.fetchAll(db, sql: """
-            SELECT a.user_id, a.balance, a.held, a.granted,
+            SELECT a.user_id, a.id, a.held, a.granted,
                 (SELECT coalesce(sum(amount), 0) FROM holds h WHERE h.account_id = a.id AND h.state = 0),
                 (SELECT coalesce(sum(remaining), 0) FROM grants g WHERE g.account_id = a.id AND g.lapsed_ms IS NULL),
                 a.next_due_ms,
@@ -23,7 +23,7 @@ extension Auditor {
             """)
         for r in rows {
             let u: String = r[0]
-            let balance: Int64 = r[1], held: Int64 = r[2], granted: Int64 = r[3], openHolds: Int64 = r[4], live: Int64 = r[5]
+            let balance: Int64 = balances[r[1] as Int64] ?? 0, held: Int64 = r[2], granted: Int64 = r[3], openHolds: Int64 = r[4], live: Int64 = r[5]
             let nextDue: Int64? = r[6], soonest: Int64? = r[7], monitors: Int64 = r[8], monitorRows: Int64 = r[9]
             if held != openHolds {
                 add(Code.heldMismatch, user: u, "The account of \(u) records \(held) held tokens but its open holds sum to \(openHolds).")

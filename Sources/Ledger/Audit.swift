@@ -19,11 +19,30 @@ struct Auditor {
     let db: Database
     var violations: [AuditViolation] = []
 
+    /// One account: its row brought forward by the entries after the row's `last_entry_id`
+    /// (the unmerged tail; see `LedgerTail`), exactly as the ledger does at open, and what all
+    /// its entries give. The first must equal the second.
     struct AccountCheck {
         var userId: String
         var balance: Int64, spent: Int64, entryCount: Int64, lastEntryId: Int64?
+        let rowLastEntryId: Int64?
+        let rowBalance: Int64, rowSpent: Int64, rowCount: Int64
         var runningAfter: Int64 = 0, sum: Int64 = 0, replaySpent: Int64 = 0, count: Int64 = 0, lastSeen: Int64? = nil
+        var lagReported = false
+
+        init(userId: String, balance: Int64, spent: Int64, entryCount: Int64, lastEntryId: Int64?) {
+            self.userId = userId
+            self.balance = balance
+            self.spent = spent
+            self.entryCount = entryCount
+            self.lastEntryId = lastEntryId
+            rowLastEntryId = lastEntryId
+            (rowBalance, rowSpent, rowCount) = (balance, spent, entryCount)
+        }
     }
+    /// Entries up to this id are merged: in `entry_index`, and in their account's row.
+    var mergedEntryId: Int64 = 0
+    var mergedEntryCount: Int64 = 0
 
     init(db: Database) { self.db = db }
 
@@ -39,6 +58,11 @@ struct Auditor {
         for name in ["entries_no_update", "entries_no_delete"] where !triggers.contains(name) {
             add(Code.triggersMissing, "The append-only trigger \(name) is missing.")
         }
+        // A v1 file (not opened by this version yet) has no tail: every entry is in its row.
+        let v2 = try Bool.fetchOne(db, sql: "SELECT count(*) > 0 FROM sqlite_master WHERE name = 'storage_state'") ?? false
+        mergedEntryId = v2
+            ? try Int64.fetchOne(db, sql: "SELECT value FROM storage_state WHERE name = 'merged_entry_id'") ?? 0
+            : Int64.max
         var accounts: [Int64: AccountCheck] = [:]
         for r in try Row.fetchAll(db, sql: "SELECT id, user_id, balance, spent, entry_count, last_entry_id FROM accounts") {
             let a = AccountCheck(userId: r[1], balance: r[2], spent: r[3], entryCount: r[4], lastEntryId: r[5])
@@ -46,8 +70,12 @@ struct Auditor {
             accounts[r[0]] = a
         }
         try checkEntries(&accounts)
+        if v2 { try checkEntryIndex(mergedEntries: mergedEntryCount) }
         for a in accounts.values.sorted(by: { $0.userId < $1.userId }) {
             let u = a.userId
+            if a.rowLastEntryId == nil && (a.rowBalance != 0 || a.rowSpent != 0 || a.rowCount != 0) {
+                add(Code.balanceMismatch, user: u, "The account row of \(u) records no entry but a balance of \(a.rowBalance), spent \(a.rowSpent) and \(a.rowCount) entries.")
+            }
             if a.balance != a.sum { add(Code.balanceMismatch, user: u, "The balance of \(u) is \(a.balance) but its entries sum to \(a.sum).") }
             if a.spent != a.replaySpent { add(Code.spentMismatch, user: u, "The tokensSpent of \(u) is \(a.spent) but its entries give \(a.replaySpent).") }
             if a.entryCount != a.count || a.lastEntryId != a.lastSeen {
@@ -55,7 +83,9 @@ struct Auditor {
             }
         }
         try checkRefunds(accounts)
-        try checkCredit()  // holds, grants, lapses, monitors (Audit+Credit)
+        // holds, grants, lapses, monitors (Audit+Credit), against the balances the entries give: an
+        // account row lags behind its unmerged entries.
+        try checkCredit(balances: Dictionary(uniqueKeysWithValues: accounts.map { ($0.key, $0.value.sum) }))
     }
 
     mutating func checkEntries(_ accounts: inout [Int64: AccountCheck]) throws {
@@ -108,10 +138,35 @@ struct Auditor {
             } else if kind == Schema.Kind.refund.rawValue {
                 a.replaySpent = max(0, a.replaySpent - amount)
             }
+            if id <= mergedEntryId { mergedEntryCount += 1 }
             a.runningAfter = after
             a.count += 1
             a.lastSeen = id
+            if id == a.rowLastEntryId && (a.sum != a.rowBalance || a.replaySpent != a.rowSpent || a.count != a.rowCount) {
+                // The row as it was written: its entries up to its last entry must agree with it.
+                add(Code.balanceMismatch, user: u, entry: id, "The account row of \(u) records balance \(a.rowBalance), spent \(a.rowSpent) and \(a.rowCount) entries at entry \(id); its entries up to there give \(a.sum), \(a.replaySpent) and \(a.count).")
+            }
+            if id > a.rowLastEntryId ?? 0 {
+                // After the row: the tail, replayed onto the row as the ledger does.
+                if id <= mergedEntryId && !a.lagReported {
+                    a.lagReported = true
+                    add(Code.accountBookkeeping, user: u, entry: id, "The account row of \(u) ends at entry \(a.rowLastEntryId.map(String.init) ?? "none") but entry \(id) is merged: merged entries must be in the row.")
+                }
+                a.balance = after
+                a.entryCount += 1
+                a.lastEntryId = id
+                if spending { a.spent = a.spent &- amount } else if kind == Schema.Kind.refund.rawValue { a.spent = max(0, a.spent - amount) }
+            }
             accounts[accountId] = a
+        }
+    }
+
+    /// `entry_index` holds one row per merged entry (counted in `checkEntries`): a merge that
+    /// skipped or doubled entries would show here.
+    mutating func checkEntryIndex(mergedEntries: Int64) throws {
+        let rows = try Int64.fetchOne(db, sql: "SELECT count(*) FROM entry_index WHERE entry_id <= ?", arguments: [mergedEntryId]) ?? 0
+        if rows != mergedEntries {
+            add(Code.indexIncomplete, "The history index holds \(rows) rows for the \(mergedEntries) merged entries.")
         }
     }
 

@@ -48,6 +48,8 @@ public struct AuditViolation: Sendable, Equatable, CustomStringConvertible {
         public static let refundedTotal = "refunded_total_mismatch"
         /// A sum overflowed 64 bits.
         public static let overflow = "overflow"
+        /// `entry_index` does not hold exactly the merged entries.
+        public static let indexIncomplete = "index_incomplete"
         // Reservations and grants (issue 13).
         /// An account's `held` differs from the sum of its open holds.
         public static let heldMismatch = "held_mismatch"

@@ -20,7 +20,7 @@ extension Ledger {
 
     /// The newest epoch and its owner, if any was acquired.
     public func currentEpoch() throws -> (epoch: Int64, owner: String)? {
-        try writer.read { db in
+        try reader.read { db in
             try Row.fetchOne(db, sql: "SELECT epoch, owner FROM epochs ORDER BY epoch DESC LIMIT 1").map { ($0[0], $0[1]) }
         }
     }
@@ -49,7 +49,7 @@ extension Ledger {
 
     /// The slot of the last completed run of the scheduled job `name` (say `renewal`), if any.
     public func lastCompletedRun(name: String) throws -> Date? {
-        try writer.read { db in
+        try reader.read { db in
             try Int64.fetchOne(db, sql: "SELECT slot_ms FROM scheduler_runs WHERE name = ?", arguments: [name])
                 .map(LedgerTime.date)
         }

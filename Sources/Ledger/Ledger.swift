@@ -7,8 +7,14 @@ import GRDB
 /// processes (the CLI, a backup) may read it at the same time thanks to WAL. All writes go
 /// through `apply` (a group commit of a batch of commands) or `renewDue` (the scheduler).
 ///
+/// Every per-job write is an append (`entries`, `job_log`); the indexes are brought up to date
+/// later, in key order, by the merge (`maintain`, `Ledger+Merge`), and until then the unmerged
+/// tail is answered from memory (`LedgerTail`).
+///
 /// Thread safety: the connection is a GRDB `DatabaseQueue`, which serializes every access, so
-/// a `Ledger` may be shared between tasks; there is no other mutable state.
+/// a `Ledger` may be shared between tasks; the tail, its only other mutable state, is used only
+/// inside that queue. `currentEpoch` and `lastCompletedRun` read on a connection of their own,
+/// so `/readyz` never waits behind a commit or a merge.
 public final class Ledger: Sendable {
     public let path: String
     public let config: LedgerConfig
@@ -16,6 +22,10 @@ public final class Ledger: Sendable {
     let writer: DatabaseQueue
     /// Checkpoints on a second connection, in the background (see `Checkpointer`).
     let checkpointer: Checkpointer
+    /// A read-only connection for small reads that must not wait behind the writer.
+    let reader: DatabaseQueue
+    /// What the indexes do not hold yet; used only on `writer`'s queue.
+    let tail = LedgerTail()
 
     /// Opens (creating if needed, with mode 0600) the ledger at `path`, in WAL mode with the
     /// configured `synchronous`, busy timeout and automatic checkpoint, and migrates its schema.
@@ -36,6 +46,9 @@ public final class Ledger: Sendable {
         self.checkpointer = checkpointer
         writer = try DatabaseQueue(path: path, configuration: writerConfig)
         try Schema.migrator.migrate(writer)
+        reader = try DatabaseQueue(path: path, configuration: Self.configuration(config, readonly: true))
+        let tail = self.tail
+        try writer.read { db in try tail.reload(db) }
     }
 
     /// The WAL's size and the checkpoint failures so far.
@@ -79,14 +92,16 @@ public final class Ledger: Sendable {
     public func apply(_ commands: [Command], epoch: Int64? = nil) throws -> [CommandResult] {
         if commands.isEmpty { return [] }
         let nowMs = LedgerTime.milliseconds(clock.now())
-        return try writeTransaction(epoch: epoch) { db in
-            let transaction = try LedgerTransaction(db: db, config: config, clockMs: nowMs, writable: true)
+        let (results, tailRows) = try commandTransaction(epoch: epoch) { db in
+            let transaction = try LedgerTransaction(db: db, config: config, tail: tail, clockMs: nowMs, writable: true)
             var results: [CommandResult] = []
             results.reserveCapacity(commands.count)
             for command in commands { results.append(try transaction.perform(command)) }
             try transaction.flush()
-            return results
+            return (results, transaction)
         }
+        try boundTail(tailRows, epoch: epoch)
+        return results
     }
 
     /// Answers a query (balance, canAfford, history, statistics, eligibility, a dry-run
@@ -95,7 +110,9 @@ public final class Ledger: Sendable {
         guard operation.isQuery else { throw LedgerStorageError.notAQuery }
         let nowMs = LedgerTime.milliseconds(clock.now())
         return try writer.read { db in
-            try LedgerTransaction(db: db, config: config, clockMs: nowMs, writable: false).execute(operation, jobId: nil).result
+            try tail.refreshIfChanged(db)
+            return try LedgerTransaction(db: db, config: config, tail: tail, clockMs: nowMs, writable: false)
+                .execute(operation, jobId: nil).result
         }
     }
 
@@ -104,12 +121,32 @@ public final class Ledger: Sendable {
     /// account that keeps failing (only an overflow can fail), until `successful == 0`.
     public func renewDue(limit: Int, tier: String? = nil, epoch: Int64? = nil) throws -> RenewAllSummary {
         let nowMs = LedgerTime.milliseconds(clock.now())
-        return try writeTransaction(epoch: epoch) { db in
-            let transaction = try LedgerTransaction(db: db, config: config, clockMs: nowMs, writable: true)
+        let (summary, tailRows) = try commandTransaction(epoch: epoch) { db in
+            let transaction = try LedgerTransaction(db: db, config: config, tail: tail, clockMs: nowMs, writable: true)
             let summary = try transaction.renewDue(dryRun: false, tier: tier, limit: max(limit, 1), continueOnError: true)
             try transaction.flush()
-            return summary
+            return (summary, transaction)
         }
+        try boundTail(tailRows, epoch: epoch)
+        return summary
+    }
+
+    /// The caller is expected to call `maintain` between batches; should it not, the tail is
+    /// still bounded: past twice the threshold, a write merges until the tail is back below it.
+    private func boundTail(_ tailRows: Int, epoch: Int64?) throws {
+        guard tailRows >= 2 * config.mergeThresholdRows else { return }
+        while try maintain(epoch: epoch) {
+            if try writer.read({ _ in tail.rowCount }) < config.mergeThresholdRows { break }
+        }
+    }
+
+    /// One IMMEDIATE transaction of ledger commands, fenced by `epoch`: commits what `body` did,
+    /// or nothing. The transaction extends the tail as it writes; if it does not commit, the
+    /// tail is marked stale and reread before its next use. Returns the value and the tail's size.
+    func commandTransaction<T>(epoch: Int64?, _ body: (Database) throws -> (T, LedgerTransaction)) throws -> (T, Int) {
+        var tailRows = 0
+        let value = try writeTransaction(epoch: epoch, body, afterCommit: { _ in tailRows = tail.rowCount }).0
+        return (value, tailRows)
     }
 
     /// Settles at most `limit` accounts on which a hold expiry or a grant lapse fell due (soonest
@@ -122,27 +159,40 @@ public final class Ledger: Sendable {
                           budget: Duration? = nil) throws -> SettleSummary {
         let deadline = budget.map { ContinuousClock.now + $0 }
         let nowMs = LedgerTime.milliseconds(clock.now())
-        return try writeTransaction(epoch: epoch) { db in
+        let (summary, tailRows) = try commandTransaction(epoch: epoch) { db in
             if let sent = forgetSentThrough {
                 try db.execute(sql: "DELETE FROM pending_sends WHERE seq <= ?", arguments: [sent])
             }
-            let transaction = try LedgerTransaction(db: db, config: config, clockMs: nowMs, writable: true)
+            let transaction = try LedgerTransaction(db: db, config: config, tail: tail, clockMs: nowMs, writable: true)
             let summary = try transaction.settleDue(limit: max(limit, 1), deadline: deadline)
             try transaction.flush()
-            return summary
+            return (summary, transaction)
         }
+        try boundTail(tailRows, epoch: epoch)
+        return summary
     }
 
     /// One IMMEDIATE transaction, fenced by `epoch`: commits what `body` did, or nothing.
-    func writeTransaction<T>(epoch: Int64?, _ body: (Database) throws -> T) throws -> T {
+    /// `afterCommit` runs on the writer's queue once the COMMIT has succeeded, never after a
+    /// rollback; after a rollback the tail is marked stale, so it is reread before its next use.
+    func writeTransaction<T>(epoch: Int64?, _ body: (Database) throws -> T, afterCommit: (T) -> Void = { _ in }) throws -> T {
         try writer.writeWithoutTransaction { db in
             var value: T?
-            try db.inTransaction(.immediate) {
-                if let epoch { try Self.checkEpoch(db, epoch) }
-                value = try body(db)
-                return .commit
+            do {
+                try db.inTransaction(.immediate) {
+                    if let epoch { try Self.checkEpoch(db, epoch) }
+                    try tail.refreshIfChanged(db)
+                    value = try body(db)
+                    return .commit
+                }
+            } catch {
+                // Rolled back: the tail may hold what was not committed (see `LedgerTransaction`).
+                tail.invalidate()
+                throw error
             }
-            return value!
+            guard let value else { throw LedgerStorageError.transactionWithoutValue }
+            afterCommit(value)
+            return value
         }
     }
 }

@@ -64,7 +64,10 @@ public final class LedgerReader: Sendable {
         guard operation.isQuery else { throw LedgerStorageError.notAQuery }
         let nowMs = LedgerTime.milliseconds(clock.now())
         return try reader.read { db in
-            try LedgerTransaction(db: db, config: config, clockMs: nowMs, writable: false).execute(operation, jobId: nil).result
+            // The unmerged tail, read in the same transaction as the rest (see `LedgerTail`).
+            let tail = try LedgerTail.load(db)
+            return try LedgerTransaction(db: db, config: config, tail: tail, clockMs: nowMs, writable: false)
+                .execute(operation, jobId: nil).result
         }
     }
 

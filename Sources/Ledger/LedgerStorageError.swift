@@ -8,6 +8,10 @@ public enum LedgerStorageError: Error, Sendable, Equatable, CustomStringConverti
     case backupDestinationExists(path: String)
     /// `read(_:)` accepts only queries.
     case notAQuery
+    /// The file was made for another partition, or another partition count, than asked for.
+    case partitionMismatch(path: String, recorded: String, requested: String)
+    /// A write transaction committed without producing its value (a bug, never expected).
+    case transactionWithoutValue
 
     public var description: String {
         switch self {
@@ -17,6 +21,10 @@ public enum LedgerStorageError: Error, Sendable, Equatable, CustomStringConverti
             return "backup destination already exists: \(path)"
         case .notAQuery:
             return "read(_:) only answers queries"
+        case let .partitionMismatch(path, recorded, requested):
+            return "the ledger \(path) holds partition \(recorded); this worker was started for partition \(requested): the partition count is fixed when a ledger is made"
+        case .transactionWithoutValue:
+            return "a write transaction committed without producing its value"
         }
     }
 }

@@ -34,18 +34,18 @@ extension LedgerTransaction {
         }
         let outcome = try execute(command.operation, jobId: command.jobId)
         if let jobId = command.jobId, outcome.store, writable {
-            let q = hot.insertJob
-            q.reset()
-            try q.bind(1, jobId)
-            try q.bind(2, outcome.entryId)
-            try q.bind(3, outcome.derived ? nil : outcome.accountId)
-            try q.bind(4, outcome.derived ? nil : outcome.result.json)
-            try q.run()
+            try appendJob(jobId, entryId: outcome.entryId, accountId: outcome.derived ? nil : outcome.accountId,
+                          result: outcome.derived ? nil : outcome.result.json)
         }
         return outcome.result
     }
 
+    /// The stored result of `jobId`: in the unmerged tail (this batch's results included), or
+    /// in the merged index `jobs` (a job being merged may be in both; they hold the same row).
     func storedJob(_ jobId: String) throws -> StoredJob? {
+        if let job = tail.jobs[jobId] {
+            return StoredJob(entryId: job.entryId, accountId: job.accountId, result: job.result)
+        }
         let q = hot.jobById
         q.reset()
         try q.bind(1, jobId)

@@ -3,9 +3,12 @@ import GRDB
 /// balance, canAfford, history, statistics.
 ///
 /// Account totals come from the batch's copy of the account (so a query sees the earlier jobs
-/// of its own batch); entries are read by SQL through `entries_by_account (account_id,
-/// created_ms)`, whose implicit rowid suffix also gives "newest first" (`created_ms DESC, id
-/// DESC`) without a sort.
+/// of its own batch). Entries come from two places that never overlap: the unmerged tail
+/// (entries after `tail.mergedEntryId`, in memory, this batch's included) and, for the rest,
+/// SQL through `entry_index (account_id, created_ms, entry_id)` restricted to
+/// `entry_id <= mergedEntryId` (a merge under way may have indexed some tail entries already).
+/// Since ids and times rise together, every tail entry is newer than every merged one: a page
+/// newest first is the tail's matches, then SQL's, with the offset carried over.
 extension LedgerTransaction {
     static let maxHistoryLimit = 1000
 
@@ -71,16 +74,22 @@ extension LedgerTransaction {
         if let e = Self.dateRange(startMs, endMs) { return .refused(e) }
         guard let a = try account(userId) else { return .refused(.userNotFound(userId)) }
         let lo = startMs ?? Int64.min, hi = endMs ?? Int64.max
+        let merged = tail.mergedEntryId
+        // The tail's matches, newest first: which of them are on the page, and how many there are.
+        var tailMatches = 0
+        var tailPage: [Int64] = []
+        let recent = tailEntries(of: a.id)
+        for e in recent.reversed() where e.createdMs >= lo && e.createdMs <= hi
+            && (operationType == nil || e.operationType == operationType) {
+            if tailMatches >= offset && tailPage.count < limit { tailPage.append(e.id) }
+            tailMatches += 1
+        }
         var w = JSONWriter(capacity: 256 + limit * 160)
         w.beginObject()
         w.key("success"); w.bool(true)
         w.key("userId"); w.string(userId)
         w.key("entries"); w.beginArray()
-        let page = try db.cachedStatement(sql: operationType == nil ? SQL.historyPage : SQL.historyPageOfType)
-        let pageArgs: StatementArguments = operationType == nil
-            ? [a.id, lo, hi, limit, offset] : [a.id, lo, hi, limit, offset, operationType]
-        let rows = try Row.fetchCursor(page, arguments: pageArgs)
-        while let r = try rows.next() {
+        func write(_ r: Row) {
             w.beginObject()
             w.key("id"); w.int(r[0] as Int64)
             w.key("jobId"); w.string(r[1] as String?)
@@ -92,14 +101,27 @@ extension LedgerTransaction {
             w.key("metadata"); w.raw(r[7] as String?)
             w.endObject()
         }
+        let byId = try db.cachedStatement(sql: SQL.historyEntry)
+        for id in tailPage {
+            if let r = try Row.fetchOne(byId, arguments: [id]) { write(r) }
+        }
+        let rest = limit - tailPage.count
+        if rest > 0 {
+            let page = try db.cachedStatement(sql: operationType == nil ? SQL.historyPage : SQL.historyPageOfType)
+            let pageOffset = max(0, offset - tailMatches)
+            let pageArgs: StatementArguments = operationType == nil
+                ? [a.id, lo, hi, rest, pageOffset, merged] : [a.id, lo, hi, rest, pageOffset, merged, operationType]
+            let rows = try Row.fetchCursor(page, arguments: pageArgs)
+            while let r = try rows.next() { write(r) }
+        }
         w.endArray()
         let total: Int64
         if operationType == nil && startMs == nil && endMs == nil {
             total = a.entryCount
         } else {
             let count = try db.cachedStatement(sql: operationType == nil ? SQL.historyCount : SQL.historyCountOfType)
-            let countArgs: StatementArguments = operationType == nil ? [a.id, lo, hi] : [a.id, lo, hi, operationType]
-            total = try Int64.fetchOne(count, arguments: countArgs) ?? 0
+            let countArgs: StatementArguments = operationType == nil ? [a.id, lo, hi, merged] : [a.id, lo, hi, merged, operationType]
+            total = (try Int64.fetchOne(count, arguments: countArgs) ?? 0) + Int64(tailMatches)
         }
         w.key("total"); w.int(total)
         w.key("limit"); w.int(limit)
@@ -114,11 +136,33 @@ extension LedgerTransaction {
         struct Group { var type: String; var count: Int64; var tokens: Int64; var spent: Int64; var earned: Int64 }
         var groups: [Group] = []
         do {
-            let rows = try Row.fetchCursor(db.cachedStatement(sql: SQL.statistics), arguments: [a.id, startMs, endMs])
+            let rows = try Row.fetchCursor(db.cachedStatement(sql: SQL.statistics), arguments: [a.id, startMs, endMs, tail.mergedEntryId])
             while let r = try rows.next() { groups.append(Group(type: r[0], count: r[1], tokens: r[2], spent: r[3], earned: r[4])) }
         } catch let e as DatabaseError where e.message?.contains("integer overflow") == true {
             return .refused(.overflow("statistics sum"))
         }
+        // The unmerged tail's entries in the range, added group by group.
+        var overflow = false
+        for e in tailEntries(of: a.id) where e.createdMs >= startMs && e.createdMs <= endMs {
+            let index: Int
+            if let i = groups.firstIndex(where: { $0.type == e.operationType }) {
+                index = i
+            } else {
+                groups.append(Group(type: e.operationType, count: 0, tokens: 0, spent: 0, earned: 0))
+                index = groups.count - 1
+            }
+            var o = (false, false)
+            groups[index].count += 1
+            (groups[index].tokens, o.0) = groups[index].tokens.addingReportingOverflow(e.amount)
+            if e.amount < 0 {
+                (groups[index].spent, o.1) = groups[index].spent.addingReportingOverflow(-e.amount)
+            } else {
+                (groups[index].earned, o.1) = groups[index].earned.addingReportingOverflow(e.amount)
+            }
+            if o.0 || o.1 { overflow = true }
+        }
+        if overflow { return .refused(.overflow("statistics sum")) }
+        groups.sort { $0.type.utf8.lexicographicallyPrecedes($1.type.utf8) }
         var spent: Int64 = 0, earned: Int64 = 0, count: Int64 = 0
         for g in groups {
             var o1 = false, o2 = false
@@ -152,23 +196,31 @@ extension LedgerTransaction {
 }
 
 extension LedgerTransaction.SQL {
-    static let historyColumns = "id, job_id, operation_type, amount, balance_before, balance_after, created_ms, metadata"
+    static let historyColumns = "e.id, e.job_id, e.operation_type, e.amount, e.balance_before, e.balance_after, e.created_ms, e.metadata"
+    static let historyEntry = "SELECT \(historyColumns) FROM entries e WHERE e.id = ?"
+    /// `?6` is the merged watermark: entries after it are the tail's.
     static let historyPage = """
-        SELECT \(historyColumns) FROM entries WHERE account_id = ?1 AND created_ms BETWEEN ?2 AND ?3
-        ORDER BY created_ms DESC, id DESC LIMIT ?4 OFFSET ?5
+        SELECT \(historyColumns) FROM entry_index x JOIN entries e ON e.id = x.entry_id
+        WHERE x.account_id = ?1 AND x.created_ms BETWEEN ?2 AND ?3 AND x.entry_id <= ?6
+        ORDER BY x.created_ms DESC, x.entry_id DESC LIMIT ?4 OFFSET ?5
         """
     static let historyPageOfType = """
-        SELECT \(historyColumns) FROM entries WHERE account_id = ?1 AND created_ms BETWEEN ?2 AND ?3
-        AND operation_type = ?6 ORDER BY created_ms DESC, id DESC LIMIT ?4 OFFSET ?5
+        SELECT \(historyColumns) FROM entry_index x JOIN entries e ON e.id = x.entry_id
+        WHERE x.account_id = ?1 AND x.created_ms BETWEEN ?2 AND ?3 AND x.entry_id <= ?6
+        AND e.operation_type = ?7 ORDER BY x.created_ms DESC, x.entry_id DESC LIMIT ?4 OFFSET ?5
         """
-    static let historyCount = "SELECT count(*) FROM entries WHERE account_id = ?1 AND created_ms BETWEEN ?2 AND ?3"
+    static let historyCount = """
+        SELECT count(*) FROM entry_index x WHERE x.account_id = ?1 AND x.created_ms BETWEEN ?2 AND ?3 AND x.entry_id <= ?4
+        """
     static let historyCountOfType = """
-        SELECT count(*) FROM entries WHERE account_id = ?1 AND created_ms BETWEEN ?2 AND ?3 AND operation_type = ?4
+        SELECT count(*) FROM entry_index x JOIN entries e ON e.id = x.entry_id
+        WHERE x.account_id = ?1 AND x.created_ms BETWEEN ?2 AND ?3 AND x.entry_id <= ?4 AND e.operation_type = ?5
         """
     static let statistics = """
-        SELECT operation_type, count(*), sum(amount),
-            sum(CASE WHEN amount < 0 THEN -amount ELSE 0 END), sum(CASE WHEN amount > 0 THEN amount ELSE 0 END)
-        FROM entries WHERE account_id = ?1 AND created_ms BETWEEN ?2 AND ?3
-        GROUP BY operation_type ORDER BY operation_type
+        SELECT e.operation_type, count(*), sum(e.amount),
+            sum(CASE WHEN e.amount < 0 THEN -e.amount ELSE 0 END), sum(CASE WHEN e.amount > 0 THEN e.amount ELSE 0 END)
+        FROM entry_index x JOIN entries e ON e.id = x.entry_id
+        WHERE x.account_id = ?1 AND x.created_ms BETWEEN ?2 AND ?3 AND x.entry_id <= ?4
+        GROUP BY e.operation_type ORDER BY e.operation_type
         """
 }

@@ -3,8 +3,14 @@ import GRDB
 
 /// One transaction of the ledger: the state the writer keeps while it applies a batch.
 ///
-/// - Each touched account is loaded once and written back once (`flush`), however many jobs
-///   of the batch touch it.
+/// - Each touched account is loaded once (the tail's lagging record, else its row). Only a
+///   tier or renewal change writes the row (`flush`); a balance-only change leaves the row to
+///   the merge and the account to the tail, so a job writes no random page.
+/// - Every entry and every stored result is an append (`entries`, `job_log`), recorded in the
+///   tail as it is written, so later commands of the batch see it. Should the transaction not
+///   commit, the ledger marks the tail stale and rereads it from the file before its next use
+///   (`LedgerTail.invalidate`): rollbacks are rare, and copying state to undo them would cost
+///   every batch.
 /// - Entry ids are assigned here (`lastEntryId + 1`) and the hash chain is extended in memory;
 ///   both are reloaded from the last entry when the transaction starts (one read of the rightmost
 ///   page), so nothing is trusted across transactions or across writers.
@@ -18,6 +24,8 @@ final class LedgerTransaction {
     let config: LedgerConfig
     let nowMs: Int64
     let writable: Bool
+    /// The unmerged tail, which a writable transaction extends as it writes.
+    let tail: LedgerTail
 
     private var byUser: [String: AccountRecord] = [:]
     private var byId: [Int64: AccountRecord] = [:]
@@ -31,22 +39,22 @@ final class LedgerTransaction {
     var credit = CreditState()
 
     struct HotStatements {
-        let jobById, insertJob, insertEntry, accountByUser, updateAccountBalance, updateAccountFull: RawStatement
+        let jobById, appendJob, insertEntry, accountByUser, updateAccountFull: RawStatement
 
         init(_ db: Database) throws {
             jobById = try RawStatement(db, SQL.jobById)
-            insertJob = try RawStatement(db, SQL.insertJob)
+            appendJob = try RawStatement(db, SQL.appendJob)
             insertEntry = try RawStatement(db, SQL.insertEntry)
             accountByUser = try RawStatement(db, SQL.accountByUser)
-            updateAccountBalance = try RawStatement(db, SQL.updateAccountBalance)
             updateAccountFull = try RawStatement(db, SQL.updateAccountFull)
         }
     }
 
-    init(db: Database, config: LedgerConfig, clockMs: Int64, writable: Bool) throws {
+    init(db: Database, config: LedgerConfig, tail: LedgerTail, clockMs: Int64, writable: Bool) throws {
         self.db = db
         self.config = config
         self.writable = writable
+        self.tail = tail
         hot = try HotStatements(db)
         var lastCreated = Int64.min
         if let row = try Row.fetchOne(db.cachedStatement(sql: SQL.lastEntry)) {
@@ -62,6 +70,7 @@ final class LedgerTransaction {
     func account(_ userId: String) throws -> AccountRecord? {
         if let a = byUser[userId] { return a }
         if missing.contains(userId) { return nil }
+        if let lagging = tail.account(userId: userId) { return try settledIfDue(remember(lagging)) }
         let q = hot.accountByUser
         q.reset()
         try q.bind(1, userId)
@@ -77,6 +86,7 @@ final class LedgerTransaction {
 
     func account(id: Int64) throws -> AccountRecord? {
         if let a = byId[id] { return a }
+        if let lagging = tail.account(id: id) { return try settledIfDue(remember(lagging)) }
         let q = try RawStatement(db, SQL.accountById)
         q.reset()
         try q.bind(1, id)
@@ -92,7 +102,8 @@ final class LedgerTransaction {
     /// Keeps the account of the statement's current row (selecting `AccountRecord.columns`),
     /// unless the batch already holds a newer copy of it.
     func account(current q: RawStatement) -> AccountRecord {
-        byId[q.int64(0)] ?? remember(AccountRecord(q))
+        let id = q.int64(0)
+        return byId[id] ?? remember(tail.account(id: id) ?? AccountRecord(q))
     }
 
     private func remember(_ a: AccountRecord) -> AccountRecord {
@@ -109,7 +120,9 @@ final class LedgerTransaction {
         return remember(AccountRecord(id: db.lastInsertedRowID, userId: userId, tier: tier, nowMs: nowMs))
     }
 
-    /// Writes back every account changed in this transaction.
+    /// Writes the row of every account whose tier or renewal clock changed in this transaction
+    /// (the renewal selection reads them by SQL); a balance-only change marks the account
+    /// lagging instead, and its row is written by the merge.
     func flush() throws {
         for a in byId.values where a.dirtyBalance || a.dirtyRenewal {
             if a.dirtyRenewal {
@@ -119,18 +132,37 @@ final class LedgerTransaction {
                 try u.bind(6, a.lastRenewalMs); try u.bind(7, a.nextRenewalMs); try u.bind(8, a.expiresMs); try u.bind(9, a.entryCount)
                 try u.bind(10, a.lastEntryId); try u.bind(11, a.id)
                 try u.run()
+                a.lagging = false
             } else {
-                let u = hot.updateAccountBalance
-                u.reset()
-                try u.bind(1, a.balance); try u.bind(2, a.spent); try u.bind(3, a.entryCount); try u.bind(4, a.lastEntryId); try u.bind(5, a.id)
-                try u.run()
+                a.lagging = true
             }
+            tail.track(a)
             a.dirtyBalance = false
             a.dirtyRenewal = false
         }
         try flushCredit()
     }
 
+    /// Appends the result of `jobId` to `job_log` and to the tail (see `perform`).
+    func appendJob(_ jobId: String, entryId: Int64?, accountId: Int64?, result: String?) throws {
+        let seq = tail.lastJobSeq + 1
+        let q = hot.appendJob
+        q.reset()
+        try q.bind(1, seq)
+        try q.bind(2, jobId)
+        try q.bind(3, entryId)
+        try q.bind(4, accountId)
+        try q.bind(5, result)
+        try q.run()
+        tail.lastJobSeq = seq
+        tail.jobs[jobId] = LedgerTail.Job(seq: seq, entryId: entryId, accountId: accountId, result: result)
+    }
+
+    /// The tail's entries of an account (all after `tail.mergedEntryId`, this batch's
+    /// included), oldest first.
+    func tailEntries(of accountId: Int64) -> [LedgerTail.Entry] {
+        tail.entries[accountId] ?? []
+    }
     /// The accounts whose credit columns changed (see `flushCredit`).
     func dirtyCreditAccounts() -> [AccountRecord] { byId.values.filter(\.dirtyCredit) }
 
@@ -153,6 +185,11 @@ final class LedgerTransaction {
         try q.bind(6, amount); try q.bind(7, before); try q.bind(8, after); try q.bind(9, jobId); try q.bind(10, refundOf)
         try q.bind(11, metadata); try q.bind(12, blob: hash)
         try q.run()
+        if writable {
+            tail.entries[a.id, default: []].append(.init(id: id, createdMs: nowMs, operationType: tail.intern(operationType), amount: amount))
+            tail.entryCount += 1
+            tail.lastEntryId = id
+        }
         lastEntryId = id
         lastHash = hash
         a.balance = after
@@ -203,6 +240,7 @@ final class LedgerTransaction {
             """
         static let updateAccountBalance =
             "UPDATE accounts SET balance = ?, spent = ?, entry_count = ?, last_entry_id = ? WHERE id = ?"
+        static let appendJob = "INSERT INTO job_log (seq, job_id, entry_id, account_id, result) VALUES (?, ?, ?, ?, ?)"
         static let insertEntry = """
             INSERT INTO entries (id, account_id, created_ms, kind, operation_type, amount, balance_before,
                 balance_after, job_id, refund_of, metadata, hash)
@@ -211,6 +249,6 @@ final class LedgerTransaction {
         static let entryById =
             "SELECT account_id, kind, operation_type, amount, balance_after, created_ms FROM entries WHERE id = ?"
         static let jobById = "SELECT entry_id, account_id, result FROM jobs WHERE job_id = ?"
-        static let insertJob = "INSERT INTO jobs (job_id, entry_id, account_id, result) VALUES (?, ?, ?, ?)"
+        static let mergeJob = "INSERT OR IGNORE INTO jobs (job_id, entry_id, account_id, result) VALUES (?, ?, ?, ?)"
     }
 }

@@ -104,7 +104,63 @@ enum Schema {
                 ) WITHOUT ROWID, STRICT;
                 """)
         }
+        m.registerMigration("partitions") { db in
+            // One row: how many partitions the ledger's users are split into, and which one this
+            // file holds. Written once, by the first worker that opens the file.
+            try db.execute(sql: """
+                CREATE TABLE partition_layout (
+                    id INTEGER PRIMARY KEY CHECK (id = 1),
+                    partition_count INTEGER NOT NULL CHECK (partition_count >= 1),
+                    partition INTEGER NOT NULL CHECK (partition >= 0 AND partition < partition_count)
+                ) STRICT;
+                """)
+        }
+        m.registerMigration("v2-append-only-hot-path") { db in
+            try migrateToAppendOnlyHotPath(db)
+        }
         registerCredit(&m)
         return m
+    }
+
+    /// v2: every per-job write becomes an append (see `LedgerTail` and `Ledger+Merge`).
+    ///
+    /// - `job_log` is the append-only log of stored results not yet merged into `jobs`, which
+    ///   keeps its meaning (the merged job-id index) and its rows.
+    /// - `entry_index (account_id, created_ms, entry_id)` replaces the index `entries_by_account`,
+    ///   which SQLite maintained on every insert, at a random account's leaf. The merge fills it
+    ///   in key order, up to `storage_state.merged_entry_id`; the entries after that are found
+    ///   through the in-memory tail.
+    /// - An `accounts` row may lag behind its entries by the unmerged tail: it is exact as of its
+    ///   `last_entry_id`, and the entries after that are replayed onto it at open.
+    /// Existing entries are indexed here once, read through `entries_by_account` in its own order.
+    static func migrateToAppendOnlyHotPath(_ db: Database) throws {
+        try db.execute(sql: """
+            CREATE TABLE job_log (
+                seq INTEGER PRIMARY KEY,
+                job_id TEXT NOT NULL,
+                entry_id INTEGER,
+                account_id INTEGER,
+                result TEXT
+            ) STRICT;
+
+            CREATE TABLE entry_index (
+                account_id INTEGER NOT NULL,
+                created_ms INTEGER NOT NULL,
+                entry_id INTEGER NOT NULL,
+                PRIMARY KEY (account_id, created_ms, entry_id)
+            ) WITHOUT ROWID, STRICT;
+            INSERT INTO entry_index (account_id, created_ms, entry_id)
+                SELECT account_id, created_ms, id FROM entries INDEXED BY entries_by_account
+                ORDER BY account_id, created_ms, id;
+            DROP INDEX entries_by_account;
+
+            CREATE TABLE storage_state (
+                name TEXT PRIMARY KEY,
+                value INTEGER NOT NULL
+            ) WITHOUT ROWID, STRICT;
+            INSERT INTO storage_state (name, value) VALUES
+                ('merged_entry_id', (SELECT coalesce(max(id), 0) FROM entries)),
+                ('merged_job_seq', 0);
+            """)
     }
 }

@@ -15,32 +15,30 @@ public struct OperatorEndpoints: Service {
     public let host: String
     public let port: UInt16
     public let registry: PrometheusCollectorRegistry
-    public let redis: RedisConfiguration
-    public let ledger: Ledger
+    /// One server or a cluster: `/readyz` pings it through a client of its kind.
+    public let redis: RedisTarget
+    /// The ledger of every partition this process serves.
+    public let ledgers: [Ledger]
     public let logger: Logger
     /// What the worker itself reports as keeping it from serving (one line per problem).
     public let workerProblems: @Sendable () -> [String]
 
-    public init(host: String, port: UInt16, registry: PrometheusCollectorRegistry, redis: RedisConfiguration,
-                ledger: Ledger, logger: Logger, workerProblems: @escaping @Sendable () -> [String] = { [] }) {
+    public init(host: String, port: UInt16, registry: PrometheusCollectorRegistry, redis: RedisTarget,
+                ledgers: [Ledger], logger: Logger, workerProblems: @escaping @Sendable () -> [String] = { [] }) {
         self.workerProblems = workerProblems
         self.host = host
         self.port = port
         self.registry = registry
         self.redis = redis
-        self.ledger = ledger
+        self.ledgers = ledgers
         self.logger = logger
     }
 
     public func run() async throws {
         let address = try sockaddr_in.inet(ip4: host == "localhost" ? "127.0.0.1" : host, port: port)
         let server = HTTPServer(address: address, logger: .disabled)
-        let (registry, ledger, workerProblems) = (self.registry, self.ledger, self.workerProblems)
-        var probeConfig = redis
-        probeConfig.connectTimeout = min(probeConfig.connectTimeout, 1)
-        probeConfig.commandTimeout = min(probeConfig.commandTimeout, 1)
-        probeConfig.reconnect = ReconnectPolicy(maxAttempts: 1)
-        let probe = probeConfig
+        let (registry, ledgers, workerProblems) = (self.registry, self.ledgers, self.workerProblems)
+        let probe = redis.impatient(seconds: 1)
         await server.appendRoute("GET /metrics") { _ in
             var buffer: [UInt8] = []
             registry.emit(into: &buffer)
@@ -50,7 +48,7 @@ public struct OperatorEndpoints: Service {
             HTTPResponse(statusCode: .ok, body: Data("ok\n".utf8))
         }
         await server.appendRoute("GET /readyz") { _ in
-            let problems = Self.readiness(redis: probe, ledger: ledger) + workerProblems()
+            let problems = Self.readiness(redis: probe, ledgers: ledgers) + workerProblems()
             if problems.isEmpty { return HTTPResponse(statusCode: .ok, body: Data("ready\n".utf8)) }
             return HTTPResponse(statusCode: .serviceUnavailable, body: Data((problems.joined(separator: "\n") + "\n").utf8))
         }
@@ -67,18 +65,20 @@ public struct OperatorEndpoints: Service {
     }
 
     /// What keeps the worker from serving: empty when Redis and the ledger both answer.
-    static func readiness(redis: RedisConfiguration, ledger: Ledger) -> [String] {
+    static func readiness(redis: RedisTarget, ledgers: [Ledger]) -> [String] {
         var problems: [String] = []
         do {
-            let connection = try RedisConnection(configuration: redis)
+            let connection = try redis.connect()
             if try !connection.ping() { problems.append("redis: no PONG") }
         } catch {
             problems.append("redis: \(error)")
         }
-        do {
-            _ = try ledger.currentEpoch()  // a read: the file opens and answers
-        } catch {
-            problems.append("ledger: \(error)")
+        for ledger in ledgers {
+            do {
+                _ = try ledger.currentEpoch()  // a read: the file opens and answers
+            } catch {
+                problems.append("ledger \(ledger.path): \(error)")
+            }
         }
         return problems
     }

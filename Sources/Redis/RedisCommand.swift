@@ -68,6 +68,13 @@ public struct RedisCommand: Sendable, Hashable {
         return nil
     }
 
+    /// The bytes of argument `index` (0 is the command's name), or nil past the last one.
+    public func argument(_ index: Int) -> ArraySlice<UInt8>? {
+        guard index >= 0, index < lengths.count else { return nil }
+        let start = lengths[..<index].reduce(0, +)
+        return bytes[start..<start + lengths[index]]
+    }
+
     /// The command's name, for errors and logs (never its arguments, which may hold secrets).
     public var name: String {
         guard let first = lengths.first else { return "" }

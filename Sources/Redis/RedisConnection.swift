@@ -102,11 +102,6 @@ public final class RedisConnection {
         try pipeline(CollectionOfOne(command))[0].throwingOnError()
     }
 
-    @discardableResult
-    public func send(_ name: String, _ arguments: any RedisArgument...) throws(RedisError) -> RedisValue {
-        try send(RedisCommand(name, arguments: arguments))
-    }
-
     /// Writes every command, then reads every reply: one round trip for the lot.
     ///
     /// Error replies come back as `.error` values in their place, so one refused command does not

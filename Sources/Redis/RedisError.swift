@@ -11,6 +11,12 @@ public enum RedisError: Error, Sendable, Equatable, CustomStringConvertible {
     case unexpectedReply(String)
     /// The command cannot be sent (an empty command name); nothing was sent.
     case invalidCommand(String)
+    /// A Redis Cluster refused a command whose keys are in different slots (`CROSSSLOT`): give all
+    /// its keys one hash tag, `P:{k}:...`. Never seen from a single server.
+    case crossSlot(String)
+    /// No node of a Redis Cluster serves the slot, even after re-reading the slot map and waiting
+    /// (every known node unreachable, the slot uncovered, or redirections without end).
+    case clusterUnavailable(String)
 
     public var code: String {
         switch self {
@@ -19,6 +25,8 @@ public enum RedisError: Error, Sendable, Equatable, CustomStringConvertible {
         case .invalidConfiguration: return "redis_invalid_configuration"
         case .unexpectedReply: return "redis_unexpected_reply"
         case .invalidCommand: return "redis_invalid_command"
+        case .crossSlot: return "redis_cross_slot"
+        case .clusterUnavailable: return "redis_cluster_unavailable"
         }
     }
 
@@ -29,6 +37,15 @@ public enum RedisError: Error, Sendable, Equatable, CustomStringConvertible {
         case .invalidConfiguration(let m): return "Invalid Redis configuration: \(m)"
         case .unexpectedReply(let m): return "Unexpected Redis reply: \(m)"
         case .invalidCommand(let m): return "Invalid Redis command: \(m)"
+        case .crossSlot(let m): return "Redis Cluster refused keys in different slots: \(m)"
+        case .clusterUnavailable(let m): return "Redis Cluster unavailable: \(m)"
         }
+    }
+}
+
+extension RedisError {
+    /// The error for an error reply: `crossSlot` for `CROSSSLOT`, else `server`.
+    public static func reply(_ message: String) -> RedisError {
+        message.hasPrefix("CROSSSLOT") ? .crossSlot(message) : .server(message)
     }
 }

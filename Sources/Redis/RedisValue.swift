@@ -55,10 +55,11 @@ public enum RedisValue: Sendable, Hashable {
         return nil
     }
 
-    /// Turns an error reply into a thrown `RedisError.server`, for callers that read pipeline replies.
+    /// Turns an error reply into a thrown `RedisError.server` (`.crossSlot` for a cluster's
+    /// `CROSSSLOT`), for callers that read pipeline replies.
     @discardableResult
     public func throwingOnError() throws(RedisError) -> RedisValue {
-        if case .error(let m) = self { throw .server(m) }
+        if case .error(let m) = self { throw RedisError.reply(m) }
         return self
     }
 }

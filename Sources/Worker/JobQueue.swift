@@ -7,7 +7,9 @@ import Redis
 /// Order: producers `LPUSH`, so the right end of `P:jobs` is the oldest job. Moved jobs keep that
 /// orientation (right = oldest), so a list left behind by a crash is replayed oldest first.
 final class JobQueue {
-    let redis: RedisConnection
+    /// One server or a cluster: every key the queue touches carries the partition's tag, so the
+    /// take script and the wait go to the one master that serves the partition.
+    let redis: any RedisClient
     let keys: QueueKeys
     let workerId: String
     let partitioning: Partitioning
@@ -35,7 +37,7 @@ final class JobQueue {
         """
     private var takeScriptHandle: RedisScript?
 
-    init(redis: RedisConnection, configuration: WorkerConfiguration, firstSequence: UInt64) {
+    init(redis: any RedisClient, configuration: WorkerConfiguration, firstSequence: UInt64) {
         self.redis = redis
         keys = configuration.keys
         workerId = configuration.workerId
@@ -90,9 +92,8 @@ final class JobQueue {
     /// that crashed, stood by or stopped, and this worker's own after a Redis failure. Lists
     /// found empty are forgotten (a take registers its list and fills it in one step, so an
     /// empty registered list is a settled one).
-    func unfinished(excludingOwn: Bool = false) throws(RedisError) -> [TakenBatch] {
-        var names = try redis.smembers(keys.workers).map { String(decoding: $0, as: UTF8.self) }
-        if excludingOwn { names.removeAll { $0.hasPrefix(workerId + ":") } }
+    func unfinished() throws(RedisError) -> [TakenBatch] {
+        let names = try redis.smembers(keys.workers).map { String(decoding: $0, as: UTF8.self) }
         guard !names.isEmpty else { return [] }
         let contents = try redis.pipeline(names.map { RedisCommand("LRANGE", keys.processing($0), 0, -1) })
         var batches: [TakenBatch] = []

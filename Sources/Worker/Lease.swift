@@ -33,21 +33,21 @@ struct Lease {
 
     /// Takes the lease if nobody holds it, or keeps it if this worker already does (say, after a
     /// failure between taking the lease and recording the epoch).
-    func acquire(_ redis: RedisConnection) throws(RedisError) -> Bool {
+    func acquire(_ redis: any RedisClient) throws(RedisError) -> Bool {
         try redis.eval(Self.acquireScript, keys: [key], arguments: [workerId, milliseconds]).int == 1
     }
 
     /// Extends the lease if this worker still holds it; false means it was lost.
-    func renew(_ redis: RedisConnection) throws(RedisError) -> Bool {
+    func renew(_ redis: any RedisClient) throws(RedisError) -> Bool {
         try redis.eval(Self.renewScript, keys: [key], arguments: [workerId, milliseconds]).int == 1
     }
 
     /// Gives the lease up at once (graceful stop), so a standby need not wait for the expiry.
-    func release(_ redis: RedisConnection) throws(RedisError) {
+    func release(_ redis: any RedisClient) throws(RedisError) {
         try redis.eval(Self.releaseScript, keys: [key], arguments: [workerId])
     }
 
-    func holder(_ redis: RedisConnection) throws(RedisError) -> String? {
+    func holder(_ redis: any RedisClient) throws(RedisError) -> String? {
         try redis.get(key).map { String(decoding: $0, as: UTF8.self) }
     }
 }

@@ -15,7 +15,7 @@ import Synchronization
 /// lease's holder, and the ledger's epoch fences any batch already in flight.
 final class LeaseKeeper: Sendable {
     private let lease: Lease
-    private let configuration: RedisConfiguration
+    private let target: RedisTarget
     private let logger: Logger
     private let lost = Atomic<Bool>(false)
     /// When the last successful renewal was sent, in nanoseconds of the monotonic clock.
@@ -23,9 +23,9 @@ final class LeaseKeeper: Sendable {
     private let running = Atomic<Bool>(true)
     private let finished = Mutex<Bool>(true)
 
-    init(lease: Lease, configuration: RedisConfiguration, logger: Logger) {
+    init(lease: Lease, target: RedisTarget, logger: Logger) {
         self.lease = lease
-        self.configuration = configuration
+        self.target = target
         self.logger = logger
         renewedAt.store(Self.now(), ordering: .relaxed)
     }
@@ -61,14 +61,14 @@ final class LeaseKeeper: Sendable {
     private func run() {
         defer { finished.withLock { $0 = true } }
         let interval = Double(lease.milliseconds) / 4 / 1000
-        var config = configuration
-        config.commandTimeout = min(config.commandTimeout, interval)
-        config.reconnect.maxAttempts = 1
-        var redis: RedisConnection?
+        // One attempt per renewal, bounded by the interval: a renewal that waits on a failing
+        // node (a cluster's master failing over) must not hold the keeper past its next turn.
+        let impatient = target.impatient(seconds: interval)
+        var redis: (any RedisClient)?
         while running.load(ordering: .acquiring) && isHeld {
             let sent = Self.now()
             do {
-                if redis == nil { redis = try RedisConnection(configuration: config) }
+                if redis == nil { redis = try impatient.connect() }
                 guard let connection = redis else { continue }
                 if try lease.renew(connection) {
                     renewedAt.store(sent, ordering: .releasing)

@@ -16,6 +16,8 @@ struct Outbox {
     private(set) var replies = 0
     private(set) var invalidations = 0
     private(set) var deadLetters = 0
+    /// The last commands: the acknowledgement (see `flush`).
+    private var acknowledgementCommands = 0
     private(set) var events = 0
     private(set) var alerts = 0
     /// The last row of the ledger's `pending_sends` this outbox announces: once it has left,
@@ -39,8 +41,11 @@ struct Outbox {
         replies += 1
     }
 
+    /// An invalidation; on a split ledger it names its partition (`"partition": k` first), since
+    /// every partition publishes on the one channel.
     mutating func publish(_ json: String) {
-        commands.append(RedisCommand("PUBLISH", keys.balance, json))
+        let message = keys.partition.map { #"{"partition":\#($0),"# + json.dropFirst() } ?? json
+        commands.append(RedisCommand("PUBLISH", keys.balance, message))
         invalidations += 1
     }
 
@@ -74,15 +79,23 @@ struct Outbox {
     /// after everything else, so a crash in between replays the jobs rather than losing a reply.
     mutating func acknowledge(_ acknowledgement: Acknowledgement) {
         commands.append(contentsOf: acknowledgement.commands)
+        acknowledgementCommands += acknowledgement.commands.count
     }
 
     var isEmpty: Bool { commands.isEmpty }
 
     /// Sends everything in one round trip. Error replies of single commands (a `replyTo` that names
     /// a key of another type, say) are returned, not thrown: the rest of the batch still goes out.
-    func flush(_ redis: RedisConnection) throws(RedisError) -> [String] {
+    ///
+    /// An acknowledgement that Redis refused (a server still `LOADING` its data after a restart,
+    /// say) is thrown instead: the jobs are committed but still in their list, and the worker must
+    /// treat it as a Redis failure and settle its lists again (they answer as duplicates).
+    func flush(_ redis: any RedisClient) throws(RedisError) -> [String] {
         guard !commands.isEmpty else { return [] }
         let answers = try redis.pipeline(commands)
+        for (command, answer) in zip(commands, answers).suffix(acknowledgementCommands) {
+            if let message = answer.errorMessage { throw .server("the acknowledgement \(command.name) was refused: \(message)") }
+        }
         return zip(commands, answers).compactMap { command, answer in
             answer.errorMessage.map { "\(command.name): \($0)" }
         }

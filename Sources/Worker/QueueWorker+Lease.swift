@@ -6,7 +6,7 @@ extension QueueWorker {
     func becomeActive(_ link: JobQueue) throws -> Bool {
         guard try lease.acquire(link.redis) else { return false }
         let epoch = try ledger.acquireEpoch(owner: configuration.workerId)
-        let keeper = LeaseKeeper(lease: lease, configuration: configuration.redis, logger: logger)
+        let keeper = LeaseKeeper(lease: lease, target: configuration.redis, logger: logger)
         keeper.start()
         term = ActiveTerm(epoch: epoch, keeper: keeper, configuration: configuration)
         scheduler.reset()
@@ -19,9 +19,8 @@ extension QueueWorker {
     /// Settles every registered processing list that still holds jobs, oldest first, before
     /// anything newer is taken: lists of workers that crashed or stood by (their jobs are older
     /// than anything queued), and this worker's own after a Redis failure or a restart.
-    /// `othersOnly` is the idle sweep, which leaves this worker's lists in flight alone.
-    func recover(_ link: JobQueue, _ term: ActiveTerm, othersOnly: Bool = false) throws {
-        for batch in try link.unfinished(excludingOwn: othersOnly) {
+    func recover(_ link: JobQueue, _ term: ActiveTerm) throws {
+        for batch in try link.unfinished() {
             logger.info("settling jobs taken but not finished", metadata: ["list": "\(batch.list)", "jobs": "\(batch.count)"])
             guard try settle(batch, in: term) else { return }
         }

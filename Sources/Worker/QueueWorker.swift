@@ -16,7 +16,7 @@ final class QueueWorker {
     let stop: StopSignal
     let health: WorkerHealth
     var logger: Logger
-    let metrics = WorkerMetrics()
+    let metrics: WorkerMetrics
     let lease: Lease
     let processor: BatchProcessor
     var scheduler: RenewalScheduler
@@ -37,8 +37,10 @@ final class QueueWorker {
         self.ledger = ledger
         self.stop = stop
         self.health = health
+        metrics = WorkerMetrics(partition: configuration.keys.partition)
         var logger = logger
         logger[metadataKey: "worker"] = "\(configuration.workerId)"
+        if let partition = configuration.keys.partition { logger[metadataKey: "partition"] = "\(partition)" }
         self.logger = logger
         lease = Lease(key: configuration.keys.lease, workerId: configuration.workerId,
                       milliseconds: configuration.leaseMilliseconds)
@@ -106,12 +108,16 @@ final class QueueWorker {
         logSendProblems(try term.collectSent())
         noteReconnects(link.redis.reconnectCount + term.reconnects)
         if batch.isEmpty {
-            if chores.due(\.sweep, every: .seconds(5)) { try recover(link, term, othersOnly: true) }
+            // Idle, with every outbox sent: any registered list, this worker's too, is a leftover
+            // (an acknowledgement lost with a Redis restart, say) and is settled again.
+            if chores.due(\.sweep, every: .seconds(5)) { try recover(link, term) }
             return
         }
         // Take the next batch while this one commits; its outbox leaves after this one's.
         if !stop.isStopped { term.prefetch() }
         try settle(batch, in: term)
+        // One slice of index maintenance, while the Redis thread sends this batch's outbox.
+        try ledger.maintain(epoch: term.epoch)
     }
 
     /// Renews one chunk of a due renewal run; true while the run goes on.
@@ -165,7 +171,7 @@ final class QueueWorker {
 
     private func connection() throws(RedisError) -> JobQueue {
         if let link { return link }
-        let made = JobQueue(redis: try RedisConnection(configuration: configuration.redis), configuration: configuration,
+        let made = JobQueue(redis: try configuration.redis.connect(), configuration: configuration,
                             firstSequence: 0)
         link = made
         return made

@@ -21,7 +21,7 @@ final class RedisIO: @unchecked Sendable {
     var reconnectCount: Int { reconnects.load(ordering: .relaxed) }
 
     init(configuration: WorkerConfiguration, firstSequence: UInt64) throws(RedisError) {
-        queue = JobQueue(redis: try RedisConnection(configuration: configuration.redis), configuration: configuration,
+        queue = JobQueue(redis: try configuration.redis.connect(), configuration: configuration,
                          firstSequence: firstSequence)
     }
 

@@ -5,7 +5,8 @@ import Redis
 /// Everything the worker needs to serve a queue, resolved from flags, environment, config file and
 /// defaults by the executable.
 public struct WorkerConfiguration: Sendable {
-    public var redis: RedisConfiguration
+    /// One server or a Redis Cluster; on a cluster the keys must carry a partition's tag.
+    public var redis: RedisTarget
     /// The keys of the one partition this worker serves (`keys.partition`), or of the whole
     /// ledger when it is not split.
     public var keys: QueueKeys
@@ -37,7 +38,7 @@ public struct WorkerConfiguration: Sendable {
     public var settleChunkMilliseconds: Int = 5
 
     public init(
-        redis: RedisConfiguration = .init(),
+        redis: RedisTarget = .single(.init()),
         keys: QueueKeys = .init(),
         partitioning: Partitioning = .single,
         workerId: String = WorkerConfiguration.defaultWorkerId(),

@@ -3,17 +3,18 @@ import Metrics
 /// The worker's metrics, through swift-metrics (the executable bootstraps Prometheus).
 ///
 /// Handles are made once and cached: a swift-metrics handle costs a factory lookup, which the
-/// hot path should not pay per job.
+/// hot path should not pay per job. Counters add up across the partitions a process serves;
+/// gauges, which describe one queue or one ledger, carry a `partition` label when the ledger is split.
 final class WorkerMetrics {
     private var jobs: [String: Counter] = [:]
     private var latencies: [String: Timer] = [:]
     let batchSize = Recorder(label: "tokenledger_batch_size", aggregate: true)
     let batchDuration = Timer(label: "tokenledger_batch_duration_seconds", preferredDisplayUnit: .seconds)
-    let queueDepth = Gauge(label: "tokenledger_queue_depth")
+    let queueDepth: Gauge
     let deadLetters = Counter(label: "tokenledger_dead_letters_total")
     let renewalRuns = Counter(label: "tokenledger_renewal_runs_total")
     let renewals = Counter(label: "tokenledger_renewals_total")
-    let leaseHeld = Gauge(label: "tokenledger_lease_held")
+    let leaseHeld: Gauge
     let redisErrors = Counter(label: "tokenledger_redis_errors_total")
     let redisReconnects = Counter(label: "tokenledger_redis_reconnects_total")
     let storageErrors = Counter(label: "tokenledger_storage_errors_total")
@@ -21,17 +22,27 @@ final class WorkerMetrics {
     /// Single commands of a sent outbox that Redis refused (a reply key of another type, say).
     let sendErrors = Counter(label: "tokenledger_send_errors_total")
     /// 1 while the ledger takes writes, 0 while it refuses them (the jobs wait, /readyz is 503).
-    let ledgerReady = Gauge(label: "tokenledger_ledger_ready")
-    let walFrames = Gauge(label: "tokenledger_wal_frames")
+    let ledgerReady: Gauge
+    let walFrames: Gauge
     let checkpointFailures = Counter(label: "tokenledger_checkpoint_failures_total")
     // Reservations, grants, monitors, events (issue 13).
-    let openHolds = Gauge(label: "tokenledger_open_holds")
-    let heldTokens = Gauge(label: "tokenledger_held_tokens")
+    let openHolds: Gauge
+    let heldTokens: Gauge
     let tokensLapsed = Counter(label: "tokenledger_lapsed_tokens_total")
     let holdsExpired = Counter(label: "tokenledger_holds_expired_total")
     let alertsFired = Counter(label: "tokenledger_alerts_fired_total")
     let eventsWritten = Counter(label: "tokenledger_events_total")
     let settledAccounts = Counter(label: "tokenledger_settled_accounts_total")
+
+    init(partition: Int?) {
+        let dimensions = partition.map { [("partition", "\($0)")] } ?? []
+        queueDepth = Gauge(label: "tokenledger_queue_depth", dimensions: dimensions)
+        leaseHeld = Gauge(label: "tokenledger_lease_held", dimensions: dimensions)
+        ledgerReady = Gauge(label: "tokenledger_ledger_ready", dimensions: dimensions)
+        walFrames = Gauge(label: "tokenledger_wal_frames", dimensions: dimensions)
+        openHolds = Gauge(label: "tokenledger_open_holds", dimensions: dimensions)
+        heldTokens = Gauge(label: "tokenledger_held_tokens", dimensions: dimensions)
+    }
 
     /// Counts one job by type and outcome (`success`, `refused`, `duplicate`, `invalid`).
     func job(type: String, outcome: String) {

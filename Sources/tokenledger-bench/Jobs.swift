@@ -52,8 +52,14 @@ enum Accounts {
     /// transaction; returns the balance each now has.
     @discardableResult
     static func open(_ ledger: Ledger, count: Int, credit: Int64, run: String) throws -> Int64 {
-        for start in stride(from: 0, to: count, by: 1000) {
-            let range = start..<min(count, start + 1000)
+        try open(ledger, users: Array(0..<count), credit: credit, run: run)
+    }
+
+    /// Opens and credits the accounts numbered `users` (those of one partition's ledger).
+    @discardableResult
+    static func open(_ ledger: Ledger, users: [Int], credit: Int64, run: String) throws -> Int64 {
+        for start in stride(from: 0, to: users.count, by: 1000) {
+            let range = users[start..<min(users.count, start + 1000)]
             var commands = range.map { Command(jobId: "open:\(run)-\($0)", operation: .open(userId: userId($0))) }
             if credit > 0 {
                 commands += range.map {
@@ -88,6 +94,31 @@ extension RedisConnection {
                 commands.append(command)
             }
             for answer in try pipeline(commands) { try answer.throwingOnError() }
+        }
+        return System.seconds(since: started)
+    }
+
+    /// Pushes `count` jobs, each on the queue `keys[partition(n)]`, with pipelined multi-value
+    /// LPUSH (job 0 is the oldest of its queue); returns the seconds it took.
+    @discardableResult
+    func enqueue(_ keys: [String], count: Int, partition: (Int) -> Int, valuesPerCommand: Int = 1000,
+                 commandsPerPipeline: Int = 20, _ job: (Int) -> String) throws -> Double {
+        if keys.count == 1 { return try enqueue(keys[0], count: count, valuesPerCommand: valuesPerCommand, job) }
+        let started = System.nowNs()
+        var filling = keys.map { RedisCommand("LPUSH", $0) }
+        var full: [RedisCommand] = []
+        for n in 0..<count {
+            let k = partition(n)
+            filling[k].append(job(n))
+            if filling[k].argumentCount > valuesPerCommand + 1 {
+                full.append(filling[k])
+                filling[k] = RedisCommand("LPUSH", keys[k])
+            }
+            if full.count >= commandsPerPipeline || n == count - 1 {
+                if n == count - 1 { full += filling.filter { $0.argumentCount > 2 } }
+                for answer in try pipeline(full) { try answer.throwingOnError() }
+                full = []
+            }
         }
         return System.seconds(since: started)
     }

@@ -88,17 +88,18 @@ struct LatencyBench: ParsableCommand, Scenario {
                 if !String(decoding: body, as: UTF8.self).contains(#""success":true"#) { failures += 1 }
             }
             if failures > 0 { report.fail("latency: \(failures) \(kind) replies were not successful") }
-            latencies.report(report, Self.name, "closed loop \(kind)", p99Target: context.smoke ? nil : 1,
+            // The issue's targets: a charge p99 at most 0.6 ms; a balance query keeps the earlier 1 ms.
+            latencies.report(report, Self.name, "closed loop \(kind)", p99Target: context.smoke ? nil : (kind == "charge" ? 0.6 : 1),
                              note: "LPUSH+BRPOP, \(System.load())")
         }
 
         let open = try openLoop(context, prefix: prefix, rate: rate, seconds: seconds, accounts: accounts)
-        open.latencies.report(report, Self.name, "open loop \(Unit.grouped(rate))/s charge", p99Target: context.smoke ? nil : 1,
+        open.latencies.report(report, Self.name, "open loop \(Unit.grouped(rate))/s charge", p99Target: context.smoke ? nil : 1.5,
                               note: "from scheduled send, achieved \(Unit.grouped(Int(open.achievedRate)))/s, \(System.load())")
         if open.latencies.count != open.sent { report.fail("latency: \(open.sent) jobs sent, \(open.latencies.count) replies") }
 
         if let m = worker.memory {
-            report.add(Self.name, "worker peak RSS", Double(m.peak) / 1_048_576, .mb, target: .atMost(64), note: "VmHWM")
+            report.add(Self.name, "worker peak RSS", Double(m.peak) / 1_048_576, .mb, target: .atMost(80), note: "VmHWM")
         }
         let status = worker.stop()
         if status != 0 { report.fail("latency: the worker exited with status \(status) after SIGTERM") }

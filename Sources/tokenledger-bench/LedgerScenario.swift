@@ -4,7 +4,8 @@ import Ledger
 
 /// `ledger`: the group-commit API alone, no Redis. 10,000 accounts are opened and credited, then
 /// `charge` commands are applied by `Ledger.apply` in batches of 1, 16, 256 and 1024, each size
-/// for a fixed time; jobs/s counts only the time inside `apply` (commands are built outside it).
+/// for a fixed time; jobs/s counts only the time inside `apply` and the `maintain` call that
+/// follows each batch, as in the worker (commands are built outside it).
 struct LedgerBench: ParsableCommand, Scenario {
     static let name = "ledger"
     static let configuration = CommandConfiguration(
@@ -45,6 +46,8 @@ struct LedgerBench: ParsableCommand, Scenario {
             var applyNs: UInt64 = 0
             var commits = Latencies()
             var refused = 0
+            let written0 = System.bytesWritten()
+            let cpu0 = System.cpu().map { $0.user + $0.system } ?? 0
             while applyNs < UInt64(seconds * 1e9) || commits.count < 3 {
                 var commands: [Command] = []
                 commands.reserveCapacity(size)
@@ -56,6 +59,8 @@ struct LedgerBench: ParsableCommand, Scenario {
                 }
                 let t0 = System.nowNs()
                 let results = try ledger.apply(commands)
+                // As the worker does between batches: one slice of index maintenance, timed with the batch.
+                try ledger.maintain()
                 let dt = System.nowNs() - t0
                 applyNs += dt
                 commits.record(ns: dt)
@@ -65,6 +70,12 @@ struct LedgerBench: ParsableCommand, Scenario {
             if refused > 0 { context.report.fail("ledger: \(refused) charges refused at batch \(size)") }
             let note = "\(label), \(System.load())"
             context.report.add(Self.name, "apply, batch \(size)", Double(applied) / (Double(applyNs) / 1e9), .jobsPerSecond, note: note)
+            let written = Double(System.bytesWritten() - written0) / Double(max(applied, 1))
+            let cpu = ((System.cpu().map { $0.user + $0.system } ?? 0) - cpu0) / Double(max(applied, 1)) * 1e6
+            context.report.add(Self.name, "apply, batch \(size): CPU per job (µs)", cpu, .count,
+                               note: "user + system of the bench process, checkpoint thread included")
+            context.report.add(Self.name, "apply, batch \(size): bytes written per job", written, .count,
+                               note: "WAL frames and checkpoint copies (wchar), \(String(format: "%.2f", written / 4096)) pages of 4 KiB")
             context.report.add(Self.name, "apply, batch \(size): one apply p50", commits.ms(50), .ms, note: "p99 \(Unit.ms.format(commits.ms(99))) ms, \(commits.count) applies")
         }
         context.report.add(Self.name, "ledger file after \(n) charges", Double(System.fileSize(path)) / 1e6, .mb, note: "with -wal")

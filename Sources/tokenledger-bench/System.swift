@@ -64,6 +64,17 @@ enum System {
         return (u / tick, s / tick)
     }
 
+    /// Bytes this process (all its threads) handed to write system calls (`wchar` of
+    /// `/proc/<pid>/io`): for the ledger, WAL frames plus checkpoint copies. Unlike time, it does
+    /// not depend on what else the machine runs.
+    static func bytesWritten(pid: String = "self") -> Int {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/io", encoding: .utf8) else { return 0 }
+        for line in text.split(separator: "\n") where line.hasPrefix("wchar:") {
+            return Int(line.dropFirst(6).trimmingCharacters(in: .whitespaces)) ?? 0
+        }
+        return 0
+    }
+
     /// Voluntary context switches (blocking waits: fsync, socket reads) of all threads of a process.
     static func voluntarySwitches(pid: String) -> Int {
         let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []

@@ -10,7 +10,7 @@ final class WorkerProcess {
     /// Starts `binary worker --redis-url … --database … --prefix … --http off --batch-size …
     /// --worker-id …`; its log (stderr) goes to `logPath`.
     init(binary: String, redisURL: String, database: String, prefix: String, workerId: String, batchSize: Int,
-         logLevel: String, logPath: String, extraArguments: [String] = []) throws {
+         logLevel: String, logPath: String, extraArguments: [String] = [], environment: [String: String] = [:]) throws {
         guard FileManager.default.isExecutableFile(atPath: binary) else {
             throw BenchError("no worker executable at \(binary): build it (swift build -c release) or pass --worker-bin")
         }
@@ -21,6 +21,7 @@ final class WorkerProcess {
         process.arguments = ["worker", "--redis-url", redisURL, "--database", database, "--prefix", prefix,
                              "--http", "off", "--batch-size", String(batchSize), "--worker-id", workerId,
                              "--log-level", logLevel] + extraArguments
+        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         process.standardOutput = log
         process.standardError = log
         process.standardInput = FileHandle.nullDevice

@@ -34,7 +34,12 @@ struct RenewCommand: ParsableCommand {
         } else {
             throw ValidationError("give a user id or --all")  // validate() already says so
         }
-        if let reply = try JobClient(settings: settings).send(JobClient.json(job), wait: true, timeout: timeout) { print(reply) }
+        // renewAll covers the partition it is pushed on: one job per partition.
+        let client = JobClient(settings: settings)
+        for partition in all ? Array(0..<settings.partitioning.count) : [0] {
+            if all { job["id"] = "cli-renew-\(UUID().uuidString.lowercased())" }
+            if let reply = try client.send(JobClient.json(job), wait: true, timeout: timeout, partition: partition) { print(reply) }
+        }
     }
 }
 
@@ -49,22 +54,26 @@ struct DeadLettersCommand: ParsableCommand {
 
     func run() throws {
         let settings = try self.settings.resolve()
-        let redis = try RedisConnection(configuration: settings.redis)
-        switch action {
-        case .list:
-            for letter in try redis.lrange(settings.keys.dead, 0, count - 1) { print(String(decoding: letter, as: UTF8.self)) }
-        case .requeue:
-            var moved = 0
-            for _ in 0..<count {
-                guard let letter = try redis.send(RedisCommand("RPOP", settings.keys.dead)).bytes else { break }
-                guard let raw = Self.rawJob(of: letter) else {
-                    try redis.send(RedisCommand("RPUSH", settings.keys.dead, letter))
-                    throw ValidationError("a dead letter without its job was left in place")
+        let redis = try settings.redis.connect()
+        // Each partition has its own dead-letter list; a letter goes back to its own partition's queue.
+        for partition in 0..<settings.partitioning.count {
+            let keys = settings.queueKeys(partition: partition)
+            switch action {
+            case .list:
+                for letter in try redis.lrange(keys.dead, 0, count - 1) { print(String(decoding: letter, as: UTF8.self)) }
+            case .requeue:
+                var moved = 0
+                for _ in 0..<count {
+                    guard let letter = try redis.send(RedisCommand("RPOP", keys.dead)).bytes else { break }
+                    guard let raw = Self.rawJob(of: letter) else {
+                        try redis.send(RedisCommand("RPUSH", keys.dead, letter))
+                        throw ValidationError("a dead letter without its job was left in place")
+                    }
+                    try redis.send(RedisCommand("RPUSH", keys.jobs, raw))
+                    moved += 1
                 }
-                try redis.send(RedisCommand("RPUSH", settings.keys.jobs, raw))
-                moved += 1
+                print("requeued \(moved) job(s) at the front of \(keys.jobs)")
             }
-            print("requeued \(moved) job(s) at the front of \(settings.keys.jobs)")
         }
     }
 
@@ -84,14 +93,14 @@ struct VerifyCommand: ParsableCommand {
 
     func run() throws {
         let settings = try self.settings.resolve()
-        let violations = try Ledger.verify(path: settings.database)
-        for v in violations { print(v) }
-        if violations.isEmpty {
-            print("ledger \(settings.database): no violation")
-        } else {
-            print("ledger \(settings.database): \(violations.count) violation(s)")
-            throw ExitCode(1)
+        var total = 0
+        for path in settings.databasePaths {
+            let violations = try Ledger.verify(path: path)
+            for v in violations { print(v) }
+            print(violations.isEmpty ? "ledger \(path): no violation" : "ledger \(path): \(violations.count) violation(s)")
+            total += violations.count
         }
+        if total > 0 { throw ExitCode(1) }
     }
 }
 
@@ -101,8 +110,10 @@ struct MigrateCommand: ParsableCommand {
 
     func run() throws {
         let settings = try self.settings.resolve()
-        _ = try settings.openLedger()
-        print("ledger \(settings.database): schema up to date")
+        for partition in 0..<settings.partitioning.count {
+            _ = try settings.openLedger(partition: partition)
+            print("ledger \(settings.databasePath(partition: partition)): schema up to date")
+        }
     }
 }
 
@@ -111,11 +122,14 @@ struct BackupCommand: ParsableCommand {
         commandName: "backup",
         abstract: "Write a consistent copy of the ledger, even while the worker runs.")
     @OptionGroup var settings: SettingsOptions
-    @Argument(help: "Where to write the copy (must not exist).") var path: String
+    @Argument(help: "Where to write the copy (must not exist); a split ledger writes one copy per partition, PATH with -p<k>.") var path: String
 
     func run() throws {
         let settings = try self.settings.resolve()
-        try Ledger.backup(from: settings.database, to: path, config: settings.ledger)
-        print("backup of \(settings.database) written to \(path)")
+        for partition in 0..<settings.partitioning.count {
+            let (source, copy) = (settings.databasePath(partition: partition), settings.partitionFile(path, partition: partition))
+            try Ledger.backup(from: source, to: copy, config: settings.ledger)
+            print("backup of \(source) written to \(copy)")
+        }
     }
 }

@@ -9,6 +9,8 @@ struct ConfigFile: Decodable {
     var redisPasswordFile: String?
     var database: String?
     var prefix: String?
+    var partitionCount: Int?
+    var partitions: String?
     var http: String?
     var workerId: String?
     var batchSize: Int?

@@ -35,24 +35,27 @@ struct EnqueueCommand: ParsableCommand {
 struct JobClient {
     let settings: Settings
 
-    /// Returns the reply when `wait` is set; throws when none came within `timeout`.
-    func send(_ json: String, wait: Bool, timeout: Double) throws -> String? {
-        let redis = try RedisConnection(configuration: settings.redis)
+    /// Returns the reply when `wait` is set; throws when none came within `timeout`. The job goes
+    /// on its user's partition (`partition` for jobs without a user, such as `renewAll`).
+    func send(_ json: String, wait: Bool, timeout: Double, partition: Int = 0) throws -> String? {
+        let redis = try settings.redis.connect()
+        let object = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any]
+        let queue = settings.queueKeys(partition: (object?["userId"] as? String).map(settings.partitioning.partition(of:)) ?? partition).jobs
         guard wait else {
-            try redis.lpush(settings.keys.jobs, json)
+            try redis.lpush(queue, json)
             return nil
         }
-        guard var object = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any] else {
+        guard var object else {
             throw ValidationError("--wait needs the job to be a JSON object")
         }
         let replyTo = object["replyTo"] as? String ?? "\(settings.keys.prefix):reply:\(UUID().uuidString.lowercased())"
         object["replyTo"] = replyTo
         let body = try JSONSerialization.data(withJSONObject: object, options: [.withoutEscapingSlashes])
-        try redis.lpush(settings.keys.jobs, Array(body))
+        try redis.lpush(queue, Array(body))
         let answer = try redis.send(RedisCommand("BRPOP", replyTo, timeout), blockingFor: timeout)
         guard let pair = answer.array, pair.count == 2, let reply = pair[1].string else {
             // Not a usage error: the job is queued, its reply did not come in time.
-            FileHandle.standardError.write(Data("no reply on \(replyTo) within \(timeout) s: is a worker running on \(settings.keys.jobs)?\n".utf8))
+            FileHandle.standardError.write(Data("no reply on \(replyTo) within \(timeout) s: is a worker running on \(queue)?\n".utf8))
             throw ExitCode(3)
         }
         return reply

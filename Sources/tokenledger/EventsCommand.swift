@@ -20,7 +20,7 @@ struct EventsCommand: ParsableCommand {
 
     func run() throws {
         let settings = try self.settings.resolve()
-        let redis = try RedisConnection(configuration: settings.redis)
+        let redis = try settings.redis.connect()
         let key = settings.keys.events
         var after = from
         var printed = 0

@@ -5,13 +5,14 @@ import Ledger
 /// Query subcommands read the ledger file directly (read-only, beside a running worker).
 protocol LedgerQuery: ParsableCommand {
     var settings: SettingsOptions { get }
+    var userId: String { get }
     func operation() throws -> LedgerOperation
 }
 
 extension LedgerQuery {
     func run() throws {
         let settings = try self.settings.resolve()
-        let result = try settings.openReader().read(try operation())
+        let result = try settings.openReader(partition: settings.partitioning.partition(of: userId)).read(try operation())
         print(result.json)
         if !result.success { throw ExitCode(2) }
     }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import JobWire
 import Ledger
 import Logging
 import Redis
@@ -12,7 +13,7 @@ struct SettingsOptions: ParsableArguments {
     @Option(help: "Config file (JSON). Env: TOKENLEDGER_CONFIG.")
     var config: String?
 
-    @Option(help: "Redis URL: redis://[user@]host[:port][/db] or unix:///path?db=N. Env: TOKENLEDGER_REDIS_URL. Default: redis://127.0.0.1:6379/0.")
+    @Option(help: "Redis URL: redis://[user@]host[:port][/db], unix:///path?db=N, or a Redis Cluster by its seed nodes: redis-cluster://host:port[,host:port...] (needs a partition count of 2 or more). Env: TOKENLEDGER_REDIS_URL. Default: redis://127.0.0.1:6379/0.")
     var redisUrl: String?
 
     @Option(help: "SQLite ledger file. Env: TOKENLEDGER_DATABASE. Default: tokenledger.sqlite in the working folder.")
@@ -24,6 +25,9 @@ struct SettingsOptions: ParsableArguments {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical. Env: TOKENLEDGER_LOG_LEVEL. Default: info.")
     var logLevel: String?
 
+    @Option(help: "Partitions of the ledger (fixed when it is created). Env: TOKENLEDGER_PARTITION_COUNT. Default: 1.")
+    var partitionCount: Int?
+
     func resolve(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> Settings {
         try Settings(options: self, environment: environment)
     }
@@ -31,7 +35,8 @@ struct SettingsOptions: ParsableArguments {
 
 /// Every setting, resolved.
 struct Settings {
-    var redis: RedisConfiguration
+    /// One server, or a Redis Cluster (`redis-cluster://`).
+    var redis: RedisTarget
     var database: String
     var keys: QueueKeys
     var http: String
@@ -44,6 +49,10 @@ struct Settings {
     var ledger: LedgerConfig
     var renewalSchedule: CronSchedule
     var renewalBatchSize: Int
+    /// How the ledger is split (the count is fixed when it is created).
+    var partitioning: Partitioning
+    /// The partitions this process serves (`all` by default).
+    var servedPartitions: [Int]
     /// nil: the events stream is off.
     var eventsMaxLength: Int?
     var settleIntervalSeconds: Double
@@ -55,7 +64,7 @@ struct Settings {
 
         let url = options.redisUrl ?? env["TOKENLEDGER_REDIS_URL"] ?? file.redisUrl ?? "redis://127.0.0.1:6379/0"
         do {
-            redis = try RedisConfiguration(url: url)
+            redis = try RedisTarget(url: url)
         } catch {
             throw SettingsError("redis URL: \(error)")
         }
@@ -77,6 +86,19 @@ struct Settings {
         let prefix = options.prefix ?? env["TOKENLEDGER_PREFIX"] ?? file.prefix ?? "tokens"
         guard !prefix.isEmpty else { throw SettingsError("prefix must not be empty") }
         keys = QueueKeys(prefix: prefix)
+        let countText = options.partitionCount.map(String.init) ?? env["TOKENLEDGER_PARTITION_COUNT"] ?? file.partitionCount.map(String.init) ?? "1"
+        do {
+            guard let count = Int(countText) else { throw PartitionError("'\(countText)' is not a number") }
+            partitioning = try Partitioning(count: count)
+            servedPartitions = try partitioning.served(workerOptions?.partitions ?? env["TOKENLEDGER_PARTITIONS"] ?? file.partitions ?? "all")
+        } catch {
+            throw SettingsError("partitions: \(error)")
+        }
+        // With one partition the keys carry no hash tag (the contract's `P:jobs`, `P:lease`, ...),
+        // so the take script's keys would lie in different slots of a cluster.
+        if redis.isCluster, partitioning.count == 1 {
+            throw SettingsError("a Redis Cluster needs a partition count of 2 or more (TOKENLEDGER_PARTITION_COUNT): with one partition the queue's keys have no hash tag and fall in different slots")
+        }
         http = workerOptions?.http ?? env["TOKENLEDGER_HTTP"] ?? file.http ?? "127.0.0.1:9464"
         workerId = workerOptions?.workerId ?? env["TOKENLEDGER_WORKER_ID"] ?? file.workerId ?? WorkerConfiguration.defaultWorkerId()
         guard !workerId.isEmpty, !workerId.contains(where: { $0.isWhitespace }) else {
@@ -141,9 +163,10 @@ struct Settings {
         guard settleChunkMilliseconds >= 1 else { throw SettingsError("settleChunkMilliseconds must be >= 1") }
     }
 
-    var workerConfiguration: WorkerConfiguration {
-        var c = WorkerConfiguration(redis: redis, keys: keys, workerId: workerId, batchSize: batchSize,
-                                    replyExpirySeconds: replyExpirySeconds, leaseMilliseconds: leaseMilliseconds,
+    /// The worker of one partition: its tagged keys (untagged when the ledger is not split).
+    func workerConfiguration(partition: Int) -> WorkerConfiguration {
+        var c = WorkerConfiguration(redis: redis, keys: queueKeys(partition: partition), partitioning: partitioning, workerId: workerId,
+                                    batchSize: batchSize, replyExpirySeconds: replyExpirySeconds, leaseMilliseconds: leaseMilliseconds,
                                     maxAttempts: maxAttempts, renewalSchedule: renewalSchedule, renewalBatchSize: renewalBatchSize)
         c.eventsMaxLength = eventsMaxLength
         c.settleIntervalSeconds = settleIntervalSeconds
@@ -151,6 +174,27 @@ struct Settings {
         c.settleChunkMilliseconds = settleChunkMilliseconds
         return c
     }
+
+    func queueKeys(partition: Int) -> QueueKeys {
+        partitioning.count == 1 ? keys : QueueKeys(prefix: keys.prefix, partition: partition)
+    }
+
+    /// Each partition has a ledger file of its own: `tokenledger.sqlite` is `tokenledger-p3.sqlite`
+    /// for partition 3; an unsplit ledger keeps the configured name.
+    func databasePath(partition: Int) -> String { partitionFile(database, partition: partition) }
+
+    /// `base` for an unsplit ledger, else `base` with `-p<k>` before its extension.
+    func partitionFile(_ base: String, partition: Int) -> String {
+        guard partitioning.count > 1 else { return base }
+        let url = URL(fileURLWithPath: base)
+        let ext = url.pathExtension
+        let stem = url.deletingPathExtension().lastPathComponent
+        let name = ext.isEmpty ? "\(stem)-p\(partition)" : "\(stem)-p\(partition).\(ext)"
+        return url.deletingLastPathComponent().appendingPathComponent(name).path
+    }
+
+    /// Every partition's ledger file, for the admin commands that cover them all.
+    var databasePaths: [String] { (0..<partitioning.count).map(databasePath(partition:)) }
 
     /// `host:port` of the operator endpoints, or nil when they are `off`.
     func httpAddress() throws -> (host: String, port: UInt16)? {
@@ -167,21 +211,22 @@ struct Settings {
         return logger
     }
 
-    /// Opens the ledger read-only for the queries (no migration, no checkpoint, no file created).
-    func openReader() throws -> LedgerReader {
+    /// Opens a partition's ledger read-only for the queries (no migration, no checkpoint, no file
+    /// created).
+    func openReader(partition: Int = 0) throws -> LedgerReader {
+        let path = databasePath(partition: partition)
         do {
-            return try LedgerReader(path: database, config: ledger)
+            return try LedgerReader(path: path, config: ledger)
         } catch LedgerOpenError.notFound {
-            throw SettingsError("no ledger at \(database) (set --database or TOKENLEDGER_DATABASE)")
+            throw SettingsError("no ledger at \(path) (set --database or TOKENLEDGER_DATABASE)")
         }
     }
 
-    /// Opens the ledger; `creating` is for the worker and `migrate`, so that a query with a
-    /// mistyped path says so instead of answering from a new, empty ledger.
-    func openLedger(creating: Bool = true) throws -> Ledger {
-        guard creating || FileManager.default.fileExists(atPath: database) else {
-            throw SettingsError("no ledger at \(database) (set --database or TOKENLEDGER_DATABASE)")
-        }
-        return try Ledger(path: database, config: ledger)
+    /// Opens (creating if needed) a partition's ledger for writing, and records or checks the
+    /// partition it holds: for the worker and `migrate`.
+    func openLedger(partition: Int = 0) throws -> Ledger {
+        let opened = try Ledger(path: databasePath(partition: partition), config: ledger)
+        try opened.claimPartition(partition, of: partitioning.count)
+        return opened
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Ledger
 import Logging
 import Metrics
 import OperatorHTTP
@@ -17,6 +18,9 @@ struct WorkerOptions: ParsableArguments {
 
     @Option(help: "The most jobs applied in one transaction (1-4096). Env: TOKENLEDGER_BATCH_SIZE. Default: 256.")
     var batchSize: Int?
+
+    @Option(help: "The partitions this process serves: 'all' or a list such as 0-1,3. Env: TOKENLEDGER_PARTITIONS. Default: all.")
+    var partitions: String?
 }
 
 struct WorkerCommand: AsyncParsableCommand {
@@ -38,18 +42,29 @@ struct WorkerCommand: AsyncParsableCommand {
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         let logger = settings.makeLogger("tokenledger")
-        let ledger = try settings.openLedger()
-
-        let health = WorkerHealth()
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
-            .init(service: WorkerService(configuration: settings.workerConfiguration, ledger: ledger, logger: logger, health: health),
-                  successTerminationBehavior: .gracefullyShutdownGroup,
-                  failureTerminationBehavior: .gracefullyShutdownGroup)
-        ]
+        // One loop, ledger file, lease and scheduler per partition served.
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        var ledgers: [Ledger] = []
+        var healths: [(partition: Int, health: WorkerHealth)] = []
+        for partition in settings.servedPartitions {
+            let ledger = try settings.openLedger(partition: partition)
+            let health = WorkerHealth()
+            ledgers.append(ledger)
+            healths.append((partition, health))
+            services.append(.init(service: WorkerService(configuration: settings.workerConfiguration(partition: partition),
+                                                          ledger: ledger, logger: logger, health: health),
+                                  successTerminationBehavior: .gracefullyShutdownGroup,
+                                  failureTerminationBehavior: .gracefullyShutdownGroup))
+        }
         if let address = try settings.httpAddress() {
+            let split = settings.partitioning.count > 1
+            let healths = healths
+            let problems: @Sendable () -> [String] = {
+                healths.flatMap { entry in entry.health.problems.map { split ? "partition \(entry.partition) \($0)" : $0 } }
+            }
             services.append(.init(service: OperatorEndpoints(host: address.host, port: address.port, registry: registry,
-                                                             redis: settings.redis, ledger: ledger, logger: logger,
-                                                             workerProblems: { health.problems })))
+                                                             redis: settings.redis, ledgers: ledgers, logger: logger,
+                                                             workerProblems: problems)))
         }
         let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()

@@ -177,7 +177,7 @@ final class AuditTests: XCTestCase {
         let f = try Fixture()
         try f.run(.open(userId: "u"))
         try tamper(f, """
-            CREATE TRIGGER boom BEFORE INSERT ON jobs WHEN NEW.job_id = 'boom'
+            CREATE TRIGGER boom BEFORE INSERT ON job_log WHEN NEW.job_id = 'boom'
             BEGIN SELECT RAISE(ABORT, 'injected failure'); END;
             """)
         let batch = [

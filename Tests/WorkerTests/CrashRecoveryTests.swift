@@ -146,7 +146,7 @@ final class CrashRecoveryTests: XCTestCase {
         try server.restart()
         usleep(200_000)
         let redis = try RedisConnection(url: server.url)
-        try h.waitUntilDrained(redis: redis)
+        try h.waitUntilDrained(redis: redis, log: worker.log)
         XCTAssertEqual(worker.terminate(), 0, worker.log)
         XCTAssertTrue(worker.log.contains("redis unavailable") || worker.log.contains("redis link broke"),
                       "the outage was logged: \(worker.log)")

@@ -64,11 +64,11 @@ final class TakeoverTests: XCTestCase {
         try h.waitUntilDrained()
         try h.eventually("the resumed worker stands by") { paused.log.contains("standing by") }
 
-        XCTAssertEqual(successor.terminate(), 0, successor.log)
-        XCTAssertEqual(paused.terminate(), 0, paused.log)
-        try assertOnceAndInOrder(h, users: 5, total: 600)
         let took = try Ledger(path: h.databasePath).currentEpoch()
-        XCTAssertEqual(took?.owner, "successor", "no later takeover by the resumed worker")
+        XCTAssertEqual(took?.owner, "successor", "no takeover back by the resumed worker while the successor lives")
+        XCTAssertEqual(paused.terminate(), 0, paused.log)
+        XCTAssertEqual(successor.terminate(), 0, successor.log)
+        try assertOnceAndInOrder(h, users: 5, total: 600)
     }
 
     func testTwoWorkersRacingForTheLease() throws {

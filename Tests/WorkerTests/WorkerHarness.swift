@@ -27,7 +27,7 @@ final class WorkerHarness {
 
     func configuration(workerId: String = "w-\(UUID().uuidString.prefix(6))", batchSize: Int = 256,
                        leaseMilliseconds: Int = 2000, cron: String = "0 2 * * *") throws -> WorkerConfiguration {
-        WorkerConfiguration(redis: try RedisConfiguration(url: redisURL), keys: keys, workerId: workerId,
+        WorkerConfiguration(redis: try RedisTarget(url: redisURL), keys: keys, workerId: workerId,
                             batchSize: batchSize, leaseMilliseconds: leaseMilliseconds, pollSeconds: 0.1,
                             renewalSchedule: try CronSchedule(cron))
     }
@@ -93,21 +93,27 @@ final class WorkerHarness {
     }
 
     /// Waits until the queue is empty and every taken batch is settled.
-    func waitUntilDrained(redis: RedisConnection? = nil, timeout: Double = 120) throws {
+    func waitUntilDrained(redis: RedisConnection? = nil, timeout: Double = 120, log: @autoclosure () -> String = "") throws {
         let redis = redis ?? self.redis
-        try eventually(timeout: timeout, "queue and processing lists drained") {
+        let state = { () -> String in
+            let lists = (try? redis.smembers(self.keys.workers).map { String(decoding: $0, as: UTF8.self) }) ?? []
+            let lengths = lists.map { "\($0)=\((try? redis.llen(self.keys.processing($0))) ?? -1)" }
+            return "queue \((try? redis.llen(self.keys.jobs)) ?? -1), lists \(lengths)"
+        }
+        try eventually(timeout: timeout, "queue and processing lists drained", log: log() + "\n" + state()) {
             try redis.llen(keys.jobs) == 0 && (try jobsInProcessingLists(redis: redis)) == 0
         }
     }
 
-    /// Waits until `condition` holds, polling.
-    func eventually(timeout: Double = 10, _ what: String, _ condition: () throws -> Bool) throws {
+    /// Waits until `condition` holds, polling; on a timeout the failure shows the tail of `log`
+    /// (a worker's log, say).
+    func eventually(timeout: Double = 10, _ what: String, log: @autoclosure () -> String = "", _ condition: () throws -> Bool) throws {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
             if try condition() { return }
             usleep(20_000)
         }
-        XCTFail("timed out waiting for: \(what)")
+        XCTFail("timed out waiting for: \(what)\n\(log().split(separator: "\n").suffix(40).joined(separator: "\n"))")
     }
 }
 

@@ -94,7 +94,8 @@ def test_invalidations_follow_a_redis_restart_and_the_password_comes_from_the_en
 
 
 def test_event_consumer_reads_p_events_with_a_consumer_group(worker):
-    client = worker.client()
+    # A prefix no worker serves: the stream holds exactly the events this test writes.
+    client = worker.client(prefix=f"{worker.prefix}-events")
     key = client.key("events")
     at = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     client.redis.xadd(key, {"event": "job.applied", "id": "j-1", "type": "charge", "userId": "alice",

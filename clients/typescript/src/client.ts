@@ -8,7 +8,8 @@ export type ErrorCode =
   | "invalid_job" | "storage_error" | "wrong_partition" | "user_not_found" | "account_exists"
   | "insufficient_tokens" | "unknown_operation" | "invalid_amount" | "refund_exceeds_charge"
   | "not_eligible" | "duplicate_payment" | "charge_not_found" | "unknown_tier" | "invalid_months"
-  | "invalid_limit" | "invalid_date_range" | "timeout" | (string & {});
+  | "invalid_limit" | "invalid_date_range" | "hold_not_found" | "hold_closed" | "hold_expired"
+  | "capture_exceeds_hold" | "invalid_expiry" | "reserved_operation_type" | "timeout" | (string & {});
 
 /** A job as pushed on the queue (see the contract's "Jobs"). */
 export interface Job {
@@ -183,6 +184,8 @@ export interface BalanceMessage {
   userId: string;
   tokensBalance: number;
   tokensSpent: number;
+  held: number;
+  available: number;
   tier: string;
   ledgerEntryId: number | null;
   operationType: string | null;

@@ -36,10 +36,94 @@ export interface ChangeRefusal {
   /** The balance, when the refusal names it (insufficient_tokens). */
   newBalance?: number;
   balance?: number;
+  available?: number;
   required?: number;
   deficit?: number;
+  /** capture_exceeds_hold: what the hold holds and what the capture asked for. */
+  held?: number;
+  requested?: number;
+  /** hold_closed: `captured` or `released`. */
+  state?: "captured" | "released";
   ledgerEntryId?: undefined;
   tokensAmount?: undefined;
+}
+
+/** A hold's result: its tokens are reserved (`available` drops), no entry is written. */
+export interface HoldSuccess {
+  success: true;
+  id: string;
+  /** The hold's id: its job id. */
+  holdId: string;
+  amount: number;
+  /** `available` after the hold. */
+  available: number;
+  expiresAt: string;
+  duplicate: boolean;
+  error?: undefined;
+  code?: undefined;
+}
+
+/** A capture: one debit entry for what was used; the rest (`released`) is freed. */
+export interface CaptureSuccess extends ChangeSuccess {
+  holdId: string;
+  released: number;
+  available: number;
+}
+
+/** A release: the hold is closed with nothing spent; no entry. */
+export interface ReleaseSuccess {
+  success: true;
+  id: string;
+  holdId: string;
+  released: number;
+  available: number;
+  duplicate: boolean;
+  error?: undefined;
+  code?: undefined;
+}
+
+export type HoldResult = HoldSuccess | ChangeRefusal;
+export type CaptureResult = CaptureSuccess | ChangeRefusal;
+export type ReleaseResult = ReleaseSuccess | ChangeRefusal;
+
+export interface HoldOptions extends CallOptions {
+  /** Seconds until the hold expires unclosed (1 to 7 days; the worker's default is 900). */
+  expiresIn?: number;
+  /** Kept for the capture's entry when the capture has none. */
+  metadata?: Metadata;
+}
+
+export interface CaptureOptions extends CallOptions {
+  /** Default: the hold's operation, else `capture`. */
+  operationType?: string;
+  metadata?: Metadata;
+}
+
+/** An open hold, as `holds` lists it. */
+export interface OpenHold {
+  holdId: string;
+  amount: number;
+  /** The hold's operation, or null. */
+  operationType: string | null;
+  createdAt: Date;
+  expiresAt: Date;
+}
+
+export interface Holds {
+  /** The open, unexpired holds, soonest expiring first. */
+  holds: OpenHold[];
+  held: number;
+  available: number;
+}
+
+/** What `withHold`'s function reports: the tokens used, or them and a value to hand back. */
+export type Usage<T> = number | { used: number; value: T };
+
+export interface WithHoldResult<T> {
+  value: T | undefined;
+  used: number;
+  /** The capture, or null when nothing was used (the hold was released). */
+  capture: CaptureSuccess | null;
 }
 
 export interface AffordResult {
@@ -49,9 +133,21 @@ export interface AffordResult {
   deficit: number;
 }
 
+export interface Grant {
+  grantId: string;
+  remaining: number;
+  expiresAt: Date;
+}
+
 export interface Balance {
   tokensBalance: number;
   tokensSpent: number;
+  /** The sum of the open holds. */
+  held: number;
+  /** `tokensBalance - held`: what a charge, debit or hold may take. */
+  available: number;
+  /** The expiring grants not used up, soonest first. */
+  grants: Grant[];
   tier: string;
   lastRenewalAt: Date;
   nextRenewalDate: Date;
@@ -184,9 +280,13 @@ class Caller {
   }
 
   /** A balance-changing job: a new id unless given; a refusal is answered, not thrown. */
-  change<T extends ChangeResult = ChangeResult>(operation: string, job: Job, options: CallOptions = {}, amount?: number): Promise<T> {
-    const withId = { ...job, id: options.id ?? this.client.newId() };
-    return this.measure(operation, job.userId, amount, async () => asChange(await this.send(withId)) as T);
+  change<T extends { success: boolean } = ChangeResult>(operation: string, job: Job, options: CallOptions = {}, amount?: number): Promise<T> {
+    return this.measure(operation, job.userId, amount, () => this.apply<T>(job, options));
+  }
+
+  /** `change` without the metrics, for calls made of several jobs. */
+  async apply<T extends { success: boolean } = ChangeResult>(job: Job, options: CallOptions = {}): Promise<T> {
+    return asChange(await this.send({ ...job, id: options.id ?? this.client.newId() })) as unknown as T;
   }
 
   /** A query: its answer, or a TokenLedgerError. */
@@ -199,6 +299,18 @@ function orThrow(reply: Reply, job: Job): Reply {
   if (reply.error) throw new TokenLedgerError(reply.error.code, reply.error.message, reply, job);
   return reply;
 }
+
+/** A change's success, or its refusal thrown as a TokenLedgerError. */
+function refusalThrown<T extends { success: true }>(result: T | ChangeRefusal, job: Job): T {
+  if (!result.success) throw new TokenLedgerError(result.code, result.message, undefined, job);
+  return result;
+}
+
+const holdJob = (userId: string, amount: number | string, { expiresIn, metadata }: HoldOptions): Job =>
+  ({ type: "hold", userId, ...(typeof amount === "number" ? { amount } : { operation: amount }), expiresIn, metadata });
+
+const captureJob = (userId: string, holdId: string, amount: number | undefined, { operationType, metadata }: CaptureOptions): Job =>
+  ({ type: "capture", userId, holdId, amount, operationType, metadata });
 
 function asChange(reply: Reply): ChangeResult {
   const { error, ...rest } = reply;
@@ -273,6 +385,64 @@ export class TokenService {
     throw new TokenLedgerError(result.code, result.message);
   }
 
+  /**
+   * Reserves tokens: `amount`, or an operation's cost when a string is given (the capture then
+   * defaults to it as operationType). Refused with `insufficient_tokens` when `available` is short.
+   */
+  hold(userId: string, amount: number | string, options: HoldOptions = {}): Promise<HoldResult> {
+    return this.caller.change("hold", holdJob(userId, amount, options), options, typeof amount === "number" ? amount : undefined);
+  }
+
+  /** Spends `amount` of a hold (default: all of it) and frees the rest. */
+  capture(userId: string, holdId: string, amount?: number, options: CaptureOptions = {}): Promise<CaptureResult> {
+    return this.caller.change("capture", captureJob(userId, holdId, amount, options), options, amount);
+  }
+
+  /** Frees a hold with nothing spent. */
+  release(userId: string, holdId: string, options?: CallOptions): Promise<ReleaseResult> {
+    return this.caller.change("release", { type: "release", userId, holdId }, options);
+  }
+
+  /** The user's open holds, with `held` and `available`. */
+  holds(userId: string): Promise<Holds> {
+    return this.caller.query("holds", { type: "holds", userId }, (r) => ({
+      holds: (r.holds as OpenHold[]).map((h) => ({ ...h, createdAt: toDate(h.createdAt), expiresAt: toDate(h.expiresAt) })),
+      held: r.held as number, available: r.available as number,
+    }));
+  }
+
+  /**
+   * Holds `amount`, runs `fn`, and captures what `fn` reports as used (a number, or `{ used, value }`);
+   * nothing used releases the hold. When `fn` throws, the hold is released and the error rethrown.
+   * A refused hold or capture throws TokenLedgerError (a refused capture releases the hold first).
+   * One metrics report, operation `withHold`.
+   */
+  withHold<T = undefined>(userId: string, amount: number | string, fn: (hold: HoldSuccess) => Usage<T> | Promise<Usage<T>>,
+    options: HoldOptions & { operationType?: string } = {}): Promise<WithHoldResult<T>> {
+    const { id, operationType, ...holdOptions } = options;
+    return this.caller.measure("withHold", userId, typeof amount === "number" ? amount : undefined, async () => {
+      const job = holdJob(userId, amount, holdOptions);
+      const hold = refusalThrown(await this.caller.apply<HoldResult>(job, { id }), job);
+      const release = () => this.caller.apply<ReleaseResult>({ type: "release", userId, holdId: hold.holdId }).catch(() => undefined);
+      let usage: Usage<T>;
+      try {
+        usage = await fn(hold);
+      } catch (thrown) {
+        await release();
+        throw thrown;
+      }
+      const { used, value } = typeof usage === "number" ? { used: usage, value: undefined } : usage;
+      if (used === 0) {
+        await release();
+        return { value, used, capture: null };
+      }
+      const captureJobOf = captureJob(userId, hold.holdId, used, { operationType });
+      const capture = await this.caller.apply<CaptureResult>(captureJobOf);
+      if (!capture.success) await release();
+      return { value, used, capture: refusalThrown(capture, captureJobOf) };
+    });
+  }
+
   /** The account, or null when there is none. */
   getBalance(userId: string): Promise<Balance | null> {
     const job = { type: "balance", userId };
@@ -281,7 +451,9 @@ export class TokenService {
       if (r.error?.code === "user_not_found") return null;
       orThrow(r, job);
       return {
-        tokensBalance: r.tokensBalance as number, tokensSpent: r.tokensSpent as number, tier: r.tier as string,
+        tokensBalance: r.tokensBalance as number, tokensSpent: r.tokensSpent as number,
+        held: r.held as number, available: r.available as number,
+        grants: (r.grants as Grant[]).map((g) => ({ ...g, expiresAt: toDate(g.expiresAt) })), tier: r.tier as string,
         lastRenewalAt: toDate(r.lastRenewalAt), nextRenewalDate: toDate(r.nextRenewalDate),
         subscriptionExpiresAt: toDateOrNull(r.subscriptionExpiresAt),
       };

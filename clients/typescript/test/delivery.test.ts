@@ -101,7 +101,8 @@ test("cacheInvalidationCallback follows P:balance across a Redis restart; the pa
 });
 
 test("EventConsumer reads P:events with a consumer group and acknowledges", async () => {
-  const client = await worker.client();
+  // A prefix no worker serves: the stream holds exactly the events this test writes.
+  const client = await worker.client({ prefix: `${worker.prefix}-events` });
   const key = client.key("events");
   const at = new Date().toISOString();
   await client.connection.xAdd(key, "*", { event: "job.applied", id: "j-1", type: "charge", userId: "alice", success: "true", tokensAmount: "-5", operationType: "chatgpt_message", newBalance: "95", ledgerEntryId: "2", at });
@@ -126,4 +127,17 @@ test("EventConsumer reads P:events with a consumer group and acknowledges", asyn
   await client.connection.xAdd(key, "*", { event: "balance.low", userId: "alice", monitorId: "default", threshold: "10", available: "5", at });
   await running;
   assert.deepEqual(handled, ["balance.low"]);
+});
+
+test("the worker writes one job.applied per applied job on P:events", async () => {
+  const client = await worker.client();
+  const service = new TokenService(client);
+  const userId = `ev-${Date.now()}`;
+  await service.ensureAccount(userId);
+  const charged = await service.chargeForOperation(userId, "chatgpt_message");
+  assert.equal(charged.success, true);
+  const entries = await client.connection.xRange(client.key("events"), "-", "+");
+  const applied = entries.filter((e) => e.message.event === "job.applied" && e.message.userId === userId);
+  assert.deepEqual(applied.map((e) => e.message.type), ["open", "charge"]);
+  assert.equal(applied[1].message.newBalance, String(charged.newBalance));
 });

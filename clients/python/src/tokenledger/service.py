@@ -9,7 +9,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Optional, TypeVar, Union
+from typing import Any, Callable, Optional, Tuple, TypeVar, Union
 
 from .client import LedgerClient, Reply, TokenLedgerError, describe_error
 
@@ -33,10 +33,21 @@ class ChangeResult:
     #: the worker's sentence alone
     message: Optional[str] = None
     balance: Optional[int] = None
+    available: Optional[int] = None
     required: Optional[int] = None
     deficit: Optional[int] = None
     tier: Optional[str] = None
     tokens_added: Optional[int] = None
+    #: hold, capture, release: the hold's id; `amount` held, `released` freed, `expires_at`
+    hold_id: Optional[str] = None
+    amount: Optional[int] = None
+    released: Optional[int] = None
+    expires_at: Optional[datetime] = None
+    #: capture_exceeds_hold: what the hold holds and what the capture asked for
+    held: Optional[int] = None
+    requested: Optional[int] = None
+    #: hold_closed: `captured` or `released`
+    state: Optional[str] = None
     #: the reply as the worker wrote it
     raw: dict = field(default_factory=dict, repr=False)
 
@@ -50,6 +61,13 @@ class AffordResult:
 
 
 @dataclass
+class Grant:
+    grant_id: str
+    remaining: int
+    expires_at: datetime
+
+
+@dataclass
 class Balance:
     tokens_balance: int
     tokens_spent: int
@@ -57,6 +75,38 @@ class Balance:
     last_renewal_at: datetime
     next_renewal_date: datetime
     subscription_expires_at: Optional[datetime]
+    #: the sum of the open holds
+    held: int = 0
+    #: tokens_balance - held: what a charge, debit or hold may take
+    available: int = 0
+    #: the expiring grants not used up (Grant), soonest first
+    grants: list = field(default_factory=list)
+
+
+@dataclass
+class OpenHold:
+    hold_id: str
+    amount: int
+    #: the hold's operation, or None
+    operation_type: Optional[str]
+    created_at: datetime
+    expires_at: datetime
+
+
+@dataclass
+class Holds:
+    #: the open, unexpired holds (OpenHold), soonest expiring first
+    holds: list
+    held: int
+    available: int
+
+
+@dataclass
+class WithHoldResult:
+    value: Any
+    used: int
+    #: the capture, or None when nothing was used (the hold was released)
+    capture: Optional[ChangeResult]
 
 
 @dataclass
@@ -168,6 +218,24 @@ def _or_raise(reply: Reply, job: dict) -> Reply:
     return reply
 
 
+def _refusal_raised(result: ChangeResult) -> ChangeResult:
+    """A change's success, or its refusal raised as a TokenLedgerError."""
+    if not result.success:
+        raise TokenLedgerError(result.code or "", result.message or "", result.raw)
+    return result
+
+
+def _hold_job(user_id: str, amount: Union[int, str], expires_in: Optional[int], metadata: Optional[Metadata]) -> dict:
+    return {"type": "hold", "userId": user_id, ("operation" if isinstance(amount, str) else "amount"): amount,
+            "expiresIn": expires_in, "metadata": metadata}
+
+
+def _capture_job(user_id: str, hold_id: str, amount: Optional[int], operation_type: Optional[str],
+                 metadata: Optional[Metadata]) -> dict:
+    return {"type": "capture", "userId": user_id, "holdId": hold_id, "amount": amount,
+            "operationType": operation_type, "metadata": metadata}
+
+
 def _as_change(reply: Reply) -> ChangeResult:
     error = reply.get("error")
     if not error:
@@ -204,8 +272,12 @@ class _Caller:
 
     def change(self, operation: str, job: dict, id: Optional[str] = None, amount: Optional[int] = None) -> ChangeResult:
         """A balance-changing job: a new UUIDv7 id unless given; a refusal is answered, not raised."""
+        return self.measure(operation, job.get("userId"), amount, lambda: self.apply(job, id))
+
+    def apply(self, job: dict, id: Optional[str] = None) -> ChangeResult:
+        """`change` without the metrics, for calls made of several jobs."""
         job = {k: v for k, v in {**job, "id": id or self.client.new_id()}.items() if v is not None}
-        return self.measure(operation, job.get("userId"), amount, lambda: _as_change(self.client.send(job)))
+        return _as_change(self.client.send(job))
 
     def query(self, operation: str, job: dict, shape: Callable[[Reply], T]) -> T:
         """A query: its answer, or a TokenLedgerError."""
@@ -275,6 +347,58 @@ class TokenService:
             return False
         raise TokenLedgerError(result.code or "", result.message or "", result.raw)
 
+    def hold(self, user_id: str, amount: Union[int, str], expires_in: Optional[int] = None,
+             metadata: Optional[Metadata] = None, id: Optional[str] = None) -> ChangeResult:
+        """Reserves `amount` tokens, or an operation's cost when a str is given (the capture then
+        defaults to it as operation type). Refused with `insufficient_tokens` when `available` is short;
+        `expires_in`: seconds (1 to 7 days; the worker's default is 900)."""
+        return self._caller.change("hold", _hold_job(user_id, amount, expires_in, metadata), id,
+                                   None if isinstance(amount, str) else amount)
+
+    def capture(self, user_id: str, hold_id: str, amount: Optional[int] = None, operation_type: Optional[str] = None,
+                metadata: Optional[Metadata] = None, id: Optional[str] = None) -> ChangeResult:
+        """Spends `amount` of a hold (default: all of it) and frees the rest (`released`)."""
+        return self._caller.change("capture", _capture_job(user_id, hold_id, amount, operation_type, metadata), id, amount)
+
+    def release(self, user_id: str, hold_id: str, id: Optional[str] = None) -> ChangeResult:
+        """Frees a hold with nothing spent."""
+        return self._caller.change("release", {"type": "release", "userId": user_id, "holdId": hold_id}, id)
+
+    def holds(self, user_id: str) -> Holds:
+        """The user's open holds, with `held` and `available`."""
+        return self._caller.query("holds", {"type": "holds", "userId": user_id}, lambda r: _shape(
+            Holds, r, holds=[_shape(OpenHold, h) for h in r["holds"]]))
+
+    def with_hold(self, user_id: str, amount: Union[int, str], fn: Callable[[ChangeResult], Union[int, Tuple[int, Any]]],
+                  operation_type: Optional[str] = None, expires_in: Optional[int] = None,
+                  metadata: Optional[Metadata] = None, id: Optional[str] = None) -> WithHoldResult:
+        """Holds `amount`, calls `fn(hold)`, and captures what it reports as used (an int, or a tuple
+        `(used, value)`); nothing used releases the hold. When `fn` raises, the hold is released and
+        the exception propagates. A refused hold or capture raises TokenLedgerError (a refused
+        capture releases the hold first). One metrics report, operation `withHold`."""
+        def run() -> WithHoldResult:
+            hold = _refusal_raised(self._caller.apply(_hold_job(user_id, amount, expires_in, metadata), id))
+
+            def release() -> None:
+                try:
+                    self._caller.apply({"type": "release", "userId": user_id, "holdId": hold.hold_id})
+                except Exception:
+                    pass  # the hold expires by itself; the caller's error matters more
+            try:
+                usage = fn(hold)
+            except BaseException:
+                release()
+                raise
+            used, value = usage if isinstance(usage, tuple) else (usage, None)
+            if used == 0:
+                release()
+                return WithHoldResult(value, used, None)
+            capture = self._caller.apply(_capture_job(user_id, hold.hold_id, used, operation_type, None))
+            if not capture.success:
+                release()
+            return WithHoldResult(value, used, _refusal_raised(capture))
+        return self._caller.measure("withHold", user_id, None if isinstance(amount, str) else amount, run)
+
     def get_balance(self, user_id: str) -> Optional[Balance]:
         """The account, or None when there is none."""
         job = {"type": "balance", "userId": user_id}
@@ -283,7 +407,7 @@ class TokenService:
             reply = self.client.send(job)
             if reply.get("error", {}).get("code") == "user_not_found":
                 return None
-            return _shape(Balance, _or_raise(reply, job))
+            return _shape(Balance, _or_raise(reply, job), grants=[_shape(Grant, g) for g in reply.get("grants", [])])
         return self._caller.measure("getBalance", user_id, None, run)
 
     def get_ledger(self) -> "TokenLedgerView":

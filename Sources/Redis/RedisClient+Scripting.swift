@@ -10,7 +10,7 @@ public struct RedisScript: Sendable, Hashable {
     }
 }
 
-extension RedisConnection {
+extension RedisClient {
     /// `SCRIPT LOAD`: caches the script on the server and returns its handle.
     public func load(_ source: String) throws(RedisError) -> RedisScript {
         guard let sha = try send(RedisCommand("SCRIPT", "LOAD", source)).string else {

@@ -22,7 +22,7 @@ public struct StreamEntry: Sendable, Equatable {
     }
 }
 
-extension RedisConnection {
+extension RedisClient {
     /// `XADD key [MAXLEN ~ n] * field value ...`; returns the new entry's id.
     @discardableResult
     public func xadd(_ key: some RedisArgument, approximateMaxLength: Int? = nil,

@@ -4,7 +4,7 @@ public enum ListEnd: String, Sendable {
     case right = "RIGHT"
 }
 
-extension RedisConnection {
+extension RedisClient {
     /// `LPUSH key value...`; returns the new length.
     @discardableResult
     public func lpush(_ key: some RedisArgument, _ values: [any RedisArgument]) throws(RedisError) -> Int64 {
@@ -50,10 +50,5 @@ extension RedisConnection {
 
     public func ltrim(_ key: some RedisArgument, _ start: Int, _ stop: Int) throws(RedisError) {
         try send(RedisCommand("LTRIM", key, start, stop))
-    }
-
-    func integer(_ value: RedisValue) throws(RedisError) -> Int64 {
-        guard let n = value.int else { throw .unexpectedReply("expected an integer, got \(value)") }
-        return n
     }
 }

@@ -1,5 +1,5 @@
 /// Key and string commands.
-extension RedisConnection {
+extension RedisClient {
     public func get(_ key: some RedisArgument) throws(RedisError) -> [UInt8]? {
         try send(RedisCommand("GET", key)).bytes
     }

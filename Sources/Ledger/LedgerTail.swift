@@ -1,0 +1,203 @@
+import GRDB
+
+/// The unmerged tail of the ledger, in memory: what the on-disk indexes do not hold yet.
+///
+/// Why: a job used to write three random pages (a leaf of the job-id index, a leaf of the
+/// account-history index, an account row), each written twice (WAL, then checkpoint). Since v2
+/// a job only appends: its entry to `entries` and its result to `job_log`. What the indexes
+/// would have answered, this tail answers until the merge (`Ledger+Merge`) has moved the rows
+/// into `jobs` and `entry_index` in key order, many keys per page:
+/// - `jobs`: job id -> stored result, for every `job_log` row after `mergedJobSeq`;
+/// - `entries`: account -> its entries after `mergedEntryId` (id, time, type, amount), for
+///   history and statistics;
+/// - `accounts`: the accounts whose row lags behind their entries (only balance, spent and entry
+///   bookkeeping lag; tier and renewal changes are written at once, since the renewal scheduler
+///   selects accounts by SQL).
+///
+/// Nothing here is the truth: it is rebuilt from the file by `load` (at open, whenever another
+/// connection has written the file, and after a transaction that changed it failed to commit:
+/// see `invalidate`). It is used only on the writer's
+/// `DatabaseQueue`, which serializes every access (hence `@unchecked Sendable`).
+final class LedgerTail: @unchecked Sendable {
+    /// One stored result. Ids are kept as plain integers with 0 for "none" (rowids start at 1):
+    /// 40 bytes instead of 56 with optionals, for tens of thousands of them.
+    struct Job {
+        var seq: Int64
+        private var entry: Int64
+        private var account: Int64
+        var result: String?
+
+        init(seq: Int64, entryId: Int64?, accountId: Int64?, result: String?) {
+            self.seq = seq
+            entry = entryId ?? 0
+            account = accountId ?? 0
+            self.result = result
+        }
+
+        var entryId: Int64? { entry == 0 ? nil : entry }
+        var accountId: Int64? { account == 0 ? nil : account }
+    }
+
+    struct Entry {
+        var id: Int64
+        var createdMs: Int64
+        var operationType: String
+        var amount: Int64
+    }
+
+    /// Stored results not yet merged into `jobs`, by job id.
+    var jobs: [String: Job] = [:]
+    /// Entries after `mergedEntryId`, by account rowid, in id order.
+    var entries: [Int64: [Entry]] = [:]
+    var entryCount = 0
+    /// Accounts whose stored row lags: the current state, by rowid.
+    var accounts: [Int64: AccountRecord] = [:]
+    var accountIdByUser: [String: Int64] = [:]
+    /// `job_log` rows up to this seq are in `jobs`; entries up to this id are in `entry_index`.
+    var mergedJobSeq: Int64 = 0
+    var mergedEntryId: Int64 = 0
+    var lastJobSeq: Int64 = 0
+    var lastEntryId: Int64 = 0
+    /// `job_log` rows up to this seq are deleted (merged rows are deleted after the merge).
+    var prunedJobSeq: Int64 = 0
+    /// The merge under way, if any (see `MergePlan`).
+    var merge: MergePlan?
+    /// `PRAGMA data_version` when the tail was last known to match the file.
+    var dataVersion: Int64 = -1
+    /// How many times the tail was read from the file (once at open; more means other writers).
+    private(set) var reloads = 0
+    /// Operation types are few: one String storage per distinct type.
+    private var interned: [String: String] = [:]
+
+    /// Rows the tail holds (what a merge would write).
+    var rowCount: Int { jobs.count + entryCount }
+
+    func intern(_ s: String) -> String {
+        if let known = interned[s] { return known }
+        interned[s] = s
+        return s
+    }
+
+    /// Reads the tail from the file (inside the caller's transaction, for a consistent view),
+    /// replaying the entries after each lagging account row's `last_entry_id` onto it.
+    func reload(_ db: Database) throws {
+        let tail = try Self.load(db)
+        reloads += 1
+        jobs = tail.jobs
+        entries = tail.entries
+        entryCount = tail.entryCount
+        accounts = tail.accounts
+        accountIdByUser = tail.accountIdByUser
+        mergedJobSeq = tail.mergedJobSeq
+        mergedEntryId = tail.mergedEntryId
+        lastJobSeq = tail.lastJobSeq
+        lastEntryId = tail.lastEntryId
+        prunedJobSeq = tail.prunedJobSeq
+        merge = nil
+        dataVersion = tail.dataVersion
+        interned = tail.interned
+    }
+
+    /// Reloads the tail when a connection other than the writer's has changed the file since it
+    /// was read (a second writer process, a worker that took over while this one was fenced):
+    /// nothing in memory may then be trusted.
+    func refreshIfChanged(_ db: Database) throws {
+        if try Self.dataVersion(db) != dataVersion { try reload(db) }
+    }
+
+    static func load(_ db: Database) throws -> LedgerTail {
+        let tail = LedgerTail()
+        tail.mergedJobSeq = try Int64.fetchOne(db, sql: "SELECT value FROM storage_state WHERE name = 'merged_job_seq'") ?? 0
+        tail.mergedEntryId = try Int64.fetchOne(db, sql: "SELECT value FROM storage_state WHERE name = 'merged_entry_id'") ?? 0
+        tail.lastJobSeq = max(tail.mergedJobSeq, try Int64.fetchOne(db, sql: "SELECT max(seq) FROM job_log") ?? 0)
+        tail.lastEntryId = max(tail.mergedEntryId, try Int64.fetchOne(db, sql: "SELECT max(id) FROM entries") ?? 0)
+        let firstSeq = try Int64.fetchOne(db, sql: "SELECT min(seq) FROM job_log")
+        tail.prunedJobSeq = firstSeq.map { min($0 - 1, tail.mergedJobSeq) } ?? tail.mergedJobSeq
+
+        let jobs = try RawStatement(db, "SELECT seq, job_id, entry_id, account_id, result FROM job_log WHERE seq > ? ORDER BY seq")
+        jobs.reset()
+        try jobs.bind(1, tail.mergedJobSeq)
+        while try jobs.step() {
+            tail.jobs[jobs.text(1)] = Job(seq: jobs.int64(0), entryId: jobs.optionalInt64(2),
+                                          accountId: jobs.optionalInt64(3), result: jobs.optionalText(4))
+        }
+        jobs.reset()
+
+        let entries = try RawStatement(db, """
+            SELECT id, account_id, created_ms, kind, operation_type, amount, balance_after FROM entries WHERE id > ? ORDER BY id
+            """)
+        let accountById = try RawStatement(db, LedgerTransaction.SQL.accountById)
+        var rows: [Int64: AccountRecord] = [:]
+        entries.reset()
+        try entries.bind(1, tail.mergedEntryId)
+        while try entries.step() {
+            let id = entries.int64(0), accountId = entries.int64(1), kind = entries.int64(3), amount = entries.int64(5)
+            tail.entries[accountId, default: []].append(
+                Entry(id: id, createdMs: entries.int64(2), operationType: tail.intern(entries.text(4)), amount: amount))
+            tail.entryCount += 1
+            var row = rows[accountId]
+            if row == nil {
+                accountById.reset()
+                try accountById.bind(1, accountId)
+                if try accountById.step() { row = AccountRecord(accountById) }
+                accountById.reset()
+                rows[accountId] = row
+            }
+            guard let a = row, id > a.lastEntryId ?? 0 else { continue }
+            a.replay(entryId: id, kind: kind, amount: amount, balanceAfter: entries.int64(6))
+            a.lagging = true
+        }
+        entries.reset()
+        for a in rows.values where a.lagging {
+            tail.accounts[a.id] = a
+            tail.accountIdByUser[a.userId] = a.id
+        }
+        tail.dataVersion = try dataVersion(db)
+        return tail
+    }
+
+    static func dataVersion(_ db: Database) throws -> Int64 {
+        try Int64.fetchOne(db, sql: "PRAGMA data_version") ?? 0
+    }
+
+    /// The lagging account of `userId`: the record itself, which a transaction changes in place.
+    func account(userId: String) -> AccountRecord? {
+        accountIdByUser[userId].flatMap { accounts[$0] }
+    }
+
+    func account(id: Int64) -> AccountRecord? {
+        accounts[id]
+    }
+
+    /// Keeps an account a transaction changed: lagging, it is the tail's; written whole, it is not.
+    func track(_ a: AccountRecord) {
+        if a.lagging {
+            if accounts.updateValue(a, forKey: a.id) == nil { accountIdByUser[a.userId] = a.id }
+        } else if accounts.removeValue(forKey: a.id) != nil {
+            accountIdByUser.removeValue(forKey: a.userId)
+        }
+    }
+
+    /// Marks the tail as not matching the file (a transaction that changed it did not commit):
+    /// the next transaction or read reloads it first.
+    func invalidate() {
+        dataVersion = -1
+    }
+
+    /// Drops what a finished merge moved into the indexes; call once its watermarks committed.
+    func finishMerge(_ plan: MergePlan) {
+        mergedJobSeq = plan.jobSeq
+        mergedEntryId = plan.entryId
+        // Keeping the few jobs stored since the plan costs less than removing the many it covered.
+        jobs = jobs.filter { $0.value.seq > plan.jobSeq }
+        for accountId in plan.accountIds {
+            guard var list = entries[accountId] else { continue }
+            let kept = list.firstIndex { $0.id > plan.entryId } ?? list.count
+            entryCount -= kept
+            list.removeFirst(kept)
+            entries[accountId] = list.isEmpty ? nil : list
+        }
+        merge = nil
+    }
+
+}
