@@ -146,4 +146,20 @@ final class TakeoverTests: XCTestCase {
         XCTAssertEqual(worker.terminate(), 0, worker.log)
         XCTAssertEqual(try Ledger.verify(path: h.databasePath), [])
     }
+
+    /// A list of this very worker that nothing is settling (its acknowledgement was refused by a
+    /// Redis still loading after a restart, say) is settled by the idle sweep.
+    func testAnIdleWorkerSettlesItsOwnLeftoverList() throws {
+        let h = try WorkerHarness()
+        let worker = try WorkerProcess(h, workerId: "tidy")
+        XCTAssertEqual(try h.call(["type": "open", "id": "t1", "userId": "tim"]).bool("success"), true)
+        let reply = h.replyKey()
+        _ = try h.redis.pipeline([
+            RedisCommand("LPUSH", h.keys.processing("tidy:1"), #"{"type":"credit","id":"t2","userId":"tim","operationType":"bonus","amount":3,"replyTo":"\#(reply)"}"#),
+            RedisCommand("SADD", h.keys.workers, "tidy:1"),
+        ])
+        XCTAssertEqual(try h.reply(reply, timeout: 15).int("newBalance"), 103, worker.log)
+        try h.eventually("the list is forgotten") { try h.redis.send("SISMEMBER", h.keys.workers, "tidy:1").int == 0 }
+        XCTAssertEqual(worker.terminate(), 0, worker.log)
+    }
 }
