@@ -86,6 +86,25 @@ class Worker:
 
 
 @pytest.fixture(scope="module")
+def metrics():
+    """The metrics a module's `service` reported, in order."""
+    return []
+
+
+@pytest.fixture(scope="module")
+def service(worker, metrics):
+    from tokenledger import TokenService
+    return TokenService(worker.client(), metrics_callback=metrics.append)
+
+
+def opened(service, name):
+    """A new user with an open account (100 tokens, the Gift allocation)."""
+    user_id = new_user(name)
+    assert service.ensure_account(user_id) is True
+    return user_id
+
+
+@pytest.fixture(scope="module")
 def worker(tmp_path_factory):
     if not (REDIS_URL and TOKENLEDGER_BIN):
         pytest.fail("set REDIS_URL and TOKENLEDGER_BIN (clients/test.sh does)")

@@ -3,24 +3,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from conftest import new_user
+from conftest import new_user, opened
 from tokenledger import TokenLedgerError, TokenService
-
-
-@pytest.fixture(scope="module")
-def metrics():
-    return []
-
-
-@pytest.fixture(scope="module")
-def service(worker, metrics):
-    return TokenService(worker.client(), metrics_callback=metrics.append)
-
-
-def opened(service, name):
-    user_id = new_user(name)
-    assert service.ensure_account(user_id) is True
-    return user_id
 
 
 def test_charging_for_an_image_with_a_refund_when_generation_fails(service):

@@ -1,24 +1,8 @@
 """Reservations: hold, capture, release, holds and with_hold, against the real worker."""
 import pytest
 
-from conftest import new_user
+from conftest import opened
 from tokenledger import TokenLedgerError, TokenService
-
-
-@pytest.fixture(scope="module")
-def metrics():
-    return []
-
-
-@pytest.fixture(scope="module")
-def service(worker, metrics):
-    return TokenService(worker.client(), metrics_callback=metrics.append)
-
-
-def opened(service, name):
-    user_id = new_user(name)
-    assert service.ensure_account(user_id) is True  # 100 tokens
-    return user_id
 
 
 def balance_of(service, user_id):

@@ -2,23 +2,19 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { OperationMetrics, TokenLedgerError, TokenService } from "../src";
-import { newUser, Worker } from "./harness";
+import { newUser, observedService, openedUser, Worker } from "./harness";
 
 const worker = new Worker();
 let service: TokenService;
-const metrics: OperationMetrics[] = [];
+let metrics: OperationMetrics[] = [];
 
 before(async () => {
   worker.start();
-  service = new TokenService(await worker.client(), { metricsCallback: (m) => metrics.push(m) });
+  ({ service, metrics } = await observedService(worker));
 });
 after(() => worker.close());
 
-async function opened(name: string): Promise<string> {
-  const userId = newUser(name);
-  assert.equal(await service.ensureAccount(userId), true);
-  return userId;
-}
+const opened = (name: string) => openedUser(service, name);
 
 test("charging for an image, with a refund when generation fails", async () => {
   const userId = await opened("image");

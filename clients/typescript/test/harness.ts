@@ -4,7 +4,7 @@ import { ChildProcess, execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { connect, LedgerClient, ClientOptions, uuidv7 } from "../src";
+import { connect, LedgerClient, ClientOptions, OperationMetrics, TokenService, uuidv7 } from "../src";
 
 export const REDIS_URL = process.env.REDIS_URL ?? "";
 export const TOKENLEDGER_BIN = process.env.TOKENLEDGER_BIN ?? "";
@@ -89,6 +89,20 @@ export class Worker {
 
 /** A user id no other test uses. */
 export const newUser = (name: string) => `${name}-${uuidv7().slice(-12)}`;
+
+/** A TokenService on `worker` whose metrics land in the returned array, for a test file's `before`. */
+export async function observedService(worker: Worker): Promise<{ service: TokenService; metrics: OperationMetrics[] }> {
+  const metrics: OperationMetrics[] = [];
+  const service = new TokenService(await worker.client(), { metricsCallback: (m) => metrics.push(m) });
+  return { service, metrics };
+}
+
+/** A new user with an open account (100 tokens, the Gift allocation). */
+export async function openedUser(service: TokenService, name: string): Promise<string> {
+  const userId = newUser(name);
+  if (!(await service.ensureAccount(userId))) throw new Error(`${userId} was not opened`);
+  return userId;
+}
 
 /** A private redis-server (for restarts), on a free port, with a password. */
 export class PrivateRedis {

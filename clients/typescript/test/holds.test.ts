@@ -2,23 +2,19 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { OperationMetrics, TokenLedgerError, TokenService } from "../src";
-import { newUser, Worker } from "./harness";
+import { observedService, openedUser, Worker } from "./harness";
 
 const worker = new Worker();
 let service: TokenService;
-const metrics: OperationMetrics[] = [];
+let metrics: OperationMetrics[] = [];
 
 before(async () => {
   worker.start();
-  service = new TokenService(await worker.client(), { metricsCallback: (m) => metrics.push(m) });
+  ({ service, metrics } = await observedService(worker));
 });
 after(() => worker.close());
 
-async function opened(name: string): Promise<string> {
-  const userId = newUser(name);
-  assert.equal(await service.ensureAccount(userId), true); // 100 tokens
-  return userId;
-}
+const opened = (name: string) => openedUser(service, name);
 
 test("a hold, then a capture of less: the rest is freed", async () => {
   const userId = await opened("hold");
