@@ -38,6 +38,9 @@ public struct AuditViolation: Sendable, Equatable, CustomStringConvertible {
         public static let balanceMismatch = "balance_mismatch"
         /// An account's tokensSpent differs from its charges and debits less its refunds.
         public static let spentMismatch = "spent_mismatch"
+        /// An entry's recorded spent total (`spent_after`, what `balanceAt` answers) differs from
+        /// its account's charges and debits less refunds up to it.
+        public static let spentAfterMismatch = "spent_after_mismatch"
         /// An account's entry count or last entry differs from its entries.
         public static let accountBookkeeping = "account_bookkeeping"
         /// The refunds of a charge exceed it.

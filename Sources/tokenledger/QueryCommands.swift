@@ -67,3 +67,12 @@ struct EligibilityCommand: LedgerQuery {
     @Argument(help: "The user id.") var userId: String
     func operation() throws -> LedgerOperation { .eligibility(userId: userId) }
 }
+
+struct BalanceAtCommand: LedgerQuery {
+    static let configuration = CommandConfiguration(commandName: "balance-at",
+                                                    abstract: "Print a user's balance and spent total as they stood at a moment.")
+    @OptionGroup var settings: SettingsOptions
+    @Argument(help: "The user id.") var userId: String
+    @Option(help: "The moment (ISO 8601).") var at: String
+    func operation() throws -> LedgerOperation { .balanceAt(userId: userId, at: try parseRequiredDate(at, "at")) }
+}
