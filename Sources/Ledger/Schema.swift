@@ -39,6 +39,7 @@ enum Schema {
     }
 
     static let spentAfterMigration = "entries-spent-after"
+    static let rolloverMigration = "grants-rollover"
 
     static var migrator: DatabaseMigrator {
         var m = DatabaseMigrator()
@@ -135,6 +136,14 @@ enum Schema {
             // balanceAt reads the spent total at an entry in one seek. Older entries keep NULL
             // (the append-only triggers forbid rewriting them) and are folded when asked.
             try db.execute(sql: "ALTER TABLE entries ADD COLUMN spent_after INTEGER")
+        }
+        m.registerMigration(rolloverMigration) { db in
+            // Under `rollover`, a period grant records what it carried, and a carried grant names
+            // the grant it came from, so `verify` can match each carry to its source.
+            try db.execute(sql: """
+                ALTER TABLE grants ADD COLUMN carried INTEGER NOT NULL DEFAULT 0;
+                ALTER TABLE grants ADD COLUMN source TEXT;
+                """)
         }
         return m
     }

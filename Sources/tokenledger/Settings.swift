@@ -129,6 +129,8 @@ struct Settings {
         if let costs = file.costs { ledger.costs = costs }
         if let tiers = file.tiers { ledger.tiers = tiers }
         if let policy = file.renewal?.policy { ledger.renewalPolicy = policy }
+        ledger.rolloverMax = file.renewal?.rolloverMax
+        if let months = file.renewal?.rolloverMonths { ledger.rolloverMonths = months }
         if let sync = file.synchronous { ledger.synchronous = sync }
         if let pages = file.walAutoCheckpointPages { ledger.walAutoCheckpointPages = pages }
         if let cache = file.cacheMebibytes { ledger.cacheMebibytes = cache }
