@@ -213,12 +213,13 @@ final class StorageFailureTests: XCTestCase {
     }
 
     /// The reproduction: batch size 1, the ledger locked, credits a1 then a2 (a2 taken ahead
-    /// while a1 fails), a stop, the lock freed while stopping. Nothing newer than the unsettled
-    /// a1 may commit in that term: after the restart a1's entry precedes a2's.
+    /// while a1 fails), the lock freed and a stop at once, while a1 waits for its next retry.
+    /// Nothing newer than the unsettled a1 may commit in that term: after the restart a1's entry
+    /// precedes a2's.
     func testAStopDuringAStorageFailureNeverReordersAUsersJobs() async throws {
         let h = try WorkerHarness()
         var ledgerConfig = LedgerConfig()
-        ledgerConfig.busyTimeoutMilliseconds = 300
+        ledgerConfig.busyTimeoutMilliseconds = 20
         let config = try h.configuration(batchSize: 1)
         var worker = try h.startWorker(ledgerConfig: ledgerConfig, configuration: config)
         XCTAssertEqual(try h.call(["type": "open", "id": "o0", "userId": "ann"]).bool("success"), true)
@@ -229,11 +230,9 @@ final class StorageFailureTests: XCTestCase {
             #"{"type":"credit","id":"a1","userId":"ann","operationType":"bonus","amount":7,"replyTo":"\#(first)"}"#,
             #"{"type":"credit","id":"a2","userId":"ann","operationType":"bonus","amount":3,"replyTo":"\#(second)"}"#))
         try h.eventually("both are taken") { try h.redis.llen(h.keys.jobs) == 0 }
-        usleep(2_000_000)  // a1 fails a few times; its retries are paced further apart
-        let stopping = Task { [worker] in try await worker.stop() }
-        usleep(100_000)
+        usleep(3_000_000)  // a1 fails a few times; its retries are now about a second apart
         lock.release()
-        try await stopping.value
+        try await worker.stop()
 
         worker = try h.startWorker(ledgerConfig: ledgerConfig, configuration: config)
         let a1 = try h.reply(first, timeout: 15)
