@@ -185,7 +185,7 @@ final class QueueWorker {
 
     /// Capped exponential backoff: 0.1 s, 0.2 s, ... up to 5 s.
     static func backoff(_ attempt: Int) -> Double {
-        min(5, 0.05 * Double(1 << min(max(attempt, 1), 7)))
+        StorageFailure.backoffSeconds(attempt)  // one curve for the loop, start-up and the CLI
     }
 
     /// Sleeps in short slices so that a stop is seen quickly.
