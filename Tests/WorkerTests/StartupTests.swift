@@ -47,6 +47,27 @@ final class StartupTests: XCTestCase {
         XCTAssertEqual(worker.terminate(), 0, worker.log)
     }
 
+    func testMigrateWaitsOutALockedLedger() throws {
+        let h = try WorkerHarness()
+        try unmigratedLedger(h)
+        let lock = try SQLiteShell(h.databasePath, "BEGIN EXCLUSIVE;\nCREATE TABLE operator_note (x);\n")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: WorkerProcess.binary)
+        process.arguments = ["migrate", "--database", h.databasePath, "--config", try shortBusyTimeout(h)]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        usleep(2_000_000)  // many busy timeouts
+        XCTAssertTrue(process.isRunning, "migrate waits rather than exit")
+        lock.release(commit: false)
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationStatus, 0, output)
+        XCTAssertTrue(output.contains("waiting"), "the wait is reported: \(output)")
+        XCTAssertEqual(try Ledger.verify(path: h.databasePath), [])
+    }
+
     func testConcurrentMigratesOfANewLedgerAllSucceed() throws {
         for round in 0..<3 {
             let h = try WorkerHarness()
