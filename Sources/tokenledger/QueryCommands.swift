@@ -12,7 +12,9 @@ protocol LedgerQuery: ParsableCommand {
 extension LedgerQuery {
     func run() throws {
         let settings = try self.settings.resolve()
-        let result = try settings.openReader(partition: settings.partitioning.partition(of: userId)).read(try operation())
+        let operation = try operation()
+        let partition = settings.partitioning.partition(of: userId)
+        let result = try settings.waitingOut("reading the ledger") { try settings.openReader(partition: partition).read(operation) }
         print(result.json)
         if !result.success { throw ExitCode(2) }
     }
