@@ -98,8 +98,8 @@ def test_bonus_tokens(service):
 def test_a_charge_once_retried_with_a_refund(service):
     user_id = opened(service, "retry")
     order = f"order-{user_id}"
-    first = service.charge_for_operation(user_id, "image_generation", {"order": 1}, id=order)
-    retried = service.charge_for_operation(user_id, "image_generation", {"order": 1}, id=order)
+    first = service.charge_for_operation(user_id, "image_generation", {"order": 1}, job_id=order)
+    retried = service.charge_for_operation(user_id, "image_generation", {"order": 1}, job_id=order)
     assert first.success and retried.success
     assert (first.duplicate, retried.duplicate) == (False, True)
     assert retried.ledger_entry_id == first.ledger_entry_id

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Dict, List, Optional
 
 import redis
 
@@ -14,7 +14,7 @@ class LedgerEvent:
     """One stream entry: `event` names the kind; every value is a string, as the worker writes it."""
     stream_id: str
     event: str
-    fields: dict
+    fields: Dict[str, str]
 
 
 class EventConsumer:
@@ -37,7 +37,7 @@ class EventConsumer:
             if "BUSYGROUP" not in str(error):
                 raise
 
-    def read(self) -> list:
+    def read(self) -> List[LedgerEvent]:
         """The next events: this consumer's unacknowledged ones first, then new ones (waits up to block_ms)."""
         start = "0" if self._pending_first else ">"
         streams = self.client.redis.xreadgroup(self.group, self.consumer, {self.key: start},
@@ -48,11 +48,11 @@ class EventConsumer:
             return self.read()
         return [LedgerEvent(stream_id, fields.get("event", ""), fields) for stream_id, fields in messages]
 
-    def ack(self, events: list) -> None:
+    def ack(self, events: List[LedgerEvent]) -> None:
         if events:
-            self.client.redis.xack(self.key, self.group, *(e.stream_id for e in events))
+            self.client.redis.xack(self.key, self.group, *(e.stream_id for e in events))  # type: ignore[no-untyped-call]
 
-    def run(self, handler: Callable[[list], object], should_stop: Optional[Callable[[], bool]] = None) -> None:
+    def run(self, handler: Callable[[List[LedgerEvent]], object], should_stop: Optional[Callable[[], bool]] = None) -> None:
         """Reads, hands each batch to `handler`, acknowledges it; until `should_stop()` says so."""
         self.ensure_group()
         while not (should_stop and should_stop()):
