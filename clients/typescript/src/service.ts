@@ -364,10 +364,19 @@ const readUnmonitor = (f: Fields): UnmonitorSuccess => ({
   success: true, id: f.str("id"), monitorId: f.str("monitorId"), duplicate: f.optBool("duplicate") ?? false,
 });
 
+/**
+ * The reader of each job type's success reply, for the tests that read the golden replies
+ * (Tests/Golden/replies.json); `readRefusal` reads the failures.
+ */
+export const successReaders: Readonly<Record<string, Reader<unknown>>> = {
+  open: readOpen, charge: readChange, debit: readChange, credit: readCredit, refund: readChange, purchase: readPurchase,
+  renew: readRenew, hold: readHold, capture: readCapture, release: readRelease, monitor: readMonitor, unmonitor: readUnmonitor,
+};
+
 const refusalNumbers = ["balance", "available", "required", "deficit", "held", "requested", "refundable", "daysUntilRenewal"] as const;
 
 /** A failure reply as a Refusal, with the fields its code carries. */
-function readRefusal(reply: Reply, f: Fields, error: { code: ErrorCode; message: string }): Refusal {
+export function readRefusal(reply: Reply, f: Fields, error: { code: ErrorCode; message: string }): Refusal {
   const refusal: Refusal = {
     success: false, id: reply.id ?? "", error: describeError(error.code, error.message), code: error.code,
     message: error.message, duplicate: f.optBool("duplicate") ?? false,

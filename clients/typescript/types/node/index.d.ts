@@ -90,6 +90,7 @@ declare module "node:fs" {
   export function rmSync(path: string, options?: { recursive?: boolean; force?: boolean }): void;
   export function openSync(path: string, flags: string): number;
   export function readFileSync(path: string, encoding: string): string;
+  export function readdirSync(path: string): string[];
   export function writeFileSync(path: string, data: string): void;
 }
 declare module "node:os" {
