@@ -56,6 +56,15 @@ class BalanceMessage:
     partition: Optional[int] = None
 
 
+def text_of(value: object) -> str:
+    """A value Redis answered, as text (the connection decodes responses; bytes are decoded too)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    if isinstance(value, str):
+        return value
+    raise ReplyShapeError("(redis)", "a string", repr(value))
+
+
 def _balance_message(text: str) -> BalanceMessage:
     f = Fields(json.loads(text), "", text)
     return BalanceMessage(f.string("userId"), f.integer("tokensBalance"), f.integer("tokensSpent"), f.integer("held"),
@@ -79,7 +88,8 @@ class LedgerClient:
             raise ValueError("partitions must be an integer >= 1")
         self.prefix, self.partitions = settings.prefix, partitions
         self.timeout, self.attempts, self.on_resend = timeout, attempts, on_resend
-        self.redis: "redis.Redis[str]" = redis.Redis.from_url(
+        # Not annotated: redis-py's own types and the types-redis stubs spell this type differently.
+        self.redis = redis.Redis.from_url(
             settings.url, username=settings.username, password=settings.password, decode_responses=True,
             socket_timeout=timeout + 10, health_check_interval=30)
         self._listeners: List[Callable[[BalanceMessage], None]] = []
@@ -119,7 +129,7 @@ class LedgerClient:
             got = self.redis.brpop([reply_to], timeout=self.timeout)
             if got is not None:
                 self.redis.delete(reply_to)
-                return read_reply(got[1])
+                return read_reply(text_of(got[1]))
         raise TokenLedgerError(
             "timeout", f"No reply to job {job.get('id') or job['type']} after {self.attempts} attempts of "
                        f"{self.timeout} s; send it again with the same id.", job=job)
@@ -140,7 +150,7 @@ class LedgerClient:
 
     def _listen(self, subscribed: threading.Event) -> None:
         while not self._stopped.is_set():
-            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call, unused-ignore]
             try:
                 pubsub.subscribe(f"{self.prefix}:balance")
                 subscribed.set()
@@ -148,7 +158,7 @@ class LedgerClient:
                     message = pubsub.get_message(timeout=0.5)
                     if message and message["type"] == "message":
                         try:
-                            data = _balance_message(message["data"])
+                            data = _balance_message(text_of(message["data"]))
                         except (ValueError, ReplyShapeError):
                             continue  # not an invalidation this client can read: nothing to tell
                         for listener in list(self._listeners):
