@@ -92,3 +92,19 @@ def test_mypy_strict_passes_on_the_package_and_the_guide_example():
     run = subprocess.run([sys.executable, "-m", "mypy", "--strict", "src/tokenledger", "examples/original_api.py"],
                          cwd=here, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+def _shape_of(value: Any) -> Any:
+    """A JSON value's shape: its keys and the kinds of their values, whatever the values."""
+    if isinstance(value, list):
+        return [_shape_of(value[0])] if value else []
+    if isinstance(value, dict):
+        return {key: _shape_of(value[key]) for key in sorted(value)}
+    return type(value).__name__
+
+
+def test_a_real_worker_still_answers_the_golden_jobs_with_the_golden_shapes(worker):
+    examples = json.loads((GOLDEN / "replies.json").read_text())["examples"]
+    client = worker.client()  # a worker of its own: the golden ids and users are fresh, the jobs replay as captured
+    for example in examples:
+        assert _shape_of(client.send(example["job"])) == _shape_of(example["reply"]), example["name"]

@@ -1,11 +1,16 @@
 // The codes and reply shapes the worker uses, as the repository's golden files hold them: the
 // client's lists must equal them, and its readers must read every golden reply.
-import { test } from "node:test";
+import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { DEAD_LETTER_CODES, REFUSAL_CODES, ReplyShapeError, readReply, TokenLedgerError } from "../src";
 import { readRefusal, successReaders } from "../src/service";
+import { Worker } from "./harness";
+
+const worker = new Worker();
+before(() => worker.start());
+after(() => worker.close());
 
 const root = join(__dirname, "..", "..", "..", "..");
 const golden = (name: string): unknown => JSON.parse(readFileSync(join(root, "Tests", "Golden", name), "utf8"));
@@ -71,4 +76,28 @@ test("a 64-bit value past 2^53 - 1 is refused, not rounded", () => {
   assert.throws(() => successReaders.charge(readReply(text).fields), (e: unknown) => e instanceof ReplyShapeError && e.field === "ledgerEntryId");
   const safe = text.replace("9007199254740993", "9007199254740991");
   assert.equal((successReaders.charge(readReply(safe).fields) as { ledgerEntryId: number }).ledgerEntryId, 9007199254740991);
+});
+
+/** A JSON value's shape: its keys and the kinds of their values, whatever the values. */
+function shapeOf(value: unknown): unknown {
+  if (Array.isArray(value)) return value.length ? [shapeOf(value[0])] : [];
+  if (value === null) return "null";
+  if (typeof value === "object") {
+    const shape: Record<string, unknown> = {};
+    for (const [key, member] of Object.entries(value).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) shape[key] = shapeOf(member);
+    return shape;
+  }
+  return typeof value;
+}
+
+test("a real worker still answers the golden jobs with the golden shapes", async () => {
+  const { examples } = golden("replies.json") as { examples: { name: string; job: { type: string; userId?: string }; reply: unknown }[] };
+  const client = await worker.client();
+  for (const example of examples) {
+    // a worker of its own: the golden ids and users are fresh here, so the jobs replay as they were captured
+    const reply = await client.send(example.job);
+    const { id, type, success, duplicate, error, ...rest } = reply;
+    const live = { id, type, success, ...(duplicate === undefined ? {} : { duplicate }), ...(error ? { error } : {}), ...rest };
+    assert.deepEqual(shapeOf(live), shapeOf(example.reply), example.name);
+  }
 });
