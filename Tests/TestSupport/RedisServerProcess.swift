@@ -51,9 +51,23 @@ public final class RedisServerProcess: @unchecked Sendable {
     public func stop() {
         guard let process, process.isRunning else { return }
         kill(process.processIdentifier, SIGKILL)
+        kill(process.processIdentifier, SIGCONT)  // a paused server dies only once it runs again
         process.waitUntilExit()
         self.process = nil
         try? FileManager.default.removeItem(atPath: socketPath)
+    }
+
+    /// Freezes the server (SIGSTOP): connections are still accepted by the kernel, but nothing
+    /// is answered, as with a server stuck on a slow disk or a long command.
+    public func pause() {
+        guard let process, process.isRunning else { return }
+        kill(process.processIdentifier, SIGSTOP)
+    }
+
+    /// Thaws a paused server (SIGCONT).
+    public func resume() {
+        guard let process else { return }
+        kill(process.processIdentifier, SIGCONT)
     }
 
     public func restart() throws {
