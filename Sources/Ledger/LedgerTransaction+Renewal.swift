@@ -29,7 +29,7 @@ extension LedgerTransaction {
 
     /// Whole days until `ms`, rounded up; 0 when it has passed.
     func daysUntil(_ ms: Int64) -> Int64 {
-        ms <= nowMs ? 0 : (ms - nowMs + CalendarMonth.msPerDay - 1) / CalendarMonth.msPerDay
+        ms <= decisionNowMs ? 0 : (ms - decisionNowMs + CalendarMonth.msPerDay - 1) / CalendarMonth.msPerDay
     }
 
     /// Renews a due account (the caller checked it is due): downgrades an expired paid
@@ -39,7 +39,7 @@ extension LedgerTransaction {
         var tier = a.tier
         var expires = a.expiresMs
         var downgraded = false
-        if tier != "Gift", let e = expires, e <= nowMs {
+        if tier != "Gift", let e = expires, e <= decisionNowMs {
             tier = "Gift"
             expires = nil
             downgraded = true
@@ -61,7 +61,7 @@ extension LedgerTransaction {
         }
         a.tier = tier
         a.expiresMs = expires
-        a.periods = CalendarMonth.periods(from: a.anchorMs, to: nowMs)
+        a.periods = CalendarMonth.periods(from: a.anchorMs, to: decisionNowMs)
         a.lastRenewalMs = CalendarMonth.adding(months: a.periods, to: a.anchorMs)
         a.nextRenewalMs = CalendarMonth.adding(months: a.periods + 1, to: a.anchorMs)
         a.dirtyRenewal = true
@@ -70,9 +70,9 @@ extension LedgerTransaction {
         if grant > 0 {
             entryId = try appendEntry(a, kind: .renewal, operationType: "renewal", amount: grant, jobId: jobId, metadata: nil)
             _ = try renewalGrant(a, amount: grant)  // credit: a grant under the `expire` policy
-            changes.append(change(a, entryId: entryId, operationType: "renewal", amount: grant, atMs: nowMs))
+            changes.append(change(a, entryId: entryId, operationType: "renewal", amount: grant, atMs: entryTimeMs))
         } else if downgraded {
-            changes.append(change(a, entryId: nil, operationType: nil, amount: nil, atMs: nowMs))
+            changes.append(change(a, entryId: nil, operationType: nil, amount: nil, atMs: entryTimeMs))
         }
         return .success(Renewed(outcome: RenewalOutcome(userId: a.userId, tier: tier, tokensAdded: grant, newBalance: a.balance),
                                 downgraded: downgraded, entryId: entryId, changes: changes))
@@ -80,7 +80,7 @@ extension LedgerTransaction {
 
     func renew(_ userId: String, jobId: String?) throws -> Outcome {
         guard let a = try account(userId) else { return .refused(.userNotFound(userId)) }
-        guard nowMs >= a.nextRenewalMs else { return .refused(notEligible(a)) }
+        guard decisionNowMs >= a.nextRenewalMs else { return .refused(notEligible(a)) }
         switch try renewAccount(a, jobId: jobId, dryRun: false) {
         case .failure(let e):
             return .refused(e)
@@ -108,14 +108,14 @@ extension LedgerTransaction {
         try flush()  // the selection below reads accounts by SQL
         let q = try RawStatement(db, tier == nil ? SQL.dueAccounts : SQL.dueAccountsOfTier)
         q.reset()
-        try q.bind(1, nowMs)
+        try q.bind(1, decisionNowMs)
         try q.bind(2, Int64(limit ?? -1))
         if let tier { try q.bind(3, tier) }
         var due: [AccountRecord] = []
         while try q.step() { due.append(account(current: q)) }
         q.reset()
         var summary = RenewAllSummary()
-        for a in due where a.nextRenewalMs <= nowMs {
+        for a in due where a.nextRenewalMs <= decisionNowMs {
             // credit: lapses and hold expiries due are written before the renewal.
             if !dryRun {
                 try settleIfDue(a)
@@ -187,7 +187,7 @@ extension LedgerTransaction {
 
     func eligibility(_ userId: String) throws -> Outcome {
         guard let a = try account(userId) else { return .refused(.userNotFound(userId)) }
-        let due = nowMs >= a.nextRenewalMs
+        let due = decisionNowMs >= a.nextRenewalMs
         var w = JSONWriter()
         w.beginObject()
         w.key("success"); w.bool(true)
