@@ -45,6 +45,10 @@ public struct LedgerConfig: Sendable, Codable, Equatable {
     /// The threshold of the monitor every account has under the id `default` (nil: none, the
     /// default): `balance.low` fires when `available` falls below it.
     public var defaultMonitorThreshold: Int64?
+    /// The most accounts one `renewAll` job renews, and so the size of its transaction and of
+    /// its reply (one `renewals[]` or `errors[]` item per account). A job without `limit` takes
+    /// this many; a larger `limit` is refused (`invalid_limit`). Default 1000.
+    public var renewAllMaxAccounts: Int
 
     public static let defaultCosts: [String: Int64] = ["image_generation": 10, "chatgpt_message": 5]
     public static let defaultTiers: [String: TierConfig] = [
@@ -63,9 +67,11 @@ public struct LedgerConfig: Sendable, Codable, Equatable {
         cacheMebibytes: Int = 8,
         mergeThresholdRows: Int = 49_152,
         mergeSliceRows: Int = 1024,
-        defaultMonitorThreshold: Int64? = nil
+        defaultMonitorThreshold: Int64? = nil,
+        renewAllMaxAccounts: Int = 1000
     ) {
         self.defaultMonitorThreshold = defaultMonitorThreshold
+        self.renewAllMaxAccounts = renewAllMaxAccounts
         self.costs = costs
         self.tiers = tiers
         self.renewalPolicy = renewalPolicy
@@ -81,6 +87,7 @@ public struct LedgerConfig: Sendable, Codable, Equatable {
         case costs, tiers, renewalPolicy, synchronous, busyTimeoutMilliseconds, walAutoCheckpointPages, cacheMebibytes
         case mergeThresholdRows, mergeSliceRows
         case defaultMonitorThreshold
+        case renewAllMaxAccounts
     }
 
     public init(from decoder: any Decoder) throws {
@@ -96,6 +103,7 @@ public struct LedgerConfig: Sendable, Codable, Equatable {
         if let v = try c.decodeIfPresent(Int.self, forKey: .mergeThresholdRows) { mergeThresholdRows = v }
         if let v = try c.decodeIfPresent(Int.self, forKey: .mergeSliceRows) { mergeSliceRows = v }
         defaultMonitorThreshold = try c.decodeIfPresent(Int64.self, forKey: .defaultMonitorThreshold)
+        if let v = try c.decodeIfPresent(Int.self, forKey: .renewAllMaxAccounts) { renewAllMaxAccounts = v }
     }
 
     /// Checks the values decoding cannot: throws `LedgerConfigError` naming the first
@@ -118,6 +126,7 @@ public struct LedgerConfig: Sendable, Codable, Equatable {
         if mergeSliceRows < 1 { throw LedgerConfigError("mergeSliceRows must be >= 1") }
         if costs["expiry"] != nil { throw LedgerConfigError("costs.expiry: expiry is the ledger's own operation type") }
         if let t = defaultMonitorThreshold, t < 0 { throw LedgerConfigError("defaultMonitorThreshold must be >= 0") }
+        if renewAllMaxAccounts < 1 { throw LedgerConfigError("renewAllMaxAccounts must be >= 1") }
     }
 }
 

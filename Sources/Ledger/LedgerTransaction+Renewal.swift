@@ -103,19 +103,41 @@ extension LedgerTransaction {
         }
     }
 
-    /// Renews the due accounts, oldest due first, at most `limit` (nil: all).
-    func renewDue(dryRun: Bool, tier: String?, limit: Int?, continueOnError: Bool) throws -> RenewAllSummary {
+    /// Renews the due accounts, oldest due first, at most `limit`, starting after `cursor` (a
+    /// run's earlier chunks). With `run`, a selection that leaves no due account behind records
+    /// the run complete and keeps its `renewal.completed` with this chunk's messages.
+    func renewDue(dryRun: Bool, tier: String?, limit: Int, continueOnError: Bool,
+                  after cursor: RenewalCursor? = nil, completing run: ScheduledRunCompletion? = nil) throws -> RenewAllSummary {
         try flush()  // the selection below reads accounts by SQL
-        let q = try RawStatement(db, tier == nil ? SQL.dueAccounts : SQL.dueAccountsOfTier)
+        let sql = switch (tier == nil, cursor == nil) {
+        case (true, true): SQL.dueAccounts
+        case (false, true): SQL.dueAccountsOfTier
+        case (true, false): SQL.dueAccountsAfter
+        case (false, false): SQL.dueAccountsOfTierAfter
+        }
+        let q = try RawStatement(db, sql)
         q.reset()
         try q.bind(1, decisionNowMs)
-        try q.bind(2, Int64(limit ?? -1))
+        try q.bind(2, Int64(min(limit, 1 << 40)) + 1)  // one more than taken: tells whether any are left
         if let tier { try q.bind(3, tier) }
+        if let cursor {
+            try q.bind(4, cursor.nextRenewalMs)
+            try q.bind(5, cursor.accountId)
+        }
         var due: [AccountRecord] = []
         while try q.step() { due.append(account(current: q)) }
         q.reset()
         var summary = RenewAllSummary()
-        for a in due where a.nextRenewalMs <= decisionNowMs {
+        var last: RenewalCursor?
+        var left = due.count > limit
+        for a in due.prefix(limit) {
+            if summary.failed > 0 && !continueOnError {
+                left = true
+                break
+            }
+            // Taken before renewing moves it: the place of the row the selection read.
+            last = RenewalCursor(nextRenewalMs: a.nextRenewalMs, accountId: a.id)
+            guard a.nextRenewalMs <= decisionNowMs else { continue }
             // credit: lapses and hold expiries due are written before the renewal.
             if !dryRun {
                 try settleIfDue(a)
@@ -133,10 +155,13 @@ extension LedgerTransaction {
                 summary.failed += 1
                 summary.errors.append(RenewalFailure(userId: a.userId, code: e.code, message: e.message))
             }
-            if summary.failed > 0 && !continueOnError { break }
         }
+        if left, let last { summary.remaining = .more(after: last) }
         if !dryRun {  // credit: alerts, and what to announce kept until sent
             summary.events += try evaluateMonitors()
+            if let run, summary.remaining == .allTaken {
+                summary.events.append(try completeRun(run, adding: summary))
+            }
             if !summary.changes.isEmpty || !summary.events.isEmpty {
                 summary.pendingSeq = try keepUntilSent(changes: summary.changes, events: summary.events)
             }
@@ -144,18 +169,41 @@ extension LedgerTransaction {
         return summary
     }
 
+    /// Records `run` complete (see `Ledger.recordCompletedRun`) and returns its event, with the
+    /// totals of its earlier chunks and of this one.
+    private func completeRun(_ run: ScheduledRunCompletion, adding chunk: RenewAllSummary) throws -> LedgerEvent {
+        let slotMs = LedgerTime.milliseconds(run.slot)
+        try Ledger.recordRun(db, name: run.name, slotMs: slotMs, completedMs: decisionNowMs)
+        var e = LedgerEvent(LedgerEvent.renewalCompleted)
+        e.add("slot", ms: slotMs)
+        e.add("totalProcessed", Int64(run.totalProcessed + chunk.totalProcessed))
+        e.add("successful", Int64(run.successful + chunk.successful))
+        e.add("failed", Int64(run.failed + chunk.failed))
+        e.add("at", ms: entryTimeMs)
+        return e
+    }
+
     func renewAll(dryRun: Bool, tier: String?, limit: Int?, continueOnError: Bool) throws -> Outcome {
         if let limit, limit < 1 {
             return .refused(Refusal(code: Refusal.invalidLimit, message: "limit must be at least 1; it is \(limit)."))
         }
+        // One job is one transaction and one reply: both bounded by the configured maximum.
+        let most = config.renewAllMaxAccounts
+        if let limit, limit > most {
+            return .refused(Refusal(code: Refusal.invalidLimit,
+                                    message: "limit must be at most \(most) (renewAllMaxAccounts); it is \(limit)."))
+        }
         if let tier, config.tiers[tier] == nil {
             return .refused(Refusal(code: Refusal.unknownTier, message: "No tier of that name is configured."))
         }
-        let s = try renewDue(dryRun: dryRun, tier: tier, limit: limit, continueOnError: continueOnError)
+        let s = try renewDue(dryRun: dryRun, tier: tier, limit: limit ?? most, continueOnError: continueOnError)
         var w = JSONWriter(capacity: 256)
         w.beginObject()
         w.key("success"); w.bool(true)
         w.key("dryRun"); w.bool(dryRun)
+        w.key("limit"); w.int(Int64(limit ?? most))
+        // Due accounts this job left for another (the limit, or a stop on the first failure).
+        w.key("more"); w.bool(s.remaining != .allTaken)
         w.key("totalProcessed"); w.int(s.totalProcessed)
         w.key("successful"); w.int(s.successful)
         w.key("failed"); w.int(s.failed)
@@ -210,6 +258,16 @@ extension LedgerTransaction.SQL {
         """
     static let dueAccountsOfTier = """
         SELECT \(AccountRecord.columns) FROM accounts WHERE next_renewal_ms <= ?1 AND tier = ?3
+        ORDER BY next_renewal_ms, id LIMIT ?2
+        """
+    static let dueAccountsAfter = """
+        SELECT \(AccountRecord.columns) FROM accounts WHERE next_renewal_ms <= ?1
+            AND (next_renewal_ms > ?4 OR (next_renewal_ms = ?4 AND id > ?5))
+        ORDER BY next_renewal_ms, id LIMIT ?2
+        """
+    static let dueAccountsOfTierAfter = """
+        SELECT \(AccountRecord.columns) FROM accounts WHERE next_renewal_ms <= ?1 AND tier = ?3
+            AND (next_renewal_ms > ?4 OR (next_renewal_ms = ?4 AND id > ?5))
         ORDER BY next_renewal_ms, id LIMIT ?2
         """
 }

@@ -48,6 +48,8 @@ struct ConfigFile: Decodable {
         var timeZone: String?
         var policy: RenewalPolicy?
         var batchSize: Int?
+        /// The most accounts one `renewAll` job renews (default 1000).
+        var renewAllMaxAccounts: Int?
     }
 
     /// Reads and decodes the file; the error names the file and the offending field.

@@ -129,6 +129,7 @@ struct Settings {
         if let costs = file.costs { ledger.costs = costs }
         if let tiers = file.tiers { ledger.tiers = tiers }
         if let policy = file.renewal?.policy { ledger.renewalPolicy = policy }
+        if let most = file.renewal?.renewAllMaxAccounts { ledger.renewAllMaxAccounts = most }
         if let sync = file.synchronous { ledger.synchronous = sync }
         if let pages = file.walAutoCheckpointPages { ledger.walAutoCheckpointPages = pages }
         if let cache = file.cacheMebibytes { ledger.cacheMebibytes = cache }
