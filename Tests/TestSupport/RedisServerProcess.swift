@@ -50,8 +50,7 @@ public final class RedisServerProcess: @unchecked Sendable {
     /// Kills the server at once (SIGKILL): no goodbye to clients.
     public func stop() {
         guard let process, process.isRunning else { return }
-        kill(process.processIdentifier, SIGKILL)
-        kill(process.processIdentifier, SIGCONT)  // a paused server dies only once it runs again
+        kill(process.processIdentifier, SIGKILL)  // a paused server too
         process.waitUntilExit()
         self.process = nil
         try? FileManager.default.removeItem(atPath: socketPath)
