@@ -119,14 +119,19 @@ public final class Ledger: Sendable {
         }
     }
 
-    /// Renews at most `limit` due accounts (oldest due first, optionally of one `tier`) in one
-    /// transaction. The scheduler calls it until `totalProcessed == 0` — or, to stop on an
-    /// account that keeps failing (only an overflow can fail), until `successful == 0`.
-    public func renewDue(limit: Int, tier: String? = nil, epoch: Int64? = nil) throws -> RenewAllSummary {
+    /// Renews at most `limit` due accounts (oldest due first, optionally of one `tier`, after
+    /// `cursor`) in one transaction. The scheduler calls it with the cursor of the previous
+    /// chunk (`remaining`) until none remain, so an account that fails (a tier no longer
+    /// configured, an overflow) is taken once per run and never holds back those behind it.
+    /// With `run`, the chunk that leaves none recorded the run complete and kept its
+    /// `renewal.completed` (in `events`) until sent, in its own transaction.
+    public func renewDue(limit: Int, tier: String? = nil, epoch: Int64? = nil, after cursor: RenewalCursor? = nil,
+                         completing run: ScheduledRunCompletion? = nil) throws -> RenewAllSummary {
         let nowMs = LedgerTime.milliseconds(clock.now())
         let (summary, tailRows) = try commandTransaction(epoch: epoch) { db in
             let transaction = try LedgerTransaction(db: db, config: config, tail: tail, clockMs: nowMs, writable: true)
-            let summary = try transaction.renewDue(dryRun: false, tier: tier, limit: max(limit, 1), continueOnError: true)
+            let summary = try transaction.renewDue(dryRun: false, tier: tier, limit: max(limit, 1), continueOnError: true,
+                                                   after: cursor, completing: run)
             try transaction.flush()
             return (summary, transaction)
         }

@@ -54,6 +54,10 @@ public struct LedgerConfig: Sendable, Codable, Equatable {
 
     /// The cap on what a `tier` account carries over (its own, else the ledger's).
     public func rolloverCap(tier: String) -> Int64? { tiers[tier]?.rolloverMax ?? rolloverMax }
+    /// The most accounts one `renewAll` job renews, and so the size of its transaction and of
+    /// its reply (one `renewals[]` or `errors[]` item per account). A job without `limit` takes
+    /// this many; a larger `limit` is refused (`invalid_limit`). Default 1000.
+    public var renewAllMaxAccounts: Int
 
     public static let defaultCosts: [String: Int64] = ["image_generation": 10, "chatgpt_message": 5]
     public static let defaultTiers: [String: TierConfig] = [
@@ -72,9 +76,11 @@ public struct LedgerConfig: Sendable, Codable, Equatable {
         cacheMebibytes: Int = 8,
         mergeThresholdRows: Int = 49_152,
         mergeSliceRows: Int = 1024,
-        defaultMonitorThreshold: Int64? = nil
+        defaultMonitorThreshold: Int64? = nil,
+        renewAllMaxAccounts: Int = 1000
     ) {
         self.defaultMonitorThreshold = defaultMonitorThreshold
+        self.renewAllMaxAccounts = renewAllMaxAccounts
         self.costs = costs
         self.tiers = tiers
         self.renewalPolicy = renewalPolicy
@@ -90,6 +96,7 @@ public struct LedgerConfig: Sendable, Codable, Equatable {
         case costs, tiers, renewalPolicy, synchronous, busyTimeoutMilliseconds, walAutoCheckpointPages, cacheMebibytes
         case mergeThresholdRows, mergeSliceRows
         case defaultMonitorThreshold, rolloverMax, rolloverMonths
+        case renewAllMaxAccounts
     }
 
     public init(from decoder: any Decoder) throws {
@@ -107,6 +114,7 @@ public struct LedgerConfig: Sendable, Codable, Equatable {
         defaultMonitorThreshold = try c.decodeIfPresent(Int64.self, forKey: .defaultMonitorThreshold)
         rolloverMax = try c.decodeIfPresent(Int64.self, forKey: .rolloverMax)
         if let v = try c.decodeIfPresent(Int.self, forKey: .rolloverMonths) { rolloverMonths = v }
+        if let v = try c.decodeIfPresent(Int.self, forKey: .renewAllMaxAccounts) { renewAllMaxAccounts = v }
     }
 
     /// Checks the values decoding cannot: throws `LedgerConfigError` naming the first
@@ -134,6 +142,7 @@ public struct LedgerConfig: Sendable, Codable, Equatable {
         for (name, tier) in tiers.sorted(by: { $0.key < $1.key }) {
             if let m = tier.rolloverMax, m < 0 { throw LedgerConfigError("tiers.\(name).rolloverMax must be >= 0") }
         }
+        if renewAllMaxAccounts < 1 { throw LedgerConfigError("renewAllMaxAccounts must be >= 1") }
     }
 }
 

@@ -66,7 +66,7 @@ extension LedgerTransaction {
                 changes.append(change(a, entryId: entryId, operationType: e.operationType, amount: e.amount, atMs: e.createdMs))
             }
         } else if let accountId = stored.accountId, let a = try account(id: accountId) {
-            changes.append(change(a, entryId: nil, operationType: nil, amount: nil, atMs: nowMs))
+            changes.append(change(a, entryId: nil, operationType: nil, amount: nil, atMs: entryTimeMs))
         }
         let success = json.hasPrefix(#"{"success":true"#)
         var code: String? = nil
@@ -92,7 +92,7 @@ extension LedgerTransaction {
     /// The outcome of a plain balance change just appended.
     func entryOutcome(_ a: AccountRecord, entryId: Int64, operationType: String, amount: Int64) -> Outcome {
         let json = Self.entryResult(newBalance: a.balance, entryId: entryId, amount: amount)
-        let c = change(a, entryId: entryId, operationType: operationType, amount: amount, atMs: nowMs)
+        let c = change(a, entryId: entryId, operationType: operationType, amount: amount, atMs: entryTimeMs)
         return Outcome(result: CommandResult(success: true, json: json, changes: [c]),
                        entryId: entryId, accountId: a.id, derived: true)
     }

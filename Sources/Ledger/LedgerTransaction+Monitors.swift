@@ -69,7 +69,7 @@ extension LedgerTransaction {
                 e.add("threshold", threshold)
                 e.add("available", after)
                 e.add("ledgerEntryId", a.entryInCommand)
-                e.add("at", ms: nowMs)
+                e.add("at", ms: entryTimeMs)
                 fired.append(e)
             }
             var own: [(String, Int64)] = []

@@ -32,7 +32,7 @@ extension LedgerTransaction {
         w.key("nextRenewalDate"); w.time(ms: a.nextRenewalMs)
         if let grant { w.key("grantId"); w.string(grant.grantId); w.key("expiresAt"); w.time(ms: grant.expiresMs) }
         w.endObject()
-        let c = change(a, entryId: entryId, operationType: entryId == nil ? nil : "renewal", amount: entryId == nil ? nil : a.balance, atMs: nowMs)
+        let c = change(a, entryId: entryId, operationType: entryId == nil ? nil : "renewal", amount: entryId == nil ? nil : a.balance, atMs: entryTimeMs)
         return Outcome(result: CommandResult(success: true, json: w.text, changes: [c]), entryId: entryId, accountId: a.id)
     }
 

@@ -44,8 +44,8 @@ extension LedgerTransaction {
         }
         let a = try existing ?? createAccount(userId, tier: tier)
         a.tier = tier
-        a.expiresMs = CalendarMonth.adding(months: Int64(months), to: max(nowMs, a.expiresMs ?? nowMs))
-        a.restartRenewalClock(at: nowMs)
+        a.expiresMs = CalendarMonth.adding(months: Int64(months), to: max(decisionNowMs, a.expiresMs ?? decisionNowMs))
+        a.restartRenewalClock(at: decisionNowMs)
         var entryId: Int64? = nil
         if tierConfig.allocation > 0 {
             entryId = try appendEntry(a, kind: .purchase, operationType: "purchase", amount: tierConfig.allocation,
@@ -76,7 +76,7 @@ extension LedgerTransaction {
         if let grant { w.key("grantId"); w.string(grant.grantId); w.key("expiresAt"); w.time(ms: grant.expiresMs) }
         w.endObject()
         let c = change(a, entryId: entryId, operationType: entryId == nil ? nil : "purchase",
-                       amount: entryId == nil ? nil : tierConfig.allocation, atMs: nowMs)
+                       amount: entryId == nil ? nil : tierConfig.allocation, atMs: entryTimeMs)
         return Outcome(result: CommandResult(success: true, json: w.text, changes: [c]), entryId: entryId, accountId: a.id)
     }
 }

@@ -128,8 +128,7 @@ final class QueueWorker {
         var outbox = Outbox(keys: configuration.keys, replyExpirySeconds: configuration.replyExpirySeconds)
         for change in summary.changes { outbox.publish(change.json) }
         processor.events.write(summary.events, into: &outbox)
-        outbox.announces(pendingThrough: summary.pendingSeq)
-        if done, let completed = scheduler.completedEvent { processor.events.write([completed], into: &outbox) }
+        outbox.announces(pendingThrough: summary.pendingSeq)  // renewal.completed among the events
         metrics.invalidations.increment(by: outbox.invalidations)
         try term.send(outbox)
         metrics.renewals.increment(by: summary.successful)

@@ -131,6 +131,7 @@ struct Settings {
         if let policy = file.renewal?.policy { ledger.renewalPolicy = policy }
         ledger.rolloverMax = file.renewal?.rolloverMax
         if let months = file.renewal?.rolloverMonths { ledger.rolloverMonths = months }
+        if let most = file.renewal?.renewAllMaxAccounts { ledger.renewAllMaxAccounts = most }
         if let sync = file.synchronous { ledger.synchronous = sync }
         if let pages = file.walAutoCheckpointPages { ledger.walAutoCheckpointPages = pages }
         if let cache = file.cacheMebibytes { ledger.cacheMebibytes = cache }
