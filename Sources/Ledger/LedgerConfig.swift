@@ -98,6 +98,20 @@ public struct LedgerConfig: Sendable, Codable, Equatable {
         defaultMonitorThreshold = try c.decodeIfPresent(Int64.self, forKey: .defaultMonitorThreshold)
     }
 
+    /// The configured cost of `operation`, matched by its bytes: a dictionary lookup alone
+    /// would price an NFD name by its configured NFC twin (see `IdentityKey`). Keys are unique
+    /// up to canonical equivalence, so the one key found is the only candidate.
+    public func cost(of operation: String) -> Int64? {
+        guard let i = costs.index(forKey: operation), costs[i].key.hasSameBytes(as: operation) else { return nil }
+        return costs[i].value
+    }
+
+    /// The tier named `name`, matched by its bytes (as `cost(of:)`).
+    public func tier(named name: String) -> TierConfig? {
+        guard let i = tiers.index(forKey: name), tiers[i].key.hasSameBytes(as: name) else { return nil }
+        return tiers[i].value
+    }
+
     /// Checks the values decoding cannot: throws `LedgerConfigError` naming the first
     /// offending field (for instance `tiers.Gift.allocation must be >= 0`).
     public func validate() throws {
@@ -105,7 +119,7 @@ public struct LedgerConfig: Sendable, Codable, Equatable {
             if name.isEmpty { throw LedgerConfigError("costs: an operation name must not be empty") }
             if cost < 0 { throw LedgerConfigError("costs.\(name) must be >= 0") }
         }
-        if tiers["Gift"] == nil { throw LedgerConfigError("tiers.Gift must exist (new and expired accounts use it)") }
+        if tier(named: "Gift") == nil { throw LedgerConfigError("tiers.Gift must exist (new and expired accounts use it)") }
         for (name, tier) in tiers.sorted(by: { $0.key < $1.key }) {
             if name.isEmpty { throw LedgerConfigError("tiers: a tier name must not be empty") }
             if tier.allocation < 0 { throw LedgerConfigError("tiers.\(name).allocation must be >= 0") }
@@ -116,7 +130,7 @@ public struct LedgerConfig: Sendable, Codable, Equatable {
         if cacheMebibytes < 1 { throw LedgerConfigError("cacheMebibytes must be >= 1") }
         if mergeThresholdRows < 1 { throw LedgerConfigError("mergeThresholdRows must be >= 1") }
         if mergeSliceRows < 1 { throw LedgerConfigError("mergeSliceRows must be >= 1") }
-        if costs["expiry"] != nil { throw LedgerConfigError("costs.expiry: expiry is the ledger's own operation type") }
+        if cost(of: "expiry") != nil { throw LedgerConfigError("costs.expiry: expiry is the ledger's own operation type") }
         if let t = defaultMonitorThreshold, t < 0 { throw LedgerConfigError("defaultMonitorThreshold must be >= 0") }
     }
 }
