@@ -168,7 +168,7 @@ final class TakeoverTests: XCTestCase {
     /// jobs apply once each and in push order.
     func testTwoProcessesWithOneWorkerIdAreNeverBothActive() throws {
         let h = try WorkerHarness()
-        let config = try shortLease(h, seconds: 2)
+        let config = try shortLease(h, seconds: 3)
         // The ledger made first: two processes creating one ledger at once is another matter.
         let (made, said) = try runTokenLedger(["migrate", "--database", h.databasePath])
         XCTAssertEqual(made, 0, said)
