@@ -53,7 +53,7 @@ public struct LedgerConfig: Sendable, Codable, Equatable {
     public var rolloverMonths: Int = 1
 
     /// The cap on what a `tier` account carries over (its own, else the ledger's).
-    public func rolloverCap(tier: String) -> Int64? { tiers[tier]?.rolloverMax ?? rolloverMax }
+    public func rolloverCap(tier: String) -> Int64? { self.tier(named: tier)?.rolloverMax ?? rolloverMax }
     /// The most accounts one `renewAll` job renews, and so the size of its transaction and of
     /// its reply (one `renewals[]` or `errors[]` item per account). A job without `limit` takes
     /// this many; a larger `limit` is refused (`invalid_limit`). Default 1000.
@@ -117,6 +117,20 @@ public struct LedgerConfig: Sendable, Codable, Equatable {
         if let v = try c.decodeIfPresent(Int.self, forKey: .renewAllMaxAccounts) { renewAllMaxAccounts = v }
     }
 
+    /// The configured cost of `operation`, matched by its bytes: a dictionary lookup alone
+    /// would price an NFD name by its configured NFC twin (see `IdentityKey`). Keys are unique
+    /// up to canonical equivalence, so the one key found is the only candidate.
+    public func cost(of operation: String) -> Int64? {
+        guard let i = costs.index(forKey: operation), costs[i].key.hasSameBytes(as: operation) else { return nil }
+        return costs[i].value
+    }
+
+    /// The tier named `name`, matched by its bytes (as `cost(of:)`).
+    public func tier(named name: String) -> TierConfig? {
+        guard let i = tiers.index(forKey: name), tiers[i].key.hasSameBytes(as: name) else { return nil }
+        return tiers[i].value
+    }
+
     /// Checks the values decoding cannot: throws `LedgerConfigError` naming the first
     /// offending field (for instance `tiers.Gift.allocation must be >= 0`).
     public func validate() throws {
@@ -124,7 +138,7 @@ public struct LedgerConfig: Sendable, Codable, Equatable {
             if name.isEmpty { throw LedgerConfigError("costs: an operation name must not be empty") }
             if cost < 0 { throw LedgerConfigError("costs.\(name) must be >= 0") }
         }
-        if tiers["Gift"] == nil { throw LedgerConfigError("tiers.Gift must exist (new and expired accounts use it)") }
+        if tier(named: "Gift") == nil { throw LedgerConfigError("tiers.Gift must exist (new and expired accounts use it)") }
         for (name, tier) in tiers.sorted(by: { $0.key < $1.key }) {
             if name.isEmpty { throw LedgerConfigError("tiers: a tier name must not be empty") }
             if tier.allocation < 0 { throw LedgerConfigError("tiers.\(name).allocation must be >= 0") }
@@ -135,7 +149,7 @@ public struct LedgerConfig: Sendable, Codable, Equatable {
         if cacheMebibytes < 1 { throw LedgerConfigError("cacheMebibytes must be >= 1") }
         if mergeThresholdRows < 1 { throw LedgerConfigError("mergeThresholdRows must be >= 1") }
         if mergeSliceRows < 1 { throw LedgerConfigError("mergeSliceRows must be >= 1") }
-        if costs["expiry"] != nil { throw LedgerConfigError("costs.expiry: expiry is the ledger's own operation type") }
+        if cost(of: "expiry") != nil { throw LedgerConfigError("costs.expiry: expiry is the ledger's own operation type") }
         if let t = defaultMonitorThreshold, t < 0 { throw LedgerConfigError("defaultMonitorThreshold must be >= 0") }
         if let m = rolloverMax, m < 0 { throw LedgerConfigError("renewal.rolloverMax must be >= 0") }
         if !(0...1200).contains(rolloverMonths) { throw LedgerConfigError("renewal.rolloverMonths must be between 0 and 1200") }

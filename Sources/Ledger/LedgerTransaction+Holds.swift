@@ -28,7 +28,7 @@ extension LedgerTransaction {
               metadata: String?) throws -> Outcome {
         let value: Int64
         if let operation {
-            guard let cost = config.costs[operation] else {
+            guard let cost = config.cost(of: operation) else {
                 return .refused(Refusal(code: Refusal.unknownOperation, message: "The operation \(operation) has no configured cost."))
             }
             value = cost

@@ -43,7 +43,7 @@ extension LedgerTransaction {
     /// The stored result of `jobId`: in the unmerged tail (this batch's results included), or
     /// in the merged index `jobs` (a job being merged may be in both; they hold the same row).
     func storedJob(_ jobId: String) throws -> StoredJob? {
-        if let job = tail.jobs[jobId] {
+        if let job = tail.jobs[IdentityKey(jobId)] {
             return StoredJob(entryId: job.entryId, accountId: job.accountId, result: job.result)
         }
         let q = hot.jobById
@@ -103,7 +103,7 @@ extension LedgerTransaction {
         case .open(let userId):
             return try open(userId, jobId: jobId)
         case let .charge(userId, operation, metadata):
-            guard let cost = config.costs[operation] else {
+            guard let cost = config.cost(of: operation) else {
                 return .refused(Refusal(code: Refusal.unknownOperation,
                                             message: "The operation \(operation) has no configured cost."))
             }
@@ -162,7 +162,7 @@ extension LedgerTransaction {
 
     /// `expiry` is the ledger's own operationType: no producer job may name it.
     static func reserved(_ operationType: String?) -> Refusal? {
-        operationType == expiryOperationType
+        operationType.map(expiryOperationType.hasSameBytes) ?? false
             ? Refusal(code: Refusal.reservedOperationType, message: "The operationType expiry is reserved for lapsed grants.")
             : nil
     }

@@ -10,7 +10,7 @@ extension LedgerTransaction {
             return .refused(Refusal(code: Refusal.accountExists, message: "An account already exists for user \(userId)."))
         }
         // `validate()` (run by `Ledger.init`) requires Gift; refused, not trapped, should that change.
-        guard let gift = config.tiers["Gift"] else {
+        guard let gift = config.tier(named: "Gift") else {
             return .refused(Refusal(code: Refusal.unknownTier, message: "The tier Gift is not configured."))
         }
         let a = try createAccount(userId, tier: "Gift")

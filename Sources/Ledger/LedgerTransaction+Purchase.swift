@@ -14,7 +14,7 @@ extension LedgerTransaction {
 
     func purchase(_ userId: String, tier: String, paymentId: String, months: Int, jobId: String?,
                   metadata: String?, allocationExpiresIn: Int64? = nil) throws -> Outcome {
-        guard let tierConfig = config.tiers[tier] else {
+        guard let tierConfig = config.tier(named: tier) else {
             return .refused(Refusal(code: Refusal.unknownTier, message: "The tier \(tier) does not exist."))
         }
         guard months >= 1 && months <= Self.maxMonths else {
@@ -33,7 +33,7 @@ extension LedgerTransaction {
         let existing = try account(userId)
         if let row = try Row.fetchOne(db.cachedStatement(sql: SQL.paymentById), arguments: [paymentId]) {
             let firstJob: String = row[0], accountId: Int64 = row[1], firstTier: String = row[2]
-            if accountId == existing?.id, firstTier == tier, let stored = try storedJob(firstJob) {
+            if accountId == existing?.id, firstTier.hasSameBytes(as: tier), let stored = try storedJob(firstJob) {
                 return Outcome(result: try replay(stored), store: false)
             }
             return .refused(Refusal(code: Refusal.duplicatePayment,

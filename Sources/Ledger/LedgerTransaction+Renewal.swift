@@ -39,12 +39,12 @@ extension LedgerTransaction {
         var tier = a.tier
         var expires = a.expiresMs
         var downgraded = false
-        if tier != "Gift", let e = expires, e <= decisionNowMs {
+        if !tier.hasSameBytes(as: "Gift"), let e = expires, e <= decisionNowMs {
             tier = "Gift"
             expires = nil
             downgraded = true
         }
-        guard let tierConfig = config.tiers[tier] else {
+        guard let tierConfig = config.tier(named: tier) else {
             return .failure(Refusal(code: Refusal.unknownTier, message: "The tier \(tier) of \(a.userId) is no longer configured."))
         }
         var grant: Int64
@@ -203,7 +203,7 @@ extension LedgerTransaction {
             return .refused(Refusal(code: Refusal.invalidLimit,
                                     message: "limit must be at most \(most) (renewAllMaxAccounts); it is \(limit)."))
         }
-        if let tier, config.tiers[tier] == nil {
+        if let tier, config.tier(named: tier) == nil {
             return .refused(Refusal(code: Refusal.unknownTier, message: "No tier of that name is configured."))
         }
         let s = try renewDue(dryRun: dryRun, tier: tier, limit: limit ?? most, continueOnError: continueOnError)

@@ -8,7 +8,7 @@ import Foundation
 /// allocation on the date the account already had.
 extension LedgerTransaction {
     func setTier(_ userId: String, tier: String, subscriptionExpiry: SubscriptionExpiryChange) throws -> Outcome {
-        guard config.tiers[tier] != nil else {
+        guard config.tier(named: tier) != nil else {
             return .refused(Refusal(code: Refusal.unknownTier, message: "The tier \(tier) does not exist."))
         }
         if case .at(let date) = subscriptionExpiry, LedgerTime.milliseconds(date) <= decisionNowMs {

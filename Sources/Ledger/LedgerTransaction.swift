@@ -35,9 +35,10 @@ final class LedgerTransaction {
     /// The unmerged tail, which a writable transaction extends as it writes.
     let tail: LedgerTail
 
-    private var byUser: [String: AccountRecord] = [:]
+    /// By the user id's bytes (see `IdentityKey`).
+    private var byUser: [IdentityKey: AccountRecord] = [:]
     private var byId: [Int64: AccountRecord] = [:]
-    private var missing: Set<String> = []
+    private var missing: Set<IdentityKey> = []
     private(set) var lastEntryId: Int64 = 0
     private var lastHash = EntryHasher.genesis
     private var hasher = EntryHasher()
@@ -77,15 +78,16 @@ final class LedgerTransaction {
     // MARK: Accounts
 
     func account(_ userId: String) throws -> AccountRecord? {
-        if let a = byUser[userId] { return a }
-        if missing.contains(userId) { return nil }
+        let key = IdentityKey(userId)
+        if let a = byUser[key] { return a }
+        if missing.contains(key) { return nil }
         if let lagging = tail.account(userId: userId) { return try settledIfDue(remember(lagging)) }
         let q = hot.accountByUser
         q.reset()
         try q.bind(1, userId)
         guard try q.step() else {
             q.reset()
-            missing.insert(userId)
+            missing.insert(key)
             return nil
         }
         let a = AccountRecord(q)
@@ -116,7 +118,7 @@ final class LedgerTransaction {
     }
 
     private func remember(_ a: AccountRecord) -> AccountRecord {
-        byUser[a.userId] = a
+        byUser[IdentityKey(a.userId)] = a
         byId[a.id] = a
         return a
     }
@@ -125,7 +127,7 @@ final class LedgerTransaction {
     func createAccount(_ userId: String, tier: String) throws -> AccountRecord {
         let stmt = try db.cachedStatement(sql: SQL.insertAccount)
         try stmt.execute(arguments: [userId, tier, decisionNowMs, decisionNowMs, CalendarMonth.adding(months: 1, to: decisionNowMs), decisionNowMs])
-        missing.remove(userId)
+        missing.remove(IdentityKey(userId))
         return remember(AccountRecord(id: db.lastInsertedRowID, userId: userId, tier: tier, nowMs: decisionNowMs))
     }
 
@@ -164,7 +166,7 @@ final class LedgerTransaction {
         try q.bind(5, result)
         try q.run()
         tail.lastJobSeq = seq
-        tail.jobs[jobId] = LedgerTail.Job(seq: seq, entryId: entryId, accountId: accountId, result: result)
+        tail.jobs[IdentityKey(jobId)] = LedgerTail.Job(seq: seq, entryId: entryId, accountId: accountId, result: result)
     }
 
     /// The tail's entries of an account (all after `tail.mergedEntryId`, this batch's

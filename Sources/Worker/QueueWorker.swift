@@ -33,6 +33,9 @@ final class QueueWorker {
 
     init(configuration: WorkerConfiguration, ledger: Ledger, clock: any LedgerClock, stop: StopSignal,
          health: WorkerHealth, logger: Logger) {
+        var configuration = configuration
+        // A claim of this start alone, even if a twin was given the same configuration.
+        configuration.leaseHolder = Lease.holder(workerId: configuration.workerId)
         self.configuration = configuration
         self.ledger = ledger
         self.stop = stop
@@ -42,7 +45,7 @@ final class QueueWorker {
         logger[metadataKey: "worker"] = "\(configuration.workerId)"
         if let partition = configuration.keys.partition { logger[metadataKey: "partition"] = "\(partition)" }
         self.logger = logger
-        lease = Lease(key: configuration.keys.lease, workerId: configuration.workerId,
+        lease = Lease(key: configuration.keys.lease, holder: configuration.leaseHolder,
                       milliseconds: configuration.leaseMilliseconds)
         scheduler = RenewalScheduler(schedule: configuration.renewalSchedule, chunkSize: configuration.renewalBatchSize,
                                      clock: clock, logger: logger)

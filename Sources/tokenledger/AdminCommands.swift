@@ -110,6 +110,7 @@ struct MigrateCommand: ParsableCommand {
 
     func run() throws {
         let settings = try self.settings.resolve()
+        try settings.refuseForeignLedgerFiles()
         for partition in 0..<settings.partitioning.count {
             _ = try settings.openLedger(partition: partition)
             print("ledger \(settings.databasePath(partition: partition)): schema up to date")
