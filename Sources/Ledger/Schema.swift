@@ -119,6 +119,7 @@ enum Schema {
             try migrateToAppendOnlyHotPath(db)
         }
         registerCredit(&m)
+        registerPendingSendsSequence(&m)
         return m
     }
 
