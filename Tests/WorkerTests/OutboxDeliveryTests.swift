@@ -31,8 +31,10 @@ final class OutboxDeliveryTests: XCTestCase {
         // The ledger is locked so that both jobs are taken into one batch and wait there while
         // Redis fills up; the lock goes once Redis refuses writes.
         let lock = try SQLiteShell.holdingLock(h.databasePath)
-        try h.pushRaw(Array(#"{"type":"charge","userId":"oona","operation":"chatgpt_message"}"#.utf8))  // no id: a dead letter
-        let reply = try h.push(["type": "charge", "id": "c1", "userId": "oona", "operation": "chatgpt_message"])
+        // One LPUSH, so that both land in one take: the job without an id (a dead letter) first.
+        let reply = h.replyKey()
+        _ = try h.redis.send("LPUSH", h.keys.jobs, #"{"type":"charge","userId":"oona","operation":"chatgpt_message"}"#,
+                             #"{"type":"charge","id":"c1","userId":"oona","operation":"chatgpt_message","replyTo":"\#(reply)"}"#)
         try h.eventually("both jobs are taken") { try h.jobsInProcessingLists() == 2 }
         _ = try h.redis.send("CONFIG", "SET", "maxmemory-policy", "noeviction")
         _ = try h.redis.send("CONFIG", "SET", "maxmemory", "1")
