@@ -158,6 +158,9 @@ final class HoldingProxy: @unchecked Sendable {
         Thread.detachNewThread { [self] in acceptLoop() }
     }
 
+    /// Closing the listener ends the accept loop; open links end when either side closes.
+    deinit { close(listener) }
+
     func hold() { lock.withLock { held = true } }
     func release() { lock.withLock { held = false; released = true } }
 
