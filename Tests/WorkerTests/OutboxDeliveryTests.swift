@@ -1,4 +1,5 @@
 import Foundation
+import JobWire
 import Ledger
 import Redis
 import TestSupport
@@ -116,6 +117,45 @@ final class OutboxDeliveryTests: XCTestCase {
         try await successor.stop()
         try await stale.stop()
         XCTAssertEqual(try Ledger.verify(path: h.databasePath), [])
+    }
+
+    /// A worker died after a sweep settled a hold (its invalidation kept in the ledger, maybe sent)
+    /// and after a later debit committed (its list not acknowledged). The next worker sends both
+    /// again; the last message a cache sees for the user must be the latest state, never the
+    /// sweep's older snapshot.
+    func testKeptMessagesSentAgainNeverEndOnAnOlderState() async throws {
+        let h = try WorkerHarness()
+        let reply = h.replyKey()
+        let debit = #"{"type":"debit","id":"d1","userId":"kim","operationType":"x","amount":5,"replyTo":"\#(reply)"}"#
+        do {
+            let ledger = try Ledger(path: h.databasePath)
+            let epoch = try ledger.acquireEpoch(owner: "gone")
+            _ = try ledger.apply([Command(jobId: "o1", operation: .open(userId: "kim")),
+                                  Command(jobId: "h1", operation: .hold(userId: "kim", amount: 10, operation: nil, expiresIn: 1, metadata: nil))],
+                                 epoch: epoch)
+            usleep(1_100_000)
+            XCTAssertNotNil(try ledger.settleDue(limit: 10, epoch: epoch).pendingSeq, "the hold's expiry is kept until sent")
+            let applied = try ledger.apply([try Job.decode(Array(debit.utf8)).get().command], epoch: epoch)
+            XCTAssertEqual(applied.first?.changes.last?.tokensBalance, 95)
+        }
+        _ = try h.redis.pipeline([RedisCommand("LPUSH", h.keys.processing("gone:17"), debit),
+                                  RedisCommand("SADD", h.keys.workers, "gone:17")])
+        let subscriber = try RedisSubscriber(url: h.redisURL)
+        try subscriber.subscribe([h.keys.balance])
+
+        let worker = try h.startWorker()
+        XCTAssertEqual(try h.reply(reply).bool("duplicate"), true)
+        try h.waitUntilDrained()
+        usleep(500_000)
+        var balances: [Int64] = []
+        while let message = try subscriber.receive(timeout: 0.5) {
+            let object = try JSONSerialization.jsonObject(with: Data(message.payload)) as? [String: Any]
+            if object?.string("userId") == "kim", let balance = object?.int("tokensBalance") { balances.append(balance) }
+        }
+        XCTAssertGreaterThanOrEqual(balances.count, 2, "the kept expiry and the debit are both sent again: \(balances)")
+        XCTAssertEqual(balances.last, 95, "the last message is the latest state: \(balances)")
+        XCTAssertFalse(balances.contains(100), "no message carries the state from before the debit: \(balances)")
+        try await worker.stop()
     }
 }
 
