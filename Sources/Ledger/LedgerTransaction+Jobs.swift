@@ -56,14 +56,22 @@ extension LedgerTransaction {
 
     /// The first result of a stored job, marked duplicate, with its changes repeated carrying
     /// the account's current state (a crash between commit and publish must not lose an
-    /// invalidation; repeating one is harmless).
+    /// invalidation; repeating one is harmless). Its `own` change is the job's own entry as it
+    /// was written (`balanceAfter`), so a `job.applied` sent again says what the job did, not
+    /// what the account holds now.
     func replay(_ stored: StoredJob) throws -> CommandResult {
         var json = stored.result ?? ""
         var changes: [BalanceChange] = []
+        var own: BalanceChange? = nil
         if let entryId = stored.entryId, let e = try entry(entryId) {
             if stored.result == nil { json = Self.entryResult(newBalance: e.balanceAfter, entryId: entryId, amount: e.amount) }
             if let a = try account(id: e.accountId) {
-                changes.append(change(a, entryId: entryId, operationType: e.operationType, amount: e.amount, atMs: e.createdMs))
+                let current = change(a, entryId: entryId, operationType: e.operationType, amount: e.amount, atMs: e.createdMs)
+                changes.append(current)
+                var written = current
+                written.tokensBalance = e.balanceAfter
+                written.available = e.balanceAfter - current.held
+                own = written
             }
         } else if let accountId = stored.accountId, let a = try account(id: accountId) {
             changes.append(change(a, entryId: nil, operationType: nil, amount: nil, atMs: entryTimeMs))
@@ -73,7 +81,9 @@ extension LedgerTransaction {
         if !success, let r = json.range(of: #""code":""#) {
             code = String(json[r.upperBound...].prefix { $0 != "\"" })
         }
-        return CommandResult(success: success, json: json, duplicate: true, changes: changes, errorCode: code)
+        var result = CommandResult(success: success, json: json, duplicate: true, changes: changes, errorCode: code)
+        result.own = own
+        return result
     }
 
     /// The result of a plain balance change (charge, debit, credit, refund): derived from its
