@@ -30,6 +30,7 @@ struct ChaosSettings: CustomStringConvertible {
     /// The long run (CHAOS_SECONDS above the CI default) holds locks for up to 20 s.
     var long: Bool { seconds > 90 }
     let leaseSeconds = 1.5
+    let busyTimeoutMilliseconds = 1000
     let users = 32
     let producers = 4
 
@@ -38,7 +39,10 @@ struct ChaosSettings: CustomStringConvertible {
         let seed = env["CHAOS_SEED"].flatMap { UInt64($0) } ?? UInt64.random(in: .min ... .max)
         let seconds = env["CHAOS_SECONDS"].flatMap { Double($0) } ?? 60
         var faults = ChaosFault.allCases
-        if let list = env["CHAOS_FAULTS"], !list.isEmpty {
+        // `none`: the workload alone, to tell a fault's failure from the model's.
+        if env["CHAOS_FAULTS"] == "none" {
+            faults = []
+        } else if let list = env["CHAOS_FAULTS"], !list.isEmpty {
             faults = try list.split(separator: ",").map { name in
                 guard let fault = ChaosFault(rawValue: name.trimmingCharacters(in: .whitespaces)) else {
                     throw ChaosSetupError("CHAOS_FAULTS: '\(name)' is not one of \(ChaosFault.allCases.map(\.rawValue).joined(separator: ","))")
@@ -99,8 +103,8 @@ final class ChaosWorkers {
     func start(_ slot: Int) throws {
         incarnation[slot] += 1
         let id = "chaos" + ["A", "B"][slot] + String(format: "%03d", incarnation[slot])
-        // Batch sizes vary per start: 1 keeps a user's jobs in many batches, 256 in few.
-        let batch = [1, 16, 256][Int.random(in: 0..<3, using: &rng)]
+        // Batch sizes vary per start: 1 keeps a user's jobs in many batches, 4096 in few.
+        let batch = [1, 16, 256, 4096][Int.random(in: 0..<4, using: &rng)]
         let process = try WorkerProcess(h, workerId: id, configFile: configFile, environment: ["TOKENLEDGER_BATCH_SIZE": "\(batch)"])
         current[slot] = process
         ids[slot] = id
@@ -122,7 +126,10 @@ final class ChaosWorkers {
         for slot in 0..<2 {
             guard let process = current[slot], !process.process.isRunning else { continue }
             let status = process.process.terminationStatus
-            let tail = process.log.split(separator: "\n").suffix(5).joined(separator: "\n      ")
+            // The error line says why (a multi-line SQL statement may follow it).
+            let lines = process.log.split(separator: "\n")
+            let why = lines.last { $0.localizedCaseInsensitiveContains("error") } ?? lines.last ?? "(empty log)"
+            let tail = String(why.prefix(400))
             unexpected.append("\(ids[slot]) exited on its own with status \(status):\n      \(tail)")
             log.note("\(ids[slot]) EXITED on its own (status \(status)); restarting")
             try start(slot)

@@ -56,7 +56,10 @@ final class ChaosRun {
         pushedKey = "chaos:\(h.keys.prefix):pushed"
         disk = ChaosDisk(directory: h.directory)
         let configFile = h.directory.appendingPathComponent("chaos.json").path
-        try Data(#"{"leaseSeconds": \#(settings.leaseSeconds)}"#.utf8).write(to: URL(fileURLWithPath: configFile))
+        // A busy timeout well below the locks' durations, so that a lock is an outage the worker
+        // must ride out (failed attempts, retries), not only a wait inside SQLite.
+        try Data(#"{"leaseSeconds": \#(settings.leaseSeconds), "busyTimeoutMilliseconds": \#(settings.busyTimeoutMilliseconds)}"#.utf8)
+            .write(to: URL(fileURLWithPath: configFile))
         workers = ChaosWorkers(h, configFile: configFile, seed: seeds.next(), log: log)
         let names = (0..<(settings.users - 2)).map { String(format: "u%02d", $0) } + ["zo\u{e9}", "zoe\u{301}"]
         users = names.enumerated().map { ChaosUser(index: $0.offset, userId: $0.element) }
@@ -228,13 +231,13 @@ final class ChaosRun {
         }
     }
 
-    /// Redis refuses writes while the worker has a committed batch to answer: a short lock (well
-    /// within the busy timeout) keeps the batch in hand until Redis is out of memory.
+    /// Redis refuses writes while the worker has a committed batch to answer: a short lock (within
+    /// the busy timeout) keeps the batch in hand until Redis is out of memory.
     private func outOfMemory(seconds: Double) throws {
         let redis = try driverRedis()
         let shell = try StorageFailureTests.SQLiteShell(h.databasePath, ".timeout 10000\nBEGIN IMMEDIATE;\nSELECT 1;\n")
         shared.requestBurst()
-        let deadline = Date().addingTimeInterval(1.5)
+        let deadline = Date().addingTimeInterval(0.5)
         while Date() < deadline, ((try? h.jobsInProcessingLists(redis: redis)) ?? 0) == 0 { usleep(10_000) }
         let inHand = (try? h.jobsInProcessingLists(redis: redis)) ?? -1
         let info = try redis.send("INFO", "memory").string ?? ""
@@ -445,6 +448,10 @@ final class ChaosRun {
         }
         let full = text + "\n== fault log\n" + log.text + "\n\n== worker logs\n" + workers.logTails()
         print(full)
-        XCTFail(text + "(fault log and worker logs printed above; replay with \(settings))")
+        // Every problem, not only the first of each kind, kept past the run's temporary folder.
+        let every = problems.sorted(by: { $0.key < $1.key }).map { "== \($0.key): \($0.value.count)\n" + $0.value.joined(separator: "\n") }
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("chaos-\(settings.seed).txt")
+        try? Data((every.joined(separator: "\n") + "\n\n== fault log\n" + log.text + "\n").utf8).write(to: file)
+        XCTFail(text + "(every problem in \(file.path); fault log and worker logs printed above; replay with \(settings))")
     }
 }
