@@ -29,7 +29,7 @@ final class ChaosRun {
     let h: WorkerHarness
     let disk: ChaosDisk
     let workers: ChaosWorkers
-    let shared = ChaosShared()
+    let shared: ChaosShared
     var rng: SeededGenerator
     var faults: [ChaosFault]
     var users: [ChaosUser] = []
@@ -45,6 +45,7 @@ final class ChaosRun {
         self.settings = settings
         let log = ChaosLog()
         self.log = log
+        shared = ChaosShared(log: log)
         var seeds = SeededGenerator(seed: settings.seed)
         rng = SeededGenerator(seed: seeds.next())
         faults = settings.faults
@@ -289,17 +290,20 @@ final class ChaosRun {
         let redis = try driverRedis()
         let pushes = shared.pushes
         var validRaw: [[UInt8]: String] = [:]
-        var valid: [String: (expected: ChaosExpected, pushes: Int, user: Int)] = [:]
+        var valid: [String: (expected: ChaosExpected, pushes: Int, user: Int, at: Double)] = [:]
         var malformed: [[UInt8]: String?] = [:]
+        var pushedAt: [[UInt8]: Double] = [:]
         for push in pushes {
             switch push.kind {
             case let .valid(jobId, expected, _):
                 validRaw[push.raw] = jobId
-                valid[jobId, default: (expected: expected, pushes: 0, user: push.user ?? -1)].pushes += 1
+                valid[jobId, default: (expected: expected, pushes: 0, user: push.user ?? -1, at: push.at)].pushes += 1
             case let .malformed(replyId):
                 malformed[push.raw] = replyId
             }
+            if pushedAt[push.raw] == nil { pushedAt[push.raw] = push.at }
         }
+        func when(_ at: Double?) -> String { at.map { String(format: "first pushed at %.2fs", $0) } ?? "" }
         let malformedIds = Set(malformed.values.compactMap { $0 })
         log.note("reconciling \(valid.count) valid job ids (\(pushes.count) pushes), \(malformed.count) malformed")
 
@@ -323,7 +327,7 @@ final class ChaosRun {
         }
         for (id, job) in valid.sorted(by: { $0.key < $1.key }) {
             let answers = replies[id] ?? []
-            let label = "\(id) (\(userName(job.user)))"
+            let label = "\(id) (\(userName(job.user)), \(when(job.at)))"
             if answers.count < job.pushes { problem("missing reply", "\(label): pushed \(job.pushes)x, \(answers.count) repl(ies)") }
             for answer in answers where ChaosExpected(reply: answer) != job.expected {
                 problem("wrong reply", "\(label): model \(job.expected), reply \(ChaosExpected(reply: answer)) duplicate=\(answer.bool("duplicate").map(String.init) ?? "absent")")
@@ -359,13 +363,13 @@ final class ChaosRun {
         }
         for (raw, replyId) in malformed {
             let letters = dead[raw] ?? []
-            let label = replyId ?? String(decoding: raw.prefix(60), as: UTF8.self)
+            let label = (replyId ?? String(decoding: raw.prefix(60), as: UTF8.self)) + " (\(when(pushedAt[raw])))"
             if letters.count != 1 { problem("malformed job not exactly one dead letter", "\(label): \(letters.count) dead letters") }
             for letter in letters where !letter.hasPrefix("invalid_job:") { problem("malformed job's dead letter code", "\(label): \(letter)") }
         }
         for (raw, letters) in dead where malformed[raw] == nil {
             if let id = validRaw[raw] {
-                problem("valid job dead-lettered", "\(id): \(letters.joined(separator: " | "))")
+                problem("valid job dead-lettered", "\(id) (\(when(pushedAt[raw]))): \(letters.joined(separator: " | "))")
             } else {
                 problem("dead letter of no pushed job", String(decoding: raw.prefix(120), as: UTF8.self))
             }
@@ -389,9 +393,9 @@ final class ChaosRun {
         }
         for (id, job) in valid.sorted(by: { $0.key < $1.key }) {
             let events = applied[id] ?? []
-            if events.isEmpty { problem("missing job.applied event", "\(id) (\(userName(job.user)))") }
+            if events.isEmpty { problem("missing job.applied event", "\(id) (\(userName(job.user)), \(when(job.at)))") }
             for event in events where event != job.expected.withoutRefusalBalance {
-                problem("wrong job.applied event", "\(id) (\(userName(job.user))): model \(job.expected.withoutRefusalBalance), event \(event)")
+                problem("wrong job.applied event", "\(id) (\(userName(job.user)), \(when(job.at))): model \(job.expected.withoutRefusalBalance), event \(event)")
             }
         }
         for id in applied.keys where valid[id] == nil { problem("job.applied for no valid job", id) }

@@ -51,6 +51,8 @@ struct ChaosPush {
     let raw: [UInt8]
     let kind: Kind
     let user: Int?
+    /// Seconds since the run started when Redis accepted it, to set a problem beside the fault log.
+    var at: Double = 0
 }
 
 /// One user as the model sees it. Users are known by index, never by `String` equality: two of
@@ -266,12 +268,19 @@ struct ChaosWorkload {
 
 /// State shared by the producers, the fault driver and the reconciliation.
 final class ChaosShared: @unchecked Sendable {
+    let log: ChaosLog
     private let lock = NSLock()
     private var _pushes: [ChaosPush] = []
     private var _stopped = false
     private var _burst = 0
 
-    func append(_ push: ChaosPush) { lock.withLock { _pushes.append(push) } }
+    init(log: ChaosLog) { self.log = log }
+
+    func append(_ push: ChaosPush) {
+        var push = push
+        push.at = log.elapsed
+        lock.withLock { _pushes.append(push) }
+    }
     var pushes: [ChaosPush] { lock.withLock { _pushes } }
     var stopped: Bool { lock.withLock { _stopped } }
     func stop() { lock.withLock { _stopped = true } }
