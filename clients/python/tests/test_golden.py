@@ -9,8 +9,9 @@ import pytest
 
 from tokenledger import DEAD_LETTER_CODES, REFUSAL_CODES, ReplyShapeError, TokenLedgerError
 from tokenledger._fields import Fields, read_reply
-from tokenledger.results import (read_capture, read_change, read_credit, read_hold, read_monitor, read_open,
-                                 read_purchase, read_refusal, read_release, read_renew, read_unmonitor)
+from tokenledger.results import (read_balance_at, read_capture, read_change, read_credit, read_hold, read_monitor,
+                                 read_open, read_purchase, read_refusal, read_release, read_renew, read_set_tier,
+                                 read_unmonitor)
 
 ROOT = Path(__file__).resolve().parents[3]
 GOLDEN = ROOT / "Tests" / "Golden"
@@ -18,7 +19,8 @@ CODES = json.loads((GOLDEN / "error-codes.json").read_text())
 READERS: Dict[str, Callable[[Fields], Any]] = {
     "open": read_open, "charge": read_change, "debit": read_change, "credit": read_credit, "refund": read_change,
     "purchase": read_purchase, "renew": read_renew, "hold": read_hold, "capture": read_capture,
-    "release": read_release, "monitor": read_monitor, "unmonitor": read_unmonitor,
+    "release": read_release, "monitor": read_monitor, "unmonitor": read_unmonitor, "setTier": read_set_tier,
+    "balanceAt": read_balance_at,
 }
 
 
