@@ -80,6 +80,19 @@ def test_a_reply_of_another_shape_fails_naming_the_field():
     assert raised.value.field == "newBalance"
 
 
+def test_a_balance_at_reply_that_mixes_an_entry_and_no_entry_fails_naming_the_field():
+    none = {"id": None, "type": "balanceAt", "success": True, "userId": "u", "at": "2026-01-01T00:00:00.000Z",
+            "exists": False, "tokensBalance": 0, "tokensSpent": 0, "ledgerEntryId": None, "createdAt": None}
+    assert read_balance_at(read_reply(json.dumps(none))).exists is False
+    for name, value in [("ledgerEntryId", 5), ("createdAt", "2026-01-01T00:00:00.000Z"), ("tokensBalance", 7)]:
+        with pytest.raises(ReplyShapeError) as raised:
+            read_balance_at(read_reply(json.dumps({**none, name: value})))
+        assert raised.value.field == name
+    with pytest.raises(ReplyShapeError) as raised:
+        read_balance_at(read_reply(json.dumps({**none, "exists": True})))
+    assert raised.value.field == "ledgerEntryId"
+
+
 def test_64_bit_values_are_exact():
     text = ('{"id": "c-1", "type": "charge", "success": true, "newBalance": 9223372036854775807, '
             '"ledgerEntryId": 9007199254740993, "tokensAmount": -5}')
