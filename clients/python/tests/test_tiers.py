@@ -4,7 +4,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from conftest import new_user, opened
+from conftest import eventually, new_user, opened
 from tokenledger import (BalanceBeforeFirstEntry, ChangeResult, MonthlyRenewalService, SubscriptionTier,
                          TokenLedgerError, TokenService, unwrap)
 
@@ -44,6 +44,20 @@ def test_set_tier_sets_the_tier_and_expiry_without_an_entry_or_a_new_renewal_dat
     cleared = unwrap(token_service.set_tier(user_id, SubscriptionTier.Gift, None))
     assert (cleared.tier, cleared.subscription_expires_at) == ("Gift", None)
     assert token_service.get_balance(user_id).subscription_expires_at is None
+
+
+def test_a_tier_set_by_db_user_update_is_announced_on_p_balance_with_no_entry(db, token_service):
+    user_id = opened(token_service, "tier-invalidation")
+    messages = []
+    unsubscribe = db.on_balance(messages.append)
+    try:
+        db.user.update(where={"id": user_id}, data={"tier": SubscriptionTier.Business})
+        eventually(lambda: any(m.user_id == user_id for m in messages))
+        message = next(m for m in messages if m.user_id == user_id)
+        assert (message.tier, message.tokens_balance, message.ledger_entry_id, message.operation_type,
+                message.tokens_amount) == ("Business", 100, None, None, None)
+    finally:
+        unsubscribe()
 
 
 def test_set_tiers_refusals_are_results_with_their_codes(token_service):

@@ -2,8 +2,8 @@
 // `db.user.update` reaches the ledger, so the next renewal grants that tier's allocation.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { LedgerClient, MonthlyRenewalService, SubscriptionTier, TokenLedgerError, TokenService, unwrap } from "../src";
-import { newUser, openedUser, Worker } from "./harness";
+import { BalanceMessage, LedgerClient, MonthlyRenewalService, SubscriptionTier, TokenLedgerError, TokenService, unwrap } from "../src";
+import { eventually, newUser, openedUser, Worker } from "./harness";
 
 const worker = new Worker();
 let db: LedgerClient;
@@ -43,6 +43,21 @@ test("setTier sets the tier and expiry without an entry or a new renewal date", 
   const cleared = unwrap(await tokenService.setTier(userId, SubscriptionTier.Gift, { subscriptionExpiresAt: null }));
   assert.deepEqual([cleared.tier, cleared.subscriptionExpiresAt], ["Gift", null]);
   assert.equal((await tokenService.getBalance(userId))?.subscriptionExpiresAt, null);
+});
+
+test("a tier set by db.user.update is announced on P:balance, with no entry", async () => {
+  const userId = await openedUser(tokenService, "tier-invalidation");
+  const messages: BalanceMessage[] = [];
+  const unsubscribe = await db.onBalance((message) => messages.push(message));
+  try {
+    await db.user.update({ where: { id: userId }, data: { tier: SubscriptionTier.Business } });
+    await eventually(() => messages.some((m) => m.userId === userId));
+    const message = messages.find((m) => m.userId === userId);
+    assert.deepEqual([message?.tier, message?.tokensBalance, message?.ledgerEntryId, message?.operationType, message?.tokensAmount],
+      ["Business", 100, null, null, null]);
+  } finally {
+    unsubscribe();
+  }
 });
 
 test("setTier's refusals are results with their codes", async () => {
