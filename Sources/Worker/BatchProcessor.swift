@@ -26,15 +26,19 @@ struct BatchProcessor {
     /// with the acknowledgement that deletes the batch's list. Throws what the ledger throws
     /// (storage errors, fencing): then nothing was committed and nothing is acknowledged.
     func commit(_ batch: TakenBatch, epoch: Int64) throws -> Outbox {
-        var outbox = try apply(batch.jobs, raws: batch.raws, epoch: epoch, recovered: batch.recovered)
+        var outbox = try apply(batch.jobs, raws: batch.raws, epoch: epoch, recovered: batch.recovered, list: batch.list)
         outbox.acknowledge(Acknowledgement(batch: batch.list, keys: keys))
         return outbox
     }
 
-    /// Commits the job at `index` alone; its acknowledgement removes that job only.
+    /// Commits the job at `index` alone; its acknowledgement removes that job only (a job that
+    /// cannot be read is removed by its dead letter).
     func commit(jobAt index: Int, of batch: TakenBatch, epoch: Int64) throws -> Outbox {
-        var outbox = try apply([batch.jobs[index]], raws: [batch.raws[index]], epoch: epoch, recovered: batch.recovered)
-        outbox.acknowledge(Acknowledgement(job: batch.raws[index], in: batch.list, keys: keys))
+        var outbox = try apply([batch.jobs[index]], raws: [batch.raws[index]], epoch: epoch, recovered: batch.recovered,
+                               list: batch.list)
+        if case .success = batch.jobs[index] {
+            outbox.acknowledge(Acknowledgement(job: batch.raws[index], in: batch.list, keys: keys))
+        }
         return outbox
     }
 
@@ -44,8 +48,7 @@ struct BatchProcessor {
         var outbox = Outbox(keys: keys, replyExpirySeconds: replyExpirySeconds)
         let job = try? batch.jobs[index].get()
         deadLetter(InvalidJob(raw: batch.raws[index], error: JobError(code: "storage_error", reason),
-                              id: job?.id, type: job?.type.rawValue, replyTo: job?.replyTo), into: &outbox)
-        outbox.acknowledge(Acknowledgement(job: batch.raws[index], in: batch.list, keys: keys))
+                              id: job?.id, type: job?.type.rawValue, replyTo: job?.replyTo), into: &outbox, list: batch.list)
         return outbox
     }
 
@@ -56,7 +59,8 @@ struct BatchProcessor {
         return outbox
     }
 
-    private func apply(_ decoded: [Result<Job, InvalidJob>], raws: [[UInt8]], epoch: Int64, recovered: Bool) throws -> Outbox {
+    private func apply(_ decoded: [Result<Job, InvalidJob>], raws: [[UInt8]], epoch: Int64, recovered: Bool,
+                       list: String) throws -> Outbox {
         let started = ContinuousClock.now
         let commands = decoded.compactMap { try? $0.get().command }
         let results = commands.isEmpty ? [] : try ledger.apply(commands, epoch: epoch)
@@ -79,7 +83,7 @@ struct BatchProcessor {
                                                            "outcome": "\(outcome)", "code": "\(result.errorCode ?? "-")"])
                 }
             case .failure(let invalid):
-                deadLetter(invalid, into: &outbox)
+                deadLetter(invalid, into: &outbox, list: list)
             }
         }
         metrics.batchSize.record(raws.count)
@@ -87,11 +91,14 @@ struct BatchProcessor {
         return outbox
     }
 
-    /// A job that cannot be read: kept whole on `P:dead`, with a failure reply if it named a `replyTo`.
-    func deadLetter(_ invalid: InvalidJob, into outbox: inout Outbox) {
-        outbox.deadLetter(Replies.deadLetter(raw: invalid.raw, error: invalid.error, at: clock.now()))
+    /// A job that cannot be read: kept whole on `P:dead`, with a failure reply if it named a
+    /// `replyTo`. The dead letter and the job's removal from its list are one step (see
+    /// `Outbox.deadLetter`), so no crash or restart between them can make it twice.
+    func deadLetter(_ invalid: InvalidJob, into outbox: inout Outbox, list: String) {
+        outbox.deadLetter(Replies.deadLetter(raw: invalid.raw, error: invalid.error, at: clock.now()),
+                          acknowledging: Acknowledgement(job: invalid.raw, in: list, keys: keys))
         if let replyTo = invalid.replyTo {
-            outbox.reply(to: replyTo, Replies.failure(id: invalid.id, type: invalid.type, error: invalid.error))
+            outbox.failureReply(to: replyTo, Replies.failure(id: invalid.id, type: invalid.type, error: invalid.error))
         }
         metrics.job(type: invalid.type.flatMap { JobType(rawValue: $0)?.rawValue } ?? "unknown", outcome: "invalid")
         metrics.deadLetters.increment()
@@ -105,6 +112,8 @@ struct BatchProcessor {
 /// jobs it names are committed or dead-lettered.
 struct Acknowledgement: Sendable {
     let commands: [RedisCommand]
+    /// The processing list one job leaves (for a dead letter's removal inside the ordered script).
+    private(set) var listKey: String?
 
     /// Removes a list and its name whenever no job of it remains unsettled: the only script
     /// here, used when a batch was settled one job at a time.
@@ -113,14 +122,22 @@ struct Acknowledgement: Sendable {
         return 0
         """
 
+    /// Deletes a settled batch's list, and only then forgets its name: were the name forgotten
+    /// while the delete was refused, the jobs would sit in a list no worker looks for.
+    private static let deleteThenForget = """
+        redis.call('DEL', KEYS[1])
+        return redis.call('SREM', KEYS[2], ARGV[1])
+        """
+
     /// Every job of the batch is committed: its list goes, and its name.
     fileprivate init(batch list: String, keys: QueueKeys) {
-        commands = [RedisCommand("DEL", keys.processing(list)), RedisCommand("SREM", keys.workers, list)]
+        commands = [RedisCommand("EVAL", Self.deleteThenForget, 2, keys.processing(list), keys.workers, list)]
     }
 
     /// One job is settled: that job (these bytes, from the oldest end) leaves the list.
     fileprivate init(job raw: [UInt8], in list: String, keys: QueueKeys) {
         commands = [RedisCommand("LREM", keys.processing(list), -1, raw)]
+        listKey = keys.processing(list)
     }
 
     fileprivate init(emptied list: String, keys: QueueKeys) {

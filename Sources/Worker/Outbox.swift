@@ -24,6 +24,10 @@ struct Outbox {
     private(set) var replyCommands: [RedisCommand] = []
     /// The acknowledgement (see `flush`).
     private(set) var acknowledgementCommands: [RedisCommand] = []
+    /// The processing list whose dead-lettered jobs the ordered script removes (one batch's).
+    private var deadLetterList: String?
+    /// Failure replies of dead-lettered jobs (see `failureReply`).
+    private(set) var failureReplyCommands: [RedisCommand] = []
     private(set) var replies = 0
     private(set) var invalidations = 0
     private(set) var deadLetters = 0
@@ -47,6 +51,14 @@ struct Outbox {
     mutating func reply(to key: String, _ json: String) {
         replyCommands.append(RedisCommand("LPUSH", key, json))
         replyCommands.append(RedisCommand("EXPIRE", key, replyExpirySeconds))
+        replies += 1
+    }
+
+    /// The failure reply of a job that becomes a dead letter: sent before the ordered script,
+    /// which removes the job (see `flush`).
+    mutating func failureReply(to key: String, _ json: String) {
+        failureReplyCommands.append(RedisCommand("LPUSH", key, json))
+        failureReplyCommands.append(RedisCommand("EXPIRE", key, replyExpirySeconds))
         replies += 1
     }
 
@@ -79,8 +91,13 @@ struct Outbox {
         }
     }
 
-    mutating func deadLetter(_ json: String) {
+    /// A dead letter and, in the same atomic script, its job's removal from the processing list:
+    /// a replay after a crash or a Redis restart then finds neither or both, never a job whose
+    /// dead letter was already pushed (which would push it twice).
+    mutating func deadLetter(_ json: String, acknowledging removal: Acknowledgement) {
         ordered.append(RedisCommand("LPUSH", keys.dead, json))
+        ordered.append(contentsOf: removal.commands)
+        deadLetterList = removal.listKey
         deadLetters += 1
     }
 
@@ -91,7 +108,9 @@ struct Outbox {
         acknowledgementCommands.append(contentsOf: acknowledgement.commands)
     }
 
-    var isEmpty: Bool { ordered.isEmpty && replyCommands.isEmpty && acknowledgementCommands.isEmpty }
+    var isEmpty: Bool {
+        ordered.isEmpty && replyCommands.isEmpty && failureReplyCommands.isEmpty && acknowledgementCommands.isEmpty
+    }
 
     /// Runs the ordered part: KEYS = lease, events stream, dead letters (one slot: the partition's
     /// tag); ARGV[1] = the lease holder this worker writes, then each command as its argument
@@ -117,7 +136,9 @@ struct Outbox {
 
     /// The one `EVAL` of the ordered part.
     func orderedCommand(holder: String) -> RedisCommand {
-        var command = RedisCommand("EVAL", Self.orderedScript, 3, keys.lease, keys.events, keys.dead, holder)
+        var command = RedisCommand("EVAL", Self.orderedScript, deadLetterList == nil ? 3 : 4, keys.lease, keys.events, keys.dead)
+        if let deadLetterList { command.append(deadLetterList) }  // declared: the script removes its jobs
+        command.append(holder)
         for inner in ordered {
             command.append(inner.argumentCount)
             for index in 0..<inner.argumentCount {
@@ -130,14 +151,18 @@ struct Outbox {
     /// Sends the outbox in at most two round trips and returns the refusals that are the
     /// producer's own (a `replyTo` naming a key of another type), to be counted and logged.
     ///
-    /// First the ordered part (behind the lease check) and the replies; then, only if Redis
-    /// accepted all of it, the acknowledgement. Throws `QueueError.leaseNotHeld` when the lease is
+    /// First the failure replies of dead-lettered jobs, if any; then the ordered part (behind the
+    /// lease check) and the replies; then, only if Redis accepted all of it, the acknowledgement. Throws `QueueError.leaseNotHeld` when the lease is
     /// another's (nothing ordered was sent, nothing acknowledged), and `RedisError.server` for
     /// any other refusal, of the body or of the acknowledgement: the jobs stay in their list, the
     /// worker drops its Redis thread, backs off and settles the list again (duplicates, with
     /// their replies and messages sent again: at least once).
     func flush(_ redis: any RedisClient, holder: String) throws -> [String] {
-        var problems: [String] = []
+        // A dead letter removes its job from the list in the script: its failure reply must be
+        // accepted before, or a refused reply would leave with the job (one more round trip, only
+        // for a batch with such replies).
+        var problems = failureReplyCommands.isEmpty ? []
+            : try Self.replyProblems(failureReplyCommands, try redis.pipeline(failureReplyCommands)[...])
         if !ordered.isEmpty || !replyCommands.isEmpty {
             var body: [RedisCommand] = []
             body.reserveCapacity(replyCommands.count + 1)
@@ -149,18 +174,25 @@ struct Outbox {
                 replyAnswers = answers.dropFirst()
                 try Self.check(ordered: answer, count: ordered.count)
             }
-            for (command, answer) in zip(replyCommands, replyAnswers) {
-                guard let code = answer.refusalCode, let message = answer.errorMessage else { continue }
-                guard code.isAboutTheKey else {
-                    throw RedisError.server("a reply's \(command.name) was refused (\(code)); the jobs stay in their list: \(message)")
-                }
-                problems.append("\(command.name): \(message)")
-            }
+            problems += try Self.replyProblems(replyCommands, replyAnswers)
         }
         guard !acknowledgementCommands.isEmpty else { return problems }
         let answers = try redis.pipeline(acknowledgementCommands)
         for (command, answer) in zip(acknowledgementCommands, answers) {
             if let message = answer.errorMessage { throw RedisError.server("the acknowledgement \(command.name) was refused: \(message)") }
+        }
+        return problems
+    }
+
+    /// The replies' refusals that are the producer's own; throws on any other.
+    private static func replyProblems(_ commands: [RedisCommand], _ answers: ArraySlice<RedisValue>) throws -> [String] {
+        var problems: [String] = []
+        for (command, answer) in zip(commands, answers) {
+            guard let code = answer.refusalCode, let message = answer.errorMessage else { continue }
+            guard code.isAboutTheKey else {
+                throw RedisError.server("a reply's \(command.name) was refused (\(code)); the jobs stay in their list: \(message)")
+            }
+            problems.append("\(command.name): \(message)")
         }
         return problems
     }

@@ -248,3 +248,36 @@ final class HoldingProxy: @unchecked Sendable {
         }
     }
 }
+
+/// A dead letter and its job's removal are one step: an acknowledgement that keeps failing (here
+/// the worker's Redis user may not `DEL`, so every retry replays the batch) never pushes it twice.
+final class DeadLetterOnceTests: XCTestCase {
+    func testARetriedBatchPushesItsDeadLetterOnce() async throws {
+        let server = try RedisServerProcess()
+        let admin = try RedisConnection(url: server.url)
+        _ = try admin.send("ACL", "SETUSER", "worker", "on", ">pw", "~*", "&*", "+@all", "-del")
+        let h = try WorkerHarness(redisURL: server.url)
+        var config = try h.configuration()
+        var link = try RedisConfiguration(url: server.url)
+        (link.username, link.password) = ("worker", "pw")
+        config.redis = .single(link)
+        let worker = try h.startWorker(configuration: config)
+
+        let reply = h.replyKey()
+        _ = try admin.send("LPUSH", h.keys.jobs, #"{"type":"credit","id":"bad-1","userId":"u","replyTo":"\#(reply)"}"#,
+                           #"{"type":"open","id":"o1","userId":"u"}"#)
+        // Every attempt is refused at the acknowledgement (NOPERM on DEL) and replays the batch.
+        try h.eventually(timeout: 20, "the batch was retried") {
+            let replies = try admin.llen(reply)
+            return try replies >= 1 && admin.llen(h.keys.dead) >= 1
+        }
+        usleep(3_000_000)
+        XCTAssertEqual(try admin.llen(h.keys.dead), 1, "one dead letter, however often the batch is replayed")
+        XCTAssertGreaterThanOrEqual(try h.jobsInProcessingLists(redis: admin), 1, "the open waits for its acknowledgement")
+
+        _ = try admin.send("ACL", "SETUSER", "worker", "+del")
+        try h.waitUntilDrained(redis: admin)
+        XCTAssertEqual(try admin.llen(h.keys.dead), 1)
+        try await worker.stop()
+    }
+}

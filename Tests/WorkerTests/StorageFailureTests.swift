@@ -60,7 +60,7 @@ final class StorageFailureTests: XCTestCase {
         XCTAssertEqual(try h.reply(first, timeout: 15).int("newBalance"), 105)
         XCTAssertEqual(try h.reply(second).int("newBalance"), 104, "applied in queue order")
         try h.eventually("ready again") { health.problems.isEmpty }
-        XCTAssertEqual(try h.jobsInProcessingLists(), 0)
+        try h.eventually("every list settled: the acknowledgement follows the replies") { try h.jobsInProcessingLists() == 0 }
         try await worker.stop()
         XCTAssertEqual(try Ledger.verify(path: h.databasePath), [])
     }
