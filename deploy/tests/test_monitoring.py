@@ -201,15 +201,18 @@ def get(url: str, timeout: float = 5) -> tuple[int, str]:
 
 
 def eventually(what: str, condition, timeout: float = 60, every: float = 0.2):
+    """The first true value of `condition()` within `timeout`; failures before it (a server still
+    starting) are retried, and the last one is shown if time runs out."""
     deadline = time.monotonic() + timeout
+    last_error = None
     while True:
         try:
             value = condition()
-        except (OSError, ValueError):
-            value = None
+        except (OSError, ValueError, AssertionError) as error:
+            value, last_error = None, error
         if value:
             return value
-        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
+        assert time.monotonic() < deadline, f"{what}: not within {timeout} s (last error: {last_error!r})"
         time.sleep(every)
 
 
