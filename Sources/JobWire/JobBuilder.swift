@@ -103,6 +103,19 @@ struct JobBuilder {
             return .eligibility(userId: try userId())
         case .hold, .capture, .release, .holds, .monitor, .unmonitor:
             return try creditOperation(for: type)
+        case .setTier:
+            let (userId, tier) = (try userId(), try required(\.tier, "tier"))
+            let expiry: SubscriptionExpiryChange
+            if let date = try optionalDate(\.subscriptionExpiresAt, "subscriptionExpiresAt") {
+                expiry = .at(date)
+            } else {
+                expiry = fields.subscriptionExpiresAtIsNull ? .cleared : .unchanged
+            }
+            guard Self.isName(tier) else { return Self.unknownTier }
+            return .setTier(userId: userId, tier: tier, subscriptionExpiry: expiry)
+        case .balanceAt:
+            guard let at = try optionalDate(\.at, "at") else { throw JobError("Field 'at' is required.") }
+            return .balanceAt(userId: try userId(), at: at)
         }
     }
 

@@ -26,6 +26,11 @@ struct RawJob {
     // Reservations, grants, monitors (issue 13).
     var holdId = Field<String>(), monitorId = Field<String>(), expiresAt = Field<String>()
     var expiresIn = Field<Amount>(), allocationExpiresIn = Field<Amount>(), threshold = Field<Amount>()
+    // setTier, balanceAt.
+    var at = Field<String>(), subscriptionExpiresAt = Field<String>()
+    /// `subscriptionExpiresAt` was sent as `null`: a `setTier` that clears the expiry, which is
+    /// not the same as leaving the field out (the expiry stays).
+    var subscriptionExpiresAtIsNull = false
 
     /// Reads the job's bytes (valid UTF-8); throws when they are not one JSON object.
     init(_ raw: [UInt8]) throws(JobError) {
@@ -37,7 +42,10 @@ struct RawJob {
     }
 
     private mutating func set(_ key: String, _ value: JSONScanner.Value) {
-        if case .null = value { return }  // null reads as absent
+        if case .null = value {  // null reads as absent, but for the one field where it means "clear"
+            if key == "subscriptionExpiresAt" { subscriptionExpiresAtIsNull = true }
+            return
+        }
         switch key {
         case "id": id = Self.string(value)
         case "type": type = Self.string(value)
@@ -62,6 +70,8 @@ struct RawJob {
         case "expiresIn": expiresIn = Self.amount(value)
         case "allocationExpiresIn": allocationExpiresIn = Self.amount(value)
         case "threshold": threshold = Self.amount(value)
+        case "at": at = Self.string(value)
+        case "subscriptionExpiresAt": subscriptionExpiresAt = Self.string(value)
         case "metadata":
             if case .object(let text) = value { metadata = Field(value: text) } else { metadata = Field(wrongType: true) }
         default: break

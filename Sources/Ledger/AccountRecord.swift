@@ -98,11 +98,7 @@ final class AccountRecord {
         balance = balanceAfter
         entryCount += 1
         lastEntryId = entryId
-        if kind == Schema.Kind.charge.rawValue || kind == Schema.Kind.debit.rawValue {
-            spent = spent &- amount
-        } else if kind == Schema.Kind.refund.rawValue {
-            spent = max(0, spent - amount)
-        }
+        spent = Schema.Kind.spentAfter(kind: kind, amount: amount, spentBefore: spent)
     }
 
     /// Restarts the renewal clock at `nowMs` (open, purchase).

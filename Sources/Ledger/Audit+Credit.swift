@@ -44,6 +44,34 @@ extension Auditor {
         }
         try checkLapses()
         try checkHolds()
+        try checkCarries()
+    }
+
+    /// Under `rollover`: every carried grant names a period grant of its account that recorded
+    /// carrying exactly that many tokens, and every period grant that carried has its one carry.
+    mutating func checkCarries() throws {
+        guard try db.columns(in: "grants").contains(where: { $0.name == "source" }) else { return }
+        let rows = try Row.fetchCursor(db, sql: """
+            SELECT c.grant_id, c.amount, c.account_id, s.grant_id, s.carried, s.account_id,
+                (SELECT count(*) FROM grants o WHERE o.source = c.source)
+            FROM grants c LEFT JOIN grants s ON s.grant_id = c.source
+            WHERE c.source IS NOT NULL OR substr(c.grant_id, 1, 9) = 'rollover:'
+            """)
+        while let r = try rows.next() {
+            let id: String = r[0], amount: Int64 = r[1], account: Int64 = r[2]
+            let source: String? = r[3], carried: Int64? = r[4], sourceAccount: Int64? = r[5], carries: Int64 = r[6]
+            if source == nil || sourceAccount != account || carried != amount || carries != 1 {
+                add(Code.carryOrphan, "The carried grant \(id) of \(amount) tokens has no period grant of its account that carried exactly that once (source \(source ?? "none"), recorded \(carried.map(String.init) ?? "none")).")
+            }
+        }
+        let sources = try Row.fetchCursor(db, sql: """
+            SELECT s.grant_id, s.carried FROM grants s WHERE s.carried > 0
+                AND NOT EXISTS (SELECT 1 FROM grants c WHERE c.source = s.grant_id)
+            """)
+        while let r = try sources.next() {
+            let id: String = r[0], carried: Int64 = r[1]
+            add(Code.carryOrphan, "The grant \(id) records \(carried) carried tokens but no carried grant names it.")
+        }
     }
 
     mutating func checkLapses() throws {

@@ -92,9 +92,11 @@ struct Auditor {
         var hasher = EntryHasher()
         var previousHash = EntryHasher.genesis
         var previousId: Int64 = 0
+        // A file older than the migration `entries-spent-after` (the audit accepts v1) has no column.
+        let spentAfter = try db.columns(in: "entries").contains { $0.name == "spent_after" } ? "spent_after" : "NULL"
         let rows = try Row.fetchCursor(db, sql: """
             SELECT id, account_id, created_ms, kind, operation_type, amount, balance_before, balance_after,
-                job_id, refund_of, metadata, hash FROM entries ORDER BY id
+                job_id, refund_of, metadata, hash, \(spentAfter) FROM entries ORDER BY id
             """)
         while let r = try rows.next() {
             let id: Int64 = r[0], accountId: Int64 = r[1], kind: Int64 = r[3]
@@ -137,6 +139,9 @@ struct Auditor {
                 if o { add(Code.overflow, user: u, entry: id, "The tokensSpent of \(u) overflows 64 bits at entry \(id).") }
             } else if kind == Schema.Kind.refund.rawValue {
                 a.replaySpent = max(0, a.replaySpent - amount)
+            }
+            if let recorded: Int64 = r[12], recorded != a.replaySpent {
+                add(Code.spentAfterMismatch, user: u, entry: id, "Entry \(id) of \(u) records tokensSpent \(recorded) after it; its entries up to there give \(a.replaySpent).")
             }
             if id <= mergedEntryId { mergedEntryCount += 1 }
             a.runningAfter = after

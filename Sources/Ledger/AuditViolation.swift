@@ -38,6 +38,12 @@ public struct AuditViolation: Sendable, Equatable, CustomStringConvertible {
         public static let balanceMismatch = "balance_mismatch"
         /// An account's tokensSpent differs from its charges and debits less its refunds.
         public static let spentMismatch = "spent_mismatch"
+        /// An entry's recorded spent total (`spent_after`, what `balanceAt` answers) differs from
+        /// its account's charges and debits less refunds up to it.
+        public static let spentAfterMismatch = "spent_after_mismatch"
+        /// Under `rollover`: a carried grant without the period grant it came from, or a period
+        /// grant whose recorded carry has no carried grant (or more than one).
+        public static let carryOrphan = "carry_orphan"
         /// An account's entry count or last entry differs from its entries.
         public static let accountBookkeeping = "account_bookkeeping"
         /// The refunds of a charge exceed it.

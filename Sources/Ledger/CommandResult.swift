@@ -129,6 +129,9 @@ public struct RenewAllSummary: Sendable, Equatable {
     public var events: [LedgerEvent] = []
     /// The last row of `pending_sends` written for these changes and events.
     public var pendingSeq: Int64?
+    /// Under `rollover`: the renewals' carried tokens, and those lapsed above the cap.
+    public var tokensCarried: Int64 { renewals.reduce(0) { $0 + $1.tokensCarried } }
+    public var tokensLapsed: Int64 { renewals.reduce(0) { $0 + $1.tokensLapsed } }
 
     public init(totalProcessed: Int = 0, successful: Int = 0, failed: Int = 0, errors: [RenewalFailure] = [],
                 renewals: [RenewalOutcome] = [], changes: [BalanceChange] = []) {
@@ -158,10 +161,16 @@ public struct RenewalOutcome: Sendable, Equatable {
     public var tier: String
     public var tokensAdded: Int64
     public var newBalance: Int64
-    public init(userId: String, tier: String, tokensAdded: Int64, newBalance: Int64) {
+    /// Under `rollover`: what the ended period's grant carried into this one, and what of it
+    /// lapsed above the cap.
+    public var tokensCarried: Int64
+    public var tokensLapsed: Int64
+    public init(userId: String, tier: String, tokensAdded: Int64, newBalance: Int64, tokensCarried: Int64 = 0, tokensLapsed: Int64 = 0) {
         self.userId = userId
         self.tier = tier
         self.tokensAdded = tokensAdded
         self.newBalance = newBalance
+        self.tokensCarried = tokensCarried
+        self.tokensLapsed = tokensLapsed
     }
 }

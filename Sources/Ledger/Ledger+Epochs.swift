@@ -25,23 +25,6 @@ extension Ledger {
         }
     }
 
-    /// Whether the ledger commits a write now: rewrites the newest epoch's row as it is, in a
-    /// transaction of its own (a real page write, WAL frame and fsync, so a lock, a full disk or
-    /// an I/O error makes it fail). The worker asks when one job keeps failing, to tell a poison
-    /// job (this succeeds) from an outage (this fails too). Throws only `fenced`.
-    public func commitsOtherWrites(epoch: Int64) throws -> Bool {
-        do {
-            try writeTransaction(epoch: epoch) { db in
-                try db.execute(sql: "UPDATE epochs SET owner = owner WHERE epoch = ?", arguments: [epoch])
-            }
-            return true
-        } catch let error as LedgerStorageError {
-            throw error
-        } catch {
-            return false
-        }
-    }
-
     static func checkEpoch(_ db: Database, _ epoch: Int64) throws {
         let current = try Int64.fetchOne(db.cachedStatement(sql: "SELECT max(epoch) FROM epochs")) ?? 0
         if current > epoch { throw LedgerStorageError.fenced(callerEpoch: epoch, currentEpoch: current) }

@@ -45,7 +45,10 @@ public final class Ledger: Sendable {
         writerConfig.prepareDatabase { db in checkpointer.install(on: db) }
         self.checkpointer = checkpointer
         writer = try DatabaseQueue(path: path, configuration: writerConfig)
-        try Schema.migrator.migrate(writer)
+        // GRDB's migrator reads the applied migrations and runs the rest in transactions of their
+        // own, so two processes opening a new ledger at once would both create its tables.
+        let writer = self.writer
+        try MigrationLock.holding(for: path) { try Schema.migrator.migrate(writer) }
         reader = try DatabaseQueue(path: path, configuration: Self.configuration(config, readonly: true))
         let tail = self.tail
         try writer.read { db in try tail.reload(db) }

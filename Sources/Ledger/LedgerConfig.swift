@@ -45,6 +45,15 @@ public struct LedgerConfig: Sendable, Codable, Equatable {
     /// The threshold of the monitor every account has under the id `default` (nil: none, the
     /// default): `balance.low` fires when `available` falls below it.
     public var defaultMonitorThreshold: Int64?
+    /// Under the `rollover` policy, the most tokens of a period's grant carried into the next
+    /// period (a tier's own `rolloverMax` wins); nil: no cap.
+    public var rolloverMax: Int64?
+    /// Under `rollover`, how many periods a carried grant lives from the period it starts in;
+    /// 0: it never lapses. Default 1.
+    public var rolloverMonths: Int = 1
+
+    /// The cap on what a `tier` account carries over (its own, else the ledger's).
+    public func rolloverCap(tier: String) -> Int64? { tiers[tier]?.rolloverMax ?? rolloverMax }
 
     public static let defaultCosts: [String: Int64] = ["image_generation": 10, "chatgpt_message": 5]
     public static let defaultTiers: [String: TierConfig] = [
@@ -80,7 +89,7 @@ public struct LedgerConfig: Sendable, Codable, Equatable {
     enum CodingKeys: String, CodingKey {
         case costs, tiers, renewalPolicy, synchronous, busyTimeoutMilliseconds, walAutoCheckpointPages, cacheMebibytes
         case mergeThresholdRows, mergeSliceRows
-        case defaultMonitorThreshold
+        case defaultMonitorThreshold, rolloverMax, rolloverMonths
     }
 
     public init(from decoder: any Decoder) throws {
@@ -96,6 +105,8 @@ public struct LedgerConfig: Sendable, Codable, Equatable {
         if let v = try c.decodeIfPresent(Int.self, forKey: .mergeThresholdRows) { mergeThresholdRows = v }
         if let v = try c.decodeIfPresent(Int.self, forKey: .mergeSliceRows) { mergeSliceRows = v }
         defaultMonitorThreshold = try c.decodeIfPresent(Int64.self, forKey: .defaultMonitorThreshold)
+        rolloverMax = try c.decodeIfPresent(Int64.self, forKey: .rolloverMax)
+        if let v = try c.decodeIfPresent(Int.self, forKey: .rolloverMonths) { rolloverMonths = v }
     }
 
     /// Checks the values decoding cannot: throws `LedgerConfigError` naming the first
@@ -118,6 +129,11 @@ public struct LedgerConfig: Sendable, Codable, Equatable {
         if mergeSliceRows < 1 { throw LedgerConfigError("mergeSliceRows must be >= 1") }
         if costs["expiry"] != nil { throw LedgerConfigError("costs.expiry: expiry is the ledger's own operation type") }
         if let t = defaultMonitorThreshold, t < 0 { throw LedgerConfigError("defaultMonitorThreshold must be >= 0") }
+        if let m = rolloverMax, m < 0 { throw LedgerConfigError("renewal.rolloverMax must be >= 0") }
+        if !(0...1200).contains(rolloverMonths) { throw LedgerConfigError("renewal.rolloverMonths must be between 0 and 1200") }
+        for (name, tier) in tiers.sorted(by: { $0.key < $1.key }) {
+            if let m = tier.rolloverMax, m < 0 { throw LedgerConfigError("tiers.\(name).rolloverMax must be >= 0") }
+        }
     }
 }
 
@@ -126,18 +142,22 @@ public struct LedgerConfig: Sendable, Codable, Equatable {
 public struct TierConfig: Sendable, Codable, Equatable {
     public var allocation: Int64
     public var price: Int64
+    /// Under the `rollover` policy, this tier's cap on carried tokens (wins over the ledger's).
+    public var rolloverMax: Int64?
 
-    public init(allocation: Int64, price: Int64 = 0) {
+    public init(allocation: Int64, price: Int64 = 0, rolloverMax: Int64? = nil) {
         self.allocation = allocation
         self.price = price
+        self.rolloverMax = rolloverMax
     }
 
-    enum CodingKeys: String, CodingKey { case allocation, price }
+    enum CodingKeys: String, CodingKey { case allocation, price, rolloverMax }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         allocation = try c.decode(Int64.self, forKey: .allocation)
         price = try c.decodeIfPresent(Int64.self, forKey: .price) ?? 0
+        rolloverMax = try c.decodeIfPresent(Int64.self, forKey: .rolloverMax)
     }
 }
 
@@ -149,6 +169,10 @@ public enum RenewalPolicy: String, Sendable, Codable, Equatable {
     case accumulate
     /// Each period's allocation is a grant that lapses at the next renewal: no roll-over.
     case expire
+    /// Each period's allocation is a grant; when it falls due, what is left of it, up to the
+    /// tier's `rolloverMax`, is carried as a grant that lives `rolloverMonths` periods, and the
+    /// part above the cap lapses.
+    case rollover
 }
 
 public enum SynchronousMode: String, Sendable, Codable, Equatable {

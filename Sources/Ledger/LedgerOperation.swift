@@ -42,6 +42,11 @@ public enum LedgerOperation: Sendable, Equatable {
     case monitor(userId: String, monitorId: String?, threshold: Int64)
     case unmonitor(userId: String, monitorId: String)
     // -- end credit --
+    /// Sets the tier, and the subscription's expiry when asked, without crediting anything and
+    /// without moving the renewal clock: what an application's own "update the user's tier" did.
+    case setTier(userId: String, tier: String, subscriptionExpiry: SubscriptionExpiryChange)
+    /// The balance and spent total as they stood at `at`.
+    case balanceAt(userId: String, at: Date)
     /// A refusal the worker decided before it could type the job (for instance an `amount`
     /// beyond 64 bits, which the contract makes `invalid_amount`, not a dead letter). Applying
     /// it stores the refusal under the job id, so a replay answers it like any refusal.
@@ -50,7 +55,7 @@ public enum LedgerOperation: Sendable, Equatable {
     /// Whether the command only reads (its result is still stored when it has a job id).
     public var isQuery: Bool {
         switch self {
-        case .balance, .canAfford, .history, .statistics, .eligibility, .holds: return true
+        case .balance, .canAfford, .history, .statistics, .eligibility, .holds, .balanceAt: return true
         case .renewAll(let dryRun, _, _, _): return dryRun
         default: return false
         }
@@ -74,4 +79,11 @@ public struct Command: Sendable, Equatable {
 public enum GrantExpiry: Sendable, Equatable {
     case at(Date)
     case afterSeconds(Int64)
+}
+
+/// What a `setTier` does to `subscriptionExpiresAt`: the field left out keeps it, `null` clears it.
+public enum SubscriptionExpiryChange: Sendable, Equatable {
+    case unchanged
+    case cleared
+    case at(Date)
 }

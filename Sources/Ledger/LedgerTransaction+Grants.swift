@@ -41,24 +41,25 @@ extension LedgerTransaction {
     /// Renewal grants are named `renewal:<userId>:<period start>`; a producer's grant (named by its
     /// job id) may not take that form, or it could collide with one and fail every renewal of it.
     static func reservedGrant(_ jobId: String?) -> Refusal? {
-        guard let jobId, jobId.hasPrefix("renewal:") else { return nil }
+        guard let jobId, jobId.utf8.starts(with: periodGrantPrefix.utf8) || jobId.utf8.starts(with: carriedGrantPrefix.utf8) else { return nil }
         return Refusal(code: Refusal.reservedGrantId,
-                       message: "A job that makes an expiring grant may not have an id starting with renewal: (the ledger's renewal grants use it).")
+                       message: "A job that makes an expiring grant may not have an id starting with renewal: or rollover: (the ledger's renewal and carried grants use them).")
     }
 
-    /// Records a grant of `amount` tokens just credited to `a` (the entry is the caller's).
-    func makeGrant(_ a: AccountRecord, grantId: String, amount: Int64, expiresMs: Int64) throws {
-        try db.cachedStatement(sql: SQL.insertGrant).execute(arguments: [grantId, a.id, amount, amount, expiresMs, nowMs])
+    /// Records a grant of `amount` tokens just credited to `a` (the entry is the caller's), or
+    /// carried from the grant `source` (no entry: the tokens were in the balance already).
+    func makeGrant(_ a: AccountRecord, grantId: String, amount: Int64, expiresMs: Int64, source: String? = nil) throws {
+        try db.cachedStatement(sql: SQL.insertGrant).execute(arguments: [grantId, a.id, amount, amount, expiresMs, nowMs, source])
         willChange(a)
         a.granted += amount
         a.dirtyCredit = true
         dueNoLaterThan(a, expiresMs)
     }
 
-    /// Under the `expire` policy, makes the period's allocation just credited a grant
-    /// `renewal:<userId>:<period start>` lapsing at the next renewal; nil under other policies.
+    /// Under the `expire` and `rollover` policies, makes the period's allocation just credited a
+    /// grant `renewal:<userId>:<period start>` lapsing at the next renewal; nil under the others.
     func renewalGrant(_ a: AccountRecord, amount: Int64) throws -> (grantId: String, expiresMs: Int64)? {
-        guard config.renewalPolicy == .expire, amount > 0 else { return nil }
+        guard config.renewalPolicy == .expire || config.renewalPolicy == .rollover, amount > 0 else { return nil }
         let id = "renewal:\(a.userId):\(LedgerTime.format(ms: a.lastRenewalMs))"
         try makeGrant(a, grantId: id, amount: amount, expiresMs: a.nextRenewalMs)
         return (id, a.nextRenewalMs)
@@ -123,7 +124,7 @@ extension LedgerTransaction {
 
 extension LedgerTransaction.SQL {
     static let insertGrant = """
-        INSERT INTO grants (grant_id, account_id, amount, remaining, expires_ms, created_ms) VALUES (?, ?, ?, ?, ?, ?)
+        INSERT INTO grants (grant_id, account_id, amount, remaining, expires_ms, created_ms, source) VALUES (?, ?, ?, ?, ?, ?, ?)
         """
     static let liveGrants = """
         SELECT grant_id, remaining FROM grants WHERE account_id = ?1 AND lapsed_ms IS NULL AND remaining > 0
@@ -131,7 +132,8 @@ extension LedgerTransaction.SQL {
         """
     static let grantList = """
         SELECT grant_id, remaining, expires_ms FROM grants
-        WHERE account_id = ?1 AND lapsed_ms IS NULL AND remaining > 0 AND expires_ms > ?2 ORDER BY expires_ms, grant_id
+        WHERE account_id = ?1 AND lapsed_ms IS NULL AND remaining > 0 AND expires_ms > ?2 AND expires_ms < \(Int64.max)
+        ORDER BY expires_ms, grant_id
         """
     static let takeFromGrant = "UPDATE grants SET remaining = remaining - ?1 WHERE grant_id = ?2"
 }

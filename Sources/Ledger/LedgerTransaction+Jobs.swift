@@ -151,6 +151,10 @@ extension LedgerTransaction {
             return try monitor(userId, monitorId: monitorId ?? jobId ?? "", threshold: threshold)
         case let .unmonitor(userId, monitorId):
             return try unmonitor(userId, monitorId: monitorId)
+        case let .setTier(userId, tier, expiry):
+            return try setTier(userId, tier: tier, subscriptionExpiry: expiry)
+        case let .balanceAt(userId, at):
+            return try balanceAt(userId, atMs: LedgerTime.milliseconds(at))
         case .refusal(let error):
             return .refused(error)
         }

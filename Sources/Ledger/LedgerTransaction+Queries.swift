@@ -181,6 +181,11 @@ extension LedgerTransaction {
         w.key("totalEarned"); w.int(earned)
         w.key("netChange"); w.int(earned - spent)
         w.key("operationCount"); w.int(count)
+        if config.renewalPolicy == .rollover {
+            // What renewals carried into the period, and what lapsed in it (the `expiry` entries).
+            w.key("tokensCarried"); w.int(try tokensCarried(a, startMs: startMs, endMs: endMs))
+            w.key("tokensLapsed"); w.int(-(groups.first { $0.type == Self.expiryOperationType }?.tokens ?? 0))
+        }
         w.key("byOperation"); w.beginObject()
         for g in groups {
             w.key(dynamic: g.type)

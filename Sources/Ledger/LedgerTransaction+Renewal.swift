@@ -51,12 +51,15 @@ extension LedgerTransaction {
         switch config.renewalPolicy {
         case .topUp:
             grant = max(0, tierConfig.allocation - a.balance)
-        case .accumulate, .expire:  // expire: what is left of the old grant lapsed when it fell due
+        case .accumulate, .expire, .rollover:  // expire, rollover: the old grant lapsed or was carried when it fell due
             grant = tierConfig.allocation
             if a.balance.addingReportingOverflow(grant).overflow { return .failure(.overflow("balance")) }
         }
+        let rolled = config.renewalPolicy == .rollover
+            ? try carriedIntoRenewal(a, previousPeriodStart: a.lastRenewalMs) : (carried: Int64(0), lapsed: Int64(0))
         if dryRun {
-            return .success(Renewed(outcome: RenewalOutcome(userId: a.userId, tier: tier, tokensAdded: grant, newBalance: a.balance + grant),
+            return .success(Renewed(outcome: RenewalOutcome(userId: a.userId, tier: tier, tokensAdded: grant, newBalance: a.balance + grant,
+                                                            tokensCarried: rolled.carried, tokensLapsed: rolled.lapsed),
                                     downgraded: downgraded, entryId: nil, changes: []))
         }
         a.tier = tier
@@ -74,7 +77,8 @@ extension LedgerTransaction {
         } else if downgraded {
             changes.append(change(a, entryId: nil, operationType: nil, amount: nil, atMs: nowMs))
         }
-        return .success(Renewed(outcome: RenewalOutcome(userId: a.userId, tier: tier, tokensAdded: grant, newBalance: a.balance),
+        return .success(Renewed(outcome: RenewalOutcome(userId: a.userId, tier: tier, tokensAdded: grant, newBalance: a.balance,
+                                                        tokensCarried: rolled.carried, tokensLapsed: rolled.lapsed),
                                 downgraded: downgraded, entryId: entryId, changes: changes))
     }
 
@@ -97,6 +101,10 @@ extension LedgerTransaction {
             w.key("tokensAmount"); w.int(r.outcome.tokensAdded)
             w.key("lastRenewalAt"); w.time(ms: a.lastRenewalMs)
             w.key("nextRenewalDate"); w.time(ms: a.nextRenewalMs)
+            if config.renewalPolicy == .rollover {
+                w.key("tokensCarried"); w.int(r.outcome.tokensCarried)
+                w.key("tokensLapsed"); w.int(r.outcome.tokensLapsed)
+            }
             w.endObject()
             return Outcome(result: CommandResult(success: true, json: w.text, changes: r.changes),
                            entryId: r.entryId, accountId: r.changes.isEmpty ? nil : a.id)
@@ -175,6 +183,10 @@ extension LedgerTransaction {
             w.key("tier"); w.string(r.tier)
             w.key("tokensAdded"); w.int(r.tokensAdded)
             w.key("newBalance"); w.int(r.newBalance)
+            if config.renewalPolicy == .rollover {
+                w.key("tokensCarried"); w.int(r.tokensCarried)
+                w.key("tokensLapsed"); w.int(r.tokensLapsed)
+            }
             w.endObject()
         }
         w.endArray()

@@ -64,7 +64,11 @@ extension LedgerTransaction {
         let g = try Row.fetchCursor(db.cachedStatement(sql: SQL.dueGrants), arguments: [a.id, nowMs])
         while let r = try g.next() { grants.append((r[0], r[1], r[2])) }
         for grant in grants {
-            try lapse(a, grantId: grant.id, remaining: grant.remaining, expiresMs: grant.expiresMs)
+            if config.renewalPolicy == .rollover, grant.id.utf8.starts(with: Self.periodGrantPrefix.utf8) {
+                try carry(a, grantId: grant.id, remaining: grant.remaining, expiresMs: grant.expiresMs)
+            } else {
+                try lapse(a, grantId: grant.id, remaining: grant.remaining, expiresMs: grant.expiresMs)
+            }
         }
         try refreshNextDue(a)
     }

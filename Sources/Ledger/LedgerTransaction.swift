@@ -184,6 +184,7 @@ final class LedgerTransaction {
         try q.bind(1, id); try q.bind(2, a.id); try q.bind(3, nowMs); try q.bind(4, kind.rawValue); try q.bind(5, operationType)
         try q.bind(6, amount); try q.bind(7, before); try q.bind(8, after); try q.bind(9, jobId); try q.bind(10, refundOf)
         try q.bind(11, metadata); try q.bind(12, blob: hash)
+        try q.bind(13, Schema.Kind.spentAfter(kind: kind.rawValue, amount: amount, spentBefore: a.spent))
         try q.run()
         if writable {
             tail.entries[a.id, default: []].append(.init(id: id, createdMs: nowMs, operationType: tail.intern(operationType), amount: amount))
@@ -243,8 +244,8 @@ final class LedgerTransaction {
         static let appendJob = "INSERT INTO job_log (seq, job_id, entry_id, account_id, result) VALUES (?, ?, ?, ?, ?)"
         static let insertEntry = """
             INSERT INTO entries (id, account_id, created_ms, kind, operation_type, amount, balance_before,
-                balance_after, job_id, refund_of, metadata, hash)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                balance_after, job_id, refund_of, metadata, hash, spent_after)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """
         static let entryById =
             "SELECT account_id, kind, operation_type, amount, balance_after, created_ms FROM entries WHERE id = ?"

@@ -26,7 +26,20 @@ enum Schema {
         case expiry = 7
 
         var isSpending: Bool { self == .charge || self == .debit }
+
+        /// tokensSpent after an entry: charges and debits (negative amounts) add to it, refunds
+        /// take back from it but never below 0; nothing else moves it (a lapse is not spending).
+        static func spentAfter(kind: Int64, amount: Int64, spentBefore: Int64) -> Int64 {
+            switch kind {
+            case charge.rawValue, debit.rawValue: return spentBefore &- amount
+            case refund.rawValue: return max(0, spentBefore - amount)
+            default: return spentBefore
+            }
+        }
     }
+
+    static let spentAfterMigration = "entries-spent-after"
+    static let rolloverMigration = "grants-rollover"
 
     static var migrator: DatabaseMigrator {
         var m = DatabaseMigrator()
@@ -119,6 +132,19 @@ enum Schema {
             try migrateToAppendOnlyHotPath(db)
         }
         registerCredit(&m)
+        m.registerMigration(spentAfterMigration) { db in
+            // balanceAt reads the spent total at an entry in one seek. Older entries keep NULL
+            // (the append-only triggers forbid rewriting them) and are folded when asked.
+            try db.execute(sql: "ALTER TABLE entries ADD COLUMN spent_after INTEGER")
+        }
+        m.registerMigration(rolloverMigration) { db in
+            // Under `rollover`, a period grant records what it carried, and a carried grant names
+            // the grant it came from, so `verify` can match each carry to its source.
+            try db.execute(sql: """
+                ALTER TABLE grants ADD COLUMN carried INTEGER NOT NULL DEFAULT 0;
+                ALTER TABLE grants ADD COLUMN source TEXT;
+                """)
+        }
         return m
     }
 

@@ -18,6 +18,12 @@ final class ActiveTerm {
     private(set) var pendingConfirmed: Int64?
     /// Whether what the ledger kept to send was sent again in this term (at start, after a drop).
     var resentPending = false
+    /// A batch of this term was left unsettled (a stop came while the ledger failed): from then
+    /// on no batch commits in this term, so nothing newer can precede it. Never reset; the next
+    /// term settles the lists left, oldest first.
+    private(set) var holdsUnsettled = false
+
+    func leaveUnsettled() { holdsUnsettled = true }
 
     init(epoch: Int64, keeper: LeaseKeeper, configuration: WorkerConfiguration) {
         self.epoch = epoch

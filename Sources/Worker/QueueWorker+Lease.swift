@@ -19,11 +19,13 @@ extension QueueWorker {
     /// Settles every registered processing list that still holds jobs, oldest first, before
     /// anything newer is taken: lists of workers that crashed or stood by (their jobs are older
     /// than anything queued), and this worker's own after a Redis failure or a restart.
-    func recover(_ link: JobQueue, _ term: ActiveTerm) throws {
+    /// Returns false when one was left unsettled (a stop came first): recovery is then still due.
+    func recover(_ link: JobQueue, _ term: ActiveTerm) throws -> Bool {
         for batch in try link.unfinished() {
             logger.info("settling jobs taken but not finished", metadata: ["list": "\(batch.list)", "jobs": "\(batch.count)"])
-            guard try settle(batch, in: term) else { return }
+            guard try settle(batch, in: term) else { return false }
         }
+        return true
     }
 
     /// Stops serving until the lease can be taken again. Nothing is given back to the queue:
@@ -39,10 +41,14 @@ extension QueueWorker {
     func shutDown() {
         if let term {
             // The batch taken ahead is in hand too: finish it, then let its outbox leave. Asked to
-            // stop, `settle` makes one attempt; a batch it cannot commit stays in its list.
+            // stop, `settle` makes one attempt; a batch it cannot commit stays in its list, and
+            // so does this one whenever an older batch of the term was left unsettled.
             if let batch = term.takePrefetched(), !batch.isEmpty {
                 do {
-                    try settle(batch, in: term)
+                    if try !settle(batch, in: term) {
+                        logger.warning("the batch taken ahead stays in its processing list for the next worker",
+                                       metadata: ["list": "\(batch.list)"])
+                    }
                 } catch {
                     logger.warning("the batch taken ahead stays in its processing list for the next worker",
                                    metadata: ["error": "\(error)"])

@@ -28,7 +28,7 @@ final class QueueWorker {
     var needsRecovery = true
     var chores = Chores()
 
-    /// Jobs that fail alone this many times while the ledger commits other writes are poison.
+    /// A job whose own statements fail this many times is poison (storage failures never count).
     static let poisonStrikes = 3
 
     init(configuration: WorkerConfiguration, ledger: Ledger, clock: any LedgerClock, stop: StopSignal,
@@ -93,7 +93,8 @@ final class QueueWorker {
     /// One turn of the active loop.
     private func step(_ link: JobQueue, _ term: ActiveTerm) throws {
         if needsRecovery {
-            try recover(link, term)
+            // Left unsettled (a stop came first), recovery stays due and nothing newer is taken.
+            guard try recover(link, term) else { return }
             needsRecovery = false
         }
         let renewing = try renewIfDue(term)
@@ -110,12 +111,12 @@ final class QueueWorker {
         if batch.isEmpty {
             // Idle, with every outbox sent: any registered list, this worker's too, is a leftover
             // (an acknowledgement lost with a Redis restart, say) and is settled again.
-            if chores.due(\.sweep, every: .seconds(5)) { try recover(link, term) }
+            if chores.due(\.sweep, every: .seconds(5)) { needsRecovery = try !recover(link, term) }
             return
         }
         // Take the next batch while this one commits; its outbox leaves after this one's.
         if !stop.isStopped { term.prefetch() }
-        try settle(batch, in: term)
+        guard try settle(batch, in: term) else { return }
         // One slice of index maintenance, while the Redis thread sends this batch's outbox.
         try ledger.maintain(epoch: term.epoch)
     }
@@ -184,7 +185,7 @@ final class QueueWorker {
 
     /// Capped exponential backoff: 0.1 s, 0.2 s, ... up to 5 s.
     static func backoff(_ attempt: Int) -> Double {
-        min(5, 0.05 * Double(1 << min(max(attempt, 1), 7)))
+        StorageFailure.backoffSeconds(attempt)  // one curve for the loop, start-up and the CLI
     }
 
     /// Sleeps in short slices so that a stop is seen quickly.

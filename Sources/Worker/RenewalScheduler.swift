@@ -23,6 +23,8 @@ struct RenewalScheduler {
     /// completed in the last chunk (written once, from the chunk that records the run).
     private var totals = RenewAllSummary()
     private(set) var completedEvent: LedgerEvent?
+    /// The run's carried and lapsed tokens so far (its chunks' renewals are not kept).
+    private var carried: Int64 = 0, lapsed: Int64 = 0
 
     init(schedule: CronSchedule, chunkSize: Int, clock: any LedgerClock, logger: Logger) {
         self.schedule = schedule
@@ -36,6 +38,7 @@ struct RenewalScheduler {
         lastCompleted = nil
         current = nil
         totals = RenewAllSummary()
+        (carried, lapsed) = (0, 0)
         completedEvent = nil
     }
 
@@ -58,6 +61,8 @@ struct RenewalScheduler {
         totals.totalProcessed += summary.totalProcessed
         totals.successful += summary.successful
         totals.failed += summary.failed
+        carried += summary.tokensCarried
+        lapsed += summary.tokensLapsed
         // Done when nothing was left, or when nothing could be renewed (only failures): those
         // accounts would come back in every chunk, so they wait for the next run.
         if summary.totalProcessed == 0 || summary.successful == 0 {
@@ -69,9 +74,12 @@ struct RenewalScheduler {
             e.add("totalProcessed", Int64(totals.totalProcessed))
             e.add("successful", Int64(totals.successful))
             e.add("failed", Int64(totals.failed))
+            e.add("tokensCarried", carried)  // under `rollover`; 0 under the other policies
+            e.add("tokensLapsed", lapsed)
             e.add("at", ms: LedgerTime.milliseconds(clock.now()))
             completedEvent = e
             totals = RenewAllSummary()
+            (carried, lapsed) = (0, 0)
             logger.info("renewal run complete", metadata: ["slot": "\(LedgerTime.format(slot))", "failed": "\(summary.failed)"])
             return (summary, true)
         }

@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import Ledger
 
-/// `queries`: history pages and month statistics on a ledger of ten million entries.
+/// `queries`: history pages, month statistics and balanceAt on a ledger of ten million entries.
 ///
 /// The ledger is built through the ledger's own write path, `Ledger.apply`, in transactions of
 /// 10,000 commands with a `ManualClock` that moves forward between transactions, so that the
@@ -121,7 +121,7 @@ struct QueriesBench: ParsableCommand, Scenario {
     /// History pages, month statistics and filtered pages of random users, through `Ledger.read`.
     func measure(_ ledger: Ledger, accounts: Int, queries: Int, label: String, context: Context) throws {
         let report = context.report
-        var history = Latencies(), filtered = Latencies(), statistics = Latencies()
+        var history = Latencies(), filtered = Latencies(), statistics = Latencies(), balanceAt = Latencies()
         var entriesSeen = 0, operations: Int64 = 0
         var rng = SystemRandomNumberGenerator()
         for i in 0..<queries {
@@ -143,6 +143,12 @@ struct QueriesBench: ParsableCommand, Scenario {
             t0 = System.nowNs()
             _ = try ledger.read(.history(userId: user, limit: 20, offset: 0, operationType: "bonus", startDate: nil, endDate: nil))
             filtered.record(ns: System.nowNs() - t0)
+            // balanceAt: a random moment of the year, one seek.
+            let moment = Date(timeIntervalSince1970: Double(Self.start + Int64.random(in: 0..<Self.spanMs, using: &rng)) / 1000)
+            t0 = System.nowNs()
+            let past = try ledger.read(.balanceAt(userId: user, at: moment))
+            balanceAt.record(ns: System.nowNs() - t0)
+            if !past.success { report.fail("queries: balanceAt refused: \(past.json.prefix(200))") }
             if !page.success || !stats.success { report.fail("queries: refused: \(page.json.prefix(200)) \(stats.json.prefix(200))") }
         }
         if entriesSeen != queries * 20 { report.fail("queries: \(entriesSeen) history entries for \(queries) pages of 20") }
@@ -151,5 +157,6 @@ struct QueriesBench: ParsableCommand, Scenario {
         statistics.report(report, Self.name, "month statistics\(label)", p99Target: context.smoke ? nil : 5,
                           note: "\(Unit.grouped(Int(operations) / max(queries, 1))) entries per month and user, \(note)")
         filtered.report(report, Self.name, "history page, operationType filter\(label)", note: "with its total count, \(note)")
+        balanceAt.report(report, Self.name, "balanceAt a random moment\(label)", p99Target: context.smoke ? nil : 2, note: note)
     }
 }

@@ -95,7 +95,7 @@ struct VerifyCommand: ParsableCommand {
         let settings = try self.settings.resolve()
         var total = 0
         for path in settings.databasePaths {
-            let violations = try Ledger.verify(path: path)
+            let violations = try settings.waitingOut("verifying the ledger \(path)") { try Ledger.verify(path: path) }
             for v in violations { print(v) }
             print(violations.isEmpty ? "ledger \(path): no violation" : "ledger \(path): \(violations.count) violation(s)")
             total += violations.count
@@ -128,7 +128,7 @@ struct BackupCommand: ParsableCommand {
         let settings = try self.settings.resolve()
         for partition in 0..<settings.partitioning.count {
             let (source, copy) = (settings.databasePath(partition: partition), settings.partitionFile(path, partition: partition))
-            try Ledger.backup(from: source, to: copy, config: settings.ledger)
+            try settings.waitingOut("backing up the ledger \(source)") { try Ledger.backup(from: source, to: copy, config: settings.ledger) }
             print("backup of \(source) written to \(copy)")
         }
     }

@@ -48,6 +48,10 @@ struct ConfigFile: Decodable {
         var timeZone: String?
         var policy: RenewalPolicy?
         var batchSize: Int?
+        /// Under `rollover`: the most tokens carried (all tiers; `tiers.<Tier>.rolloverMax` wins).
+        var rolloverMax: Int64?
+        /// Under `rollover`: periods a carried grant lives (0: never lapses; default 1).
+        var rolloverMonths: Int?
     }
 
     /// Reads and decodes the file; the error names the file and the offending field.

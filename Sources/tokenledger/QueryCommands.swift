@@ -12,7 +12,9 @@ protocol LedgerQuery: ParsableCommand {
 extension LedgerQuery {
     func run() throws {
         let settings = try self.settings.resolve()
-        let result = try settings.openReader(partition: settings.partitioning.partition(of: userId)).read(try operation())
+        let operation = try operation()
+        let partition = settings.partitioning.partition(of: userId)
+        let result = try settings.waitingOut("reading the ledger") { try settings.openReader(partition: partition).read(operation) }
         print(result.json)
         if !result.success { throw ExitCode(2) }
     }
@@ -66,4 +68,13 @@ struct EligibilityCommand: LedgerQuery {
     @OptionGroup var settings: SettingsOptions
     @Argument(help: "The user id.") var userId: String
     func operation() throws -> LedgerOperation { .eligibility(userId: userId) }
+}
+
+struct BalanceAtCommand: LedgerQuery {
+    static let configuration = CommandConfiguration(commandName: "balance-at",
+                                                    abstract: "Print a user's balance and spent total as they stood at a moment.")
+    @OptionGroup var settings: SettingsOptions
+    @Argument(help: "The user id.") var userId: String
+    @Option(help: "The moment (ISO 8601).") var at: String
+    func operation() throws -> LedgerOperation { .balanceAt(userId: userId, at: try parseRequiredDate(at, "at")) }
 }

@@ -129,6 +129,8 @@ struct Settings {
         if let costs = file.costs { ledger.costs = costs }
         if let tiers = file.tiers { ledger.tiers = tiers }
         if let policy = file.renewal?.policy { ledger.renewalPolicy = policy }
+        ledger.rolloverMax = file.renewal?.rolloverMax
+        if let months = file.renewal?.rolloverMonths { ledger.rolloverMonths = months }
         if let sync = file.synchronous { ledger.synchronous = sync }
         if let pages = file.walAutoCheckpointPages { ledger.walAutoCheckpointPages = pages }
         if let cache = file.cacheMebibytes { ledger.cacheMebibytes = cache }
@@ -223,10 +225,28 @@ struct Settings {
     }
 
     /// Opens (creating if needed) a partition's ledger for writing, and records or checks the
-    /// partition it holds: for the worker and `migrate`.
-    func openLedger(partition: Int = 0) throws -> Ledger {
-        let opened = try Ledger(path: databasePath(partition: partition), config: ledger)
-        try opened.claimPartition(partition, of: partitioning.count)
-        return opened
+    /// partition it holds: for the worker and `migrate`. Waits out a busy or failing ledger.
+    func openLedger(partition: Int = 0, logger: Logger? = nil, stopRequested: () -> Bool = { false }) throws -> Ledger {
+        let path = databasePath(partition: partition)
+        return try waitingOut("opening the ledger \(path)", logger: logger, stopRequested: stopRequested) {
+            let opened = try Ledger(path: path, config: ledger)
+            try opened.claimPartition(partition, of: partitioning.count)
+            return opened
+        }
+    }
+
+    /// The loop's outage rules for start-up and the CLI: a ledger that is busy, locked, full or
+    /// failing is waited for with capped backoff and reported (the log, else standard error),
+    /// never a reason to exit. A stop asked for meanwhile throws `StorageFailure.Stopped`.
+    func waitingOut<T>(_ what: String, logger: Logger? = nil, stopRequested: () -> Bool = { false },
+                       _ body: () throws -> T) throws -> T {
+        try StorageFailure.waitingOut(stopRequested: stopRequested, report: { error, cause, attempt in
+            if let logger {
+                logger.warning("the ledger does not answer; waiting", metadata: [
+                    "while": "\(what)", "cause": "\(cause.rawValue)", "attempt": "\(attempt)", "error": "\(error)"])
+            } else {
+                FileHandle.standardError.write(Data("the ledger does not answer (\(cause.rawValue)) while \(what); waiting (attempt \(attempt)): \(error)\n".utf8))
+            }
+        }, body)
     }
 }

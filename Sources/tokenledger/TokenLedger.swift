@@ -26,7 +26,7 @@ struct TokenLedger: AsyncParsableCommand {
             """,
         subcommands: [
             WorkerCommand.self, EnqueueCommand.self, BalanceCommand.self, HistoryCommand.self,
-            StatsCommand.self, EligibilityCommand.self, RenewCommand.self, DeadLettersCommand.self,
+            StatsCommand.self, EligibilityCommand.self, BalanceAtCommand.self, RenewCommand.self, DeadLettersCommand.self,
             VerifyCommand.self, MigrateCommand.self, BackupCommand.self, EventsCommand.self,
         ]
     )

@@ -47,7 +47,16 @@ struct WorkerCommand: AsyncParsableCommand {
         var ledgers: [Ledger] = []
         var healths: [(partition: Int, health: WorkerHealth)] = []
         for partition in settings.servedPartitions {
-            let ledger = try settings.openLedger(partition: partition)
+            // A busy or failing ledger at start is waited out like an outage in the loop; a
+            // stop asked for meanwhile ends the process with 0.
+            let ledger: Ledger
+            do {
+                ledger = try settings.openLedger(partition: partition, logger: logger,
+                                                 stopRequested: { EarlyShutdownSignals.wereReceived })
+            } catch is StorageFailure.Stopped {
+                logger.info("stopped while waiting for the ledger at start")
+                return
+            }
             let health = WorkerHealth()
             ledgers.append(ledger)
             healths.append((partition, health))

@@ -6,8 +6,8 @@ import Worker
 import XCTest
 
 /// A ledger that refuses writes. An outage (a lock, a full disk, I/O errors) keeps the jobs and
-/// retries them for as long as it lasts; only a job that fails alone while the ledger commits
-/// other writes is poison and becomes a dead letter.
+/// retries them for as long as it lasts, whatever else commits meanwhile; only a job whose own
+/// statements fail (a trigger's RAISE here) is poison and becomes a dead letter.
 final class StorageFailureTests: XCTestCase {
     /// Runs SQL on the ledger from another process (the sqlite3 shell), as an operator or another
     /// program would; `holdingLock` keeps a write transaction open until `release()`.
@@ -125,5 +125,172 @@ final class StorageFailureTests: XCTestCase {
         XCTAssertEqual(again.bool("duplicate"), false)
         try await worker.stop()
         XCTAssertEqual(try Ledger.verify(path: h.databasePath), [])
+    }
+
+    /// The ledger's filesystem full for a few seconds (a small tmpfs, nearly filled: a one-page
+    /// write may still fit, a batch does not): no valid job becomes a dead letter, and each is
+    /// applied once, in push order, once there is room again.
+    func testAFullDiskIsNeverPoison() async throws {
+        let h = try WorkerHarness()
+        guard Self.mountTmpfs(at: h.directory.path, size: "6m") else { throw XCTSkip("mounting a tmpfs is not permitted here") }
+        defer { Self.unmount(h.directory.path) }
+        var ledgerConfig = LedgerConfig()
+        ledgerConfig.busyTimeoutMilliseconds = 20
+        let health = WorkerHealth()
+        let worker = try h.startWorker(ledgerConfig: ledgerConfig, health: health)
+        XCTAssertEqual(try h.call(["type": "open", "id": "f0", "userId": "fay"]).bool("success"), true)
+        XCTAssertEqual(try h.call(["type": "open", "id": "g0", "userId": "gus"]).bool("success"), true)
+
+        let filler = h.directory.appendingPathComponent("filler").path
+        try Self.fill(filler, leavingKiB: 16)
+        var keys: [String] = []
+        for n in 1...12 {
+            let user = n % 3 == 0 ? "gus" : "fay"
+            keys.append(try h.push(["type": "credit", "id": "f\(n)", "userId": user, "operationType": "bonus", "amount": n]))
+        }
+        try h.eventually("the worker reports the ledger as failing") { health.problems.contains { $0.hasPrefix("ledger:") } }
+        usleep(4_000_000)  // longer than any strike rule of the old design took (about 2 s)
+        XCTAssertEqual(try h.deadLetters().count, 0, "a full disk is not poison")
+        try FileManager.default.removeItem(atPath: filler)
+
+        var balances = ["fay": Int64(100), "gus": Int64(100)]
+        var lastEntry: Int64 = 0
+        for (index, key) in keys.enumerated() {
+            let n = index + 1
+            let user = n % 3 == 0 ? "gus" : "fay"
+            let reply = try h.reply(key, timeout: 30)
+            balances[user, default: 0] += Int64(n)
+            XCTAssertEqual(reply.bool("success"), true, "f\(n): \(reply)")
+            XCTAssertEqual(reply.int("newBalance"), balances[user], "f\(n) applied once, in order")
+            let entry = try XCTUnwrap(reply.int("ledgerEntryId"))
+            XCTAssertGreaterThan(entry, lastEntry, "f\(n) after the one pushed before it")
+            lastEntry = entry
+        }
+        XCTAssertEqual(try h.deadLetters().count, 0)
+        try await worker.stop()
+        XCTAssertEqual(try Ledger.verify(path: h.databasePath), [])
+    }
+
+    /// Another process takes the write lock for 0.35 s, frees it briefly, and again, while
+    /// credits arrive (batches of up to 4096): other writes commit in the gaps, yet a valid
+    /// credit never goes to the dead letters, and each is applied.
+    func testALockThatComesAndGoesIsNeverPoison() async throws {
+        let h = try WorkerHarness()
+        var ledgerConfig = LedgerConfig()
+        ledgerConfig.busyTimeoutMilliseconds = 20
+        let worker = try h.startWorker(ledgerConfig: ledgerConfig, configuration: try h.configuration(batchSize: 4096))
+        XCTAssertEqual(try h.call(["type": "open", "id": "l0", "userId": "lea"]).bool("success"), true)
+
+        let flapping = try SQLiteShell(h.databasePath, "")
+        let running = Locked(true)
+        nonisolated(unsafe) let shell = flapping.input.fileHandleForWriting
+        let flapper = Thread {
+            while running.value {
+                shell.write(Data("BEGIN IMMEDIATE;\nSELECT 1;\n".utf8))
+                usleep(350_000)
+                shell.write(Data("COMMIT;\n".utf8))
+                usleep(40_000)
+            }
+        }
+        flapper.start()
+        var keys: [String] = []
+        for n in 1...40 {
+            keys.append(try h.push(["type": "credit", "id": "l\(n)", "userId": "lea", "operationType": "bonus", "amount": 1]))
+            usleep(150_000)
+        }
+        usleep(2_000_000)
+        XCTAssertEqual(try h.deadLetters().count, 0, "a lock that comes and goes is not poison")
+        running.value = false
+        usleep(500_000)
+        flapping.release()
+        for (index, key) in keys.enumerated() {
+            let reply = try h.reply(key, timeout: 30)
+            XCTAssertEqual(reply.int("newBalance"), 101 + Int64(index), "l\(index + 1): \(reply)")
+        }
+        XCTAssertEqual(try h.deadLetters().count, 0)
+        try await worker.stop()
+        XCTAssertEqual(try Ledger.verify(path: h.databasePath), [])
+    }
+
+    /// The reproduction: batch size 1, the ledger locked, credits a1 then a2 (a2 taken ahead
+    /// while a1 fails), the lock freed and a stop at once, while a1 waits for its next retry.
+    /// Nothing newer than the unsettled a1 may commit in that term: after the restart a1's entry
+    /// precedes a2's.
+    func testAStopDuringAStorageFailureNeverReordersAUsersJobs() async throws {
+        let h = try WorkerHarness()
+        var ledgerConfig = LedgerConfig()
+        ledgerConfig.busyTimeoutMilliseconds = 20
+        let config = try h.configuration(batchSize: 1)
+        var worker = try h.startWorker(ledgerConfig: ledgerConfig, configuration: config)
+        XCTAssertEqual(try h.call(["type": "open", "id": "o0", "userId": "ann"]).bool("success"), true)
+        let lock = try SQLiteShell.holdingLock(h.databasePath)
+        let (first, second) = (h.replyKey(), h.replyKey())
+        // One LPUSH, so that a2 is waiting when a1 is taken and is taken ahead.
+        try h.redis.send(RedisCommand("LPUSH", h.keys.jobs,
+            #"{"type":"credit","id":"a1","userId":"ann","operationType":"bonus","amount":7,"replyTo":"\#(first)"}"#,
+            #"{"type":"credit","id":"a2","userId":"ann","operationType":"bonus","amount":3,"replyTo":"\#(second)"}"#))
+        try h.eventually("both are taken") { try h.redis.llen(h.keys.jobs) == 0 }
+        usleep(3_000_000)  // a1 fails a few times; its retries are now about a second apart
+        lock.release()
+        try await worker.stop()
+
+        worker = try h.startWorker(ledgerConfig: ledgerConfig, configuration: config)
+        let a1 = try h.reply(first, timeout: 15)
+        let a2 = try h.reply(second, timeout: 15)
+        let (e1, e2) = (try XCTUnwrap(a1.int("ledgerEntryId")), try XCTUnwrap(a2.int("ledgerEntryId")))
+        XCTAssertLessThan(e1, e2, "a1's entry precedes a2's: \(a1) \(a2)")
+        XCTAssertEqual(a1.int("newBalance"), 107)
+        XCTAssertEqual(a2.int("newBalance"), 110)
+        try await worker.stop()
+        XCTAssertEqual(try Ledger.verify(path: h.databasePath), [])
+    }
+
+    // MARK: A small filesystem
+
+    static func mountTmpfs(at path: String, size: String) -> Bool {
+        run("/bin/mount", ["-t", "tmpfs", "-o", "size=\(size),mode=0700", "tmpfs", path]) == 0
+    }
+
+    static func unmount(_ path: String) {
+        _ = run("/bin/umount", ["-l", path])
+    }
+
+    @discardableResult
+    static func run(_ tool: String, _ arguments: [String]) -> Int32 {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: tool)
+        process.arguments = arguments
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        guard (try? process.run()) != nil else { return -1 }
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
+    /// Writes `path` until the filesystem is full, then gives back `leavingKiB`.
+    static func fill(_ path: String, leavingKiB: Int) throws {
+        let fd = open(path, O_CREAT | O_WRONLY | O_TRUNC, 0o600)
+        guard fd >= 0 else { throw POSIXError(.EIO) }
+        defer { close(fd) }
+        let chunk = [UInt8](repeating: 0, count: 4096)
+        var written: off_t = 0
+        while true {
+            let n = chunk.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            if n <= 0 { break }
+            written += off_t(n)
+        }
+        XCTAssertGreaterThan(written, 0)
+        _ = ftruncate(fd, max(0, written - off_t(leavingKiB * 1024)))
+    }
+}
+
+/// A value shared with a helper thread.
+final class Locked<Value>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: Value
+    init(_ value: Value) { stored = value }
+    var value: Value {
+        get { lock.withLock { stored } }
+        set { lock.withLock { stored = newValue } }
     }
 }

@@ -8,7 +8,7 @@ import json
 import sys
 from datetime import datetime, timezone
 
-from tokenledger import MonthlyRenewalService, TokenService, connect
+from tokenledger import MonthlyRenewalService, OperationType, SubscriptionTier, TokenService, connect
 
 
 def main(user_id: str) -> None:
@@ -17,7 +17,7 @@ def main(user_id: str) -> None:
     token_service = TokenService(
         db,
         cache_invalidation_callback=lambda uid: print(f"cache: invalidate {uid}"),
-        metrics_callback=lambda m: print(f"metrics: {m.operation} user={m.user_id} success={m.success} "
+        metrics_callback=lambda m: print(f"metrics: {m.operation} user={m.user_id} amount={m.amount} success={m.success} "
                                          f"{m.duration_ms:.1f}ms"),
     )
     renewal_service = MonthlyRenewalService(db)
@@ -36,7 +36,8 @@ def main(user_id: str) -> None:
                                                    "ledgerEntryId": charge.ledger_entry_id})
 
     # A chat message
-    chat = token_service.charge_for_operation(user_id, "chatgpt_message", {"conversationId": "conv-1"})
+    chat_operation: OperationType = "chatgpt_message"
+    chat = token_service.charge_for_operation(user_id, chat_operation, {"conversationId": "conv-1"})
     print(f"chat: success={chat.success} balance={chat.new_balance}")
 
     # Bonus tokens, and a metered API call
@@ -50,6 +51,9 @@ def main(user_id: str) -> None:
 
     # The balance, the history and the monthly report
     balance = token_service.get_balance(user_id)
+    if balance is None:
+        print(f"no account for {user_id}")
+        return
     print(f"balance: {balance.tokens_balance} tokens, {balance.tokens_spent} spent, tier {balance.tier}, "
           f"renewed {balance.last_renewal_at.isoformat()}")
     entries = token_service.get_ledger().get_user_entries(user_id, limit=10, offset=0)
@@ -64,7 +68,7 @@ def main(user_id: str) -> None:
     # Renewal
     eligibility = renewal_service.check_eligibility(user_id)
     print(f"renewal: eligible={eligibility.eligible} ({eligibility.reason}), in {eligibility.days_until_renewal} days")
-    preview = renewal_service.renew_all_eligible(dry_run=True)
+    preview = renewal_service.renew_all_eligible(dry_run=True, tier=SubscriptionTier.Gift)
     print(f"renewal: a run now would renew {preview.total_processed} accounts; "
           f"cron {renewal_service.get_cron_expression()}")
 

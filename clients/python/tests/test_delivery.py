@@ -52,7 +52,7 @@ def test_a_call_resends_its_job_while_the_worker_is_stopped_and_applies_once(wor
     assert result.new_balance == 95
     [entry] = service.get_ledger().get_user_entries(user_id, operation_type="chatgpt_message")
     assert entry.job_id == result.id
-    assert service.charge_for_operation(user_id, "chatgpt_message", id=result.id).duplicate is True
+    assert service.charge_for_operation(user_id, "chatgpt_message", job_id=result.id).duplicate is True
     assert service.get_balance(user_id).tokens_balance == 95
 
 

@@ -4,7 +4,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from conftest import new_user, opened
-from tokenledger import TokenLedgerError, TokenService
+from tokenledger import OperationType, SubscriptionTier, TokenLedgerError, TokenService, unwrap
 
 
 def test_charging_for_an_image_with_a_refund_when_generation_fails(service):
@@ -32,6 +32,57 @@ def test_a_chat_message(service, metrics):
     m = metrics[0]
     assert (m.operation, m.user_id, m.success, m.error) == ("chargeForOperation", user_id, True, None)
     assert m.duration_ms >= 0
+    assert m.amount == 5  # a charge's amount is its cost
+
+
+def test_metrics_name_a_charges_cost_as_its_amount_refused_or_not(service, metrics):
+    user_id = opened(service, "charge-metrics")
+    metrics.clear()
+    service.charge_for_operation(user_id, "image_generation")
+    service.debit(user_id, "api_call", 88)
+    assert service.charge_for_operation(user_id, "image_generation").code == "insufficient_tokens"
+    assert [(m.operation, m.amount, m.success) for m in metrics] == [
+        ("chargeForOperation", 10, True), ("debit", 88, True), ("chargeForOperation", 10, False)]
+
+
+def test_subscription_tier_and_operation_type(service):
+    tier: SubscriptionTier = SubscriptionTier.Gift
+    operation: OperationType = "image_generation"
+    assert [t.value for t in SubscriptionTier] == ["Gift", "Professional", "Business"]
+    user_id = opened(service, "tier")
+    balance = service.get_balance(user_id)
+    assert balance is not None and balance.tier == tier
+    assert service.charge_for_operation(user_id, operation).success
+    bought = unwrap(service.purchase(new_user("tier-buyer"), SubscriptionTier.Business, f"pi_{user_id}"))
+    assert (bought.tier, bought.new_balance) == (SubscriptionTier.Business, 10_000)
+
+
+def test_monitors_made_replaced_removed(service):
+    user_id = opened(service, "monitor")
+    made = unwrap(service.monitor(user_id, 50, monitor_id="low"))
+    assert (made.monitor_id, made.threshold, made.armed, made.replaced, made.duplicate) == ("low", 50, True, False, False)
+    replaced = unwrap(service.monitor(user_id, 500, monitor_id="low"))
+    assert (replaced.threshold, replaced.armed, replaced.replaced) == (500, False, True)
+    unnamed = unwrap(service.monitor(user_id, 10))
+    assert unnamed.monitor_id == unnamed.id  # the job id by default
+    assert unwrap(service.unmonitor(user_id, "low")).monitor_id == "low"
+    assert service.unmonitor(user_id, "low").code == "monitor_not_found"
+    negative = service.monitor(user_id, -1)
+    assert negative.code == "invalid_threshold"
+    assert negative.error is not None and negative.error.startswith("Invalid threshold: ")
+
+
+def test_a_querys_refusal_is_raised_carrying_the_refusal_a_change_answers(service):
+    user_id = opened(service, "refusals")
+    changed = service.charge_for_operation(user_id, "teleportation")
+    with pytest.raises(TokenLedgerError) as raised:
+        service.can_afford(user_id, "teleportation")
+    assert raised.value.refusal is not None
+    assert (raised.value.refusal.code, raised.value.refusal.error, str(raised.value)) == (
+        changed.code, changed.error, changed.error)
+    with pytest.raises(TokenLedgerError) as unwrapped:
+        unwrap(changed)
+    assert unwrapped.value.refusal is changed
 
 
 def test_a_subscription_purchase(service):
@@ -98,8 +149,8 @@ def test_bonus_tokens(service):
 def test_a_charge_once_retried_with_a_refund(service):
     user_id = opened(service, "retry")
     order = f"order-{user_id}"
-    first = service.charge_for_operation(user_id, "image_generation", {"order": 1}, id=order)
-    retried = service.charge_for_operation(user_id, "image_generation", {"order": 1}, id=order)
+    first = service.charge_for_operation(user_id, "image_generation", {"order": 1}, job_id=order)
+    retried = service.charge_for_operation(user_id, "image_generation", {"order": 1}, job_id=order)
     assert first.success and retried.success
     assert (first.duplicate, retried.duplicate) == (False, True)
     assert retried.ledger_entry_id == first.ledger_entry_id

@@ -38,7 +38,7 @@ def test_a_hold_then_a_capture_of_less_frees_the_rest(service, metrics):
 
 def test_a_capture_above_the_hold_is_refused_and_a_release_frees_it_all(service):
     user_id = opened(service, "exceeds")
-    hold = service.hold(user_id, "image_generation")
+    hold = service.hold_for_operation(user_id, "image_generation")
     assert hold.success and hold.amount == 10
     over = service.capture(user_id, hold.hold_id, 11)
     assert (over.success, over.code, over.held, over.requested) == (False, "capture_exceeds_hold", 10, 11)
@@ -108,8 +108,8 @@ def test_with_hold_releases_the_hold_when_the_function_raises(service, metrics):
 def test_a_hold_sent_again_with_its_id_answers_duplicate(service):
     user_id = opened(service, "replay")
     hold_id = f"hold:{user_id}"
-    first = service.hold(user_id, 30, id=hold_id)
+    first = service.hold(user_id, 30, job_id=hold_id)
     assert (first.success, first.duplicate) == (True, False)
-    replay = service.hold(user_id, 30, id=hold_id)
+    replay = service.hold(user_id, 30, job_id=hold_id)
     assert (replay.success, replay.duplicate, replay.hold_id) == (True, True, hold_id)
     assert service.get_balance(user_id).held == 30  # held once

@@ -24,3 +24,5 @@ def test_examples_original_api_runs_against_the_worker(worker):
     assert summary == {"balance": 117, "spent": 18, "earned": 135, "entries": 6, "refused": "insufficient_tokens"}
     assert "refused: Insufficient tokens: " in run.stdout
     assert "metrics: chargeForOperation user=" in run.stdout
+    assert f"metrics: chargeForOperation user={user_id} amount=10 success=True" in run.stdout
+    assert "renewal: a run now would renew " in run.stdout  # a dry run of SubscriptionTier.Gift

@@ -3,7 +3,7 @@
 // connection to the queue (TOKENLEDGER_REDIS_URL, TOKENLEDGER_REDIS_PASSWORD, TOKENLEDGER_PREFIX).
 //
 //   node build/examples/original-api.js <userId>
-import { connect, MonthlyRenewalService, TokenService } from "../src"; // in an application: from "tokenledger"
+import { connect, MonthlyRenewalService, OperationType, SubscriptionTier, TokenService } from "../src"; // in an application: from "tokenledger"
 
 async function main(userId: string): Promise<void> {
   const db = await connect();
@@ -11,7 +11,7 @@ async function main(userId: string): Promise<void> {
   const tokenService = new TokenService(db, {
     cacheInvalidationCallback: (id) => console.log(`cache: invalidate ${id}`),
     metricsCallback: (metrics) =>
-      console.log(`metrics: ${metrics.operation} user=${metrics.userId} success=${metrics.success} ${metrics.durationMs}ms`),
+      console.log(`metrics: ${metrics.operation} user=${metrics.userId} amount=${metrics.amount} success=${metrics.success} ${metrics.durationMs}ms`),
   });
   const renewalService = new MonthlyRenewalService(db);
 
@@ -29,7 +29,8 @@ async function main(userId: string): Promise<void> {
   }
 
   // A chat message
-  const chat = await tokenService.chargeForOperation(userId, "chatgpt_message", { conversationId: "conv-1" });
+  const chatOperation: OperationType = "chatgpt_message";
+  const chat = await tokenService.chargeForOperation(userId, chatOperation, { conversationId: "conv-1" });
   console.log(`chat: success=${chat.success} balance=${chat.newBalance}`);
 
   // Bonus tokens, and a metered API call
@@ -57,7 +58,7 @@ async function main(userId: string): Promise<void> {
   // Renewal
   const eligibility = await renewalService.checkEligibility(userId);
   console.log(`renewal: eligible=${eligibility.eligible} (${eligibility.reason}), in ${eligibility.daysUntilRenewal} days`);
-  const preview = await renewalService.renewAllEligible({ dryRun: true });
+  const preview = await renewalService.renewAllEligible({ dryRun: true, tier: SubscriptionTier.Gift });
   console.log(`renewal: a run now would renew ${preview.totalProcessed} accounts; cron ${renewalService.getCronExpression()}`);
 
   console.log(`SUMMARY ${JSON.stringify({ balance: balance?.tokensBalance, spent: report.totalSpent, earned: report.totalEarned, entries: entries.length, refused: tooMuch.success ? null : tooMuch.code })}`);

@@ -1,51 +1,12 @@
 // The connection to a TokenLedger queue: sends jobs, waits for their replies, resends on timeout,
 // routes each user to its partition, and follows the balance invalidations.
 import { commandOptions, createClient } from "redis";
+import { Job, Reply, TokenLedgerError } from "./errors";
 import { partitionOf, uuidv7 } from "./ids";
+import { Fields, isObject, readReply } from "./shape";
 
-/** The contract's error codes, plus `timeout` (no reply after every attempt). */
-export type ErrorCode =
-  | "invalid_job" | "storage_error" | "wrong_partition" | "user_not_found" | "account_exists"
-  | "insufficient_tokens" | "unknown_operation" | "invalid_amount" | "refund_exceeds_charge"
-  | "not_eligible" | "duplicate_payment" | "charge_not_found" | "unknown_tier" | "invalid_months"
-  | "invalid_limit" | "invalid_date_range" | "hold_not_found" | "hold_closed" | "hold_expired"
-  | "capture_exceeds_hold" | "invalid_expiry" | "reserved_operation_type" | "timeout" | (string & {});
-
-/** A job as pushed on the queue (see the contract's "Jobs"). */
-export interface Job {
-  type: string;
-  id?: string;
-  userId?: string;
-  [field: string]: unknown;
-}
-
-/** A reply as the worker writes it. */
-export interface Reply {
-  id: string | null;
-  type: string;
-  success: boolean;
-  duplicate?: boolean;
-  error?: { code: ErrorCode; message: string };
-  [field: string]: unknown;
-}
-
-/**
- * `Insufficient tokens: The balance of 3 tokens does not cover the 5 tokens required.`: the code
- * as words, then the worker's sentence. The words keep the original service's checks working
- * (`error.includes('Insufficient tokens')`, `'User not found'`, `'Unknown operation'`).
- */
-export function describeError(code: string, message: string): string {
-  const words = code.replace(/_/g, " ");
-  return `${words.charAt(0).toUpperCase()}${words.slice(1)}: ${message}`;
-}
-
-/** A refusal thrown by a query, a failed call, or `timeout`. `message` is `describeError`'s text. */
-export class TokenLedgerError extends Error {
-  constructor(readonly code: ErrorCode, readonly detail: string, readonly reply?: Reply, readonly job?: Job) {
-    super(describeError(code, detail));
-    this.name = "TokenLedgerError";
-  }
-}
+export { describeError, Job, Reply, ReplyShapeError, TokenLedgerError } from "./errors";
+export { ErrorCode } from "./codes";
 
 export interface ClientOptions {
   /** Default: TOKENLEDGER_REDIS_URL, else redis://127.0.0.1:6379/0. Never put a password here. */
@@ -130,6 +91,11 @@ export class LedgerClient {
    * was applied meanwhile answers its first result with `duplicate: true`.
    */
   async send(job: Job, partition?: number): Promise<Reply> {
+    return (await this.exchange(job, partition)).reply;
+  }
+
+  /** `send`, answering the reply's checked fields too. */
+  async exchange(job: Job, partition?: number): Promise<{ reply: Reply; fields: Fields }> {
     const replyTo = `${this.prefix}:reply:${uuidv7()}`;
     const payload = JSON.stringify({ ...job, replyTo });
     const queue = partition !== undefined ? this.key("jobs", partition)
@@ -142,7 +108,7 @@ export class LedgerClient {
       const got = await this.redis.brPop(commandOptions({ isolated: true }), replyTo, seconds);
       if (got) {
         await this.redis.del(replyTo);
-        return JSON.parse(got.element) as Reply;
+        return readReply(got.element);
       }
     }
     throw new TokenLedgerError("timeout", `No reply to job ${job.id ?? job.type} after ${attempts} attempts of ${seconds} s; send it again with the same id.`, undefined, job);
@@ -165,7 +131,12 @@ export class LedgerClient {
       this.subscriber.on("error", () => undefined);
       await this.subscriber.connect();
       await this.subscriber.subscribe(`${this.prefix}:balance`, (text) => {
-        const message = JSON.parse(text) as BalanceMessage;
+        let message: BalanceMessage;
+        try {
+          message = readBalanceMessage(text);
+        } catch {
+          return; // not an invalidation this client can read: nothing to tell
+        }
         for (const each of this.balanceListeners) each(message);
       });
     }
@@ -191,7 +162,20 @@ export interface BalanceMessage {
   operationType: string | null;
   tokensAmount: number | null;
   at: string;
-  [field: string]: unknown;
+  /** With N > 1 partitions: the partition of the change. */
+  partition?: number;
+}
+
+function readBalanceMessage(text: string): BalanceMessage {
+  const parsed: unknown = JSON.parse(text);
+  if (!isObject(parsed)) throw new Error("not an object");
+  const f = new Fields(parsed, "", text);
+  return {
+    userId: f.str("userId"), tokensBalance: f.int("tokensBalance"), tokensSpent: f.int("tokensSpent"),
+    held: f.int("held"), available: f.int("available"), tier: f.str("tier"), ledgerEntryId: f.intOrNull("ledgerEntryId"),
+    operationType: f.strOrNull("operationType"), tokensAmount: f.intOrNull("tokensAmount"), at: f.str("at"),
+    partition: f.optInt("partition"),
+  };
 }
 
 /** A connected client: `const db = await connect({ url })`. */

@@ -1,21 +1,28 @@
 // The original TokenService, its ledger view and MonthlyRenewalService, over the queue.
-import { ClientOptions, connect, ErrorCode, Job, LedgerClient, Reply, TokenLedgerError, describeError } from "./client";
+import { ClientOptions, connect, LedgerClient } from "./client";
+import { ErrorCode, OperationType, TierName } from "./codes";
+import { describeError, Job, Refusal, Reply, ReplyShapeError, TokenLedgerError } from "./errors";
+import { Fields, isObject, Metadata } from "./shape";
 
-export type Metadata = Record<string, unknown>;
+export { Metadata, Refusal };
 
 /** What every changing call also accepts: the job id (default: a new UUIDv7). */
 export interface CallOptions {
   id?: string;
 }
 
-/** The result of a balance change. A refusal is a result (`success: false`), not a throw. */
-export type ChangeResult = ChangeSuccess | ChangeRefusal;
+/**
+ * The result of a balance change. A refusal is a result (`success: false`), not a throw, as in the
+ * original service; `unwrap(result)` throws it as a query would.
+ */
+export type ChangeResult = ChangeSuccess | Refusal;
 
 export interface ChangeSuccess {
   success: true;
   /** The job id. */
   id: string;
   newBalance: number;
+  /** The entry written; null for a change that writes none (a renewal top-up that added nothing). */
   ledgerEntryId: number | null;
   tokensAmount: number;
   /** True when this delivery found the job already applied (a resend or a retry). */
@@ -24,28 +31,40 @@ export interface ChangeSuccess {
   code?: undefined;
 }
 
-export interface ChangeRefusal {
-  success: false;
-  id: string;
-  /** `Insufficient tokens: <the worker's sentence>`: see describeError. */
-  error: string;
-  code: ErrorCode;
-  /** The worker's sentence alone. */
-  message: string;
-  duplicate: boolean;
-  /** The balance, when the refusal names it (insufficient_tokens). */
-  newBalance?: number;
-  balance?: number;
-  available?: number;
-  required?: number;
-  deficit?: number;
-  /** capture_exceeds_hold: what the hold holds and what the capture asked for. */
-  held?: number;
-  requested?: number;
-  /** hold_closed: `captured` or `released`. */
-  state?: "captured" | "released";
-  ledgerEntryId?: undefined;
-  tokensAmount?: undefined;
+/** @deprecated the name of `Refusal` before queries shared it. */
+export type ChangeRefusal = Refusal;
+
+/** A credit: with an expiry, its tokens form a grant named by the job id. */
+export interface CreditSuccess extends ChangeSuccess {
+  grantId?: string;
+  expiresAt?: Date;
+}
+
+/** An opened account: on tier Gift, its allocation credited, its renewal clock started. */
+export interface OpenSuccess extends ChangeSuccess {
+  tier: TierName;
+  lastRenewalAt: Date;
+  nextRenewalDate: Date;
+}
+
+export interface PurchaseSuccess extends ChangeSuccess {
+  tier: TierName;
+  tokensAdded: number;
+  subscriptionExpiresAt: Date | null;
+  lastRenewalAt: Date;
+  nextRenewalDate: Date;
+}
+
+export interface RenewSuccess extends ChangeSuccess {
+  tier: TierName;
+  tokensAdded: number;
+  /** Whether an expired subscription was moved to Gift first. */
+  downgraded: boolean;
+  lastRenewalAt: Date;
+  nextRenewalDate: Date;
+  /** Policy `rollover`: the tokens carried into the new period, and those above the cap that lapsed. */
+  tokensCarried?: number;
+  tokensLapsed?: number;
 }
 
 /** A hold's result: its tokens are reserved (`available` drops), no entry is written. */
@@ -57,7 +76,7 @@ export interface HoldSuccess {
   amount: number;
   /** `available` after the hold. */
   available: number;
-  expiresAt: string;
+  expiresAt: Date;
   duplicate: boolean;
   error?: undefined;
   code?: undefined;
@@ -82,9 +101,40 @@ export interface ReleaseSuccess {
   code?: undefined;
 }
 
-export type HoldResult = HoldSuccess | ChangeRefusal;
-export type CaptureResult = CaptureSuccess | ChangeRefusal;
-export type ReleaseResult = ReleaseSuccess | ChangeRefusal;
+/** A monitor made or replaced: `balance.low` fires when `available` falls below `threshold`. */
+export interface MonitorSuccess {
+  success: true;
+  id: string;
+  monitorId: string;
+  threshold: number;
+  /** `available >= threshold` now: only an armed monitor fires. */
+  armed: boolean;
+  /** Whether the user had a monitor of this id, whose threshold this one replaced. */
+  replaced: boolean;
+  duplicate: boolean;
+  error?: undefined;
+  code?: undefined;
+}
+
+export interface UnmonitorSuccess {
+  success: true;
+  id: string;
+  monitorId: string;
+  duplicate: boolean;
+  error?: undefined;
+  code?: undefined;
+}
+
+export type CreditResult = CreditSuccess | Refusal;
+export type OpenResult = OpenSuccess | Refusal;
+export type PurchaseResult = PurchaseSuccess | Refusal;
+export type RenewResult = RenewSuccess | Refusal;
+export type HoldResult = HoldSuccess | Refusal;
+export type CaptureResult = CaptureSuccess | Refusal;
+export type ReleaseResult = ReleaseSuccess | Refusal;
+export type MonitorResult = MonitorSuccess | Refusal;
+export type UnmonitorResult = UnmonitorSuccess | Refusal;
+
 
 export interface HoldOptions extends CallOptions {
   /** Seconds until the hold expires unclosed (1 to 7 days; the worker's default is 900). */
@@ -95,7 +145,7 @@ export interface HoldOptions extends CallOptions {
 
 export interface CaptureOptions extends CallOptions {
   /** Default: the hold's operation, else `capture`. */
-  operationType?: string;
+  operationType?: OperationType;
   metadata?: Metadata;
 }
 
@@ -104,7 +154,7 @@ export interface OpenHold {
   holdId: string;
   amount: number;
   /** The hold's operation, or null. */
-  operationType: string | null;
+  operationType: OperationType | null;
   createdAt: Date;
   expiresAt: Date;
 }
@@ -148,7 +198,7 @@ export interface Balance {
   available: number;
   /** The expiring grants not used up, soonest first. */
   grants: Grant[];
-  tier: string;
+  tier: TierName;
   lastRenewalAt: Date;
   nextRenewalDate: Date;
   subscriptionExpiresAt: Date | null;
@@ -157,7 +207,7 @@ export interface Balance {
 export interface LedgerEntry {
   id: number;
   jobId: string | null;
-  operationType: string;
+  operationType: OperationType;
   tokensAmount: number;
   balanceBefore: number;
   balanceAfter: number;
@@ -168,7 +218,7 @@ export interface LedgerEntry {
 export interface EntryQuery {
   limit?: number;
   offset?: number;
-  operationType?: string;
+  operationType?: OperationType;
   startDate?: Date | string;
   endDate?: Date | string;
 }
@@ -189,8 +239,6 @@ export interface Statistics {
   byOperation: Record<string, { count: number; tokens: number }>;
 }
 
-export type PurchaseResult = ChangeResult & { tier?: string; tokensAdded?: number; subscriptionExpiresAt?: string };
-export type RenewResult = ChangeResult & { tier?: string; tokensAdded?: number; downgraded?: boolean; nextRenewalDate?: string };
 
 export interface Eligibility {
   eligible: boolean;
@@ -198,12 +246,12 @@ export interface Eligibility {
   nextRenewalDate: Date;
   daysUntilRenewal: number;
   lastRenewalAt: Date;
-  tier: string;
+  tier: TierName;
 }
 
 export interface RenewAllOptions extends CallOptions {
   dryRun?: boolean;
-  tier?: string;
+  tier?: TierName;
   limit?: number;
   continueOnError?: boolean;
 }
@@ -214,12 +262,23 @@ export interface RenewAllResult {
   successful: number;
   failed: number;
   errors: { userId: string; code: ErrorCode; message: string }[];
-  renewals: { userId: string; tier: string; tokensAdded: number; newBalance: number }[];
+  renewals: RenewedAccount[];
+}
+
+export interface RenewedAccount {
+  userId: string;
+  tier: TierName;
+  tokensAdded: number;
+  newBalance: number;
+  /** Policy `rollover` only (see RenewSuccess). */
+  tokensCarried?: number;
+  tokensLapsed?: number;
 }
 
 export interface OperationMetrics {
   operation: string;
   userId: string;
+  /** The tokens the call was about: a debit's amount, a charge's cost, a hold's amount. */
   amount: number | undefined;
   success: boolean;
   error: string | undefined;
@@ -242,11 +301,110 @@ function clientOf(db: Db): { client: LedgerClient; ready: Promise<unknown> } {
   return { client, ready: client.connect() };
 }
 
-const toDate = (value: unknown): Date => new Date(value as string);
-const toDateOrNull = (value: unknown): Date | null => (value == null ? null : toDate(value));
 const isoOf = (value: Date | string | undefined) => (value instanceof Date ? value.toISOString() : value);
 
-/** Shared by the services: sends jobs, measures calls, shapes replies. */
+/** Reads a success reply's fields into a result. */
+type Reader<T> = (f: Fields) => T;
+
+/** The fields every balance change answers. */
+const readChange = (f: Fields): ChangeSuccess => ({
+  success: true, id: f.str("id"), newBalance: f.int("newBalance"), ledgerEntryId: f.intOrNull("ledgerEntryId"),
+  tokensAmount: f.int("tokensAmount"), duplicate: f.optBool("duplicate") ?? false,
+});
+
+const readCredit = (f: Fields): CreditSuccess => {
+  const result: CreditSuccess = readChange(f);
+  const grantId = f.optStr("grantId");
+  if (grantId !== undefined) Object.assign(result, { grantId, expiresAt: f.date("expiresAt") });
+  return result;
+};
+
+const readOpen = (f: Fields): OpenSuccess => ({
+  ...readChange(f), tier: f.str("tier"), lastRenewalAt: f.date("lastRenewalAt"), nextRenewalDate: f.date("nextRenewalDate"),
+});
+
+const readPurchase = (f: Fields): PurchaseSuccess => ({
+  ...readChange(f), tier: f.str("tier"), tokensAdded: f.int("tokensAdded"),
+  subscriptionExpiresAt: f.dateOrNull("subscriptionExpiresAt"), lastRenewalAt: f.date("lastRenewalAt"),
+  nextRenewalDate: f.date("nextRenewalDate"),
+});
+
+/** The rollover policy's fields, present only under it. */
+function withRollover<T extends object>(result: T, f: Fields): T & { tokensCarried?: number; tokensLapsed?: number } {
+  const carried = f.optInt("tokensCarried");
+  const lapsed = f.optInt("tokensLapsed");
+  return { ...result, ...(carried !== undefined ? { tokensCarried: carried } : {}), ...(lapsed !== undefined ? { tokensLapsed: lapsed } : {}) };
+}
+
+const readRenew = (f: Fields): RenewSuccess => withRollover({
+  ...readChange(f), tier: f.str("tier"), tokensAdded: f.int("tokensAdded"), downgraded: f.bool("downgraded"),
+  lastRenewalAt: f.date("lastRenewalAt"), nextRenewalDate: f.date("nextRenewalDate"),
+}, f);
+
+const readHold = (f: Fields): HoldSuccess => ({
+  success: true, id: f.str("id"), holdId: f.str("holdId"), amount: f.int("amount"), available: f.int("available"),
+  expiresAt: f.date("expiresAt"), duplicate: f.optBool("duplicate") ?? false,
+});
+
+const readCapture = (f: Fields): CaptureSuccess => ({
+  ...readChange(f), holdId: f.str("holdId"), released: f.int("released"), available: f.int("available"),
+});
+
+const readRelease = (f: Fields): ReleaseSuccess => ({
+  success: true, id: f.str("id"), holdId: f.str("holdId"), released: f.int("released"), available: f.int("available"),
+  duplicate: f.optBool("duplicate") ?? false,
+});
+
+const readMonitor = (f: Fields): MonitorSuccess => ({
+  success: true, id: f.str("id"), monitorId: f.str("monitorId"), threshold: f.int("threshold"), armed: f.bool("armed"),
+  replaced: f.bool("replaced"), duplicate: f.optBool("duplicate") ?? false,
+});
+
+const readUnmonitor = (f: Fields): UnmonitorSuccess => ({
+  success: true, id: f.str("id"), monitorId: f.str("monitorId"), duplicate: f.optBool("duplicate") ?? false,
+});
+
+/**
+ * The reader of each job type's success reply, for the tests that read the golden replies
+ * (Tests/Golden/replies.json); `readRefusal` reads the failures.
+ */
+export const successReaders: Readonly<Record<string, Reader<unknown>>> = {
+  open: readOpen, charge: readChange, debit: readChange, credit: readCredit, refund: readChange, purchase: readPurchase,
+  renew: readRenew, hold: readHold, capture: readCapture, release: readRelease, monitor: readMonitor, unmonitor: readUnmonitor,
+};
+
+const refusalNumbers = ["balance", "available", "required", "deficit", "held", "requested", "refundable", "daysUntilRenewal"] as const;
+
+/** A failure reply as a Refusal, with the fields its code carries. */
+export function readRefusal(reply: Reply, f: Fields, error: { code: ErrorCode; message: string }): Refusal {
+  const refusal: Refusal = {
+    success: false, id: reply.id ?? "", error: describeError(error.code, error.message), code: error.code,
+    message: error.message, duplicate: f.optBool("duplicate") ?? false,
+  };
+  for (const key of refusalNumbers) {
+    const value = f.optInt(key);
+    if (value !== undefined) refusal[key] = value;
+  }
+  if (refusal.balance !== undefined) refusal.newBalance = refusal.balance;
+  const state = f.optStr("state");
+  if (state === "captured" || state === "released") refusal.state = state;
+  const due = f.optDate("nextRenewalDate");
+  if (due !== undefined) refusal.nextRenewalDate = due;
+  return refusal;
+}
+
+/** The TokenLedgerError a query throws for a refusal: a change's Refusal, thrown. */
+function refusalError(refusal: Refusal, job?: Job, reply?: Reply): TokenLedgerError {
+  return new TokenLedgerError(refusal.code, refusal.message, reply, job, refusal);
+}
+
+/** A change's success, or its refusal thrown as the TokenLedgerError a query throws. */
+export function unwrap<T extends { success: true }>(result: T | Refusal): T {
+  if (!result.success) throw refusalError(result);
+  return result;
+}
+
+/** Shared by the services: sends jobs, measures calls, reads replies. */
 class Caller {
   readonly client: LedgerClient;
   private readonly ready: Promise<unknown>;
@@ -255,72 +413,65 @@ class Caller {
     ({ client: this.client, ready: this.ready } = clientOf(db));
   }
 
-  async send(job: Job, partition?: number): Promise<Reply> {
+  async exchange(job: Job, partition?: number): Promise<{ reply: Reply; fields: Fields }> {
     await this.ready;
-    return this.client.send(job, partition);
+    return this.client.exchange(job, partition);
   }
 
-  /** Runs one call and reports it to metricsCallback once: a throw or a `success: false` answer fails. */
-  async measure<T>(operation: string, userId: string | undefined, amount: number | undefined, run: () => Promise<T>): Promise<T> {
+  /**
+   * Runs one call and reports it to metricsCallback once: a throw or a `success: false` answer
+   * fails. `amountOf` gives the call's amount from its answer (undefined after a throw).
+   */
+  async measure<T>(operation: string, userId: string | undefined, amountOf: (answer: T | undefined) => number | undefined,
+    run: () => Promise<T>): Promise<T> {
     const started = Date.now();
     let error: string | undefined;
+    let answer: T | undefined;
     try {
-      const answer = await run();
-      const refusal = answer as { success?: unknown; error?: unknown } | null;
-      if (refusal?.success === false) error = String(refusal.error);
+      answer = await run();
+      if (isObject(answer) && answer.success === false) error = String(answer.error);
       return answer;
     } catch (thrown) {
       error = thrown instanceof Error ? thrown.message : String(thrown);
       throw thrown;
     } finally {
       this.callbacks.metricsCallback?.({
-        operation, userId: userId ?? "", amount, success: error === undefined, error, durationMs: Date.now() - started,
+        operation, userId: userId ?? "", amount: amountOf(answer), success: error === undefined, error,
+        durationMs: Date.now() - started,
       });
     }
   }
 
   /** A balance-changing job: a new id unless given; a refusal is answered, not thrown. */
-  change<T extends { success: boolean } = ChangeResult>(operation: string, job: Job, options: CallOptions = {}, amount?: number): Promise<T> {
-    return this.measure(operation, job.userId, amount, () => this.apply<T>(job, options));
+  change<T extends { success: true }>(operation: string, job: Job, options: CallOptions, read: Reader<T>,
+    amountOf: (answer: T | Refusal | undefined) => number | undefined = () => undefined): Promise<T | Refusal> {
+    return this.measure(operation, job.userId, amountOf, () => this.apply(job, options, read));
   }
 
   /** `change` without the metrics, for calls made of several jobs. */
-  async apply<T extends { success: boolean } = ChangeResult>(job: Job, options: CallOptions = {}): Promise<T> {
-    return asChange(await this.send({ ...job, id: options.id ?? this.client.newId() })) as unknown as T;
+  async apply<T extends { success: true }>(job: Job, options: CallOptions, read: Reader<T>): Promise<T | Refusal> {
+    const { reply, fields } = await this.exchange({ ...job, id: options.id ?? this.client.newId() });
+    return reply.error ? readRefusal(reply, fields, reply.error) : read(fields);
   }
 
-  /** A query: its answer, or a TokenLedgerError. */
-  query<T>(operation: string, job: Job, shape: (reply: Reply) => T): Promise<T> {
-    return this.measure(operation, job.userId, undefined, async () => shape(orThrow(await this.send(job), job)));
+  /** A query: its answer, or the refusal thrown as a TokenLedgerError. */
+  query<T>(operation: string, job: Job, read: Reader<T>): Promise<T> {
+    return this.measure(operation, job.userId, () => undefined, async () => read(orThrow(await this.exchange(job), job)));
   }
 }
 
-function orThrow(reply: Reply, job: Job): Reply {
-  if (reply.error) throw new TokenLedgerError(reply.error.code, reply.error.message, reply, job);
-  return reply;
+function orThrow({ reply, fields }: { reply: Reply; fields: Fields }, job: Job): Fields {
+  if (reply.error) throw refusalError(readRefusal(reply, fields, reply.error), job, reply);
+  return fields;
 }
 
-/** A change's success, or its refusal thrown as a TokenLedgerError. */
-function refusalThrown<T extends { success: true }>(result: T | ChangeRefusal, job: Job): T {
-  if (!result.success) throw new TokenLedgerError(result.code, result.message, undefined, job);
-  return result;
-}
-
-const holdJob = (userId: string, amount: number | string, { expiresIn, metadata }: HoldOptions): Job =>
-  ({ type: "hold", userId, ...(typeof amount === "number" ? { amount } : { operation: amount }), expiresIn, metadata });
+const holdJob = (userId: string, what: { amount: number } | { operation: OperationType }, { expiresIn, metadata }: HoldOptions): Job =>
+  ({ type: "hold", userId, ...what, expiresIn, metadata });
 
 const captureJob = (userId: string, holdId: string, amount: number | undefined, { operationType, metadata }: CaptureOptions): Job =>
   ({ type: "capture", userId, holdId, amount, operationType, metadata });
 
-function asChange(reply: Reply): ChangeResult {
-  const { error, ...rest } = reply;
-  if (!error) return { duplicate: false, ...rest } as unknown as ChangeSuccess;
-  return {
-    duplicate: false, ...rest, success: false, code: error.code, message: error.message,
-    error: describeError(error.code, error.message),
-    ...(typeof reply.balance === "number" ? { newBalance: reply.balance } : {}),
-  } as unknown as ChangeRefusal;
-}
+const given = (amount: number | undefined) => () => amount;
 
 export class TokenService {
   private readonly caller: Caller;
@@ -344,37 +495,44 @@ export class TokenService {
     return this.caller.client;
   }
 
-  canAfford(userId: string, operation: string): Promise<AffordResult> {
-    return this.caller.query("canAfford", { type: "canAfford", userId, operation }, (r) => ({
-      canAfford: r.canAfford as boolean, cost: r.cost as number, balance: r.balance as number, deficit: r.deficit as number,
+  canAfford(userId: string, operation: OperationType): Promise<AffordResult> {
+    return this.caller.query("canAfford", { type: "canAfford", userId, operation }, (f) => ({
+      canAfford: f.bool("canAfford"), cost: f.int("cost"), balance: f.int("balance"), deficit: f.int("deficit"),
     }));
   }
 
-  chargeForOperation(userId: string, operation: string, metadata?: Metadata, options?: CallOptions): Promise<ChangeResult> {
-    return this.caller.change("chargeForOperation", { type: "charge", userId, operation, metadata }, options);
+  /** Debits the operation's configured cost; metrics report that cost as the amount. */
+  chargeForOperation(userId: string, operation: OperationType, metadata?: Metadata, options: CallOptions = {}): Promise<ChangeResult> {
+    return this.caller.change("chargeForOperation", { type: "charge", userId, operation, metadata }, options, readChange,
+      (r) => (r === undefined ? undefined : r.success ? -r.tokensAmount : r.required));
   }
 
-  debit(userId: string, spec: { operationType: string; amount: number; metadata?: Metadata }, options?: CallOptions): Promise<ChangeResult> {
-    return this.caller.change("debit", { type: "debit", userId, ...spec }, options, spec.amount);
+  debit(userId: string, spec: { operationType: OperationType; amount: number; metadata?: Metadata }, options: CallOptions = {}): Promise<ChangeResult> {
+    return this.caller.change("debit", { type: "debit", userId, ...spec }, options, readChange, given(spec.amount));
   }
 
-  credit(userId: string, spec: { operationType: string; amount: number; metadata?: Metadata }, options?: CallOptions): Promise<ChangeResult> {
-    return this.caller.change("credit", { type: "credit", userId, ...spec }, options, spec.amount);
+  /** Credits `amount`; with `expiresAt` or `expiresIn` (seconds) the tokens form a grant that lapses then. */
+  credit(userId: string, spec: { operationType: OperationType; amount: number; metadata?: Metadata; expiresAt?: Date | string; expiresIn?: number },
+    options: CallOptions = {}): Promise<CreditResult> {
+    const job = { type: "credit", userId, ...spec, expiresAt: isoOf(spec.expiresAt) };
+    return this.caller.change("credit", job, options, readCredit, given(spec.amount));
   }
 
   /** Credits `amount` back; with `refundOf` (a charge's or debit's job id), `amount` may be left out. */
   refund(userId: string, amount?: number, metadata?: Metadata, options: CallOptions & { refundOf?: string } = {}): Promise<ChangeResult> {
-    return this.caller.change("refund", { type: "refund", userId, amount, metadata, refundOf: options.refundOf }, options, amount);
+    return this.caller.change("refund", { type: "refund", userId, amount, metadata, refundOf: options.refundOf }, options, readChange,
+      (r) => amount ?? (r?.success ? r.tokensAmount : undefined));
   }
 
   /** Sets the tier and credits its allocation; one paymentId applies once. */
-  purchase(userId: string, tier: string, paymentId: string, months?: number, options?: CallOptions & { metadata?: Metadata }): Promise<PurchaseResult> {
-    return this.caller.change("purchase", { type: "purchase", userId, tier, paymentId, months, metadata: options?.metadata }, options);
+  purchase(userId: string, tier: TierName, paymentId: string, months?: number, options: CallOptions & { metadata?: Metadata } = {}): Promise<PurchaseResult> {
+    return this.caller.change("purchase", { type: "purchase", userId, tier, paymentId, months, metadata: options.metadata }, options,
+      readPurchase, (r) => (r?.success ? r.tokensAdded : undefined));
   }
 
   /** Creates the account on tier Gift with its allocation; `account_exists` if it exists. */
-  openAccount(userId: string, options?: CallOptions): Promise<ChangeResult> {
-    return this.caller.change("openAccount", { type: "open", userId }, options);
+  openAccount(userId: string, options: CallOptions = {}): Promise<OpenResult> {
+    return this.caller.change("openAccount", { type: "open", userId }, options, readOpen);
   }
 
   /** Opens the account unless it exists; true when it was created by this call. */
@@ -382,32 +540,38 @@ export class TokenService {
     const result = await this.openAccount(userId, { id: `open:${userId}` });
     if (result.success) return !result.duplicate;
     if (result.code === "account_exists") return false;
-    throw new TokenLedgerError(result.code, result.message);
+    throw refusalError(result);
   }
 
-  /**
-   * Reserves tokens: `amount`, or an operation's cost when a string is given (the capture then
-   * defaults to it as operationType). Refused with `insufficient_tokens` when `available` is short.
-   */
-  hold(userId: string, amount: number | string, options: HoldOptions = {}): Promise<HoldResult> {
-    return this.caller.change("hold", holdJob(userId, amount, options), options, typeof amount === "number" ? amount : undefined);
+  /** Reserves `amount` tokens. Refused with `insufficient_tokens` when `available` is short. */
+  hold(userId: string, amount: number, options: HoldOptions = {}): Promise<HoldResult> {
+    return this.caller.change("hold", holdJob(userId, { amount }, options), options, readHold, given(amount));
+  }
+
+  /** Reserves an operation's configured cost; a capture of it then defaults to it as operationType. */
+  holdForOperation(userId: string, operation: OperationType, options: HoldOptions = {}): Promise<HoldResult> {
+    return this.caller.change("hold", holdJob(userId, { operation }, options), options, readHold, (r) => (r?.success ? r.amount : undefined));
   }
 
   /** Spends `amount` of a hold (default: all of it) and frees the rest. */
   capture(userId: string, holdId: string, amount?: number, options: CaptureOptions = {}): Promise<CaptureResult> {
-    return this.caller.change("capture", captureJob(userId, holdId, amount, options), options, amount);
+    return this.caller.change("capture", captureJob(userId, holdId, amount, options), options, readCapture,
+      (r) => amount ?? (r?.success ? -r.tokensAmount : undefined));
   }
 
   /** Frees a hold with nothing spent. */
-  release(userId: string, holdId: string, options?: CallOptions): Promise<ReleaseResult> {
-    return this.caller.change("release", { type: "release", userId, holdId }, options);
+  release(userId: string, holdId: string, options: CallOptions = {}): Promise<ReleaseResult> {
+    return this.caller.change("release", { type: "release", userId, holdId }, options, readRelease);
   }
 
   /** The user's open holds, with `held` and `available`. */
   holds(userId: string): Promise<Holds> {
-    return this.caller.query("holds", { type: "holds", userId }, (r) => ({
-      holds: (r.holds as OpenHold[]).map((h) => ({ ...h, createdAt: toDate(h.createdAt), expiresAt: toDate(h.expiresAt) })),
-      held: r.held as number, available: r.available as number,
+    return this.caller.query("holds", { type: "holds", userId }, (f) => ({
+      holds: f.list("holds").map((h) => ({
+        holdId: h.str("holdId"), amount: h.int("amount"), operationType: h.strOrNull("operationType"),
+        createdAt: h.date("createdAt"), expiresAt: h.date("expiresAt"),
+      })),
+      held: f.int("held"), available: f.int("available"),
     }));
   }
 
@@ -417,16 +581,29 @@ export class TokenService {
    * A refused hold or capture throws TokenLedgerError (a refused capture releases the hold first).
    * One metrics report, operation `withHold`.
    */
-  withHold<T = undefined>(userId: string, amount: number | string, fn: (hold: HoldSuccess) => Usage<T> | Promise<Usage<T>>,
-    options: HoldOptions & { operationType?: string } = {}): Promise<WithHoldResult<T>> {
+  withHold<T = undefined>(userId: string, amount: number, fn: (hold: HoldSuccess) => Usage<T> | Promise<Usage<T>>,
+    options: HoldOptions & { operationType?: OperationType } = {}): Promise<WithHoldResult<T>> {
+    return this.holdAndRun(userId, { amount }, fn, options);
+  }
+
+  /** `withHold` of an operation's configured cost (see holdForOperation). */
+  withHoldForOperation<T = undefined>(userId: string, operation: OperationType, fn: (hold: HoldSuccess) => Usage<T> | Promise<Usage<T>>,
+    options: HoldOptions & { operationType?: OperationType } = {}): Promise<WithHoldResult<T>> {
+    return this.holdAndRun(userId, { operation }, fn, options);
+  }
+
+  private holdAndRun<T>(userId: string, what: { amount: number } | { operation: OperationType },
+    fn: (hold: HoldSuccess) => Usage<T> | Promise<Usage<T>>, options: HoldOptions & { operationType?: OperationType }): Promise<WithHoldResult<T>> {
     const { id, operationType, ...holdOptions } = options;
-    return this.caller.measure("withHold", userId, typeof amount === "number" ? amount : undefined, async () => {
-      const job = holdJob(userId, amount, holdOptions);
-      const hold = refusalThrown(await this.caller.apply<HoldResult>(job, { id }), job);
-      const release = () => this.caller.apply<ReleaseResult>({ type: "release", userId, holdId: hold.holdId }).catch(() => undefined);
+    const amount = "amount" in what ? what.amount : undefined;
+    return this.caller.measure("withHold", userId, given(amount), async () => {
+      const job = holdJob(userId, what, holdOptions);
+      const held = await this.caller.apply(job, { id }, readHold);
+      if (!held.success) throw refusalError(held, job);
+      const release = () => this.caller.apply({ type: "release", userId, holdId: held.holdId }, {}, readRelease).catch(() => undefined);
       let usage: Usage<T>;
       try {
-        usage = await fn(hold);
+        usage = await fn(held);
       } catch (thrown) {
         await release();
         throw thrown;
@@ -436,26 +613,41 @@ export class TokenService {
         await release();
         return { value, used, capture: null };
       }
-      const captureJobOf = captureJob(userId, hold.holdId, used, { operationType });
-      const capture = await this.caller.apply<CaptureResult>(captureJobOf);
-      if (!capture.success) await release();
-      return { value, used, capture: refusalThrown(capture, captureJobOf) };
+      const captureJobOf = captureJob(userId, held.holdId, used, { operationType });
+      const capture = await this.caller.apply(captureJobOf, {}, readCapture);
+      if (!capture.success) {
+        await release();
+        throw refusalError(capture, captureJobOf);
+      }
+      return { value, used, capture };
     });
+  }
+
+  /**
+   * Watches the balance: the worker emits `balance.low` (on P:alerts and the events stream) when
+   * `available` falls below `threshold`. `monitorId` defaults to the job id; the same id replaces.
+   */
+  monitor(userId: string, threshold: number, options: CallOptions & { monitorId?: string } = {}): Promise<MonitorResult> {
+    return this.caller.change("monitor", { type: "monitor", userId, threshold, monitorId: options.monitorId }, options, readMonitor);
+  }
+
+  /** Stops a monitor; `monitor_not_found` when the user has none of that id. */
+  unmonitor(userId: string, monitorId: string, options: CallOptions = {}): Promise<UnmonitorResult> {
+    return this.caller.change("unmonitor", { type: "unmonitor", userId, monitorId }, options, readUnmonitor);
   }
 
   /** The account, or null when there is none. */
   getBalance(userId: string): Promise<Balance | null> {
     const job = { type: "balance", userId };
-    return this.caller.measure("getBalance", userId, undefined, async () => {
-      const r = await this.caller.send(job);
-      if (r.error?.code === "user_not_found") return null;
-      orThrow(r, job);
+    return this.caller.measure("getBalance", userId, () => undefined, async () => {
+      const answer = await this.caller.exchange(job);
+      if (answer.reply.error?.code === "user_not_found") return null;
+      const f = orThrow(answer, job);
       return {
-        tokensBalance: r.tokensBalance as number, tokensSpent: r.tokensSpent as number,
-        held: r.held as number, available: r.available as number,
-        grants: (r.grants as Grant[]).map((g) => ({ ...g, expiresAt: toDate(g.expiresAt) })), tier: r.tier as string,
-        lastRenewalAt: toDate(r.lastRenewalAt), nextRenewalDate: toDate(r.nextRenewalDate),
-        subscriptionExpiresAt: toDateOrNull(r.subscriptionExpiresAt),
+        tokensBalance: f.int("tokensBalance"), tokensSpent: f.int("tokensSpent"), held: f.int("held"), available: f.int("available"),
+        grants: f.list("grants").map((g) => ({ grantId: g.str("grantId"), remaining: g.int("remaining"), expiresAt: g.date("expiresAt") })),
+        tier: f.str("tier"), lastRenewalAt: f.date("lastRenewalAt"), nextRenewalDate: f.date("nextRenewalDate"),
+        subscriptionExpiresAt: f.dateOrNull("subscriptionExpiresAt"),
       };
     });
   }
@@ -481,20 +673,33 @@ export class TokenLedgerView {
   /** Like getUserEntries, with `total` for paging. */
   getUserEntriesPage(userId: string, query: EntryQuery = {}): Promise<EntryPage> {
     const job = { type: "history", userId, ...query, startDate: isoOf(query.startDate), endDate: isoOf(query.endDate) };
-    return this.caller.query("getUserEntries", job, (r) => ({
-      entries: (r.entries as LedgerEntry[]).map((e) => ({ ...e, createdAt: toDate(e.createdAt) })),
-      total: r.total as number, limit: r.limit as number, offset: r.offset as number,
+    return this.caller.query("getUserEntries", job, (f) => ({
+      entries: f.list("entries").map((e) => ({
+        id: e.int("id"), jobId: e.strOrNull("jobId"), operationType: e.str("operationType"), tokensAmount: e.int("tokensAmount"),
+        balanceBefore: e.int("balanceBefore"), balanceAfter: e.int("balanceAfter"), createdAt: e.date("createdAt"),
+        metadata: e.jsonObjectOrNull("metadata"),
+      })),
+      total: f.int("total"), limit: f.int("limit"), offset: f.int("offset"),
     }));
   }
 
   getUserStatistics(userId: string, startDate: Date | string, endDate: Date | string): Promise<Statistics> {
     const job = { type: "statistics", userId, startDate: isoOf(startDate), endDate: isoOf(endDate) };
-    return this.caller.query("getUserStatistics", job, (r) => ({
-      totalSpent: r.totalSpent as number, totalEarned: r.totalEarned as number, netChange: r.netChange as number,
-      operationCount: r.operationCount as number, byOperation: r.byOperation as Statistics["byOperation"],
+    return this.caller.query("getUserStatistics", job, (f) => ({
+      totalSpent: f.int("totalSpent"), totalEarned: f.int("totalEarned"), netChange: f.int("netChange"),
+      operationCount: f.int("operationCount"),
+      byOperation: Object.fromEntries(f.entries("byOperation").map(([type, o]) => [type, { count: o.int("count"), tokens: o.int("tokens") }])),
     }));
   }
 }
+
+const readRenewAll = (f: Fields): RenewAllResult => ({
+  dryRun: f.bool("dryRun"), totalProcessed: f.int("totalProcessed"), successful: f.int("successful"), failed: f.int("failed"),
+  errors: f.list("errors").map((e) => ({ userId: e.str("userId"), code: e.str("code"), message: e.str("message") })),
+  renewals: f.list("renewals").map((r) => withRollover({
+    userId: r.str("userId"), tier: r.str("tier"), tokensAdded: r.int("tokensAdded"), newBalance: r.int("newBalance"),
+  }, r)),
+});
 
 export class MonthlyRenewalService {
   private readonly caller: Caller;
@@ -505,15 +710,19 @@ export class MonthlyRenewalService {
   }
 
   checkEligibility(userId: string): Promise<Eligibility> {
-    return this.caller.query("checkEligibility", { type: "eligibility", userId }, (r) => ({
-      eligible: r.eligible as boolean, reason: r.reason as Eligibility["reason"], nextRenewalDate: toDate(r.nextRenewalDate),
-      daysUntilRenewal: r.daysUntilRenewal as number, lastRenewalAt: toDate(r.lastRenewalAt), tier: r.tier as string,
-    }));
+    return this.caller.query("checkEligibility", { type: "eligibility", userId }, (f) => {
+      const reason = f.str("reason");
+      if (reason !== "renewal_due" && reason !== "not_yet_due") throw new ReplyShapeError("reason", "renewal_due or not_yet_due", JSON.stringify(f.value));
+      return {
+        eligible: f.bool("eligible"), reason, nextRenewalDate: f.date("nextRenewalDate"), daysUntilRenewal: f.int("daysUntilRenewal"),
+        lastRenewalAt: f.date("lastRenewalAt"), tier: f.str("tier"),
+      };
+    });
   }
 
   /** Renews one account if due; `not_eligible` otherwise (a refusal result). */
-  renewUser(userId: string, options?: CallOptions): Promise<RenewResult> {
-    return this.caller.change("renewUser", { type: "renew", userId }, options);
+  renewUser(userId: string, options: CallOptions = {}): Promise<RenewResult> {
+    return this.caller.change("renewUser", { type: "renew", userId }, options, readRenew, (r) => (r?.success ? r.tokensAdded : undefined));
   }
 
   /**
@@ -526,9 +735,9 @@ export class MonthlyRenewalService {
     const baseId = options.dryRun ? undefined : id ?? client.newId();
     const one = async (k: number) => {
       const job = { type: "renewAll", ...fields, id: baseId && client.partitions > 1 ? `${baseId}.p${k}` : baseId };
-      return orThrow(await this.caller.send(job, k), job) as unknown as RenewAllResult;
+      return readRenewAll(orThrow(await this.caller.exchange(job, k), job));
     };
-    return this.caller.measure("renewAllEligible", undefined, undefined, async () => {
+    return this.caller.measure("renewAllEligible", undefined, () => undefined, async () => {
       const runs = await Promise.all(Array.from({ length: client.partitions }, (_, k) => one(k)));
       return runs.reduce((sum, run) => ({
         dryRun: run.dryRun, totalProcessed: sum.totalProcessed + run.totalProcessed, successful: sum.successful + run.successful,

@@ -1,7 +1,7 @@
 // The original guide's examples, against the real worker.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { OperationMetrics, TokenLedgerError, TokenService } from "../src";
+import { OperationMetrics, OperationType, SubscriptionTier, TokenLedgerError, TokenService, unwrap } from "../src";
 import { newUser, observedService, openedUser, Worker } from "./harness";
 
 const worker = new Worker();
@@ -48,6 +48,55 @@ test("a chat message", async () => {
   assert.equal(m.success, true);
   assert.equal(m.error, undefined);
   assert.ok(m.durationMs >= 0);
+  assert.equal(m.amount, 5); // a charge's amount is its cost
+});
+
+test("metrics name a charge's cost as its amount, refused or not", async () => {
+  const userId = await opened("charge-metrics");
+  metrics.length = 0;
+  await service.chargeForOperation(userId, "image_generation");
+  await service.debit(userId, { operationType: "api_call", amount: 88 });
+  const refused = await service.chargeForOperation(userId, "image_generation");
+  assert.equal(refused.code, "insufficient_tokens");
+  assert.deepEqual(metrics.map((m) => [m.operation, m.amount, m.success]),
+    [["chargeForOperation", 10, true], ["debit", 88, true], ["chargeForOperation", 10, false]]);
+});
+
+test("SubscriptionTier is a value and a type, OperationType a type", async () => {
+  const tier: SubscriptionTier = SubscriptionTier.Gift;
+  const operation: OperationType = "image_generation";
+  assert.deepEqual(Object.values(SubscriptionTier), ["Gift", "Professional", "Business"]);
+  const userId = await opened("tier");
+  assert.equal((await service.getBalance(userId))?.tier, tier);
+  assert.ok((await service.chargeForOperation(userId, operation)).success);
+  const bought = unwrap(await service.purchase(newUser("tier-buyer"), SubscriptionTier.Business, `pi_${userId}`));
+  assert.equal(bought.tier, SubscriptionTier.Business);
+  assert.equal(bought.newBalance, 10_000);
+});
+
+test("monitors: made, replaced, removed", async () => {
+  const userId = await opened("monitor");
+  const made = unwrap(await service.monitor(userId, 50, { monitorId: "low" }));
+  assert.deepEqual([made.monitorId, made.threshold, made.armed, made.replaced, made.duplicate], ["low", 50, true, false, false]);
+  const replaced = unwrap(await service.monitor(userId, 500, { monitorId: "low" }));
+  assert.deepEqual([replaced.threshold, replaced.armed, replaced.replaced], [500, false, true]);
+  const unnamed = unwrap(await service.monitor(userId, 10));
+  assert.equal(unnamed.monitorId, unnamed.id); // the job id by default
+  assert.equal(unwrap(await service.unmonitor(userId, "low")).monitorId, "low");
+  const again = await service.unmonitor(userId, "low");
+  assert.equal(again.code, "monitor_not_found");
+  const negative = await service.monitor(userId, -1);
+  assert.equal(negative.code, "invalid_threshold");
+  assert.ok(negative.error?.startsWith("Invalid threshold: "));
+});
+
+test("a query's refusal is thrown carrying the Refusal a change answers", async () => {
+  const userId = await opened("refusals");
+  const changed = await service.chargeForOperation(userId, "teleportation");
+  const thrown = await service.canAfford(userId, "teleportation").then(() => undefined, (e: unknown) => e);
+  assert.ok(thrown instanceof TokenLedgerError && thrown.refusal);
+  assert.deepEqual([thrown.refusal.code, thrown.refusal.error, thrown.message], [changed.code, changed.error, changed.error]);
+  assert.throws(() => unwrap(changed), (e: unknown) => e instanceof TokenLedgerError && e.code === "unknown_operation" && e.refusal === changed);
 });
 
 test("a subscription purchase", async () => {

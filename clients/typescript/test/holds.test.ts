@@ -51,7 +51,7 @@ test("a hold, then a capture of less: the rest is freed", async () => {
 
 test("a capture above the hold is capture_exceeds_hold; a release frees it all", async () => {
   const userId = await opened("exceeds");
-  const hold = await service.hold(userId, "image_generation");
+  const hold = await service.holdForOperation(userId, "image_generation");
   assert.ok(hold.success, hold.error);
   assert.equal(hold.amount, 10);
   const over = await service.capture(userId, hold.holdId, 11);

@@ -22,4 +22,6 @@ test("examples/original-api.ts runs against the worker", async () => {
   assert.deepEqual(summary, { balance: 117, spent: 18, earned: 135, entries: 6, refused: "insufficient_tokens" });
   assert.match(out, /refused: Insufficient tokens: /);
   assert.match(out, /metrics: chargeForOperation user=.* success=true/);
+  assert.match(out, /metrics: chargeForOperation user=\S+ amount=10 success=true/);
+  assert.match(out, /renewal: a run now would renew \d+ accounts/); // a dry run of SubscriptionTier.Gift
 });

@@ -1,15 +1,25 @@
 """The original TokenService API over the TokenLedger queue (see docs/clients.md)."""
-from .client import LedgerClient, TokenLedgerError, connect, connection_settings, describe_error
+from .client import BalanceMessage, ConnectionSettings, LedgerClient, connect, connection_settings
+from .codes import CLIENT_CODES, DEAD_LETTER_CODES, REFUSAL_CODES, OperationType, SubscriptionTier
+from .errors import ReplyShapeError, TokenLedgerError, describe_error
 from .events import EventConsumer, LedgerEvent
 from .ids import crc32, partition_of, uuid7
-from .service import (AffordResult, Balance, ChangeResult, Eligibility, EntryPage, Grant, Holds, LedgerEntry,
-                      MonthlyRenewalService, OpenHold, OperationMetrics, RenewAllResult, Renewal, RenewalError,
-                      Statistics, TokenLedgerView, TokenService, WithHoldResult)
+from .results import (AffordResult, Balance, CaptureResult, CaptureSuccess, ChangeResult, ChangeSuccess, CreditResult,
+                      CreditSuccess, Eligibility, EntryPage, Grant, HoldResult, Holds, HoldSuccess, LedgerEntry,
+                      MonitorResult, MonitorSuccess, OpenHold, OpenResult, OpenSuccess, OperationMetrics,
+                      OperationTotals, PurchaseResult, PurchaseSuccess, Refusal, ReleaseResult, ReleaseSuccess,
+                      RenewAllResult, Renewal, RenewalError, RenewResult, RenewSuccess, Statistics, UnmonitorResult,
+                      UnmonitorSuccess, WithHoldResult)
+from .service import MonthlyRenewalService, TokenLedgerView, TokenService, unwrap
 
 __all__ = [
-    "AffordResult", "Balance", "ChangeResult", "Eligibility", "EntryPage", "EventConsumer", "Grant", "Holds",
-    "LedgerClient", "LedgerEntry", "LedgerEvent", "MonthlyRenewalService", "OpenHold", "OperationMetrics",
-    "RenewAllResult", "Renewal", "RenewalError", "Statistics", "TokenLedgerError", "TokenLedgerView", "TokenService",
-    "WithHoldResult", "connect",
-    "connection_settings", "crc32", "describe_error", "partition_of", "uuid7",
+    "AffordResult", "Balance", "BalanceMessage", "CLIENT_CODES", "CaptureResult", "CaptureSuccess", "ChangeResult",
+    "ChangeSuccess", "ConnectionSettings", "CreditResult", "CreditSuccess", "DEAD_LETTER_CODES", "Eligibility",
+    "EntryPage", "EventConsumer", "Grant", "HoldResult", "HoldSuccess", "Holds", "LedgerClient", "LedgerEntry",
+    "LedgerEvent", "MonitorResult", "MonitorSuccess", "MonthlyRenewalService", "OpenHold", "OpenResult",
+    "OpenSuccess", "OperationMetrics", "OperationTotals", "OperationType", "PurchaseResult", "PurchaseSuccess",
+    "REFUSAL_CODES", "Refusal", "ReleaseResult", "ReleaseSuccess", "RenewAllResult", "RenewResult", "RenewSuccess",
+    "Renewal", "RenewalError", "ReplyShapeError", "Statistics", "SubscriptionTier", "TokenLedgerError",
+    "TokenLedgerView", "TokenService", "UnmonitorResult", "UnmonitorSuccess", "WithHoldResult", "connect",
+    "connection_settings", "crc32", "describe_error", "partition_of", "unwrap", "uuid7",
 ]

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Dict, List, Optional
 
 import redis
 
-from .client import LedgerClient
+from .client import LedgerClient, text_of
 
 
 @dataclass
@@ -14,7 +14,22 @@ class LedgerEvent:
     """One stream entry: `event` names the kind; every value is a string, as the worker writes it."""
     stream_id: str
     event: str
-    fields: dict
+    fields: Dict[str, str]
+
+
+def _events_of(streams: object) -> List[LedgerEvent]:
+    """XREADGROUP's answer for one stream, `[[key, [(id, {field: value}), ...]]]`, as events; a
+    pending entry deleted from the stream meanwhile comes with no fields and is skipped."""
+    if not isinstance(streams, list) or not streams:
+        return []
+    messages = streams[0][1]
+    events: List[LedgerEvent] = []
+    for stream_id, fields in messages:
+        if not isinstance(fields, dict):
+            continue
+        values = {text_of(k): text_of(v) for k, v in fields.items()}
+        events.append(LedgerEvent(text_of(stream_id), values.get("event", ""), values))
+    return events
 
 
 class EventConsumer:
@@ -37,22 +52,22 @@ class EventConsumer:
             if "BUSYGROUP" not in str(error):
                 raise
 
-    def read(self) -> list:
+    def read(self) -> List[LedgerEvent]:
         """The next events: this consumer's unacknowledged ones first, then new ones (waits up to block_ms)."""
         start = "0" if self._pending_first else ">"
         streams = self.client.redis.xreadgroup(self.group, self.consumer, {self.key: start},
                                                count=self.count, block=self.block_ms)
-        messages = streams[0][1] if streams else []
-        if self._pending_first and not messages:
+        events = _events_of(streams)
+        if self._pending_first and not events:
             self._pending_first = False
             return self.read()
-        return [LedgerEvent(stream_id, fields.get("event", ""), fields) for stream_id, fields in messages]
+        return events
 
-    def ack(self, events: list) -> None:
+    def ack(self, events: List[LedgerEvent]) -> None:
         if events:
-            self.client.redis.xack(self.key, self.group, *(e.stream_id for e in events))
+            self.client.redis.xack(self.key, self.group, *(e.stream_id for e in events))  # type: ignore[no-untyped-call, unused-ignore]
 
-    def run(self, handler: Callable[[list], object], should_stop: Optional[Callable[[], bool]] = None) -> None:
+    def run(self, handler: Callable[[List[LedgerEvent]], object], should_stop: Optional[Callable[[], bool]] = None) -> None:
         """Reads, hands each batch to `handler`, acknowledges it; until `should_stop()` says so."""
         self.ensure_group()
         while not (should_stop and should_stop()):

@@ -1,208 +1,37 @@
 """The original TokenService, its ledger view and MonthlyRenewalService, over the queue.
 
 Python names are the original's in snake_case: `chargeForOperation` is `charge_for_operation`,
-`newBalance` is `new_balance`. Times are timezone-aware datetimes."""
+`newBalance` is `new_balance`. Times are timezone-aware datetimes. A changing call's own job id
+is `job_id=` (default: a new UUIDv7)."""
 from __future__ import annotations
 
-import dataclasses
-import re
 import time
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Optional, Tuple, TypeVar, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar, Union
 
-from .client import LedgerClient, Reply, TokenLedgerError, describe_error
+from ._fields import Fields
+from .client import LedgerClient
+from .codes import OperationType
+from .errors import Job, TokenLedgerError
+from .results import (AffordResult, Balance, CaptureResult, CaptureSuccess, ChangeResult, CreditResult, Eligibility,
+                      EntryPage, HoldResult, HoldSuccess, Holds, LedgerEntry, MonitorResult, OpenResult,
+                      OperationMetrics, PurchaseResult, Refusal, ReleaseResult, RenewAllResult, RenewResult,
+                      Statistics, UnmonitorResult, WithHoldResult, read_afford, read_balance, read_capture,
+                      read_change, read_credit, read_eligibility, read_hold, read_holds, read_monitor, read_open,
+                      read_page, read_purchase, read_refusal, read_release, read_renew, read_renew_all,
+                      read_statistics, read_unmonitor)
 
 T = TypeVar("T")
-Metadata = dict
+S = TypeVar("S")
+#: metadata kept on an entry: any JSON object
+Metadata = Dict[str, Any]
 DateLike = Union[datetime, str]
-
-
-@dataclass
-class ChangeResult:
-    """A balance change. A refusal is a result (`success` False, `error`, `code`), not a raise."""
-    success: bool
-    id: str
-    duplicate: bool = False
-    new_balance: Optional[int] = None
-    ledger_entry_id: Optional[int] = None
-    tokens_amount: Optional[int] = None
-    #: `Insufficient tokens: <the worker's sentence>` (see describe_error)
-    error: Optional[str] = None
-    code: Optional[str] = None
-    #: the worker's sentence alone
-    message: Optional[str] = None
-    balance: Optional[int] = None
-    available: Optional[int] = None
-    required: Optional[int] = None
-    deficit: Optional[int] = None
-    tier: Optional[str] = None
-    tokens_added: Optional[int] = None
-    #: hold, capture, release: the hold's id; `amount` held, `released` freed, `expires_at`
-    hold_id: Optional[str] = None
-    amount: Optional[int] = None
-    released: Optional[int] = None
-    expires_at: Optional[datetime] = None
-    #: capture_exceeds_hold: what the hold holds and what the capture asked for
-    held: Optional[int] = None
-    requested: Optional[int] = None
-    #: hold_closed: `captured` or `released`
-    state: Optional[str] = None
-    #: the reply as the worker wrote it
-    raw: dict = field(default_factory=dict, repr=False)
-
-
-@dataclass
-class AffordResult:
-    can_afford: bool
-    cost: int
-    balance: int
-    deficit: int
-
-
-@dataclass
-class Grant:
-    grant_id: str
-    remaining: int
-    expires_at: datetime
-
-
-@dataclass
-class Balance:
-    tokens_balance: int
-    tokens_spent: int
-    tier: str
-    last_renewal_at: datetime
-    next_renewal_date: datetime
-    subscription_expires_at: Optional[datetime]
-    #: the sum of the open holds
-    held: int = 0
-    #: tokens_balance - held: what a charge, debit or hold may take
-    available: int = 0
-    #: the expiring grants not used up (Grant), soonest first
-    grants: list = field(default_factory=list)
-
-
-@dataclass
-class OpenHold:
-    hold_id: str
-    amount: int
-    #: the hold's operation, or None
-    operation_type: Optional[str]
-    created_at: datetime
-    expires_at: datetime
-
-
-@dataclass
-class Holds:
-    #: the open, unexpired holds (OpenHold), soonest expiring first
-    holds: list
-    held: int
-    available: int
-
-
-@dataclass
-class WithHoldResult:
-    value: Any
-    used: int
-    #: the capture, or None when nothing was used (the hold was released)
-    capture: Optional[ChangeResult]
-
-
-@dataclass
-class LedgerEntry:
-    id: int
-    job_id: Optional[str]
-    operation_type: str
-    tokens_amount: int
-    balance_before: int
-    balance_after: int
-    created_at: datetime
-    metadata: Optional[dict]
-
-
-@dataclass
-class EntryPage:
-    entries: list
-    #: how many entries match the filters, whatever limit and offset
-    total: int
-    limit: int
-    offset: int
-
-
-@dataclass
-class Statistics:
-    total_spent: int
-    total_earned: int
-    net_change: int
-    operation_count: int
-    by_operation: dict
-
-
-@dataclass
-class Eligibility:
-    eligible: bool
-    reason: str
-    next_renewal_date: datetime
-    days_until_renewal: int
-    last_renewal_at: datetime
-    tier: str
-
-
-@dataclass
-class Renewal:
-    user_id: str
-    tier: str
-    tokens_added: int
-    new_balance: int
-
-
-@dataclass
-class RenewalError:
-    user_id: str
-    code: str
-    message: str
-
-
-@dataclass
-class RenewAllResult:
-    dry_run: bool
-    total_processed: int
-    successful: int
-    failed: int
-    errors: list
-    renewals: list
-
-
-@dataclass
-class OperationMetrics:
-    operation: str
-    user_id: str
-    amount: Optional[int]
-    success: bool
-    error: Optional[str]
-    duration_ms: float
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
-
-
-def _time(value: Any) -> Any:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")) if isinstance(value, str) else value
-
-
-def _shape(cls: type, reply: dict, **given: Any) -> Any:
-    """Builds dataclass `cls` from a reply's camelCase fields; `*_at`/`*_date` become datetimes."""
-    values = {}
-    for f in dataclasses.fields(cls):
-        if f.name in given:
-            values[f.name] = given[f.name]
-        elif _camel(f.name) in reply:
-            value = reply[_camel(f.name)]
-            values[f.name] = _time(value) if re.search(r"_(at|date)$", f.name) else value
-    return cls(**values)
+#: a tier: a SubscriptionTier, or the name of another tier the worker is configured with
+Tier = str
+#: what with_hold's function reports: the tokens used, or them and a value to hand back
+Usage = Union[int, Tuple[int, T]]
+Db = Union[LedgerClient, str, None]
+MetricsCallback = Callable[[OperationMetrics], None]
 
 
 def _iso(value: Optional[DateLike]) -> Optional[str]:
@@ -212,54 +41,46 @@ def _iso(value: Optional[DateLike]) -> Optional[str]:
     return value
 
 
-def _or_raise(reply: Reply, job: dict) -> Reply:
-    if not reply["success"]:
-        raise TokenLedgerError(reply["error"]["code"], reply["error"]["message"], reply, job)
-    return reply
+def _refusal_error(refusal: Refusal, job: Optional[Job] = None) -> TokenLedgerError:
+    return TokenLedgerError(refusal.code, refusal.message, job=job, refusal=refusal)
 
 
-def _refusal_raised(result: ChangeResult) -> ChangeResult:
-    """A change's success, or its refusal raised as a TokenLedgerError."""
-    if not result.success:
-        raise TokenLedgerError(result.code or "", result.message or "", result.raw)
+def unwrap(result: Union[S, Refusal]) -> S:
+    """A change's success, or its refusal raised as the TokenLedgerError a query raises."""
+    if isinstance(result, Refusal):
+        raise _refusal_error(result)
     return result
 
 
-def _hold_job(user_id: str, amount: Union[int, str], expires_in: Optional[int], metadata: Optional[Metadata]) -> dict:
-    return {"type": "hold", "userId": user_id, ("operation" if isinstance(amount, str) else "amount"): amount,
-            "expiresIn": expires_in, "metadata": metadata}
+def _or_raise(f: Fields, job: Job) -> Fields:
+    if not f.boolean("success"):
+        raise _refusal_error(read_refusal(f), job)
+    return f
 
 
-def _capture_job(user_id: str, hold_id: str, amount: Optional[int], operation_type: Optional[str],
-                 metadata: Optional[Metadata]) -> dict:
-    return {"type": "capture", "userId": user_id, "holdId": hold_id, "amount": amount,
-            "operationType": operation_type, "metadata": metadata}
+def _given(amount: Optional[int]) -> Callable[[object], Optional[int]]:
+    return lambda answer: amount
 
 
-def _as_change(reply: Reply) -> ChangeResult:
-    error = reply.get("error")
-    if not error:
-        return _shape(ChangeResult, reply, raw=reply)
-    return _shape(ChangeResult, reply, raw=reply, code=error["code"], message=error["message"],
-                  error=describe_error(error["code"], error["message"]), new_balance=reply.get("balance"))
-
-
-Db = Union[LedgerClient, str, None]
+def _no_amount(answer: object) -> Optional[int]:
+    return None
 
 
 class _Caller:
-    """Shared by the services: sends jobs, measures calls, shapes replies."""
+    """Shared by the services: sends jobs, measures calls, reads replies."""
 
-    def __init__(self, db: Db, metrics_callback: Optional[Callable[[OperationMetrics], None]] = None):
+    def __init__(self, db: Db, metrics_callback: Optional[MetricsCallback] = None):
         self.client = db if isinstance(db, LedgerClient) else LedgerClient(db)
         self.metrics_callback = metrics_callback
 
-    def measure(self, operation: str, user_id: Optional[str], amount: Optional[int], run: Callable[[], T]) -> T:
-        """Runs one call and reports it to metrics_callback once: a raise or `success` False fails."""
-        started, error = time.monotonic(), None
+    def measure(self, operation: str, user_id: Optional[str], amount_of: Callable[[Optional[T]], Optional[int]],
+                run: Callable[[], T]) -> T:
+        """Runs one call and reports it to metrics_callback once: a raise or a Refusal fails.
+        `amount_of` gives the call's amount from its answer (None after a raise)."""
+        started, error, answer = time.monotonic(), None, None
         try:
             answer = run()
-            if getattr(answer, "success", True) is False:
+            if isinstance(answer, Refusal):
                 error = answer.error
             return answer
         except Exception as raised:
@@ -267,22 +88,46 @@ class _Caller:
             raise
         finally:
             if self.metrics_callback:
-                self.metrics_callback(OperationMetrics(operation, user_id or "", amount, error is None, error,
+                self.metrics_callback(OperationMetrics(operation, user_id or "", amount_of(answer), error is None, error,
                                                        (time.monotonic() - started) * 1000))
 
-    def change(self, operation: str, job: dict, id: Optional[str] = None, amount: Optional[int] = None) -> ChangeResult:
+    def change(self, operation: str, job: Job, job_id: Optional[str], read: Callable[[Fields], S],
+               amount_of: Callable[[Optional[Union[S, Refusal]]], Optional[int]] = _no_amount) -> Union[S, Refusal]:
         """A balance-changing job: a new UUIDv7 id unless given; a refusal is answered, not raised."""
-        return self.measure(operation, job.get("userId"), amount, lambda: self.apply(job, id))
+        user_id = job.get("userId")
+        return self.measure(operation, user_id if isinstance(user_id, str) else None, amount_of,
+                            lambda: self.apply(job, job_id, read))
 
-    def apply(self, job: dict, id: Optional[str] = None) -> ChangeResult:
+    def apply(self, job: Job, job_id: Optional[str], read: Callable[[Fields], S]) -> Union[S, Refusal]:
         """`change` without the metrics, for calls made of several jobs."""
-        job = {k: v for k, v in {**job, "id": id or self.client.new_id()}.items() if v is not None}
-        return _as_change(self.client.send(job))
+        job = {k: v for k, v in {**job, "id": job_id or self.client.new_id()}.items() if v is not None}
+        f = self.client.exchange(job)
+        return read(f) if f.boolean("success") else read_refusal(f)
 
-    def query(self, operation: str, job: dict, shape: Callable[[Reply], T]) -> T:
-        """A query: its answer, or a TokenLedgerError."""
+    def query(self, operation: str, job: Job, read: Callable[[Fields], T]) -> T:
+        """A query: its answer, or the refusal raised as a TokenLedgerError."""
         job = {k: v for k, v in job.items() if v is not None}
-        return self.measure(operation, job.get("userId"), None, lambda: shape(_or_raise(self.client.send(job), job)))
+        user_id = job.get("userId")
+        return self.measure(operation, user_id if isinstance(user_id, str) else None, _no_amount,
+                            lambda: read(_or_raise(self.client.exchange(job), job)))
+
+
+def _hold_job(user_id: str, what: Dict[str, Union[int, str]], expires_in: Optional[int],
+              metadata: Optional[Metadata]) -> Job:
+    return {"type": "hold", "userId": user_id, **what, "expiresIn": expires_in, "metadata": metadata}
+
+
+def _capture_job(user_id: str, hold_id: str, amount: Optional[int], operation_type: Optional[str],
+                 metadata: Optional[Metadata]) -> Job:
+    return {"type": "capture", "userId": user_id, "holdId": hold_id, "amount": amount,
+            "operationType": operation_type, "metadata": metadata}
+
+
+def _charge_amount(result: Optional[ChangeResult]) -> Optional[int]:
+    """A charge's amount is its cost: what it took, or what it required when refused."""
+    if result is None:
+        return None
+    return result.required if isinstance(result, Refusal) else -result.tokens_amount
 
 
 class TokenService:
@@ -292,96 +137,139 @@ class TokenService:
     With a cache_invalidation_callback, a thread follows P:balance (call `close()` to stop it)."""
 
     def __init__(self, db: Db = None, cache_invalidation_callback: Optional[Callable[[str], None]] = None,
-                 metrics_callback: Optional[Callable[[OperationMetrics], None]] = None):
+                 metrics_callback: Optional[MetricsCallback] = None):
         self._caller = _Caller(db, metrics_callback)
         self._ledger = TokenLedgerView(self._caller)
         if cache_invalidation_callback:
-            self.client.on_balance(lambda message: cache_invalidation_callback(message["userId"]))
+            invalidate = cache_invalidation_callback
+            self.client.on_balance(lambda message: invalidate(message.user_id))
 
     @property
     def client(self) -> LedgerClient:
         return self._caller.client
 
-    def can_afford(self, user_id: str, operation: str) -> AffordResult:
+    def can_afford(self, user_id: str, operation: OperationType) -> AffordResult:
         return self._caller.query("canAfford", {"type": "canAfford", "userId": user_id, "operation": operation},
-                                  lambda r: _shape(AffordResult, r))
+                                  read_afford)
 
-    def charge_for_operation(self, user_id: str, operation: str, metadata: Optional[Metadata] = None,
-                             id: Optional[str] = None) -> ChangeResult:
-        job = {"type": "charge", "userId": user_id, "operation": operation, "metadata": metadata}
-        return self._caller.change("chargeForOperation", job, id)
+    def charge_for_operation(self, user_id: str, operation: OperationType, metadata: Optional[Metadata] = None,
+                             job_id: Optional[str] = None) -> ChangeResult:
+        """Debits the operation's configured cost; metrics report that cost as the amount."""
+        job: Job = {"type": "charge", "userId": user_id, "operation": operation, "metadata": metadata}
+        return self._caller.change("chargeForOperation", job, job_id, read_change, _charge_amount)
 
-    def debit(self, user_id: str, operation_type: str, amount: int, metadata: Optional[Metadata] = None,
-              id: Optional[str] = None) -> ChangeResult:
-        job = {"type": "debit", "userId": user_id, "operationType": operation_type, "amount": amount, "metadata": metadata}
-        return self._caller.change("debit", job, id, amount)
+    def debit(self, user_id: str, operation_type: OperationType, amount: int, metadata: Optional[Metadata] = None,
+              job_id: Optional[str] = None) -> ChangeResult:
+        job: Job = {"type": "debit", "userId": user_id, "operationType": operation_type, "amount": amount,
+                    "metadata": metadata}
+        return self._caller.change("debit", job, job_id, read_change, _given(amount))
 
-    def credit(self, user_id: str, operation_type: str, amount: int, metadata: Optional[Metadata] = None,
-               id: Optional[str] = None) -> ChangeResult:
-        job = {"type": "credit", "userId": user_id, "operationType": operation_type, "amount": amount, "metadata": metadata}
-        return self._caller.change("credit", job, id, amount)
+    def credit(self, user_id: str, operation_type: OperationType, amount: int, metadata: Optional[Metadata] = None,
+               job_id: Optional[str] = None, expires_at: Optional[DateLike] = None,
+               expires_in: Optional[int] = None) -> CreditResult:
+        """Credits `amount`; with `expires_at` or `expires_in` (seconds) the tokens form a grant that
+        lapses then."""
+        job: Job = {"type": "credit", "userId": user_id, "operationType": operation_type, "amount": amount,
+                    "metadata": metadata, "expiresAt": _iso(expires_at), "expiresIn": expires_in}
+        return self._caller.change("credit", job, job_id, read_credit, _given(amount))
 
     def refund(self, user_id: str, amount: Optional[int] = None, metadata: Optional[Metadata] = None,
-               id: Optional[str] = None, refund_of: Optional[str] = None) -> ChangeResult:
+               job_id: Optional[str] = None, refund_of: Optional[str] = None) -> ChangeResult:
         """Credits `amount` back; with `refund_of` (a charge's or debit's job id) `amount` may be left out."""
-        job = {"type": "refund", "userId": user_id, "amount": amount, "metadata": metadata, "refundOf": refund_of}
-        return self._caller.change("refund", job, id, amount)
+        job: Job = {"type": "refund", "userId": user_id, "amount": amount, "metadata": metadata, "refundOf": refund_of}
 
-    def purchase(self, user_id: str, tier: str, payment_id: str, months: Optional[int] = None,
-                 metadata: Optional[Metadata] = None, id: Optional[str] = None) -> ChangeResult:
+        def amount_of(result: Optional[ChangeResult]) -> Optional[int]:
+            if amount is not None or result is None or isinstance(result, Refusal):
+                return amount
+            return result.tokens_amount
+        return self._caller.change("refund", job, job_id, read_change, amount_of)
+
+    def purchase(self, user_id: str, tier: Tier, payment_id: str, months: Optional[int] = None,
+                 metadata: Optional[Metadata] = None, job_id: Optional[str] = None) -> PurchaseResult:
         """Sets the tier and credits its allocation; one payment_id applies once."""
-        job = {"type": "purchase", "userId": user_id, "tier": tier, "paymentId": payment_id, "months": months,
-               "metadata": metadata}
-        return self._caller.change("purchase", job, id)
+        job: Job = {"type": "purchase", "userId": user_id, "tier": str(tier), "paymentId": payment_id,
+                    "months": months, "metadata": metadata}
+        return self._caller.change("purchase", job, job_id, read_purchase)
 
-    def open_account(self, user_id: str, id: Optional[str] = None) -> ChangeResult:
+    def open_account(self, user_id: str, job_id: Optional[str] = None) -> OpenResult:
         """Creates the account on tier Gift with its allocation; `account_exists` if it exists."""
-        return self._caller.change("openAccount", {"type": "open", "userId": user_id}, id)
+        return self._caller.change("openAccount", {"type": "open", "userId": user_id}, job_id, read_open)
 
     def ensure_account(self, user_id: str) -> bool:
         """Opens the account unless it exists; True when this call created it."""
-        result = self.open_account(user_id, id=f"open:{user_id}")
-        if result.success:
-            return not result.duplicate
-        if result.code == "account_exists":
-            return False
-        raise TokenLedgerError(result.code or "", result.message or "", result.raw)
+        result = self.open_account(user_id, job_id=f"open:{user_id}")
+        if not result.success:
+            if result.code == "account_exists":
+                return False
+            raise _refusal_error(result)
+        return not result.duplicate
 
-    def hold(self, user_id: str, amount: Union[int, str], expires_in: Optional[int] = None,
-             metadata: Optional[Metadata] = None, id: Optional[str] = None) -> ChangeResult:
-        """Reserves `amount` tokens, or an operation's cost when a str is given (the capture then
-        defaults to it as operation type). Refused with `insufficient_tokens` when `available` is short;
+    def hold(self, user_id: str, amount: int, expires_in: Optional[int] = None, metadata: Optional[Metadata] = None,
+             job_id: Optional[str] = None) -> HoldResult:
+        """Reserves `amount` tokens. Refused with `insufficient_tokens` when `available` is short;
         `expires_in`: seconds (1 to 7 days; the worker's default is 900)."""
-        return self._caller.change("hold", _hold_job(user_id, amount, expires_in, metadata), id,
-                                   None if isinstance(amount, str) else amount)
+        return self._caller.change("hold", _hold_job(user_id, {"amount": amount}, expires_in, metadata), job_id,
+                                   read_hold, _given(amount))
 
-    def capture(self, user_id: str, hold_id: str, amount: Optional[int] = None, operation_type: Optional[str] = None,
-                metadata: Optional[Metadata] = None, id: Optional[str] = None) -> ChangeResult:
+    def hold_for_operation(self, user_id: str, operation: OperationType, expires_in: Optional[int] = None,
+                           metadata: Optional[Metadata] = None, job_id: Optional[str] = None) -> HoldResult:
+        """Reserves an operation's configured cost; a capture of it then defaults to it as operation type."""
+        def amount_of(result: Optional[HoldResult]) -> Optional[int]:
+            return result.amount if isinstance(result, HoldSuccess) else None
+        return self._caller.change("hold", _hold_job(user_id, {"operation": operation}, expires_in, metadata), job_id,
+                                   read_hold, amount_of)
+
+    def capture(self, user_id: str, hold_id: str, amount: Optional[int] = None,
+                operation_type: Optional[OperationType] = None, metadata: Optional[Metadata] = None,
+                job_id: Optional[str] = None) -> CaptureResult:
         """Spends `amount` of a hold (default: all of it) and frees the rest (`released`)."""
-        return self._caller.change("capture", _capture_job(user_id, hold_id, amount, operation_type, metadata), id, amount)
+        def amount_of(result: Optional[CaptureResult]) -> Optional[int]:
+            if amount is not None or not isinstance(result, CaptureSuccess):
+                return amount
+            return -result.tokens_amount
+        return self._caller.change("capture", _capture_job(user_id, hold_id, amount, operation_type, metadata),
+                                   job_id, read_capture, amount_of)
 
-    def release(self, user_id: str, hold_id: str, id: Optional[str] = None) -> ChangeResult:
+    def release(self, user_id: str, hold_id: str, job_id: Optional[str] = None) -> ReleaseResult:
         """Frees a hold with nothing spent."""
-        return self._caller.change("release", {"type": "release", "userId": user_id, "holdId": hold_id}, id)
+        return self._caller.change("release", {"type": "release", "userId": user_id, "holdId": hold_id}, job_id,
+                                   read_release)
 
     def holds(self, user_id: str) -> Holds:
         """The user's open holds, with `held` and `available`."""
-        return self._caller.query("holds", {"type": "holds", "userId": user_id}, lambda r: _shape(
-            Holds, r, holds=[_shape(OpenHold, h) for h in r["holds"]]))
+        return self._caller.query("holds", {"type": "holds", "userId": user_id}, read_holds)
 
-    def with_hold(self, user_id: str, amount: Union[int, str], fn: Callable[[ChangeResult], Union[int, Tuple[int, Any]]],
-                  operation_type: Optional[str] = None, expires_in: Optional[int] = None,
-                  metadata: Optional[Metadata] = None, id: Optional[str] = None) -> WithHoldResult:
+    def with_hold(self, user_id: str, amount: int, fn: Callable[[HoldSuccess], Usage[T]],
+                  operation_type: Optional[OperationType] = None, expires_in: Optional[int] = None,
+                  metadata: Optional[Metadata] = None, job_id: Optional[str] = None) -> WithHoldResult[T]:
         """Holds `amount`, calls `fn(hold)`, and captures what it reports as used (an int, or a tuple
         `(used, value)`); nothing used releases the hold. When `fn` raises, the hold is released and
         the exception propagates. A refused hold or capture raises TokenLedgerError (a refused
         capture releases the hold first). One metrics report, operation `withHold`."""
-        def run() -> WithHoldResult:
-            hold = _refusal_raised(self._caller.apply(_hold_job(user_id, amount, expires_in, metadata), id))
+        return self._hold_and_run(user_id, {"amount": amount}, amount, fn, operation_type, expires_in, metadata, job_id)
+
+    def with_hold_for_operation(self, user_id: str, operation: OperationType, fn: Callable[[HoldSuccess], Usage[T]],
+                                operation_type: Optional[OperationType] = None, expires_in: Optional[int] = None,
+                                metadata: Optional[Metadata] = None,
+                                job_id: Optional[str] = None) -> WithHoldResult[T]:
+        """`with_hold` of an operation's configured cost (see hold_for_operation)."""
+        return self._hold_and_run(user_id, {"operation": operation}, None, fn, operation_type, expires_in, metadata,
+                                  job_id)
+
+    def _hold_and_run(self, user_id: str, what: Dict[str, Union[int, str]], amount: Optional[int],
+                      fn: Callable[[HoldSuccess], Usage[T]], operation_type: Optional[str], expires_in: Optional[int],
+                      metadata: Optional[Metadata], job_id: Optional[str]) -> WithHoldResult[T]:
+        def run() -> WithHoldResult[T]:
+            job = _hold_job(user_id, what, expires_in, metadata)
+            held = self._caller.apply(job, job_id, read_hold)
+            if isinstance(held, Refusal):
+                raise _refusal_error(held, job)
+            hold = held
 
             def release() -> None:
                 try:
-                    self._caller.apply({"type": "release", "userId": user_id, "holdId": hold.hold_id})
+                    self._caller.apply({"type": "release", "userId": user_id, "holdId": hold.hold_id}, None,
+                                       read_release)
                 except Exception:
                     pass  # the hold expires by itself; the caller's error matters more
             try:
@@ -389,26 +277,45 @@ class TokenService:
             except BaseException:
                 release()
                 raise
-            used, value = usage if isinstance(usage, tuple) else (usage, None)
+            value: Optional[T] = None
+            if isinstance(usage, tuple):
+                used, value = usage
+            else:
+                used = usage
             if used == 0:
                 release()
                 return WithHoldResult(value, used, None)
-            capture = self._caller.apply(_capture_job(user_id, hold.hold_id, used, operation_type, None))
-            if not capture.success:
+            capture_job = _capture_job(user_id, hold.hold_id, used, operation_type, None)
+            capture = self._caller.apply(capture_job, None, read_capture)
+            if isinstance(capture, Refusal):
                 release()
-            return WithHoldResult(value, used, _refusal_raised(capture))
-        return self._caller.measure("withHold", user_id, None if isinstance(amount, str) else amount, run)
+                raise _refusal_error(capture, capture_job)
+            return WithHoldResult(value, used, capture)
+        return self._caller.measure("withHold", user_id, _given(amount), run)
+
+    def monitor(self, user_id: str, threshold: int, monitor_id: Optional[str] = None,
+                job_id: Optional[str] = None) -> MonitorResult:
+        """Watches the balance: the worker emits `balance.low` (on P:alerts and the events stream)
+        when `available` falls below `threshold`. `monitor_id` defaults to the job id; the same id
+        replaces."""
+        job: Job = {"type": "monitor", "userId": user_id, "threshold": threshold, "monitorId": monitor_id}
+        return self._caller.change("monitor", job, job_id, read_monitor)
+
+    def unmonitor(self, user_id: str, monitor_id: str, job_id: Optional[str] = None) -> UnmonitorResult:
+        """Stops a monitor; `monitor_not_found` when the user has none of that id."""
+        job: Job = {"type": "unmonitor", "userId": user_id, "monitorId": monitor_id}
+        return self._caller.change("unmonitor", job, job_id, read_unmonitor)
 
     def get_balance(self, user_id: str) -> Optional[Balance]:
         """The account, or None when there is none."""
-        job = {"type": "balance", "userId": user_id}
+        job: Job = {"type": "balance", "userId": user_id}
 
         def run() -> Optional[Balance]:
-            reply = self.client.send(job)
-            if reply.get("error", {}).get("code") == "user_not_found":
+            f = self.client.exchange(job)
+            if not f.boolean("success") and f.member("error").string("code") == "user_not_found":
                 return None
-            return _shape(Balance, _or_raise(reply, job), grants=[_shape(Grant, g) for g in reply.get("grants", [])])
-        return self._caller.measure("getBalance", user_id, None, run)
+            return read_balance(_or_raise(f, job))
+        return self._caller.measure("getBalance", user_id, _no_amount, run)
 
     def get_ledger(self) -> "TokenLedgerView":
         return self._ledger
@@ -425,22 +332,21 @@ class TokenLedgerView:
         self._caller = caller
 
     def get_user_entries(self, user_id: str, limit: Optional[int] = None, offset: Optional[int] = None,
-                         operation_type: Optional[str] = None, start_date: Optional[DateLike] = None,
-                         end_date: Optional[DateLike] = None) -> list:
+                         operation_type: Optional[OperationType] = None, start_date: Optional[DateLike] = None,
+                         end_date: Optional[DateLike] = None) -> List[LedgerEntry]:
         return self.get_user_entries_page(user_id, limit, offset, operation_type, start_date, end_date).entries
 
     def get_user_entries_page(self, user_id: str, limit: Optional[int] = None, offset: Optional[int] = None,
-                              operation_type: Optional[str] = None, start_date: Optional[DateLike] = None,
+                              operation_type: Optional[OperationType] = None, start_date: Optional[DateLike] = None,
                               end_date: Optional[DateLike] = None) -> EntryPage:
         """Like get_user_entries, with `total` for paging."""
-        job = {"type": "history", "userId": user_id, "limit": limit, "offset": offset,
-               "operationType": operation_type, "startDate": _iso(start_date), "endDate": _iso(end_date)}
-        return self._caller.query("getUserEntries", job, lambda r: _shape(
-            EntryPage, r, entries=[_shape(LedgerEntry, e) for e in r["entries"]]))
+        job: Job = {"type": "history", "userId": user_id, "limit": limit, "offset": offset,
+                    "operationType": operation_type, "startDate": _iso(start_date), "endDate": _iso(end_date)}
+        return self._caller.query("getUserEntries", job, read_page)
 
     def get_user_statistics(self, user_id: str, start_date: DateLike, end_date: DateLike) -> Statistics:
-        job = {"type": "statistics", "userId": user_id, "startDate": _iso(start_date), "endDate": _iso(end_date)}
-        return self._caller.query("getUserStatistics", job, lambda r: _shape(Statistics, r))
+        job: Job = {"type": "statistics", "userId": user_id, "startDate": _iso(start_date), "endDate": _iso(end_date)}
+        return self._caller.query("getUserStatistics", job, read_statistics)
 
 
 class MonthlyRenewalService:
@@ -448,39 +354,38 @@ class MonthlyRenewalService:
     `cron_expression`: the worker's `renewal.cron` setting, when not the default."""
 
     def __init__(self, db: Db = None, cron_expression: Optional[str] = None,
-                 metrics_callback: Optional[Callable[[OperationMetrics], None]] = None):
+                 metrics_callback: Optional[MetricsCallback] = None):
         self._caller = _Caller(db, metrics_callback)
         self._cron = cron_expression or "0 2 * * *"
 
     def check_eligibility(self, user_id: str) -> Eligibility:
-        return self._caller.query("checkEligibility", {"type": "eligibility", "userId": user_id},
-                                  lambda r: _shape(Eligibility, r))
+        return self._caller.query("checkEligibility", {"type": "eligibility", "userId": user_id}, read_eligibility)
 
-    def renew_user(self, user_id: str, id: Optional[str] = None) -> ChangeResult:
+    def renew_user(self, user_id: str, job_id: Optional[str] = None) -> RenewResult:
         """Renews one account if due; `not_eligible` otherwise (a refusal result)."""
-        return self._caller.change("renewUser", {"type": "renew", "userId": user_id}, id)
+        return self._caller.change("renewUser", {"type": "renew", "userId": user_id}, job_id, read_renew)
 
-    def renew_all_eligible(self, dry_run: bool = False, tier: Optional[str] = None, limit: Optional[int] = None,
-                           continue_on_error: Optional[bool] = None, id: Optional[str] = None) -> RenewAllResult:
+    def renew_all_eligible(self, dry_run: bool = False, tier: Optional[Tier] = None, limit: Optional[int] = None,
+                           continue_on_error: Optional[bool] = None, job_id: Optional[str] = None) -> RenewAllResult:
         """Renews every eligible account (the worker's scheduler also does this on its cron). With
         N > 1 partitions, one job per partition, totals summed. A dry run sends no id."""
         client = self._caller.client
-        base_id = None if dry_run else id or client.new_id()
+        base_id = None if dry_run else job_id or client.new_id()
 
-        def one(k: int) -> Reply:
-            job_id = f"{base_id}.p{k}" if base_id and client.partitions > 1 else base_id
-            job = {k2: v for k2, v in {"type": "renewAll", "id": job_id, "dryRun": dry_run, "tier": tier,
-                                       "limit": limit, "continueOnError": continue_on_error}.items() if v is not None}
-            return _or_raise(client.send(job, partition=k), job)
+        def one(k: int) -> RenewAllResult:
+            one_id = f"{base_id}.p{k}" if base_id and client.partitions > 1 else base_id
+            job: Job = {key: v for key, v in {
+                "type": "renewAll", "id": one_id, "dryRun": dry_run, "tier": None if tier is None else str(tier),
+                "limit": limit, "continueOnError": continue_on_error}.items() if v is not None}
+            return read_renew_all(_or_raise(client.exchange(job, partition=k), job))
 
         def run() -> RenewAllResult:
             runs = [one(k) for k in range(client.partitions)]
             return RenewAllResult(
-                dry_run=dry_run, total_processed=sum(r["totalProcessed"] for r in runs),
-                successful=sum(r["successful"] for r in runs), failed=sum(r["failed"] for r in runs),
-                errors=[_shape(RenewalError, e) for r in runs for e in r["errors"]],
-                renewals=[_shape(Renewal, e) for r in runs for e in r["renewals"]])
-        return self._caller.measure("renewAllEligible", None, None, run)
+                dry_run=dry_run, total_processed=sum(r.total_processed for r in runs),
+                successful=sum(r.successful for r in runs), failed=sum(r.failed for r in runs),
+                errors=[e for r in runs for e in r.errors], renewals=[e for r in runs for e in r.renewals])
+        return self._caller.measure("renewAllEligible", None, _no_amount, run)
 
     def get_cron_expression(self) -> str:
         return self._cron

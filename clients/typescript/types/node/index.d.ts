@@ -87,9 +87,11 @@ declare module "node:child_process" {
 }
 declare module "node:fs" {
   export function mkdtempSync(prefix: string): string;
+  export function copyFileSync(from: string, to: string): void;
   export function rmSync(path: string, options?: { recursive?: boolean; force?: boolean }): void;
   export function openSync(path: string, flags: string): number;
   export function readFileSync(path: string, encoding: string): string;
+  export function readdirSync(path: string): string[];
   export function writeFileSync(path: string, data: string): void;
 }
 declare module "node:os" {

@@ -1,0 +1,43 @@
+import Foundation
+
+/// setTier: the tier an application or support staff sets, apart from any payment.
+///
+/// The original service let an application write the tier into its own user table after it
+/// credited a purchase; the ledger now owns the tier, so that write becomes this job. It credits
+/// nothing and leaves the renewal clock where it is: the next renewal grants the new tier's
+/// allocation on the date the account already had.
+extension LedgerTransaction {
+    func setTier(_ userId: String, tier: String, subscriptionExpiry: SubscriptionExpiryChange) throws -> Outcome {
+        guard config.tiers[tier] != nil else {
+            return .refused(Refusal(code: Refusal.unknownTier, message: "The tier \(tier) does not exist."))
+        }
+        if case .at(let date) = subscriptionExpiry, LedgerTime.milliseconds(date) <= nowMs {
+            return .refused(Refusal(code: Refusal.invalidExpiry, message: "subscriptionExpiresAt must be in the future."))
+        }
+        guard let a = try account(userId) else { return .refused(.userNotFound(userId)) }
+        let previousTier = a.tier
+        a.tier = tier
+        switch subscriptionExpiry {
+        case .unchanged: break
+        case .cleared: a.expiresMs = nil
+        case .at(let date): a.expiresMs = LedgerTime.milliseconds(date)
+        }
+        // The full row write carries the tier; the renewal dates are written back as they were.
+        a.dirtyRenewal = true
+
+        var w = JSONWriter(capacity: 200)
+        w.beginObject()
+        w.key("success"); w.bool(true)
+        w.key("userId"); w.string(userId)
+        w.key("tier"); w.string(tier)
+        w.key("previousTier"); w.string(previousTier)
+        w.key("subscriptionExpiresAt"); w.time(ms: a.expiresMs)
+        w.key("lastRenewalAt"); w.time(ms: a.lastRenewalMs)
+        w.key("nextRenewalDate"); w.time(ms: a.nextRenewalMs)
+        w.endObject()
+        var result = CommandResult(success: true, json: w.text,
+                                   changes: [change(a, entryId: nil, operationType: nil, amount: nil, atMs: nowMs)])
+        result.own = result.changes.first
+        return Outcome(result: result, accountId: a.id)
+    }
+}

@@ -1,0 +1,58 @@
+import Foundation
+import JobWire
+import Ledger
+import XCTest
+
+/// The shapes of `setTier` and `balanceAt`.
+final class BillingJobDecodingTests: XCTestCase {
+    func decode(_ text: String) -> Result<Job, InvalidJob> { Job.decode(Array(text.utf8)) }
+
+    func op(_ text: String, file: StaticString = #filePath, line: UInt = #line) -> LedgerOperation? {
+        switch decode(text) {
+        case .success(let job): return job.command.operation
+        case .failure(let e): XCTFail("dead-lettered: \(e.error.message)", file: file, line: line); return nil
+        }
+    }
+
+    func invalid(_ text: String, file: StaticString = #filePath, line: UInt = #line) -> String {
+        switch decode(text) {
+        case .success(let job): XCTFail("decoded \(text) as \(job.command)", file: file, line: line); return ""
+        case .failure(let e):
+            XCTAssertEqual(e.error.code, "invalid_job", file: file, line: line)
+            return e.error.message
+        }
+    }
+
+    func testSetTierShapes() throws {
+        let june = try XCTUnwrap(LedgerTime.parse("2026-06-01T00:00:00.000Z"))
+        XCTAssertEqual(op(#"{"type":"setTier","id":"t","userId":"u","tier":"Professional"}"#),
+                       .setTier(userId: "u", tier: "Professional", subscriptionExpiry: .unchanged))
+        XCTAssertEqual(op(#"{"type":"setTier","id":"t","userId":"u","tier":"Business","subscriptionExpiresAt":null}"#),
+                       .setTier(userId: "u", tier: "Business", subscriptionExpiry: .cleared))
+        XCTAssertEqual(op(#"{"type":"setTier","id":"t","userId":"u","tier":"Business","subscriptionExpiresAt":"2026-06-01T00:00:00.000Z"}"#),
+                       .setTier(userId: "u", tier: "Business", subscriptionExpiry: .at(june)))
+        // A change: the id is the idempotency key, and the result is stored under it.
+        XCTAssertTrue(invalid(#"{"type":"setTier","userId":"u","tier":"Gift"}"#).contains("'id'"))
+        XCTAssertEqual(try decode(#"{"type":"setTier","id":"t","userId":"u","tier":"Gift"}"#).get().command.jobId, "t")
+        XCTAssertTrue(invalid(#"{"type":"setTier","id":"t","userId":"u"}"#).contains("'tier'"))
+        XCTAssertTrue(invalid(#"{"type":"setTier","id":"t","userId":"u","tier":"Gift","subscriptionExpiresAt":"soon"}"#)
+            .contains("subscriptionExpiresAt"))
+        XCTAssertTrue(invalid(#"{"type":"setTier","id":"t","userId":"u","tier":"Gift","subscriptionExpiresAt":5}"#)
+            .contains("subscriptionExpiresAt"))
+        // A name that cannot be a tier is a stored refusal, like purchase's.
+        if case .refusal(let r)? = op(#"{"type":"setTier","id":"t","userId":"u","tier":""}"#) {
+            XCTAssertEqual(r.code, "unknown_tier")
+        } else { XCTFail("an empty tier is unknown_tier") }
+    }
+
+    func testBalanceAtShapes() throws {
+        let at = try XCTUnwrap(LedgerTime.parse("2026-01-03T00:00:00.000Z"))
+        XCTAssertEqual(op(#"{"type":"balanceAt","userId":"u","at":"2026-01-03T00:00:00.000Z"}"#),
+                       .balanceAt(userId: "u", at: at))
+        // A query: no id needed, and none stored.
+        XCTAssertNil(try decode(#"{"type":"balanceAt","id":"q","userId":"u","at":"2026-01-03T00:00:00.000Z"}"#).get().command.jobId)
+        XCTAssertTrue(invalid(#"{"type":"balanceAt","userId":"u"}"#).contains("'at'"))
+        XCTAssertTrue(invalid(#"{"type":"balanceAt","userId":"u","at":"yesterday"}"#).contains("'at'"))
+        XCTAssertTrue(invalid(#"{"type":"balanceAt","at":"2026-01-03T00:00:00.000Z"}"#).contains("userId"))
+    }
+}
