@@ -37,7 +37,9 @@ struct RawJob {
         do {
             try JSONScanner.scanObject(raw) { key, value in set(key, value) }
         } catch {
-            throw JobError("The job is not a JSON object: \(error.message).")
+            // The scanner's message names the fault ("it is not a JSON object", "it is not valid
+            // JSON: ..."), so the lead-in must not name one too.
+            throw JobError("The job cannot be read: \(error.message).")
         }
     }
 

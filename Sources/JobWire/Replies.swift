@@ -12,7 +12,8 @@ public enum Replies {
         json.key("id"); json.string(job.id)
         json.key("type"); json.string(job.type.rawValue)
         json.members(of: result.json)
-        if job.type.isMutation { json.key("duplicate"); json.bool(result.duplicate) }
+        // Every result of a job with an id says whether it was a replay; a query's never is.
+        if job.type.isMutation || job.id != nil { json.key("duplicate"); json.bool(result.duplicate) }
         json.endObject()
         return json.text
     }
@@ -25,6 +26,8 @@ public enum Replies {
         json.key("type"); json.string(type)
         json.key("success"); json.bool(false)
         json.key("error"); write(error, into: &json)
+        // A job that could not be read was never applied: with an id, not a replay either.
+        if id != nil { json.key("duplicate"); json.bool(false) }
         json.endObject()
         return json.text
     }

@@ -100,12 +100,12 @@ extension Auditor {
             }
         }
         // Grants recorded as lapsed that no expiry entry names (one pass, not a scan per grant).
-        var named = Set<String>()
-        for r in lapses { if let id: String = r[0] { named.insert(id) } }
+        var named = Set<IdentityKey>()
+        for r in lapses { if let id: String = r[0] { named.insert(IdentityKey(id)) } }
         let recorded = try Row.fetchCursor(db, sql: "SELECT grant_id, lapsed FROM grants WHERE lapsed > 0 ORDER BY grant_id")
         while let r = try recorded.next() {
             let grantId: String = r[0], lapsed: Int64 = r[1]
-            if !named.contains(grantId) {
+            if !named.contains(IdentityKey(grantId)) {
                 add(Code.lapseTwice, "The grant \(grantId) records \(lapsed) lapsed tokens but no expiry entry names it.")
             }
         }

@@ -91,6 +91,7 @@ struct Auditor {
             }
         }
         try checkRefunds(accounts)
+        try checkJobs(v2: v2)
         // holds, grants, lapses, monitors (Audit+Credit), against the balances the entries give: an
         // account row lags behind its unmerged entries.
         try checkCredit(balances: Dictionary(uniqueKeysWithValues: accounts.map { ($0.key, $0.value.sum) }))

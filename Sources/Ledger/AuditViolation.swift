@@ -72,5 +72,13 @@ public struct AuditViolation: Sendable, Equatable, CustomStringConvertible {
         public static let lapseOrphan = "lapse_orphan"
         /// A hold closed twice, or its state, capture entry or grant portions disagree.
         public static let holdInconsistent = "hold_inconsistent"
+        // Idempotency.
+        /// A job id has more than one entry, or more than one stored result: it took effect twice.
+        public static let jobAppliedTwice = "job_applied_twice"
+        /// A stored result names an entry that is missing or carries another job id.
+        public static let jobEntryMismatch = "job_entry_mismatch"
+        /// `jobs` and `job_log` disagree: a merged row differs from its log row, or a log row at or
+        /// below the merge watermark has no merged row.
+        public static let jobStoreMismatch = "job_store_mismatch"
     }
 }

@@ -132,6 +132,9 @@ public struct RenewAllSummary: Sendable, Equatable {
     /// Under `rollover`: the renewals' carried tokens, and those lapsed above the cap.
     public var tokensCarried: Int64 { renewals.reduce(0) { $0 + $1.tokensCarried } }
     public var tokensLapsed: Int64 { renewals.reduce(0) { $0 + $1.tokensLapsed } }
+    /// Whether due accounts were left after this selection (the limit was reached), and where
+    /// the next one continues: past every account this one took, renewed or failed.
+    public var remaining: RenewalRemaining = .allTaken
 
     public init(totalProcessed: Int = 0, successful: Int = 0, failed: Int = 0, errors: [RenewalFailure] = [],
                 renewals: [RenewalOutcome] = [], changes: [BalanceChange] = []) {
@@ -141,6 +144,50 @@ public struct RenewAllSummary: Sendable, Equatable {
         self.errors = errors
         self.renewals = renewals
         self.changes = changes
+    }
+}
+
+/// Where a renewal selection stopped.
+public enum RenewalRemaining: Sendable, Equatable {
+    /// Every due account (after the cursor it started from) was taken.
+    case allTaken
+    /// More are due after this account of the order `(next_renewal_ms, id)`.
+    case more(after: RenewalCursor)
+}
+
+/// A place in the renewal order `(next_renewal_ms, id)`. A run's next chunk selects only the
+/// accounts after it, so accounts that failed (and keep their `next_renewal_ms`, so sort first)
+/// are not taken again by every chunk; renewed ones have left the due set anyway.
+public struct RenewalCursor: Sendable, Equatable {
+    public var nextRenewalMs: Int64
+    public var accountId: Int64
+    public init(nextRenewalMs: Int64, accountId: Int64) {
+        self.nextRenewalMs = nextRenewalMs
+        self.accountId = accountId
+    }
+}
+
+/// A scheduled run to record as complete, in the transaction of the chunk that leaves no due
+/// account behind, with the totals of its earlier chunks; that transaction also keeps its
+/// `renewal.completed` in `pending_sends`, so the event survives a crash right after the commit.
+public struct ScheduledRunCompletion: Sendable, Equatable {
+    public var name: String
+    public var slot: Date
+    public var totalProcessed: Int
+    public var successful: Int
+    public var failed: Int
+    /// Under `rollover`: what the run's earlier chunks carried, and lapsed above the cap.
+    public var tokensCarried: Int64
+    public var tokensLapsed: Int64
+    public init(name: String, slot: Date, totalProcessed: Int, successful: Int, failed: Int,
+                tokensCarried: Int64 = 0, tokensLapsed: Int64 = 0) {
+        self.name = name
+        self.slot = slot
+        self.totalProcessed = totalProcessed
+        self.successful = successful
+        self.failed = failed
+        self.tokensCarried = tokensCarried
+        self.tokensLapsed = tokensLapsed
     }
 }
 

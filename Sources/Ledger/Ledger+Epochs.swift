@@ -43,11 +43,17 @@ extension Ledger {
     public func recordCompletedRun(name: String, slot: Date, epoch: Int64? = nil) throws {
         let nowMs = LedgerTime.milliseconds(clock.now())
         try writeTransaction(epoch: epoch) { db in
-            try db.execute(sql: """
-                INSERT INTO scheduler_runs (name, slot_ms, completed_ms) VALUES (?1, ?2, ?3)
-                ON CONFLICT (name) DO UPDATE SET slot_ms = max(slot_ms, ?2), completed_ms = ?3
-                """, arguments: [name, LedgerTime.milliseconds(slot), nowMs])
+            try Self.recordRun(db, name: name, slotMs: LedgerTime.milliseconds(slot), completedMs: nowMs)
         }
+    }
+
+    /// The record of `recordCompletedRun`, inside the caller's transaction (the renewal chunk
+    /// that completes a run writes it with its entries and its event).
+    static func recordRun(_ db: Database, name: String, slotMs: Int64, completedMs: Int64) throws {
+        try db.execute(sql: """
+            INSERT INTO scheduler_runs (name, slot_ms, completed_ms) VALUES (?1, ?2, ?3)
+            ON CONFLICT (name) DO UPDATE SET slot_ms = max(slot_ms, ?2), completed_ms = ?3
+            """, arguments: [name, slotMs, completedMs])
     }
 
     /// Copies the WAL into the database file and restarts the WAL (a PASSIVE pass that does

@@ -70,7 +70,7 @@ extension Ledger {
             let end = min(plan.jobIds.count, plan.jobCursor + rows)
             let q = try RawStatement(db, LedgerTransaction.SQL.mergeJob)
             for id in plan.jobIds[plan.jobCursor..<end] {
-                guard let job = tail.jobs[id] else { continue }
+                guard let job = tail.jobs[IdentityKey(id)] else { continue }
                 q.reset()
                 try q.bind(1, id); try q.bind(2, job.entryId); try q.bind(3, job.accountId); try q.bind(4, job.result)
                 try q.run()
@@ -102,7 +102,7 @@ extension Ledger {
             return {
                 tail.merge?.accountCursor = cursor
                 for id in rowsWritten {
-                    if let a = tail.accounts.removeValue(forKey: id) { tail.accountIdByUser.removeValue(forKey: a.userId) }
+                    if let a = tail.accounts.removeValue(forKey: id) { tail.accountIdByUser.removeValue(forKey: IdentityKey(a.userId)) }
                 }
             }
         case .finish:

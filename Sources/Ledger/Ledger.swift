@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import Synchronization
 
 /// The token ledger: an append-only SQLite ledger of token balances.
 ///
@@ -26,6 +27,8 @@ public final class Ledger: Sendable {
     let reader: DatabaseQueue
     /// What the indexes do not hold yet; used only on `writer`'s queue.
     let tail = LedgerTail()
+    /// Failures of the merge a write runs after its COMMIT (see `boundTail`).
+    let boundedMerge = Mutex(BoundedMergeStatus())
 
     /// Opens (creating if needed, with mode 0600) the ledger at `path`, in WAL mode with the
     /// configured `synchronous`, busy timeout and automatic checkpoint, and migrates its schema.
@@ -89,7 +92,8 @@ public final class Ledger: Sendable {
     /// - Queries see the effect of the commands before them.
     /// - With `epoch`, throws `LedgerStorageError.fenced` and writes nothing when a higher
     ///   epoch has been acquired (another worker took over).
-    /// - Any SQLite error is thrown and the whole batch is rolled back: retry the whole batch.
+    /// - Any SQLite error before the COMMIT is thrown and the whole batch is rolled back: retry
+    ///   the whole batch. Nothing after the COMMIT throws (see `boundTail`).
     ///
     /// The results' `changes` are to be published only after this returns (the commit).
     public func apply(_ commands: [Command], epoch: Int64? = nil) throws -> [CommandResult] {
@@ -103,7 +107,7 @@ public final class Ledger: Sendable {
             try transaction.flush()
             return (results, transaction)
         }
-        try boundTail(tailRows, epoch: epoch)
+        boundTail(tailRows, epoch: epoch)
         return results
     }
 
@@ -119,29 +123,50 @@ public final class Ledger: Sendable {
         }
     }
 
-    /// Renews at most `limit` due accounts (oldest due first, optionally of one `tier`) in one
-    /// transaction. The scheduler calls it until `totalProcessed == 0` — or, to stop on an
-    /// account that keeps failing (only an overflow can fail), until `successful == 0`.
-    public func renewDue(limit: Int, tier: String? = nil, epoch: Int64? = nil) throws -> RenewAllSummary {
+    /// Renews at most `limit` due accounts (oldest due first, optionally of one `tier`, after
+    /// `cursor`) in one transaction. The scheduler calls it with the cursor of the previous
+    /// chunk (`remaining`) until none remain, so an account that fails (a tier no longer
+    /// configured, an overflow) is taken once per run and never holds back those behind it.
+    /// With `run`, the chunk that leaves none recorded the run complete and kept its
+    /// `renewal.completed` (in `events`) until sent, in its own transaction.
+    public func renewDue(limit: Int, tier: String? = nil, epoch: Int64? = nil, after cursor: RenewalCursor? = nil,
+                         completing run: ScheduledRunCompletion? = nil) throws -> RenewAllSummary {
         let nowMs = LedgerTime.milliseconds(clock.now())
         let (summary, tailRows) = try commandTransaction(epoch: epoch) { db in
             let transaction = try LedgerTransaction(db: db, config: config, tail: tail, clockMs: nowMs, writable: true)
-            let summary = try transaction.renewDue(dryRun: false, tier: tier, limit: max(limit, 1), continueOnError: true)
+            let summary = try transaction.renewDue(dryRun: false, tier: tier, limit: max(limit, 1), continueOnError: true,
+                                                   after: cursor, completing: run)
             try transaction.flush()
             return (summary, transaction)
         }
-        try boundTail(tailRows, epoch: epoch)
+        boundTail(tailRows, epoch: epoch)
         return summary
     }
 
     /// The caller is expected to call `maintain` between batches; should it not, the tail is
     /// still bounded: past twice the threshold, a write merges until the tail is back below it.
-    private func boundTail(_ tailRows: Int, epoch: Int64?) throws {
+    ///
+    /// It runs after the write's COMMIT, so it never throws: the write's results are committed
+    /// and must reach the caller (a batch reported failed would be retried as duplicates, which
+    /// never write their `job.applied`). A failed merge is a storage condition of its own,
+    /// counted in `boundedMergeStatus`; the tail stays as it was, and the next `maintain` (or
+    /// write) merges again.
+    private func boundTail(_ tailRows: Int, epoch: Int64?) {
         guard tailRows >= 2 * config.mergeThresholdRows else { return }
-        while try maintain(epoch: epoch) {
-            if try writer.read({ _ in tail.rowCount }) < config.mergeThresholdRows { break }
+        do {
+            while try maintain(epoch: epoch) {
+                if try writer.read({ _ in tail.rowCount }) < config.mergeThresholdRows { break }
+            }
+        } catch {
+            boundedMerge.withLock {
+                $0.failures += 1
+                $0.lastError = "\(error)"
+            }
         }
     }
+
+    /// Merges that a write ran after its COMMIT and that failed, and the last error.
+    public var boundedMergeStatus: BoundedMergeStatus { boundedMerge.withLock { $0 } }
 
     /// One IMMEDIATE transaction of ledger commands, fenced by `epoch`: commits what `body` did,
     /// or nothing. The transaction extends the tail as it writes; if it does not commit, the
@@ -171,7 +196,7 @@ public final class Ledger: Sendable {
             try transaction.flush()
             return (summary, transaction)
         }
-        try boundTail(tailRows, epoch: epoch)
+        boundTail(tailRows, epoch: epoch)
         return summary
     }
 
@@ -198,4 +223,11 @@ public final class Ledger: Sendable {
             return value
         }
     }
+}
+
+/// Failures of the bounded merge after a write's COMMIT: reported apart from the write, whose
+/// results stand.
+public struct BoundedMergeStatus: Sendable, Equatable {
+    public var failures = 0
+    public var lastError: String?
 }

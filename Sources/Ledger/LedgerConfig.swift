@@ -53,7 +53,11 @@ public struct LedgerConfig: Sendable, Codable, Equatable {
     public var rolloverMonths: Int = 1
 
     /// The cap on what a `tier` account carries over (its own, else the ledger's).
-    public func rolloverCap(tier: String) -> Int64? { tiers[tier]?.rolloverMax ?? rolloverMax }
+    public func rolloverCap(tier: String) -> Int64? { self.tier(named: tier)?.rolloverMax ?? rolloverMax }
+    /// The most accounts one `renewAll` job renews, and so the size of its transaction and of
+    /// its reply (one `renewals[]` or `errors[]` item per account). A job without `limit` takes
+    /// this many; a larger `limit` is refused (`invalid_limit`). Default 1000.
+    public var renewAllMaxAccounts: Int
 
     public static let defaultCosts: [String: Int64] = ["image_generation": 10, "chatgpt_message": 5]
     public static let defaultTiers: [String: TierConfig] = [
@@ -72,9 +76,11 @@ public struct LedgerConfig: Sendable, Codable, Equatable {
         cacheMebibytes: Int = 8,
         mergeThresholdRows: Int = 49_152,
         mergeSliceRows: Int = 1024,
-        defaultMonitorThreshold: Int64? = nil
+        defaultMonitorThreshold: Int64? = nil,
+        renewAllMaxAccounts: Int = 1000
     ) {
         self.defaultMonitorThreshold = defaultMonitorThreshold
+        self.renewAllMaxAccounts = renewAllMaxAccounts
         self.costs = costs
         self.tiers = tiers
         self.renewalPolicy = renewalPolicy
@@ -90,6 +96,7 @@ public struct LedgerConfig: Sendable, Codable, Equatable {
         case costs, tiers, renewalPolicy, synchronous, busyTimeoutMilliseconds, walAutoCheckpointPages, cacheMebibytes
         case mergeThresholdRows, mergeSliceRows
         case defaultMonitorThreshold, rolloverMax, rolloverMonths
+        case renewAllMaxAccounts
     }
 
     public init(from decoder: any Decoder) throws {
@@ -107,6 +114,21 @@ public struct LedgerConfig: Sendable, Codable, Equatable {
         defaultMonitorThreshold = try c.decodeIfPresent(Int64.self, forKey: .defaultMonitorThreshold)
         rolloverMax = try c.decodeIfPresent(Int64.self, forKey: .rolloverMax)
         if let v = try c.decodeIfPresent(Int.self, forKey: .rolloverMonths) { rolloverMonths = v }
+        if let v = try c.decodeIfPresent(Int.self, forKey: .renewAllMaxAccounts) { renewAllMaxAccounts = v }
+    }
+
+    /// The configured cost of `operation`, matched by its bytes: a dictionary lookup alone
+    /// would price an NFD name by its configured NFC twin (see `IdentityKey`). Keys are unique
+    /// up to canonical equivalence, so the one key found is the only candidate.
+    public func cost(of operation: String) -> Int64? {
+        guard let i = costs.index(forKey: operation), costs[i].key.hasSameBytes(as: operation) else { return nil }
+        return costs[i].value
+    }
+
+    /// The tier named `name`, matched by its bytes (as `cost(of:)`).
+    public func tier(named name: String) -> TierConfig? {
+        guard let i = tiers.index(forKey: name), tiers[i].key.hasSameBytes(as: name) else { return nil }
+        return tiers[i].value
     }
 
     /// Checks the values decoding cannot: throws `LedgerConfigError` naming the first
@@ -116,7 +138,7 @@ public struct LedgerConfig: Sendable, Codable, Equatable {
             if name.isEmpty { throw LedgerConfigError("costs: an operation name must not be empty") }
             if cost < 0 { throw LedgerConfigError("costs.\(name) must be >= 0") }
         }
-        if tiers["Gift"] == nil { throw LedgerConfigError("tiers.Gift must exist (new and expired accounts use it)") }
+        if tier(named: "Gift") == nil { throw LedgerConfigError("tiers.Gift must exist (new and expired accounts use it)") }
         for (name, tier) in tiers.sorted(by: { $0.key < $1.key }) {
             if name.isEmpty { throw LedgerConfigError("tiers: a tier name must not be empty") }
             if tier.allocation < 0 { throw LedgerConfigError("tiers.\(name).allocation must be >= 0") }
@@ -127,13 +149,14 @@ public struct LedgerConfig: Sendable, Codable, Equatable {
         if cacheMebibytes < 1 { throw LedgerConfigError("cacheMebibytes must be >= 1") }
         if mergeThresholdRows < 1 { throw LedgerConfigError("mergeThresholdRows must be >= 1") }
         if mergeSliceRows < 1 { throw LedgerConfigError("mergeSliceRows must be >= 1") }
-        if costs["expiry"] != nil { throw LedgerConfigError("costs.expiry: expiry is the ledger's own operation type") }
+        if cost(of: "expiry") != nil { throw LedgerConfigError("costs.expiry: expiry is the ledger's own operation type") }
         if let t = defaultMonitorThreshold, t < 0 { throw LedgerConfigError("defaultMonitorThreshold must be >= 0") }
         if let m = rolloverMax, m < 0 { throw LedgerConfigError("renewal.rolloverMax must be >= 0") }
         if !(0...1200).contains(rolloverMonths) { throw LedgerConfigError("renewal.rolloverMonths must be between 0 and 1200") }
         for (name, tier) in tiers.sorted(by: { $0.key < $1.key }) {
             if let m = tier.rolloverMax, m < 0 { throw LedgerConfigError("tiers.\(name).rolloverMax must be >= 0") }
         }
+        if renewAllMaxAccounts < 1 { throw LedgerConfigError("renewAllMaxAccounts must be >= 1") }
     }
 }
 

@@ -22,7 +22,7 @@ public enum LedgerStorageError: Error, Sendable, Equatable, CustomStringConverti
         case .notAQuery:
             return "read(_:) only answers queries"
         case let .partitionMismatch(path, recorded, requested):
-            return "the ledger \(path) holds partition \(recorded); this worker was started for partition \(requested): the partition count is fixed when a ledger is made"
+            return "the ledger \(path) holds partition \(recorded); this worker was started for partition \(requested): the partition count is fixed when a ledger is made, and changes only through the growth tool (`tokenledger repartition --to M`, not built yet)"
         case .transactionWithoutValue:
             return "a write transaction committed without producing its value"
         }

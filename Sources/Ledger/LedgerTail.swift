@@ -45,14 +45,14 @@ final class LedgerTail: @unchecked Sendable {
         var amount: Int64
     }
 
-    /// Stored results not yet merged into `jobs`, by job id.
-    var jobs: [String: Job] = [:]
+    /// Stored results not yet merged into `jobs`, by job id (its bytes, as `jobs` keys them).
+    var jobs: [IdentityKey: Job] = [:]
     /// Entries after `mergedEntryId`, by account rowid, in id order.
     var entries: [Int64: [Entry]] = [:]
     var entryCount = 0
     /// Accounts whose stored row lags: the current state, by rowid.
     var accounts: [Int64: AccountRecord] = [:]
-    var accountIdByUser: [String: Int64] = [:]
+    var accountIdByUser: [IdentityKey: Int64] = [:]
     /// `job_log` rows up to this seq are in `jobs`; entries up to this id are in `entry_index`.
     var mergedJobSeq: Int64 = 0
     var mergedEntryId: Int64 = 0
@@ -66,15 +66,17 @@ final class LedgerTail: @unchecked Sendable {
     var dataVersion: Int64 = -1
     /// How many times the tail was read from the file (once at open; more means other writers).
     private(set) var reloads = 0
-    /// Operation types are few: one String storage per distinct type.
-    private var interned: [String: String] = [:]
+    /// Operation types are few: one String storage per distinct type (by bytes: an NFD type must
+    /// not come back as its NFC twin).
+    private var interned: [IdentityKey: String] = [:]
 
     /// Rows the tail holds (what a merge would write).
     var rowCount: Int { jobs.count + entryCount }
 
     func intern(_ s: String) -> String {
-        if let known = interned[s] { return known }
-        interned[s] = s
+        let key = IdentityKey(s)
+        if let known = interned[key] { return known }
+        interned[key] = s
         return s
     }
 
@@ -118,7 +120,7 @@ final class LedgerTail: @unchecked Sendable {
         jobs.reset()
         try jobs.bind(1, tail.mergedJobSeq)
         while try jobs.step() {
-            tail.jobs[jobs.text(1)] = Job(seq: jobs.int64(0), entryId: jobs.optionalInt64(2),
+            tail.jobs[IdentityKey(jobs.text(1))] = Job(seq: jobs.int64(0), entryId: jobs.optionalInt64(2),
                                           accountId: jobs.optionalInt64(3), result: jobs.optionalText(4))
         }
         jobs.reset()
@@ -150,7 +152,7 @@ final class LedgerTail: @unchecked Sendable {
         entries.reset()
         for a in rows.values where a.lagging {
             tail.accounts[a.id] = a
-            tail.accountIdByUser[a.userId] = a.id
+            tail.accountIdByUser[IdentityKey(a.userId)] = a.id
         }
         tail.dataVersion = try dataVersion(db)
         return tail
@@ -162,7 +164,7 @@ final class LedgerTail: @unchecked Sendable {
 
     /// The lagging account of `userId`: the record itself, which a transaction changes in place.
     func account(userId: String) -> AccountRecord? {
-        accountIdByUser[userId].flatMap { accounts[$0] }
+        accountIdByUser[IdentityKey(userId)].flatMap { accounts[$0] }
     }
 
     func account(id: Int64) -> AccountRecord? {
@@ -172,9 +174,9 @@ final class LedgerTail: @unchecked Sendable {
     /// Keeps an account a transaction changed: lagging, it is the tail's; written whole, it is not.
     func track(_ a: AccountRecord) {
         if a.lagging {
-            if accounts.updateValue(a, forKey: a.id) == nil { accountIdByUser[a.userId] = a.id }
+            if accounts.updateValue(a, forKey: a.id) == nil { accountIdByUser[IdentityKey(a.userId)] = a.id }
         } else if accounts.removeValue(forKey: a.id) != nil {
-            accountIdByUser.removeValue(forKey: a.userId)
+            accountIdByUser.removeValue(forKey: IdentityKey(a.userId))
         }
     }
 

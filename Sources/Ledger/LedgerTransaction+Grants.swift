@@ -20,7 +20,7 @@ extension LedgerTransaction {
         switch expiry {
         case .at(let date):
             let ms = LedgerTime.milliseconds(date)
-            guard ms > nowMs else {
+            guard ms > decisionNowMs else {
                 return .failure(Refusal(code: Refusal.invalidExpiry, message: "expiresAt \(LedgerTime.format(ms: ms)) is not in the future."))
             }
             return .success(ms)
@@ -30,7 +30,7 @@ extension LedgerTransaction {
                 return .failure(Refusal(code: Refusal.invalidExpiry, message: "The expiry in seconds must be at least 1\(bound); it is \(seconds)."))
             }
             let (ms, o1) = seconds.multipliedReportingOverflow(by: 1000)
-            let (at, o2) = nowMs.addingReportingOverflow(ms)
+            let (at, o2) = decisionNowMs.addingReportingOverflow(ms)
             guard !o1, !o2 else {
                 return .failure(Refusal(code: Refusal.invalidExpiry, message: "The expiry in seconds is too far away: \(seconds)."))
             }
@@ -49,7 +49,7 @@ extension LedgerTransaction {
     /// Records a grant of `amount` tokens just credited to `a` (the entry is the caller's), or
     /// carried from the grant `source` (no entry: the tokens were in the balance already).
     func makeGrant(_ a: AccountRecord, grantId: String, amount: Int64, expiresMs: Int64, source: String? = nil) throws {
-        try db.cachedStatement(sql: SQL.insertGrant).execute(arguments: [grantId, a.id, amount, amount, expiresMs, nowMs, source])
+        try db.cachedStatement(sql: SQL.insertGrant).execute(arguments: [grantId, a.id, amount, amount, expiresMs, decisionNowMs, source])
         willChange(a)
         a.granted += amount
         a.dirtyCredit = true
@@ -96,7 +96,7 @@ extension LedgerTransaction {
         if let e = Self.reservedGrant(jobId) { return .refused(e) }
         guard let a = try account(userId) else { return .refused(.userNotFound(userId)) }
         if a.balance.addingReportingOverflow(amount).overflow { return .refused(.overflow("balance")) }
-        let grantId = jobId ?? "credit:\(nowMs)"
+        let grantId = jobId ?? "credit:\(entryTimeMs)"
         let id = try appendEntry(a, kind: .credit, operationType: operationType, amount: amount, jobId: jobId, metadata: metadata)
         try makeGrant(a, grantId: grantId, amount: amount, expiresMs: expiresMs)
         var w = JSONWriter(capacity: 160)
@@ -108,7 +108,7 @@ extension LedgerTransaction {
         w.key("grantId"); w.string(grantId)
         w.key("expiresAt"); w.time(ms: expiresMs)
         w.endObject()
-        let c = change(a, entryId: id, operationType: operationType, amount: amount, atMs: nowMs)
+        let c = change(a, entryId: id, operationType: operationType, amount: amount, atMs: entryTimeMs)
         return Outcome(result: CommandResult(success: true, json: w.text, changes: [c]), entryId: id, accountId: a.id)
     }
 
@@ -116,7 +116,7 @@ extension LedgerTransaction {
     func grantList(_ a: AccountRecord) throws -> [(grantId: String, remaining: Int64, expiresMs: Int64)] {
         guard a.granted > 0 else { return [] }
         var list: [(grantId: String, remaining: Int64, expiresMs: Int64)] = []
-        let rows = try Row.fetchCursor(db.cachedStatement(sql: SQL.grantList), arguments: [a.id, nowMs])
+        let rows = try Row.fetchCursor(db.cachedStatement(sql: SQL.grantList), arguments: [a.id, decisionNowMs])
         while let r = try rows.next() { list.append((r[0], r[1], r[2])) }
         return list
     }

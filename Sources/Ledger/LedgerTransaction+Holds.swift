@@ -28,7 +28,7 @@ extension LedgerTransaction {
               metadata: String?) throws -> Outcome {
         let value: Int64
         if let operation {
-            guard let cost = config.costs[operation] else {
+            guard let cost = config.cost(of: operation) else {
                 return .refused(Refusal(code: Refusal.unknownOperation, message: "The operation \(operation) has no configured cost."))
             }
             value = cost
@@ -52,7 +52,7 @@ extension LedgerTransaction {
         for portion in try takeFromGrants(a, value) {
             try db.cachedStatement(sql: SQL.insertHoldGrant).execute(arguments: [holdId, portion.grantId, portion.amount])
         }
-        try db.cachedStatement(sql: SQL.insertHold).execute(arguments: [holdId, a.id, value, operation, metadata, nowMs, expiresMs])
+        try db.cachedStatement(sql: SQL.insertHold).execute(arguments: [holdId, a.id, value, operation, metadata, decisionNowMs, expiresMs])
         a.held += value
         a.dirtyCredit = true
         dueNoLaterThan(a, expiresMs)
@@ -65,7 +65,7 @@ extension LedgerTransaction {
         w.key("available"); w.int(a.available)
         w.key("expiresAt"); w.time(ms: expiresMs)
         w.endObject()
-        let c = change(a, entryId: nil, operationType: nil, amount: nil, atMs: nowMs)
+        let c = change(a, entryId: nil, operationType: nil, amount: nil, atMs: entryTimeMs)
         return Outcome(result: CommandResult(success: true, json: w.text, changes: [c]), accountId: a.id)
     }
 
@@ -83,7 +83,7 @@ extension LedgerTransaction {
                                     details: [.init("expiresAt", .time(ms: h.expiresMs))]))
         case .open:
             // Loading the account settled it, so an open hold is unexpired; checked all the same.
-            if h.expiresMs <= nowMs {
+            if h.expiresMs <= decisionNowMs {
                 return .failure(Refusal(code: Refusal.holdExpired, message: "The hold \(holdId) expired at \(LedgerTime.format(ms: h.expiresMs)).",
                                         details: [.init("expiresAt", .time(ms: h.expiresMs))]))
             }
@@ -112,7 +112,7 @@ extension LedgerTransaction {
         let type = operationType ?? h.operationType ?? "capture"
         let id = try appendEntry(a, kind: .debit, operationType: type, amount: -value, jobId: jobId, metadata: metadata ?? h.metadata)
         a.spent = spent
-        let lapses = try closeHold(a, holdId: holdId, amount: h.amount, spend: value, state: .captured, closedMs: nowMs, entryId: id)
+        let lapses = try closeHold(a, holdId: holdId, amount: h.amount, spend: value, state: .captured, closedMs: entryTimeMs, entryId: id)
         try refreshNextDue(a)
         var w = JSONWriter(capacity: 200)
         w.beginObject()
@@ -124,7 +124,7 @@ extension LedgerTransaction {
         w.key("released"); w.int(h.amount - value)
         w.key("available"); w.int(a.available)
         w.endObject()
-        let c = change(a, entryId: id, operationType: type, amount: -value, atMs: nowMs)
+        let c = change(a, entryId: id, operationType: type, amount: -value, atMs: entryTimeMs)
         var result = CommandResult(success: true, json: w.text, changes: [c] + lapses)
         result.own = c
         return Outcome(result: result, entryId: id, accountId: a.id)
@@ -137,7 +137,7 @@ extension LedgerTransaction {
         case .failure(let e): return .refused(e)
         case .success(let row): h = row
         }
-        let lapses = try closeHold(a, holdId: holdId, amount: h.amount, spend: 0, state: .released, closedMs: nowMs)
+        let lapses = try closeHold(a, holdId: holdId, amount: h.amount, spend: 0, state: .released, closedMs: entryTimeMs)
         try refreshNextDue(a)
         var w = JSONWriter(capacity: 120)
         w.beginObject()
@@ -146,7 +146,7 @@ extension LedgerTransaction {
         w.key("released"); w.int(h.amount)
         w.key("available"); w.int(a.available)
         w.endObject()
-        let c = change(a, entryId: nil, operationType: nil, amount: nil, atMs: nowMs)
+        let c = change(a, entryId: nil, operationType: nil, amount: nil, atMs: entryTimeMs)
         var result = CommandResult(success: true, json: w.text, changes: [c] + lapses)
         result.own = c
         return Outcome(result: result, accountId: a.id)
@@ -177,7 +177,7 @@ extension LedgerTransaction {
                 let id = try appendEntry(a, kind: .expiry, operationType: Self.expiryOperationType, amount: -back, jobId: nil,
                                          metadata: Self.lapseMetadata(grantId: p.grantId, expiresMs: p.expiresMs, holdId: holdId))
                 try db.cachedStatement(sql: SQL.addLapsed).execute(arguments: [back, p.grantId])
-                lapses.append(change(a, entryId: id, operationType: Self.expiryOperationType, amount: -back, atMs: nowMs))
+                lapses.append(change(a, entryId: id, operationType: Self.expiryOperationType, amount: -back, atMs: entryTimeMs))
             } else {
                 try db.cachedStatement(sql: SQL.giveBackToGrant).execute(arguments: [back, p.grantId])
                 a.granted += back
@@ -195,7 +195,7 @@ extension LedgerTransaction {
         w.key("holds"); w.beginArray()
         var held: Int64 = 0
         if a.held > 0 || !writable {
-            let rows = try Row.fetchCursor(db.cachedStatement(sql: SQL.openHolds), arguments: [a.id, nowMs])
+            let rows = try Row.fetchCursor(db.cachedStatement(sql: SQL.openHolds), arguments: [a.id, decisionNowMs])
             while let r = try rows.next() {
                 w.beginObject()
                 w.key("holdId"); w.string(r[0] as String)
@@ -218,7 +218,7 @@ extension LedgerTransaction {
     /// account); read from the holds in a read-only one, where nothing due could be written.
     func currentHeld(_ a: AccountRecord) throws -> Int64 {
         if writable || a.held == 0 { return a.held }
-        return try Int64.fetchOne(db.cachedStatement(sql: SQL.heldNow), arguments: [a.id, nowMs]) ?? 0
+        return try Int64.fetchOne(db.cachedStatement(sql: SQL.heldNow), arguments: [a.id, decisionNowMs]) ?? 0
     }
 }
 

@@ -43,7 +43,7 @@ extension LedgerTransaction {
     /// The stored result of `jobId`: in the unmerged tail (this batch's results included), or
     /// in the merged index `jobs` (a job being merged may be in both; they hold the same row).
     func storedJob(_ jobId: String) throws -> StoredJob? {
-        if let job = tail.jobs[jobId] {
+        if let job = tail.jobs[IdentityKey(jobId)] {
             return StoredJob(entryId: job.entryId, accountId: job.accountId, result: job.result)
         }
         let q = hot.jobById
@@ -56,24 +56,34 @@ extension LedgerTransaction {
 
     /// The first result of a stored job, marked duplicate, with its changes repeated carrying
     /// the account's current state (a crash between commit and publish must not lose an
-    /// invalidation; repeating one is harmless).
+    /// invalidation; repeating one is harmless). Its `own` change is the job's own entry as it
+    /// was written (`balanceAfter`), so a `job.applied` sent again says what the job did, not
+    /// what the account holds now.
     func replay(_ stored: StoredJob) throws -> CommandResult {
         var json = stored.result ?? ""
         var changes: [BalanceChange] = []
+        var own: BalanceChange? = nil
         if let entryId = stored.entryId, let e = try entry(entryId) {
             if stored.result == nil { json = Self.entryResult(newBalance: e.balanceAfter, entryId: entryId, amount: e.amount) }
             if let a = try account(id: e.accountId) {
-                changes.append(change(a, entryId: entryId, operationType: e.operationType, amount: e.amount, atMs: e.createdMs))
+                let current = change(a, entryId: entryId, operationType: e.operationType, amount: e.amount, atMs: e.createdMs)
+                changes.append(current)
+                var written = current
+                written.tokensBalance = e.balanceAfter
+                written.available = e.balanceAfter - current.held
+                own = written
             }
         } else if let accountId = stored.accountId, let a = try account(id: accountId) {
-            changes.append(change(a, entryId: nil, operationType: nil, amount: nil, atMs: nowMs))
+            changes.append(change(a, entryId: nil, operationType: nil, amount: nil, atMs: entryTimeMs))
         }
         let success = json.hasPrefix(#"{"success":true"#)
         var code: String? = nil
         if !success, let r = json.range(of: #""code":""#) {
             code = String(json[r.upperBound...].prefix { $0 != "\"" })
         }
-        return CommandResult(success: success, json: json, duplicate: true, changes: changes, errorCode: code)
+        var result = CommandResult(success: success, json: json, duplicate: true, changes: changes, errorCode: code)
+        result.own = own
+        return result
     }
 
     /// The result of a plain balance change (charge, debit, credit, refund): derived from its
@@ -92,7 +102,7 @@ extension LedgerTransaction {
     /// The outcome of a plain balance change just appended.
     func entryOutcome(_ a: AccountRecord, entryId: Int64, operationType: String, amount: Int64) -> Outcome {
         let json = Self.entryResult(newBalance: a.balance, entryId: entryId, amount: amount)
-        let c = change(a, entryId: entryId, operationType: operationType, amount: amount, atMs: nowMs)
+        let c = change(a, entryId: entryId, operationType: operationType, amount: amount, atMs: entryTimeMs)
         return Outcome(result: CommandResult(success: true, json: json, changes: [c]),
                        entryId: entryId, accountId: a.id, derived: true)
     }
@@ -103,7 +113,7 @@ extension LedgerTransaction {
         case .open(let userId):
             return try open(userId, jobId: jobId)
         case let .charge(userId, operation, metadata):
-            guard let cost = config.costs[operation] else {
+            guard let cost = config.cost(of: operation) else {
                 return .refused(Refusal(code: Refusal.unknownOperation,
                                             message: "The operation \(operation) has no configured cost."))
             }
@@ -162,7 +172,7 @@ extension LedgerTransaction {
 
     /// `expiry` is the ledger's own operationType: no producer job may name it.
     static func reserved(_ operationType: String?) -> Refusal? {
-        operationType == expiryOperationType
+        operationType.map(expiryOperationType.hasSameBytes) ?? false
             ? Refusal(code: Refusal.reservedOperationType, message: "The operationType expiry is reserved for lapsed grants.")
             : nil
     }

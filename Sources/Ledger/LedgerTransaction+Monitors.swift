@@ -69,7 +69,7 @@ extension LedgerTransaction {
                 e.add("threshold", threshold)
                 e.add("available", after)
                 e.add("ledgerEntryId", a.entryInCommand)
-                e.add("at", ms: nowMs)
+                e.add("at", ms: entryTimeMs)
                 fired.append(e)
             }
             var own: [(String, Int64)] = []
@@ -78,7 +78,7 @@ extension LedgerTransaction {
                 while let r = try rows.next() { own.append((r[0], r[1])) }
             }
             // A user's own monitor named `default` takes the configured one's place.
-            if let t = config.defaultMonitorThreshold, !own.contains(where: { $0.0 == Self.defaultMonitorId }) {
+            if let t = config.defaultMonitorThreshold, !own.contains(where: { $0.0.hasSameBytes(as: Self.defaultMonitorId) }) {
                 fire(Self.defaultMonitorId, t)
             }
             for (id, t) in own { fire(id, t) }

@@ -10,7 +10,7 @@ extension LedgerTransaction {
             return .refused(Refusal(code: Refusal.accountExists, message: "An account already exists for user \(userId)."))
         }
         // `validate()` (run by `Ledger.init`) requires Gift; refused, not trapped, should that change.
-        guard let gift = config.tiers["Gift"] else {
+        guard let gift = config.tier(named: "Gift") else {
             return .refused(Refusal(code: Refusal.unknownTier, message: "The tier Gift is not configured."))
         }
         let a = try createAccount(userId, tier: "Gift")
@@ -32,7 +32,7 @@ extension LedgerTransaction {
         w.key("nextRenewalDate"); w.time(ms: a.nextRenewalMs)
         if let grant { w.key("grantId"); w.string(grant.grantId); w.key("expiresAt"); w.time(ms: grant.expiresMs) }
         w.endObject()
-        let c = change(a, entryId: entryId, operationType: entryId == nil ? nil : "renewal", amount: entryId == nil ? nil : a.balance, atMs: nowMs)
+        let c = change(a, entryId: entryId, operationType: entryId == nil ? nil : "renewal", amount: entryId == nil ? nil : a.balance, atMs: entryTimeMs)
         return Outcome(result: CommandResult(success: true, json: w.text, changes: [c]), entryId: entryId, accountId: a.id)
     }
 

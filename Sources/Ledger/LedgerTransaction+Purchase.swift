@@ -14,7 +14,7 @@ extension LedgerTransaction {
 
     func purchase(_ userId: String, tier: String, paymentId: String, months: Int, jobId: String?,
                   metadata: String?, allocationExpiresIn: Int64? = nil) throws -> Outcome {
-        guard let tierConfig = config.tiers[tier] else {
+        guard let tierConfig = config.tier(named: tier) else {
             return .refused(Refusal(code: Refusal.unknownTier, message: "The tier \(tier) does not exist."))
         }
         guard months >= 1 && months <= Self.maxMonths else {
@@ -33,7 +33,7 @@ extension LedgerTransaction {
         let existing = try account(userId)
         if let row = try Row.fetchOne(db.cachedStatement(sql: SQL.paymentById), arguments: [paymentId]) {
             let firstJob: String = row[0], accountId: Int64 = row[1], firstTier: String = row[2]
-            if accountId == existing?.id, firstTier == tier, let stored = try storedJob(firstJob) {
+            if accountId == existing?.id, firstTier.hasSameBytes(as: tier), let stored = try storedJob(firstJob) {
                 return Outcome(result: try replay(stored), store: false)
             }
             return .refused(Refusal(code: Refusal.duplicatePayment,
@@ -44,8 +44,8 @@ extension LedgerTransaction {
         }
         let a = try existing ?? createAccount(userId, tier: tier)
         a.tier = tier
-        a.expiresMs = CalendarMonth.adding(months: Int64(months), to: max(nowMs, a.expiresMs ?? nowMs))
-        a.restartRenewalClock(at: nowMs)
+        a.expiresMs = CalendarMonth.adding(months: Int64(months), to: max(decisionNowMs, a.expiresMs ?? decisionNowMs))
+        a.restartRenewalClock(at: decisionNowMs)
         var entryId: Int64? = nil
         if tierConfig.allocation > 0 {
             entryId = try appendEntry(a, kind: .purchase, operationType: "purchase", amount: tierConfig.allocation,
@@ -76,7 +76,7 @@ extension LedgerTransaction {
         if let grant { w.key("grantId"); w.string(grant.grantId); w.key("expiresAt"); w.time(ms: grant.expiresMs) }
         w.endObject()
         let c = change(a, entryId: entryId, operationType: entryId == nil ? nil : "purchase",
-                       amount: entryId == nil ? nil : tierConfig.allocation, atMs: nowMs)
+                       amount: entryId == nil ? nil : tierConfig.allocation, atMs: entryTimeMs)
         return Outcome(result: CommandResult(success: true, json: w.text, changes: [c]), entryId: entryId, accountId: a.id)
     }
 }

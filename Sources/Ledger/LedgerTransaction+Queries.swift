@@ -42,7 +42,7 @@ extension LedgerTransaction {
     }
 
     func canAfford(_ userId: String, operation: String) throws -> Outcome {
-        guard let cost = config.costs[operation] else {
+        guard let cost = config.cost(of: operation) else {
             return .refused(Refusal(code: Refusal.unknownOperation, message: "The operation \(operation) has no configured cost."))
         }
         guard let a = try account(userId) else { return .refused(.userNotFound(userId)) }
@@ -80,7 +80,7 @@ extension LedgerTransaction {
         var tailPage: [Int64] = []
         let recent = tailEntries(of: a.id)
         for e in recent.reversed() where e.createdMs >= lo && e.createdMs <= hi
-            && (operationType == nil || e.operationType == operationType) {
+            && (operationType.map(e.operationType.hasSameBytes) ?? true) {
             if tailMatches >= offset && tailPage.count < limit { tailPage.append(e.id) }
             tailMatches += 1
         }
@@ -145,7 +145,7 @@ extension LedgerTransaction {
         var overflow = false
         for e in tailEntries(of: a.id) where e.createdMs >= startMs && e.createdMs <= endMs {
             let index: Int
-            if let i = groups.firstIndex(where: { $0.type == e.operationType }) {
+            if let i = groups.firstIndex(where: { $0.type.hasSameBytes(as: e.operationType) }) {
                 index = i
             } else {
                 groups.append(Group(type: e.operationType, count: 0, tokens: 0, spent: 0, earned: 0))

@@ -29,7 +29,7 @@ extension LedgerTransaction {
 
     /// Whole days until `ms`, rounded up; 0 when it has passed.
     func daysUntil(_ ms: Int64) -> Int64 {
-        ms <= nowMs ? 0 : (ms - nowMs + CalendarMonth.msPerDay - 1) / CalendarMonth.msPerDay
+        ms <= decisionNowMs ? 0 : (ms - decisionNowMs + CalendarMonth.msPerDay - 1) / CalendarMonth.msPerDay
     }
 
     /// Renews a due account (the caller checked it is due): downgrades an expired paid
@@ -39,12 +39,12 @@ extension LedgerTransaction {
         var tier = a.tier
         var expires = a.expiresMs
         var downgraded = false
-        if tier != "Gift", let e = expires, e <= nowMs {
+        if !tier.hasSameBytes(as: "Gift"), let e = expires, e <= decisionNowMs {
             tier = "Gift"
             expires = nil
             downgraded = true
         }
-        guard let tierConfig = config.tiers[tier] else {
+        guard let tierConfig = config.tier(named: tier) else {
             return .failure(Refusal(code: Refusal.unknownTier, message: "The tier \(tier) of \(a.userId) is no longer configured."))
         }
         var grant: Int64
@@ -64,7 +64,7 @@ extension LedgerTransaction {
         }
         a.tier = tier
         a.expiresMs = expires
-        a.periods = CalendarMonth.periods(from: a.anchorMs, to: nowMs)
+        a.periods = CalendarMonth.periods(from: a.anchorMs, to: decisionNowMs)
         a.lastRenewalMs = CalendarMonth.adding(months: a.periods, to: a.anchorMs)
         a.nextRenewalMs = CalendarMonth.adding(months: a.periods + 1, to: a.anchorMs)
         a.dirtyRenewal = true
@@ -73,9 +73,9 @@ extension LedgerTransaction {
         if grant > 0 {
             entryId = try appendEntry(a, kind: .renewal, operationType: "renewal", amount: grant, jobId: jobId, metadata: nil)
             _ = try renewalGrant(a, amount: grant)  // credit: a grant under the `expire` policy
-            changes.append(change(a, entryId: entryId, operationType: "renewal", amount: grant, atMs: nowMs))
+            changes.append(change(a, entryId: entryId, operationType: "renewal", amount: grant, atMs: entryTimeMs))
         } else if downgraded {
-            changes.append(change(a, entryId: nil, operationType: nil, amount: nil, atMs: nowMs))
+            changes.append(change(a, entryId: nil, operationType: nil, amount: nil, atMs: entryTimeMs))
         }
         return .success(Renewed(outcome: RenewalOutcome(userId: a.userId, tier: tier, tokensAdded: grant, newBalance: a.balance,
                                                         tokensCarried: rolled.carried, tokensLapsed: rolled.lapsed),
@@ -84,7 +84,7 @@ extension LedgerTransaction {
 
     func renew(_ userId: String, jobId: String?) throws -> Outcome {
         guard let a = try account(userId) else { return .refused(.userNotFound(userId)) }
-        guard nowMs >= a.nextRenewalMs else { return .refused(notEligible(a)) }
+        guard decisionNowMs >= a.nextRenewalMs else { return .refused(notEligible(a)) }
         switch try renewAccount(a, jobId: jobId, dryRun: false) {
         case .failure(let e):
             return .refused(e)
@@ -111,19 +111,41 @@ extension LedgerTransaction {
         }
     }
 
-    /// Renews the due accounts, oldest due first, at most `limit` (nil: all).
-    func renewDue(dryRun: Bool, tier: String?, limit: Int?, continueOnError: Bool) throws -> RenewAllSummary {
+    /// Renews the due accounts, oldest due first, at most `limit`, starting after `cursor` (a
+    /// run's earlier chunks). With `run`, a selection that leaves no due account behind records
+    /// the run complete and keeps its `renewal.completed` with this chunk's messages.
+    func renewDue(dryRun: Bool, tier: String?, limit: Int, continueOnError: Bool,
+                  after cursor: RenewalCursor? = nil, completing run: ScheduledRunCompletion? = nil) throws -> RenewAllSummary {
         try flush()  // the selection below reads accounts by SQL
-        let q = try RawStatement(db, tier == nil ? SQL.dueAccounts : SQL.dueAccountsOfTier)
+        let sql = switch (tier == nil, cursor == nil) {
+        case (true, true): SQL.dueAccounts
+        case (false, true): SQL.dueAccountsOfTier
+        case (true, false): SQL.dueAccountsAfter
+        case (false, false): SQL.dueAccountsOfTierAfter
+        }
+        let q = try RawStatement(db, sql)
         q.reset()
-        try q.bind(1, nowMs)
-        try q.bind(2, Int64(limit ?? -1))
+        try q.bind(1, decisionNowMs)
+        try q.bind(2, Int64(min(limit, 1 << 40)) + 1)  // one more than taken: tells whether any are left
         if let tier { try q.bind(3, tier) }
+        if let cursor {
+            try q.bind(4, cursor.nextRenewalMs)
+            try q.bind(5, cursor.accountId)
+        }
         var due: [AccountRecord] = []
         while try q.step() { due.append(account(current: q)) }
         q.reset()
         var summary = RenewAllSummary()
-        for a in due where a.nextRenewalMs <= nowMs {
+        var last: RenewalCursor?
+        var left = due.count > limit
+        for a in due.prefix(limit) {
+            if summary.failed > 0 && !continueOnError {
+                left = true
+                break
+            }
+            // Taken before renewing moves it: the place of the row the selection read.
+            last = RenewalCursor(nextRenewalMs: a.nextRenewalMs, accountId: a.id)
+            guard a.nextRenewalMs <= decisionNowMs else { continue }
             // credit: lapses and hold expiries due are written before the renewal.
             if !dryRun {
                 try settleIfDue(a)
@@ -141,10 +163,13 @@ extension LedgerTransaction {
                 summary.failed += 1
                 summary.errors.append(RenewalFailure(userId: a.userId, code: e.code, message: e.message))
             }
-            if summary.failed > 0 && !continueOnError { break }
         }
+        if left, let last { summary.remaining = .more(after: last) }
         if !dryRun {  // credit: alerts, and what to announce kept until sent
             summary.events += try evaluateMonitors()
+            if let run, summary.remaining == .allTaken {
+                summary.events.append(try completeRun(run, adding: summary))
+            }
             if !summary.changes.isEmpty || !summary.events.isEmpty {
                 summary.pendingSeq = try keepUntilSent(changes: summary.changes, events: summary.events)
             }
@@ -152,18 +177,43 @@ extension LedgerTransaction {
         return summary
     }
 
+    /// Records `run` complete (see `Ledger.recordCompletedRun`) and returns its event, with the
+    /// totals of its earlier chunks and of this one.
+    private func completeRun(_ run: ScheduledRunCompletion, adding chunk: RenewAllSummary) throws -> LedgerEvent {
+        let slotMs = LedgerTime.milliseconds(run.slot)
+        try Ledger.recordRun(db, name: run.name, slotMs: slotMs, completedMs: decisionNowMs)
+        var e = LedgerEvent(LedgerEvent.renewalCompleted)
+        e.add("slot", ms: slotMs)
+        e.add("totalProcessed", Int64(run.totalProcessed + chunk.totalProcessed))
+        e.add("successful", Int64(run.successful + chunk.successful))
+        e.add("failed", Int64(run.failed + chunk.failed))
+        e.add("tokensCarried", run.tokensCarried + chunk.tokensCarried)  // under `rollover`; 0 otherwise
+        e.add("tokensLapsed", run.tokensLapsed + chunk.tokensLapsed)
+        e.add("at", ms: entryTimeMs)
+        return e
+    }
+
     func renewAll(dryRun: Bool, tier: String?, limit: Int?, continueOnError: Bool) throws -> Outcome {
         if let limit, limit < 1 {
             return .refused(Refusal(code: Refusal.invalidLimit, message: "limit must be at least 1; it is \(limit)."))
         }
-        if let tier, config.tiers[tier] == nil {
+        // One job is one transaction and one reply: both bounded by the configured maximum.
+        let most = config.renewAllMaxAccounts
+        if let limit, limit > most {
+            return .refused(Refusal(code: Refusal.invalidLimit,
+                                    message: "limit must be at most \(most) (renewAllMaxAccounts); it is \(limit)."))
+        }
+        if let tier, config.tier(named: tier) == nil {
             return .refused(Refusal(code: Refusal.unknownTier, message: "No tier of that name is configured."))
         }
-        let s = try renewDue(dryRun: dryRun, tier: tier, limit: limit, continueOnError: continueOnError)
+        let s = try renewDue(dryRun: dryRun, tier: tier, limit: limit ?? most, continueOnError: continueOnError)
         var w = JSONWriter(capacity: 256)
         w.beginObject()
         w.key("success"); w.bool(true)
         w.key("dryRun"); w.bool(dryRun)
+        w.key("limit"); w.int(Int64(limit ?? most))
+        // Due accounts this job left for another (the limit, or a stop on the first failure).
+        w.key("more"); w.bool(s.remaining != .allTaken)
         w.key("totalProcessed"); w.int(s.totalProcessed)
         w.key("successful"); w.int(s.successful)
         w.key("failed"); w.int(s.failed)
@@ -199,7 +249,7 @@ extension LedgerTransaction {
 
     func eligibility(_ userId: String) throws -> Outcome {
         guard let a = try account(userId) else { return .refused(.userNotFound(userId)) }
-        let due = nowMs >= a.nextRenewalMs
+        let due = decisionNowMs >= a.nextRenewalMs
         var w = JSONWriter()
         w.beginObject()
         w.key("success"); w.bool(true)
@@ -222,6 +272,16 @@ extension LedgerTransaction.SQL {
         """
     static let dueAccountsOfTier = """
         SELECT \(AccountRecord.columns) FROM accounts WHERE next_renewal_ms <= ?1 AND tier = ?3
+        ORDER BY next_renewal_ms, id LIMIT ?2
+        """
+    static let dueAccountsAfter = """
+        SELECT \(AccountRecord.columns) FROM accounts WHERE next_renewal_ms <= ?1
+            AND (next_renewal_ms > ?4 OR (next_renewal_ms = ?4 AND id > ?5))
+        ORDER BY next_renewal_ms, id LIMIT ?2
+        """
+    static let dueAccountsOfTierAfter = """
+        SELECT \(AccountRecord.columns) FROM accounts WHERE next_renewal_ms <= ?1 AND tier = ?3
+            AND (next_renewal_ms > ?4 OR (next_renewal_ms = ?4 AND id > ?5))
         ORDER BY next_renewal_ms, id LIMIT ?2
         """
 }

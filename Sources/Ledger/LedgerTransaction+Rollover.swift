@@ -26,7 +26,7 @@ extension LedgerTransaction {
         guard carried > 0 else { return }
         try db.cachedStatement(sql: SQL.recordCarried).execute(arguments: [carried, grantId])
         a.granted -= carried
-        let periods = CalendarMonth.periods(from: a.anchorMs, to: nowMs)
+        let periods = CalendarMonth.periods(from: a.anchorMs, to: decisionNowMs)
         let periodStart = CalendarMonth.adding(months: periods, to: a.anchorMs)
         let months = Int64(config.rolloverMonths)
         let carriedExpiresMs = months == 0 ? Self.neverMs : CalendarMonth.adding(months: periods + months, to: a.anchorMs)

@@ -37,7 +37,7 @@ extension LedgerTransaction {
     }
 
     func settleIfDue(_ a: AccountRecord) throws {
-        guard writable, let due = a.nextDueMs, due <= nowMs else { return }
+        guard writable, let due = a.nextDueMs, due <= decisionNowMs else { return }
         try settle(a)
     }
 
@@ -47,11 +47,11 @@ extension LedgerTransaction {
     func settle(_ a: AccountRecord) throws {
         var holds: [(id: String, amount: Int64, expiresMs: Int64)] = []
         let q = try db.cachedStatement(sql: SQL.dueHolds)
-        let rows = try Row.fetchCursor(q, arguments: [a.id, nowMs])
+        let rows = try Row.fetchCursor(q, arguments: [a.id, decisionNowMs])
         while let r = try rows.next() { holds.append((r[0], r[1], r[2])) }
         for h in holds {
             let lapses = try closeHold(a, holdId: h.id, amount: h.amount, spend: 0, state: .expired, closedMs: h.expiresMs)
-            credit.sideChanges.append(change(a, entryId: nil, operationType: nil, amount: nil, atMs: nowMs))
+            credit.sideChanges.append(change(a, entryId: nil, operationType: nil, amount: nil, atMs: entryTimeMs))
             credit.sideChanges += lapses
             var e = LedgerEvent(LedgerEvent.holdExpired)
             e.add("userId", a.userId)
@@ -61,7 +61,7 @@ extension LedgerTransaction {
             credit.sideEvents.append(e)
         }
         var grants: [(id: String, remaining: Int64, expiresMs: Int64)] = []
-        let g = try Row.fetchCursor(db.cachedStatement(sql: SQL.dueGrants), arguments: [a.id, nowMs])
+        let g = try Row.fetchCursor(db.cachedStatement(sql: SQL.dueGrants), arguments: [a.id, decisionNowMs])
         while let r = try g.next() { grants.append((r[0], r[1], r[2])) }
         for grant in grants {
             if config.renewalPolicy == .rollover, grant.id.utf8.starts(with: Self.periodGrantPrefix.utf8) {
@@ -83,17 +83,17 @@ extension LedgerTransaction {
                                       jobId: nil, metadata: Self.lapseMetadata(grantId: grantId, expiresMs: expiresMs, holdId: nil))
             a.granted -= remaining
         }
-        try db.cachedStatement(sql: SQL.markLapsed).execute(arguments: [nowMs, remaining, grantId])
+        try db.cachedStatement(sql: SQL.markLapsed).execute(arguments: [entryTimeMs, remaining, grantId])
         guard db.changesCount == 1 else { throw LedgerInvariantError("grant \(grantId) lapsed twice") }
         a.dirtyCredit = true
         guard let entryId else { return }
-        credit.sideChanges.append(change(a, entryId: entryId, operationType: Self.expiryOperationType, amount: -remaining, atMs: nowMs))
+        credit.sideChanges.append(change(a, entryId: entryId, operationType: Self.expiryOperationType, amount: -remaining, atMs: entryTimeMs))
         var e = LedgerEvent(LedgerEvent.grantExpired)
         e.add("userId", a.userId)
         e.add("grantId", grantId)
         e.add("tokensAmount", -remaining)
         e.add("expiresAt", ms: expiresMs)
-        e.add("at", ms: nowMs)
+        e.add("at", ms: entryTimeMs)
         credit.sideEvents.append(e)
     }
 
@@ -139,7 +139,7 @@ extension LedgerTransaction {
     /// effects written before it, and the alerts its changes fired.
     func finishCommand(_ result: CommandResult) throws -> CommandResult {
         var result = result
-        result.atMs = nowMs
+        result.atMs = entryTimeMs
         if result.own == nil { result.own = result.changes.last }
         var pendingChanges: [BalanceChange] = []
         if !credit.sideChanges.isEmpty || !credit.sideEvents.isEmpty {
@@ -231,7 +231,7 @@ extension LedgerTransaction {
         try flush()  // the selection below reads accounts by SQL
         let q = try RawStatement(db, SQL.dueAccountsToSettle)
         q.reset()
-        try q.bind(1, nowMs)
+        try q.bind(1, decisionNowMs)
         try q.bind(2, Int64(limit))
         var due: [AccountRecord] = []
         while try q.step() { due.append(account(current: q)) }

@@ -8,10 +8,10 @@ import Foundation
 /// allocation on the date the account already had.
 extension LedgerTransaction {
     func setTier(_ userId: String, tier: String, subscriptionExpiry: SubscriptionExpiryChange) throws -> Outcome {
-        guard config.tiers[tier] != nil else {
+        guard config.tier(named: tier) != nil else {
             return .refused(Refusal(code: Refusal.unknownTier, message: "The tier \(tier) does not exist."))
         }
-        if case .at(let date) = subscriptionExpiry, LedgerTime.milliseconds(date) <= nowMs {
+        if case .at(let date) = subscriptionExpiry, LedgerTime.milliseconds(date) <= decisionNowMs {
             return .refused(Refusal(code: Refusal.invalidExpiry, message: "subscriptionExpiresAt must be in the future."))
         }
         guard let a = try account(userId) else { return .refused(.userNotFound(userId)) }
@@ -36,7 +36,7 @@ extension LedgerTransaction {
         w.key("nextRenewalDate"); w.time(ms: a.nextRenewalMs)
         w.endObject()
         var result = CommandResult(success: true, json: w.text,
-                                   changes: [change(a, entryId: nil, operationType: nil, amount: nil, atMs: nowMs)])
+                                   changes: [change(a, entryId: nil, operationType: nil, amount: nil, atMs: entryTimeMs)])
         result.own = result.changes.first
         return Outcome(result: result, accountId: a.id)
     }

@@ -17,19 +17,28 @@ import GRDB
 /// - Every command checks all its refusals before it writes anything, so a refused command
 ///   leaves no trace but its stored result and no savepoint is needed; an SQLite error aborts
 ///   the whole transaction, and the worker retries the batch.
-/// - `nowMs` is read once per transaction and never precedes the last entry's time, so entry
-///   ids and `createdAt` increase together even if the wall clock steps back.
+/// - Time is read once per transaction, as two values. `decisionNowMs` is the clock: every
+///   decision (is a hold or grant due, is an account due for renewal, when does a new hold or
+///   grant expire, where does a renewal period start) follows it. `entryTimeMs` is the clock, or
+///   the last entry's time if that is later: it stamps what is written (entries, their
+///   invalidations and events), so entry ids and `createdAt` increase together even if the clock
+///   steps back. After a forward jump is corrected, entries keep the jumped time until the clock
+///   catches up, but nothing falls due early: decisions never take the last entry's time.
 final class LedgerTransaction {
     let db: Database
     let config: LedgerConfig
-    let nowMs: Int64
+    /// The clock: what every due, eligible and expired decision compares with.
+    let decisionNowMs: Int64
+    /// The clock, never before the last entry's time: what stamps entries and their messages.
+    let entryTimeMs: Int64
     let writable: Bool
     /// The unmerged tail, which a writable transaction extends as it writes.
     let tail: LedgerTail
 
-    private var byUser: [String: AccountRecord] = [:]
+    /// By the user id's bytes (see `IdentityKey`).
+    private var byUser: [IdentityKey: AccountRecord] = [:]
     private var byId: [Int64: AccountRecord] = [:]
-    private var missing: Set<String> = []
+    private var missing: Set<IdentityKey> = []
     private(set) var lastEntryId: Int64 = 0
     private var lastHash = EntryHasher.genesis
     private var hasher = EntryHasher()
@@ -62,21 +71,23 @@ final class LedgerTransaction {
             lastHash = [UInt8](row[1] as Data)
             lastCreated = row[2]
         }
-        nowMs = max(clockMs, lastCreated)
+        decisionNowMs = clockMs
+        entryTimeMs = max(clockMs, lastCreated)
     }
 
     // MARK: Accounts
 
     func account(_ userId: String) throws -> AccountRecord? {
-        if let a = byUser[userId] { return a }
-        if missing.contains(userId) { return nil }
+        let key = IdentityKey(userId)
+        if let a = byUser[key] { return a }
+        if missing.contains(key) { return nil }
         if let lagging = tail.account(userId: userId) { return try settledIfDue(remember(lagging)) }
         let q = hot.accountByUser
         q.reset()
         try q.bind(1, userId)
         guard try q.step() else {
             q.reset()
-            missing.insert(userId)
+            missing.insert(key)
             return nil
         }
         let a = AccountRecord(q)
@@ -107,7 +118,7 @@ final class LedgerTransaction {
     }
 
     private func remember(_ a: AccountRecord) -> AccountRecord {
-        byUser[a.userId] = a
+        byUser[IdentityKey(a.userId)] = a
         byId[a.id] = a
         return a
     }
@@ -115,9 +126,9 @@ final class LedgerTransaction {
     /// Inserts a new account at once (entries need its rowid); later changes go through `flush`.
     func createAccount(_ userId: String, tier: String) throws -> AccountRecord {
         let stmt = try db.cachedStatement(sql: SQL.insertAccount)
-        try stmt.execute(arguments: [userId, tier, nowMs, nowMs, CalendarMonth.adding(months: 1, to: nowMs), nowMs])
-        missing.remove(userId)
-        return remember(AccountRecord(id: db.lastInsertedRowID, userId: userId, tier: tier, nowMs: nowMs))
+        try stmt.execute(arguments: [userId, tier, decisionNowMs, decisionNowMs, CalendarMonth.adding(months: 1, to: decisionNowMs), decisionNowMs])
+        missing.remove(IdentityKey(userId))
+        return remember(AccountRecord(id: db.lastInsertedRowID, userId: userId, tier: tier, nowMs: decisionNowMs))
     }
 
     /// Writes the row of every account whose tier or renewal clock changed in this transaction
@@ -155,7 +166,7 @@ final class LedgerTransaction {
         try q.bind(5, result)
         try q.run()
         tail.lastJobSeq = seq
-        tail.jobs[jobId] = LedgerTail.Job(seq: seq, entryId: entryId, accountId: accountId, result: result)
+        tail.jobs[IdentityKey(jobId)] = LedgerTail.Job(seq: seq, entryId: entryId, accountId: accountId, result: result)
     }
 
     /// The tail's entries of an account (all after `tail.mergedEntryId`, this batch's
@@ -176,18 +187,18 @@ final class LedgerTransaction {
         let before = a.balance
         let after = before + amount
         let hash = hasher.hash(previous: lastHash, .init(
-            id: id, accountId: a.id, userId: a.userId, createdMs: nowMs, kind: kind.rawValue,
+            id: id, accountId: a.id, userId: a.userId, createdMs: entryTimeMs, kind: kind.rawValue,
             operationType: operationType, amount: amount, balanceBefore: before, balanceAfter: after,
             jobId: jobId, refundOf: refundOf, metadata: metadata))
         let q = hot.insertEntry
         q.reset()
-        try q.bind(1, id); try q.bind(2, a.id); try q.bind(3, nowMs); try q.bind(4, kind.rawValue); try q.bind(5, operationType)
+        try q.bind(1, id); try q.bind(2, a.id); try q.bind(3, entryTimeMs); try q.bind(4, kind.rawValue); try q.bind(5, operationType)
         try q.bind(6, amount); try q.bind(7, before); try q.bind(8, after); try q.bind(9, jobId); try q.bind(10, refundOf)
         try q.bind(11, metadata); try q.bind(12, blob: hash)
         try q.bind(13, Schema.Kind.spentAfter(kind: kind.rawValue, amount: amount, spentBefore: a.spent))
         try q.run()
         if writable {
-            tail.entries[a.id, default: []].append(.init(id: id, createdMs: nowMs, operationType: tail.intern(operationType), amount: amount))
+            tail.entries[a.id, default: []].append(.init(id: id, createdMs: entryTimeMs, operationType: tail.intern(operationType), amount: amount))
             tail.entryCount += 1
             tail.lastEntryId = id
         }

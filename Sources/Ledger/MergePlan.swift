@@ -55,7 +55,7 @@ struct MergePlan {
     init(tail: LedgerTail) {
         jobSeq = tail.lastJobSeq
         entryId = tail.lastEntryId
-        jobIds = tail.jobs.keys.sorted(by: Self.bytewise)
+        jobIds = tail.jobs.keys.map(\.text).sorted(by: Self.bytewise)
         accountIds = Set(tail.entries.keys).union(tail.accounts.keys).sorted()
     }
 }

@@ -95,3 +95,25 @@ extension Schema {
         }
     }
 }
+
+extension Schema {
+    static let pendingSendsSequenceMigration = "v3-pending-sends-autoincrement"
+
+    /// `pending_sends.seq` becomes AUTOINCREMENT: a plain INTEGER PRIMARY KEY reuses ids once the
+    /// table empties, so a worker that remembers "sent through seq N" would skip (or forget
+    /// unsent) rows numbered anew below N. With AUTOINCREMENT a seq is never given twice.
+    static func registerPendingSendsSequence(_ m: inout DatabaseMigrator) {
+        m.registerMigration(pendingSendsSequenceMigration) { db in
+            try db.execute(sql: """
+                CREATE TABLE pending_sends_v3 (
+                    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                    kind INTEGER NOT NULL,
+                    payload TEXT NOT NULL
+                ) STRICT;
+                INSERT INTO pending_sends_v3 (seq, kind, payload) SELECT seq, kind, payload FROM pending_sends ORDER BY seq;
+                DROP TABLE pending_sends;
+                ALTER TABLE pending_sends_v3 RENAME TO pending_sends;
+                """)
+        }
+    }
+}

@@ -132,6 +132,7 @@ enum Schema {
             try migrateToAppendOnlyHotPath(db)
         }
         registerCredit(&m)
+        registerPendingSendsSequence(&m)
         m.registerMigration(spentAfterMigration) { db in
             // balanceAt reads the spent total at an entry in one seek. Older entries keep NULL
             // (the append-only triggers forbid rewriting them) and are folded when asked.

@@ -47,8 +47,9 @@ public struct OperatorEndpoints: Service {
         await server.appendRoute("GET /healthz") { _ in
             HTTPResponse(statusCode: .ok, body: Data("ok\n".utf8))
         }
+        let checker = ReadinessChecker(redis: probe, ledgers: ledgers)
         await server.appendRoute("GET /readyz") { _ in
-            let problems = Self.readiness(redis: probe, ledgers: ledgers) + workerProblems()
+            let problems = await checker.problems() + workerProblems()
             if problems.isEmpty { return HTTPResponse(statusCode: .ok, body: Data("ready\n".utf8)) }
             return HTTPResponse(statusCode: .serviceUnavailable, body: Data((problems.joined(separator: "\n") + "\n").utf8))
         }
@@ -81,5 +82,46 @@ public struct OperatorEndpoints: Service {
             }
         }
         return problems
+    }
+}
+
+/// Runs `/readyz`'s checks (a blocking hiredis connect and PING, an SQLite read per ledger) on a
+/// thread of its own, never on the async handler's cooperative threads: a Redis that does not
+/// answer would hold each of those threads for up to a second, and with as few of them as cores,
+/// a handful of probes would stall `/metrics`, `/healthz` and the process's other tasks.
+/// Requests that arrive while a check runs wait for that check's answer instead of starting
+/// their own, so one check runs at a time however often the endpoint is asked.
+final class ReadinessChecker: @unchecked Sendable {
+    private let redis: RedisTarget
+    private let ledgers: [Ledger]
+    private let queue = DispatchQueue(label: "tokenledger.readyz")
+    private let lock = NSLock()
+    /// The requests waiting for the check in progress; nil while none runs.
+    private var waiting: [CheckedContinuation<[String], Never>]?
+
+    init(redis: RedisTarget, ledgers: [Ledger]) {
+        self.redis = redis
+        self.ledgers = ledgers
+    }
+
+    func problems() async -> [String] {
+        await withCheckedContinuation { continuation in
+            lock.lock()
+            if waiting != nil {
+                waiting?.append(continuation)
+                lock.unlock()
+                return
+            }
+            waiting = [continuation]
+            lock.unlock()
+            queue.async { [self] in
+                let found = OperatorEndpoints.readiness(redis: redis, ledgers: ledgers)
+                lock.lock()
+                let answered = waiting ?? []
+                waiting = nil
+                lock.unlock()
+                for c in answered { c.resume(returning: found) }
+            }
+        }
     }
 }

@@ -10,7 +10,8 @@ final class ActiveTerm {
     private let configuration: WorkerConfiguration
     private var io: RedisIO?
     private var prefetched: RedisIO.Pending<TakenBatch>?
-    private var sending: [RedisIO.Pending<[String]>] = []
+    /// Outboxes in flight, each with the last `pending_sends` row it announces.
+    private var sending: [(sent: RedisIO.Pending<[String]>, pendingSeq: Int64?)] = []
     /// Reconnects counted by Redis threads this term has dropped (for the metric).
     private(set) var droppedReconnects = 0
     /// The ledger's `pending_sends` rows queued on the path, and those known to have left.
@@ -68,19 +69,21 @@ final class ActiveTerm {
     /// Queues an outbox on the one ordered path; it leaves after everything queued before it.
     func send(_ outbox: Outbox) throws(RedisError) {
         guard !outbox.isEmpty else { return }
-        sending.append(try redisIO().send(outbox))
+        sending.append((try redisIO().send(outbox), outbox.pendingSeq))
         if let seq = outbox.pendingSeq { pendingQueued = max(pendingQueued ?? seq, seq) }
     }
 
-    /// Waits for the outboxes queued so far; returns the error replies of single commands and
-    /// throws when the link broke.
+    /// Waits for the outboxes queued so far; returns the refusals that were the producer's own
+    /// and throws when the link broke or Redis refused. Each outbox that left confirms its rows
+    /// at once, so after a failure only the rows of outboxes that did not leave are sent again.
     func collectSent() throws -> [String] {
         let done = sending
-        let queued = pendingQueued
         sending = []
         var problems: [String] = []
-        for pending in done { problems += try pending.wait() }
-        pendingConfirmed = queued
+        for (pending, seq) in done {
+            problems += try pending.wait()
+            if let seq { pendingConfirmed = max(pendingConfirmed ?? seq, seq) }
+        }
         return problems
     }
 

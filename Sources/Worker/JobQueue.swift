@@ -12,13 +12,16 @@ final class JobQueue {
     let redis: any RedisClient
     let keys: QueueKeys
     let workerId: String
+    /// The lease value of this worker start (`Lease.holder`), which the take checks.
+    let leaseHolder: String
     let partitioning: Partitioning
     /// `<n>` of the next list: microseconds at start, then +1 per take, so that lists of one
     /// worker id sort in take order across restarts too.
     private var nextSequence: UInt64
 
     /// Moves up to ARGV[1] of the oldest jobs into the list KEYS[2] (named ARGV[2] in KEYS[3]),
-    /// only while this worker (ARGV[3]) holds the lease KEYS[4], and returns them oldest first.
+    /// only while this worker start (ARGV[3], its lease holder value) holds the lease KEYS[4], and
+    /// returns them oldest first.
     /// The lease check is inside the script, so a worker that was paused past its lease cannot
     /// take a job, whatever it believes.
     private static let takeScript = """
@@ -41,6 +44,7 @@ final class JobQueue {
         self.redis = redis
         keys = configuration.keys
         workerId = configuration.workerId
+        leaseHolder = configuration.leaseHolder
         partitioning = configuration.partitioning
         nextSequence = firstSequence
     }
@@ -78,7 +82,7 @@ final class JobQueue {
         let reply: RedisValue
         do {
             reply = try redis.evalsha(script, keys: [keys.jobs, keys.processing(list), keys.workers, keys.lease],
-                                      arguments: [max, list, workerId])
+                                      arguments: [max, list, leaseHolder])
         } catch {
             if case .server(let message) = error, message.hasPrefix("NOTHOLDER") { throw QueueError.leaseNotHeld }
             throw error

@@ -2,22 +2,31 @@ import Foundation
 import Ledger
 import Redis
 
-/// Everything a committed batch sends, gathered so that it leaves in one pipeline: each reply
-/// (`LPUSH` + `EXPIRE`), each invalidation (`PUBLISH`), each dead letter, and last the
-/// acknowledgement that removes the settled jobs from their processing list.
+/// Everything a committed batch sends: each reply (`LPUSH` + `EXPIRE`), each invalidation
+/// (`PUBLISH`), each event (`XADD`), each dead letter, and last the acknowledgement that removes
+/// the settled jobs from their processing list.
 ///
 /// It is only flushed after the ledger commit: a cache never hears of a balance that could still
 /// roll back, and a crash before the flush leaves the jobs to be replayed, which answers the same
 /// stored results again (at-least-once messages, exactly-once effects).
+///
+/// Two rules make the flush safe (see `flush`): the acknowledgement is sent only once Redis has
+/// accepted everything before it, so a refusal that passes (OOM, LOADING, READONLY...) never
+/// loses a reply, a dead letter or an event; and the ordered part (invalidations, events, dead
+/// letters) runs in one script that first checks the lease, so a worker that stalled or was
+/// fenced cannot send after its successor.
 struct Outbox {
     let keys: QueueKeys
     let replyExpirySeconds: Int
-    private(set) var commands: [RedisCommand] = []
+    /// Invalidations, events, alerts and dead letters, in commit order: sent by `orderedScript`.
+    private(set) var ordered: [RedisCommand] = []
+    /// Replies on the producers' keys, which may live on other cluster nodes than the partition.
+    private(set) var replyCommands: [RedisCommand] = []
+    /// The acknowledgement (see `flush`).
+    private(set) var acknowledgementCommands: [RedisCommand] = []
     private(set) var replies = 0
     private(set) var invalidations = 0
     private(set) var deadLetters = 0
-    /// The last commands: the acknowledgement (see `flush`).
-    private var acknowledgementCommands = 0
     private(set) var events = 0
     private(set) var alerts = 0
     /// The last row of the ledger's `pending_sends` this outbox announces: once it has left,
@@ -32,12 +41,12 @@ struct Outbox {
     init(keys: QueueKeys, replyExpirySeconds: Int, capacity: Int = 0) {
         self.keys = keys
         self.replyExpirySeconds = replyExpirySeconds
-        commands.reserveCapacity(capacity)
+        ordered.reserveCapacity(capacity)
     }
 
     mutating func reply(to key: String, _ json: String) {
-        commands.append(RedisCommand("LPUSH", key, json))
-        commands.append(RedisCommand("EXPIRE", key, replyExpirySeconds))
+        replyCommands.append(RedisCommand("LPUSH", key, json))
+        replyCommands.append(RedisCommand("EXPIRE", key, replyExpirySeconds))
         replies += 1
     }
 
@@ -45,7 +54,7 @@ struct Outbox {
     /// every partition publishes on the one channel.
     mutating func publish(_ json: String) {
         let message = keys.partition.map { #"{"partition":\#($0),"# + json.dropFirst() } ?? json
-        commands.append(RedisCommand("PUBLISH", keys.balance, message))
+        ordered.append(RedisCommand("PUBLISH", keys.balance, message))
         invalidations += 1
     }
 
@@ -61,43 +70,112 @@ struct Outbox {
                 command.append(f.key)
                 command.append(f.value)
             }
-            commands.append(command)
+            ordered.append(command)
             events += 1
         }
         if e.name == LedgerEvent.balanceLow {
-            commands.append(RedisCommand("PUBLISH", keys.alerts, e.json))
+            ordered.append(RedisCommand("PUBLISH", keys.alerts, e.json))
             alerts += 1
         }
     }
 
     mutating func deadLetter(_ json: String) {
-        commands.append(RedisCommand("LPUSH", keys.dead, json))
+        ordered.append(RedisCommand("LPUSH", keys.dead, json))
         deadLetters += 1
     }
 
     /// Ends the outbox with the removal of the settled jobs from their processing list: sent
-    /// after everything else, so a crash in between replays the jobs rather than losing a reply.
+    /// after everything else was accepted, so a crash or a refusal in between replays the jobs
+    /// rather than losing a reply.
     mutating func acknowledge(_ acknowledgement: Acknowledgement) {
-        commands.append(contentsOf: acknowledgement.commands)
-        acknowledgementCommands += acknowledgement.commands.count
+        acknowledgementCommands.append(contentsOf: acknowledgement.commands)
     }
 
-    var isEmpty: Bool { commands.isEmpty }
+    var isEmpty: Bool { ordered.isEmpty && replyCommands.isEmpty && acknowledgementCommands.isEmpty }
 
-    /// Sends everything in one round trip. Error replies of single commands (a `replyTo` that names
-    /// a key of another type, say) are returned, not thrown: the rest of the batch still goes out.
-    ///
-    /// An acknowledgement that Redis refused (a server still `LOADING` its data after a restart,
-    /// say) is thrown instead: the jobs are committed but still in their list, and the worker must
-    /// treat it as a Redis failure and settle its lists again (they answer as duplicates).
-    func flush(_ redis: any RedisClient) throws(RedisError) -> [String] {
-        guard !commands.isEmpty else { return [] }
-        let answers = try redis.pipeline(commands)
-        for (command, answer) in zip(commands, answers).suffix(acknowledgementCommands) {
-            if let message = answer.errorMessage { throw .server("the acknowledgement \(command.name) was refused: \(message)") }
+    /// Runs the ordered part: KEYS = lease, events stream, dead letters (one slot: the partition's
+    /// tag); ARGV[1] = the lease holder this worker writes, then each command as its argument
+    /// count followed by its arguments. Nothing runs unless the lease is still ours, and the
+    /// script is atomic, so nothing of it can land after a successor's first message. It stops
+    /// at the first refused command (a refusal of ours, never the producer's) and answers how many
+    /// ran and the refusal, so a resend repeats a prefix rather than reordering messages.
+    static let orderedScript = """
+        if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+            return redis.error_reply('NOTHOLDER the lease is not held by this worker')
+        end
+        local i = 2
+        local n = 0
+        while i <= #ARGV do
+            local argc = tonumber(ARGV[i])
+            local answer = redis.pcall(unpack(ARGV, i + 1, i + argc))
+            if type(answer) == 'table' and answer.err then return {n, answer.err} end
+            n = n + 1
+            i = i + argc + 1
+        end
+        return {n}
+        """
+
+    /// The one `EVAL` of the ordered part.
+    func orderedCommand(holder: String) -> RedisCommand {
+        var command = RedisCommand("EVAL", Self.orderedScript, 3, keys.lease, keys.events, keys.dead, holder)
+        for inner in ordered {
+            command.append(inner.argumentCount)
+            for index in 0..<inner.argumentCount {
+                if let argument = inner.argument(index) { command.append(argument) }
+            }
         }
-        return zip(commands, answers).compactMap { command, answer in
-            answer.errorMessage.map { "\(command.name): \($0)" }
+        return command
+    }
+
+    /// Sends the outbox in at most two round trips and returns the refusals that are the
+    /// producer's own (a `replyTo` naming a key of another type), to be counted and logged.
+    ///
+    /// First the ordered part (behind the lease check) and the replies; then, only if Redis
+    /// accepted all of it, the acknowledgement. Throws `QueueError.leaseNotHeld` when the lease is
+    /// another's (nothing ordered was sent, nothing acknowledged), and `RedisError.server` for
+    /// any other refusal, of the body or of the acknowledgement: the jobs stay in their list, the
+    /// worker drops its Redis thread, backs off and settles the list again (duplicates, with
+    /// their replies and messages sent again: at least once).
+    func flush(_ redis: any RedisClient, holder: String) throws -> [String] {
+        var problems: [String] = []
+        if !ordered.isEmpty || !replyCommands.isEmpty {
+            var body: [RedisCommand] = []
+            body.reserveCapacity(replyCommands.count + 1)
+            if !ordered.isEmpty { body.append(orderedCommand(holder: holder)) }
+            body.append(contentsOf: replyCommands)
+            let answers = try redis.pipeline(body)
+            var replyAnswers = answers[...]
+            if !ordered.isEmpty, let answer = answers.first {
+                replyAnswers = answers.dropFirst()
+                try Self.check(ordered: answer, count: ordered.count)
+            }
+            for (command, answer) in zip(replyCommands, replyAnswers) {
+                guard let code = answer.refusalCode, let message = answer.errorMessage else { continue }
+                guard code.isAboutTheKey else {
+                    throw RedisError.server("a reply's \(command.name) was refused (\(code)); the jobs stay in their list: \(message)")
+                }
+                problems.append("\(command.name): \(message)")
+            }
+        }
+        guard !acknowledgementCommands.isEmpty else { return problems }
+        let answers = try redis.pipeline(acknowledgementCommands)
+        for (command, answer) in zip(acknowledgementCommands, answers) {
+            if let message = answer.errorMessage { throw RedisError.server("the acknowledgement \(command.name) was refused: \(message)") }
+        }
+        return problems
+    }
+
+    /// Reads the ordered script's answer: all `count` commands ran, or it throws.
+    private static func check(ordered answer: RedisValue, count: Int) throws {
+        if let message = answer.errorMessage {
+            if message.hasPrefix("NOTHOLDER") { throw QueueError.leaseNotHeld }
+            throw RedisError.server("the outbox's messages were refused (\(answer.refusalCode ?? .generic)): \(message)")
+        }
+        let parts = answer.array ?? []
+        let ran = parts.first?.int ?? -1
+        guard ran == Int64(count) else {
+            let refusal = parts.count > 1 ? (parts[1].string ?? "?") : "an unexpected answer"
+            throw RedisError.server("the outbox stopped after \(ran) of \(count) messages (\(RedisRefusalCode(message: refusal))): \(refusal)")
         }
     }
 }

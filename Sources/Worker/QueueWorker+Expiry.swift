@@ -12,7 +12,6 @@ extension QueueWorker {
         guard chores.sweepBacklog || chores.due(\.settleSweep, every: .milliseconds(Int(configuration.settleIntervalSeconds * 1000))) else {
             return false
         }
-        if !term.resentPending { try resendPending(term) }
         let limit = max(configuration.settleBatchSize, 1)
         var forget: Int64? = nil
         if let sent = term.pendingConfirmed, sent > chores.pendingForgotten {
@@ -40,9 +39,10 @@ extension QueueWorker {
 
     /// Sends again what the ledger kept to announce and has not forgotten: after a crash
     /// between a commit and its send, or a Redis failure, these messages and events might never
-    /// have left (at least once; consumers dedupe events by their ids).
+    /// have left (at least once; consumers dedupe events by their ids). Only rows this term has
+    /// not seen leave are sent: a row confirmed sent is never republished after newer messages.
     func resendPending(_ term: ActiveTerm) throws {
-        let (sends, through) = try ledger.pendingSends()
+        let (sends, through) = try ledger.pendingSends(after: term.pendingConfirmed ?? 0)
         term.resentPending = true
         guard !sends.isEmpty else { return }
         var outbox = Outbox(keys: configuration.keys, replyExpirySeconds: configuration.replyExpirySeconds, capacity: sends.count)

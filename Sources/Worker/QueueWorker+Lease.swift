@@ -10,6 +10,7 @@ extension QueueWorker {
         keeper.start()
         term = ActiveTerm(epoch: epoch, keeper: keeper, configuration: configuration)
         scheduler.reset()
+        chores.pendingForgotten = 0
         needsRecovery = true
         metrics.leaseHeld.record(1)
         logger.info("active: lease taken", metadata: ["epoch": "\(epoch)"])

@@ -33,6 +33,9 @@ final class QueueWorker {
 
     init(configuration: WorkerConfiguration, ledger: Ledger, clock: any LedgerClock, stop: StopSignal,
          health: WorkerHealth, logger: Logger) {
+        var configuration = configuration
+        // A claim of this start alone, even if a twin was given the same configuration.
+        configuration.leaseHolder = Lease.holder(workerId: configuration.workerId)
         self.configuration = configuration
         self.ledger = ledger
         self.stop = stop
@@ -42,7 +45,7 @@ final class QueueWorker {
         logger[metadataKey: "worker"] = "\(configuration.workerId)"
         if let partition = configuration.keys.partition { logger[metadataKey: "partition"] = "\(partition)" }
         self.logger = logger
-        lease = Lease(key: configuration.keys.lease, workerId: configuration.workerId,
+        lease = Lease(key: configuration.keys.lease, holder: configuration.leaseHolder,
                       milliseconds: configuration.leaseMilliseconds)
         scheduler = RenewalScheduler(schedule: configuration.renewalSchedule, chunkSize: configuration.renewalBatchSize,
                                      clock: clock, logger: logger)
@@ -74,7 +77,7 @@ final class QueueWorker {
             } catch LedgerStorageError.fenced(let mine, let current) {
                 standBy(reason: "fenced by a newer worker (epoch \(mine) < \(current))")
             } catch QueueError.leaseNotHeld {
-                standBy(reason: "the take found the lease held by another worker")
+                standBy(reason: "a take or a send found the lease held by another worker")
             } catch let error as RedisError {
                 metrics.redisErrors.increment()
                 health.failing(.redis, "\(error)")
@@ -92,6 +95,9 @@ final class QueueWorker {
 
     /// One turn of the active loop.
     private func step(_ link: JobQueue, _ term: ActiveTerm) throws {
+        // The stored snapshots the ledger kept to announce go first in a term and after a drop
+        // of the Redis thread: before recovery commits anything and before any newer message.
+        if !term.resentPending { try resendPending(term) }
         if needsRecovery {
             // Left unsettled (a stop came first), recovery stays due and nothing newer is taken.
             guard try recover(link, term) else { return }
@@ -128,8 +134,7 @@ final class QueueWorker {
         var outbox = Outbox(keys: configuration.keys, replyExpirySeconds: configuration.replyExpirySeconds)
         for change in summary.changes { outbox.publish(change.json) }
         processor.events.write(summary.events, into: &outbox)
-        outbox.announces(pendingThrough: summary.pendingSeq)
-        if done, let completed = scheduler.completedEvent { processor.events.write([completed], into: &outbox) }
+        outbox.announces(pendingThrough: summary.pendingSeq)  // renewal.completed among the events
         metrics.invalidations.increment(by: outbox.invalidations)
         try term.send(outbox)
         metrics.renewals.increment(by: summary.successful)
@@ -165,6 +170,13 @@ final class QueueWorker {
             chores.checkpointFailuresSeen = status.failures
             logger.error("checkpoints are failing; the WAL grows", metadata: [
                 "walFrames": "\(status.walFrames)", "error": "\(status.lastError ?? "-")"])
+        }
+        // A merge that failed after a commit: the batch stood; the tail merges again later.
+        let merges = ledger.boundedMergeStatus
+        if merges.failures > chores.boundedMergeFailuresSeen {
+            chores.boundedMergeFailuresSeen = merges.failures
+            logger.error("a merge after a commit failed; the commit stands and the merge is retried",
+                         metadata: ["failures": "\(merges.failures)", "error": "\(merges.lastError ?? "-")"])
         }
     }
 
@@ -205,11 +217,13 @@ struct Chores {
     var settleSweep = ContinuousClock.now - .seconds(60)
     /// The last sweep chunk was full: more due accounts wait.
     var sweepBacklog = false
-    /// The ledger's `pending_sends` rows forgotten through this seq.
+    /// The ledger's `pending_sends` rows forgotten through this seq in this term (reset when a
+    /// term starts: another worker may have forgotten more meanwhile).
     var pendingForgotten: Int64 = 0
     var sweep = ContinuousClock.now
     var reconnectsSeen = 0
     var checkpointFailuresSeen = 0
+    var boundedMergeFailuresSeen = 0
     var ledgerFailing = false
     var lastLedgerError = ""
 

@@ -64,9 +64,10 @@ final class RedisIO: @unchecked Sendable {
         submit { queue in try queue.take(max: max, timeout: timeout) }
     }
 
-    /// Sends an outbox; returns the error replies of single commands.
+    /// Sends an outbox; returns the refusals that were the producer's own. Its ordered part
+    /// checks that the lease is still held by this worker (the holder the take script checks).
     func send(_ outbox: Outbox) -> Pending<[String]> {
-        submit { queue in try outbox.flush(queue.redis) }
+        submit { queue in try outbox.flush(queue.redis, holder: queue.leaseHolder) }
     }
 
     /// Waits until everything submitted so far is done (whatever its outcome).

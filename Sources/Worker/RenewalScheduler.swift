@@ -5,11 +5,20 @@ import Logging
 /// Runs the renewal of all eligible accounts at each cron slot, in chunks the main loop
 /// interleaves with job batches, and catches up a slot missed while the worker was down.
 ///
-/// A run is recorded in the ledger only once no eligible account is left. Renewing twice in one
-/// period is impossible whatever crashes happen: an account renewed moves its `lastRenewalAt` to
-/// the current period's start in the same transaction, so it is not eligible again until the next.
+/// A run is recorded in the ledger once no eligible account is left after its cursor, in the
+/// transaction of its last chunk, which also keeps its `renewal.completed` in `pending_sends`:
+/// a crash after that commit re-sends the event, never loses it. Renewing twice in one period
+/// is impossible whatever crashes happen: an account renewed moves its `lastRenewalAt` to the
+/// current period's start in the same transaction, so it is not eligible again until the next.
+///
+/// Each chunk starts after the last account the previous one took (`RenewalCursor`): an account
+/// that cannot renew (its tier removed from the config, an overflow) keeps its due date and
+/// sorts first, so without the cursor it would fill every chunk and hold back the accounts
+/// behind it. It is taken once per run, counted in `failed`, logged, and tried again next run.
 struct RenewalScheduler {
     static let runName = "renewal"
+    /// The failures of one run kept for its log line; the count is kept whole.
+    static let maxLoggedFailures = 20
 
     let schedule: CronSchedule
     let chunkSize: Int
@@ -19,11 +28,10 @@ struct RenewalScheduler {
     private var lastCompleted: Date??
     /// The slot being worked on.
     private(set) var current: Date?
-    /// The totals of the run in progress, and the `renewal.completed` event of the run that
-    /// completed in the last chunk (written once, from the chunk that records the run).
+    /// The totals of the run in progress, and where its next chunk starts.
     private var totals = RenewAllSummary()
-    private(set) var completedEvent: LedgerEvent?
-    /// The run's carried and lapsed tokens so far (its chunks' renewals are not kept).
+    private var cursor: RenewalCursor?
+    /// The run's carried and lapsed tokens so far (`totals` keeps no renewals).
     private var carried: Int64 = 0, lapsed: Int64 = 0
 
     init(schedule: CronSchedule, chunkSize: Int, clock: any LedgerClock, logger: Logger) {
@@ -38,8 +46,8 @@ struct RenewalScheduler {
         lastCompleted = nil
         current = nil
         totals = RenewAllSummary()
+        cursor = nil
         (carried, lapsed) = (0, 0)
-        completedEvent = nil
     }
 
     /// The slot due now, if its run has not completed: the latest cron time at or before now.
@@ -50,39 +58,47 @@ struct RenewalScheduler {
         if let last = lastCompleted!, last >= slot { return nil }
         logger.info("renewal run starting", metadata: ["slot": "\(LedgerTime.format(slot))", "cron": "\(schedule)"])
         current = slot
+        totals = RenewAllSummary()
+        cursor = nil
         return slot
     }
 
-    /// Renews one chunk; returns its summary, and whether the run is now complete (recorded).
+    /// Renews one chunk; returns its summary (its events include the run's `renewal.completed`
+    /// when this chunk completed the run), and whether the run is now complete (recorded).
     mutating func runChunk(_ ledger: Ledger, epoch: Int64) throws -> (RenewAllSummary, done: Bool) {
         guard let slot = current else { return (RenewAllSummary(), true) }
-        completedEvent = nil
-        let summary = try ledger.renewDue(limit: chunkSize, tier: nil, epoch: epoch)
+        let completion = ScheduledRunCompletion(name: Self.runName, slot: slot, totalProcessed: totals.totalProcessed,
+                                                successful: totals.successful, failed: totals.failed,
+                                                tokensCarried: carried, tokensLapsed: lapsed)
+        let summary = try ledger.renewDue(limit: chunkSize, tier: nil, epoch: epoch, after: cursor, completing: completion)
         totals.totalProcessed += summary.totalProcessed
         totals.successful += summary.successful
         totals.failed += summary.failed
         carried += summary.tokensCarried
         lapsed += summary.tokensLapsed
-        // Done when nothing was left, or when nothing could be renewed (only failures): those
-        // accounts would come back in every chunk, so they wait for the next run.
-        if summary.totalProcessed == 0 || summary.successful == 0 {
-            try ledger.recordCompletedRun(name: Self.runName, slot: slot)
+        totals.errors += summary.errors.prefix(max(0, Self.maxLoggedFailures - totals.errors.count))
+        switch summary.remaining {
+        case .more(let after):
+            cursor = after
+            return (summary, false)
+        case .allTaken:
             lastCompleted = .some(slot)
             current = nil
-            var e = LedgerEvent(LedgerEvent.renewalCompleted)
-            e.add("slot", ms: LedgerTime.milliseconds(slot))
-            e.add("totalProcessed", Int64(totals.totalProcessed))
-            e.add("successful", Int64(totals.successful))
-            e.add("failed", Int64(totals.failed))
-            e.add("tokensCarried", carried)  // under `rollover`; 0 under the other policies
-            e.add("tokensLapsed", lapsed)
-            e.add("at", ms: LedgerTime.milliseconds(clock.now()))
-            completedEvent = e
+            cursor = nil
+            var metadata: Logger.Metadata = [
+                "slot": "\(LedgerTime.format(slot))", "totalProcessed": "\(totals.totalProcessed)",
+                "successful": "\(totals.successful)", "failed": "\(totals.failed)"]
+            if totals.failed > 0 {
+                // Skipped until the next run: say who and why, so that an operator can mend it.
+                let named = totals.errors.map { "\($0.userId): \($0.code)" }.joined(separator: ", ")
+                metadata["skipped"] = "\(named)\(totals.failed > totals.errors.count ? ", ..." : "")"
+                logger.warning("renewal run complete; accounts that could not renew wait for the next run", metadata: metadata)
+            } else {
+                logger.info("renewal run complete", metadata: metadata)
+            }
             totals = RenewAllSummary()
             (carried, lapsed) = (0, 0)
-            logger.info("renewal run complete", metadata: ["slot": "\(LedgerTime.format(slot))", "failed": "\(summary.failed)"])
             return (summary, true)
         }
-        return (summary, false)
     }
 }

@@ -12,8 +12,13 @@ public struct WorkerConfiguration: Sendable {
     public var keys: QueueKeys
     /// How the ledger is split; jobs of another partition's users are dead letters here.
     public var partitioning: Partitioning
-    /// Unique per process: it names this worker's processing list.
+    /// Names this worker's processing lists (and shows in logs and `P:workers`). It need not be
+    /// unique: the lease is claimed by `leaseHolder`.
     public var workerId: String
+    /// The value of `P:lease` while this worker holds it: `<workerId>:<16 hex digits>`, random per
+    /// start of a worker (the worker draws its own when it starts), so that two processes given
+    /// one worker id never both hold the lease.
+    public internal(set) var leaseHolder: String
     /// The most jobs taken and committed together.
     public var batchSize: Int
     public var replyExpirySeconds: Int
@@ -54,6 +59,7 @@ public struct WorkerConfiguration: Sendable {
         self.keys = keys
         self.partitioning = partitioning
         self.workerId = workerId
+        leaseHolder = Lease.holder(workerId: workerId)
         self.batchSize = batchSize
         self.replyExpirySeconds = replyExpirySeconds
         self.leaseMilliseconds = leaseMilliseconds
@@ -63,7 +69,8 @@ public struct WorkerConfiguration: Sendable {
         self.renewalBatchSize = renewalBatchSize
     }
 
-    /// `hostname-pid`: unique among live processes, and readable in `P:workers`.
+    /// `hostname-pid`: readable in `P:workers`; not unique where containers run as pid 1, which
+    /// is why the lease holds `leaseHolder`, not this.
     public static func defaultWorkerId() -> String {
         let host = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "worker"
         return "\(host)-\(ProcessInfo.processInfo.processIdentifier)"

@@ -114,6 +114,7 @@ struct MigrateCommand: ParsableCommand {
 
     func run() throws {
         let settings = try self.settings.resolve()
+        try settings.refuseForeignLedgerFiles()
         for partition in 0..<settings.partitioning.count {
             // The files in turn: what takes long (a migration's rewrite) happens inside one open.
             let (path, files) = (settings.databasePath(partition: partition), Int64(settings.partitioning.count))

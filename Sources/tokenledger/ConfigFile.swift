@@ -52,6 +52,8 @@ struct ConfigFile: Decodable {
         var rolloverMax: Int64?
         /// Under `rollover`: periods a carried grant lives (0: never lapses; default 1).
         var rolloverMonths: Int?
+        /// The most accounts one `renewAll` job renews (default 1000).
+        var renewAllMaxAccounts: Int?
     }
 
     /// Reads and decodes the file; the error names the file and the offending field.

@@ -131,6 +131,7 @@ struct Settings {
         if let policy = file.renewal?.policy { ledger.renewalPolicy = policy }
         ledger.rolloverMax = file.renewal?.rolloverMax
         if let months = file.renewal?.rolloverMonths { ledger.rolloverMonths = months }
+        if let most = file.renewal?.renewAllMaxAccounts { ledger.renewAllMaxAccounts = most }
         if let sync = file.synchronous { ledger.synchronous = sync }
         if let pages = file.walAutoCheckpointPages { ledger.walAutoCheckpointPages = pages }
         if let cache = file.cacheMebibytes { ledger.cacheMebibytes = cache }
@@ -222,6 +223,55 @@ struct Settings {
         } catch LedgerOpenError.notFound {
             throw SettingsError("no ledger at \(path) (set --database or TOKENLEDGER_DATABASE)")
         }
+    }
+
+    /// Ledger files beside the configured one that belong to another partition count: the
+    /// unsplit file when the ledger is split, `-p<k>` files when it is not or when `k` is past
+    /// the count. (Files of this layout made with another count are refused by
+    /// `Ledger.claimPartition`, which reads the count each file records.)
+    func foreignLedgerFiles() -> [String] {
+        let url = URL(fileURLWithPath: database)
+        let folder = url.deletingLastPathComponent()
+        let ext = url.pathExtension
+        let stem = Array("\(url.deletingPathExtension().lastPathComponent)-p".utf8)
+        let suffix = Array((ext.isEmpty ? "" : ".\(ext)").utf8)
+        let unsplit = Array(url.lastPathComponent.utf8)
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []
+        var found: [String] = []
+        for name in names {
+            let bytes = Array(name.utf8)
+            if bytes == unsplit {
+                if partitioning.count > 1 { found.append(folder.appendingPathComponent(name).path) }
+                continue
+            }
+            guard bytes.count > stem.count + suffix.count, bytes.starts(with: stem), bytes.reversed().starts(with: suffix.reversed()) else { continue }
+            let digits = bytes[stem.count..<(bytes.count - suffix.count)]
+            guard digits.allSatisfy({ (0x30...0x39).contains($0) }), let k = Int(String(decoding: digits, as: UTF8.self)) else { continue }
+            if partitioning.count == 1 || k >= partitioning.count { found.append(folder.appendingPathComponent(name).path) }
+        }
+        return found.sorted()
+    }
+
+    /// The refusal to start on another partition layout, naming what was found (at most
+    /// `ForeignLayout.maxNamed` items) and the way out.
+    func anotherLayoutError(_ found: [String], what: String) -> SettingsError {
+        let named = found.prefix(ForeignLayout.maxNamed).joined(separator: ", ")
+        let more = found.count > ForeignLayout.maxNamed ? " and \(found.count - ForeignLayout.maxNamed) more" : ""
+        let count = partitioning.count
+        return SettingsError(
+            "refusing to start with \(count) partition\(count == 1 ? "" : "s"): the partition count is fixed when a ledger is made, "
+            + "and \(what) of another partition count exist: \(named)\(more). "
+            + "Starting would begin empty ledgers beside them (balances would read user_not_found, open would make second accounts, "
+            + "and the jobs queued under the old count would never be read). Start with the count they were made with "
+            + "(TOKENLEDGER_PARTITION_COUNT); the count changes only through the growth tool, `tokenledger repartition --to \(count)`, "
+            + "which is not built yet.")
+    }
+
+    /// Refuses (throws) when a ledger file of another partition layout lies beside the configured
+    /// one. Nothing is created or opened.
+    func refuseForeignLedgerFiles() throws {
+        let files = foreignLedgerFiles()
+        if !files.isEmpty { throw anotherLayoutError(files, what: "ledger files") }
     }
 
     /// Opens (creating if needed) a partition's ledger for writing, and records or checks the

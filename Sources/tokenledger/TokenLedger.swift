@@ -21,8 +21,9 @@ struct TokenLedger: AsyncParsableCommand {
             Settings come from flags, then the environment (TOKENLEDGER_REDIS_URL,
             TOKENLEDGER_DATABASE, TOKENLEDGER_PREFIX, TOKENLEDGER_CONFIG, TOKENLEDGER_HTTP,
             TOKENLEDGER_REDIS_USERNAME, TOKENLEDGER_REDIS_PASSWORD, TOKENLEDGER_REDIS_PASSWORD_FILE,
-            TOKENLEDGER_WORKER_ID, TOKENLEDGER_BATCH_SIZE, TOKENLEDGER_LOG_LEVEL), then the config
-            file, then defaults.
+            TOKENLEDGER_WORKER_ID, TOKENLEDGER_BATCH_SIZE, TOKENLEDGER_LOG_LEVEL,
+            TOKENLEDGER_PARTITION_COUNT, TOKENLEDGER_PARTITIONS, TOKENLEDGER_EVENTS), then the
+            config file, then defaults.
             """,
         subcommands: [
             WorkerCommand.self, EnqueueCommand.self, BalanceCommand.self, HistoryCommand.self,

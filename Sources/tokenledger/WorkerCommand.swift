@@ -5,6 +5,7 @@ import Logging
 import Metrics
 import OperatorHTTP
 import Prometheus
+import Redis
 import ServiceLifecycle
 import Worker
 
@@ -42,6 +43,10 @@ struct WorkerCommand: AsyncParsableCommand {
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         let logger = settings.makeLogger("tokenledger")
+        // Before anything is created: a ledger or queue of another partition count would be
+        // silently left behind by new, empty ones.
+        try settings.refuseForeignLedgerFiles()
+        guard try await refuseForeignLists(settings, logger) else { return }
         // One loop, ledger file, lease and scheduler per partition served.
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         var ledgers: [Ledger] = []
@@ -77,5 +82,24 @@ struct WorkerCommand: AsyncParsableCommand {
         }
         let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
+    }
+
+    /// Throws when Redis holds unsettled lists of another partition layout. Waits for a Redis
+    /// that does not answer yet, as the worker would (false: stopped while waiting).
+    private func refuseForeignLists(_ settings: Settings, _ logger: Logger) async throws -> Bool {
+        var waiting = false
+        while !EarlyShutdownSignals.wereReceived {
+            do {
+                let redis = try settings.redis.connect()
+                let found = try ForeignLayout.unsettledLists(redis, prefix: settings.keys.prefix, count: settings.partitioning.count)
+                if !found.isEmpty { throw settings.anotherLayoutError(found, what: "unsettled job lists") }
+                return true
+            } catch let error as RedisError {
+                if !waiting { logger.error("redis unavailable; retrying before the partition layout check", metadata: ["error": "\(error)"]) }
+                waiting = true
+                try await Task.sleep(for: .milliseconds(500))
+            }
+        }
+        return false
     }
 }

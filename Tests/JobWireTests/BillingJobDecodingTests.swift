@@ -56,3 +56,17 @@ final class BillingJobDecodingTests: XCTestCase {
         XCTAssertTrue(invalid(#"{"type":"balanceAt","at":"2026-01-03T00:00:00.000Z"}"#).contains("userId"))
     }
 }
+
+/// Every reply to a job with an id says whether it was a replay.
+final class ReplyDuplicateFieldTests: XCTestCase {
+    func testFailureRepliesAndQueriesWithAnIdCarryDuplicateFalse() throws {
+        let failure = Replies.failure(id: "j1", type: "debit", error: JobError("Field 'amount' must be an integer."))
+        XCTAssertTrue(failure.hasSuffix(#","duplicate":false}"#), failure)
+        XCTAssertFalse(Replies.failure(id: nil, type: nil, error: JobError("x")).contains("duplicate"))
+        let query = try Job.decode(Array(#"{"type":"balance","id":"q1","userId":"u"}"#.utf8)).get()
+        let answer = Replies.result(for: query, CommandResult(success: true, json: #"{"success":true}"#))
+        XCTAssertEqual(answer, #"{"id":"q1","type":"balance","success":true,"duplicate":false}"#)
+        let anonymous = try Job.decode(Array(#"{"type":"balance","userId":"u"}"#.utf8)).get()
+        XCTAssertFalse(Replies.result(for: anonymous, CommandResult(success: true, json: #"{"success":true}"#)).contains("duplicate"))
+    }
+}

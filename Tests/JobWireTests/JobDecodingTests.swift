@@ -32,6 +32,13 @@ final class JobDecodingTests: XCTestCase {
         XCTAssertTrue(invalidMessage(deep).contains("deeper"))
     }
 
+    /// The dead letter's message names its fault once.
+    func testUnreadableJobMessagesSayItOnce() {
+        XCTAssertEqual(invalidMessage("[1]"), "The job cannot be read: it is not a JSON object.")
+        XCTAssertEqual(invalidMessage("null"), "The job cannot be read: it is not a JSON object.")
+        XCTAssertTrue(invalidMessage(#"{"type" "open"}"#).hasPrefix("The job cannot be read: it is not valid JSON: expected ':'"))
+    }
+
     func testEscapesAndUnicode() throws {
         let job = try decode(#"{"type":"open","id":"a","userId":"caf\u00e9 \ud83d\ude00 \"q\" \\ \/"}"#).get()
         XCTAssertEqual(job.command.operation, .open(userId: "café 😀 \"q\" \\ /"))

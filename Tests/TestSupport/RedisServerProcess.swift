@@ -50,10 +50,23 @@ public final class RedisServerProcess: @unchecked Sendable {
     /// Kills the server at once (SIGKILL): no goodbye to clients.
     public func stop() {
         guard let process, process.isRunning else { return }
-        kill(process.processIdentifier, SIGKILL)
+        kill(process.processIdentifier, SIGKILL)  // a paused server too
         process.waitUntilExit()
         self.process = nil
         try? FileManager.default.removeItem(atPath: socketPath)
+    }
+
+    /// Freezes the server (SIGSTOP): connections are still accepted by the kernel, but nothing
+    /// is answered, as with a server stuck on a slow disk or a long command.
+    public func pause() {
+        guard let process, process.isRunning else { return }
+        kill(process.processIdentifier, SIGSTOP)
+    }
+
+    /// Thaws a paused server (SIGCONT).
+    public func resume() {
+        guard let process else { return }
+        kill(process.processIdentifier, SIGCONT)
     }
 
     public func restart() throws {

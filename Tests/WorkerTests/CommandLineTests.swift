@@ -195,4 +195,23 @@ final class CommandLineTests: XCTestCase {
             XCTAssertTrue(workerHelp.contains(option), option)
         }
     }
+
+    /// The top-level help names every environment variable the settings read, found in the
+    /// settings' own source, so a variable added later cannot be left out of it.
+    func testHelpNamesEveryEnvironmentVariable() throws {
+        let sources = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Sources/tokenledger")
+        let pattern = try NSRegularExpression(pattern: #"env\["(TOKENLEDGER_[A-Z_]+)"\]"#)
+        var names: Set<String> = []
+        for file in try FileManager.default.contentsOfDirectory(atPath: sources.path) where file.hasSuffix(".swift") {
+            let text = try String(contentsOf: sources.appendingPathComponent(file), encoding: .utf8)
+            for m in pattern.matches(in: text, range: NSRange(text.startIndex..., in: text)) {
+                if let r = Range(m.range(at: 1), in: text) { names.insert(String(text[r])) }
+            }
+        }
+        XCTAssertTrue(names.isSuperset(of: ["TOKENLEDGER_PARTITION_COUNT", "TOKENLEDGER_PARTITIONS", "TOKENLEDGER_EVENTS"]), "\(names)")
+        let (status, help) = try runTokenLedger(["--help"])
+        XCTAssertEqual(status, 0)
+        for name in names.sorted() { XCTAssertTrue(help.contains(name), "the help omits \(name)") }
+    }
 }

@@ -164,4 +164,25 @@ final class EventsSettingsTests: XCTestCase {
         let (_, one) = try runTokenLedger(["events", "--redis-url", h.redisURL, "--prefix", h.keys.prefix, "--from", "0", "--count", "1"])
         XCTAssertEqual(one.split(separator: "\n").count, 1, "--count stops after that many")
     }
+
+    /// A split ledger's workers write `P:{k}:events`; the command follows each partition's
+    /// stream (or the ones named), never the untagged one.
+    func testTokenledgerEventsFollowsEveryPartitionsStream() throws {
+        let h = try WorkerHarness()
+        let prefix = h.keys.prefix
+        for k in 0..<3 {
+            try h.redis.xadd("\(prefix):{\(k)}:events", [("event", "job.applied"), ("id", "j\(k)"), ("partition", "\(k)")])
+        }
+        let base = ["events", "--redis-url", h.redisURL, "--prefix", prefix, "--partition-count", "3", "--from", "0", "--no-follow"]
+        var (status, output) = try runTokenLedger(base)
+        XCTAssertEqual(status, 0, output)
+        func ids(_ text: String) -> [String] {
+            text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+                .compactMap { $0.string("id") }.sorted()
+        }
+        XCTAssertEqual(ids(output), ["j0", "j1", "j2"], output)
+        (status, output) = try runTokenLedger(base + ["--partitions", "0,2"])
+        XCTAssertEqual(status, 0, output)
+        XCTAssertEqual(ids(output), ["j0", "j2"], output)
+    }
 }

@@ -38,7 +38,7 @@ final class ExpirySweepCrashTests: XCTestCase {
         while kills < 6, try reader().unsettledDueAccounts() > 0 {
             let id = "sweeper-\(kills)"
             let worker = try WorkerProcess(h, workerId: id, configFile: config)
-            try h.eventually("\(id) holds the lease") { try h.redis.get(h.keys.lease) == Array(id.utf8) }
+            try h.eventually("\(id) holds the lease") { leaseWorkerId(try h.redis.get(h.keys.lease)) == id }
             usleep(UInt32.random(in: 5_000...150_000, using: &random))  // somewhere in the sweep
             worker.kill9()
             kills += 1

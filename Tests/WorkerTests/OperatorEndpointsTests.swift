@@ -9,10 +9,22 @@ import XCTest
 
 /// `/metrics`, `/healthz` and `/readyz` of the real executable.
 final class OperatorEndpointsTests: XCTestCase {
-    func get(_ url: String) async throws -> (Int, String) {
+    func get(_ url: String) async throws -> (Int, String) { try await Self.fetch(url) }
+
+    /// The statuses of `count` requests of `url` sent at once (0 for one that failed).
+    static func statuses(of url: String, concurrently count: Int) async -> [Int] {
+        await withTaskGroup(of: Int.self) { group in
+            for _ in 0..<count { group.addTask { (try? await fetch(url).0) ?? 0 } }
+            var statuses: [Int] = []
+            for await s in group { statuses.append(s) }
+            return statuses
+        }
+    }
+
+    static func fetch(_ url: String, session: URLSession = .shared) async throws -> (Int, String) {
         var request = URLRequest(url: URL(string: url)!)
         request.timeoutInterval = 5
-        let (data, response) = try await URLSession.shared.data(for: request)
+        let (data, response) = try await session.data(for: request)
         return ((response as! HTTPURLResponse).statusCode, String(decoding: data, as: UTF8.self))
     }
 
@@ -84,6 +96,34 @@ final class OperatorEndpointsTests: XCTestCase {
             try await Task.sleep(for: .milliseconds(100))
         }
         XCTAssertEqual(recovered, 200, "ready again once Redis is back")
+        XCTAssertEqual(worker.terminate(), 0, worker.log)
+    }
+
+    /// `/readyz` checks Redis and the ledger off the async threads: with Redis frozen (each check
+    /// waits out its 1 s timeout), a burst of `/readyz` requests leaves `/healthz` answering at
+    /// once, and the burst is answered 503 by one shared check rather than one check each.
+    func testReadinessChecksLeaveTheAsyncThreadsFree() async throws {
+        let server = try RedisServerProcess()
+        let h = try WorkerHarness(redisURL: server.url)
+        let port = TestEnvironment.freePort()
+        let worker = try WorkerProcess(h, workerId: "frozen", extraArguments: ["--http", "127.0.0.1:\(port)"])
+        defer { _ = worker.terminate() }
+        let base = "http://127.0.0.1:\(port)"
+        try await waitForServer("\(base)/healthz")
+        server.pause()
+        defer { server.resume() }
+        let readyz = "\(base)/readyz"
+        let burst = Task { [readyz] in await OperatorEndpointsTests.statuses(of: readyz, concurrently: 8) }
+        try await Task.sleep(for: .milliseconds(200))
+        let started = ContinuousClock.now
+        // A session of its own, so that the request does not queue behind the burst's connections.
+        let (healthy, _) = try await Self.fetch("\(base)/healthz", session: URLSession(configuration: .ephemeral))
+        let waited = ContinuousClock.now - started
+        XCTAssertEqual(healthy, 200)
+        XCTAssertLessThan(waited, .milliseconds(700), "/healthz waited behind blocked readiness checks")
+        let statuses = await burst.value
+        XCTAssertEqual(statuses, Array(repeating: 503, count: 8), "a frozen Redis is not ready")
+        server.resume()
         XCTAssertEqual(worker.terminate(), 0, worker.log)
     }
 

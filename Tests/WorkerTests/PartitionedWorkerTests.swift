@@ -22,7 +22,7 @@ final class PartitionedWorkerTests: XCTestCase {
         let letter = try XCTUnwrap(try h.deadLetters().last)
         XCTAssertEqual(letter.errorCode, "wrong_partition")
         XCTAssertEqual(try h.redis.send("EXISTS", "\(base.keys.prefix):jobs").int, 0, "nothing reads or writes the untagged queue")
-        XCTAssertEqual(try h.redis.get(keys.lease).map { String(decoding: $0, as: UTF8.self) }, config.workerId)
+        XCTAssertEqual(leaseWorkerId(try h.redis.get(keys.lease)), config.workerId)
         try await worker.stop()
         let ledger = try Ledger(path: h.databasePath)
         XCTAssertFalse(try ledger.read(.balance(userId: "bob")).success, "bob's job was never applied here")

@@ -49,13 +49,13 @@ final class TakeoverTests: XCTestCase {
         let h = try WorkerHarness()
         let config = try shortLease(h)
         let paused = try WorkerProcess(h, workerId: "paused", configFile: config)
-        try h.eventually("the first worker is active") { try h.redis.get(h.keys.lease) == Array("paused".utf8) }
+        try h.eventually("the first worker is active") { leaseWorkerId(try h.redis.get(h.keys.lease)) == "paused" }
         try openUsers(h, 5)
         try h.waitUntilDrained()
 
         kill(paused.pid, SIGSTOP)
         let successor = try WorkerProcess(h, workerId: "successor", configFile: config)
-        try h.eventually("the standby takes over") { try h.redis.get(h.keys.lease) == Array("successor".utf8) }
+        try h.eventually("the standby takes over") { leaseWorkerId(try h.redis.get(h.keys.lease)) == "successor" }
         // The paused worker's connections are still open, and it was blocked waiting for jobs:
         // jobs pushed now must not reach it, before or after it resumes.
         try pushNumberedCredits(h, users: 5, from: 0, count: 300)
@@ -81,7 +81,7 @@ final class TakeoverTests: XCTestCase {
             let b = try WorkerProcess(h, workerId: "race-\(round)-b", configFile: config)
             usleep(useconds_t.random(in: 300_000...700_000))
             // Kill whichever holds the lease; the other takes over, then both go.
-            let holder = try h.redis.get(h.keys.lease).map { String(decoding: $0, as: UTF8.self) }
+            let holder = leaseWorkerId(try h.redis.get(h.keys.lease))
             (holder == "race-\(round)-a" ? a : b).kill9()
             usleep(useconds_t.random(in: 100_000...1_500_000))
             a.kill9()
@@ -161,5 +161,37 @@ final class TakeoverTests: XCTestCase {
         XCTAssertEqual(try h.reply(reply, timeout: 15).int("newBalance"), 103, worker.log)
         try h.eventually("the list is forgotten") { try h.redis.send("SISMEMBER", h.keys.workers, "tidy:1").int == 0 }
         XCTAssertEqual(worker.terminate(), 0, worker.log)
+    }
+
+    /// Twins: two processes started with one worker id (the default `hostname-pid` repeats when
+    /// containers run as pid 1). One is active, the other stands by until it dies; each user's
+    /// jobs apply once each and in push order.
+    func testTwoProcessesWithOneWorkerIdAreNeverBothActive() throws {
+        let h = try WorkerHarness()
+        let config = try shortLease(h, seconds: 3)
+        // The ledger made first: two processes creating one ledger at once is another matter.
+        let (made, said) = try runTokenLedger(["migrate", "--database", h.databasePath])
+        XCTAssertEqual(made, 0, said)
+        let twins = try ["first", "second"].map { try WorkerProcess(h, workerId: "twin", configFile: config, logName: "twin-\($0)") }
+        try h.eventually("one twin holds the lease") { leaseWorkerId(try h.redis.get(h.keys.lease)) == "twin" }
+        try openUsers(h, 5)
+        try pushNumberedCredits(h, users: 5, from: 0, count: 600)
+        let holder = try h.redis.get(h.keys.lease)
+        try h.waitUntilDrained(log: twins.map(\.log).joined(separator: "\n"))
+        // Give a twin that wrongly counts the lease as its own time to take it over.
+        usleep(1_500_000)
+        let active = twins.filter { $0.log.contains("active: lease taken") }
+        XCTAssertEqual(active.count, 1, "one twin active: \(twins.map(\.log).joined(separator: "\n---\n"))")
+        XCTAssertEqual(try h.redis.get(h.keys.lease), holder, "the lease never changed hands")
+        XCTAssertEqual(try Ledger(path: h.databasePath).currentEpoch()?.epoch, 1, "no twin fenced the other")
+        // The active one dies: the other takes over and serves.
+        guard let first = active.first, let other = twins.first(where: { $0 !== first }) else { return }
+        first.kill9()
+        try pushNumberedCredits(h, users: 5, from: 600, count: 600)
+        try h.waitUntilDrained(log: other.log)
+        XCTAssertTrue(other.log.contains("active: lease taken"), other.log)
+        XCTAssertNotEqual(try h.redis.get(h.keys.lease), holder, "the survivor's claim is its own")
+        XCTAssertEqual(other.terminate(), 0, other.log)
+        try assertOnceAndInOrder(h, users: 5, total: 1200)
     }
 }

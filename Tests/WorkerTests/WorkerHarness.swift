@@ -117,6 +117,17 @@ final class WorkerHarness {
     }
 }
 
+/// The worker id in a `P:lease` value (`<workerId>:<16 hex digits>`, see
+/// `WorkerConfiguration.leaseHolder`); nil when the lease is free or holds anything else.
+func leaseWorkerId(_ value: [UInt8]?) -> String? {
+    guard let value else { return nil }
+    let text = String(decoding: value, as: UTF8.self)
+    guard let colon = text.lastIndex(of: ":") else { return nil }
+    let nonce = text[text.index(after: colon)...]
+    guard nonce.count == 16, nonce.allSatisfy(\.isHexDigit) else { return nil }
+    return String(text[..<colon])
+}
+
 struct NoReply: Error, CustomStringConvertible {
     let key: String
     let timeout: Double

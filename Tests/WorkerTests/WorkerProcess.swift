@@ -21,8 +21,8 @@ final class WorkerProcess {
     }
 
     init(_ h: WorkerHarness, workerId: String, redisURL: String? = nil, extraArguments: [String] = [],
-         configFile: String? = nil, environment: [String: String] = [:]) throws {
-        logURL = h.directory.appendingPathComponent("\(workerId).log")
+         configFile: String? = nil, environment: [String: String] = [:], logName: String? = nil) throws {
+        logURL = h.directory.appendingPathComponent("\(logName ?? workerId).log")
         FileManager.default.createFile(atPath: logURL.path, contents: nil)
         process.executableURL = URL(fileURLWithPath: Self.binary)
         var arguments = ["worker", "--redis-url", redisURL ?? h.redisURL, "--database", h.databasePath,

@@ -95,6 +95,21 @@ def main() -> None:
         send("unmonitor", {"type": "unmonitor", "id": "g-unmonitor", "userId": u, "monitorId": "low"})
         send("unmonitor monitor_not_found", {"type": "unmonitor", "id": "g-unmonitor-2", "userId": u,
                                              "monitorId": "low"})
+        send("setTier", {"type": "setTier", "id": "g-set-tier", "userId": u, "tier": "Professional",
+                         "subscriptionExpiresAt": "2100-01-01T00:00:00.000Z"})
+        send("setTier duplicate", {"type": "setTier", "id": "g-set-tier", "userId": u, "tier": "Professional",
+                                   "subscriptionExpiresAt": "2100-01-01T00:00:00.000Z"})
+        send("setTier expiry cleared", {"type": "setTier", "id": "g-set-tier-2", "userId": u, "tier": "Gift",
+                                        "subscriptionExpiresAt": None})
+        send("setTier unknown_tier", {"type": "setTier", "id": "g-set-tier-x", "userId": u, "tier": "Platinum"})
+        send("setTier invalid_expiry", {"type": "setTier", "id": "g-set-tier-past", "userId": u, "tier": "Business",
+                                        "subscriptionExpiresAt": "2001-01-01T00:00:00.000Z"})
+        send("setTier user_not_found", {"type": "setTier", "id": "g-set-tier-nobody", "userId": "golden-nobody",
+                                        "tier": "Business"})
+        send("balanceAt", {"type": "balanceAt", "userId": u, "at": "2100-01-01T00:00:00.000Z"})
+        send("balanceAt before the first entry", {"type": "balanceAt", "userId": u, "at": "2001-01-01T00:00:00.000Z"})
+        send("balanceAt user_not_found", {"type": "balanceAt", "userId": "golden-nobody",
+                                          "at": "2100-01-01T00:00:00.000Z"})
         send("unknown type", {"type": "teleport", "id": "g-teleport", "userId": u})
     finally:
         worker.terminate()

@@ -6,9 +6,9 @@ connection to the queue (TOKENLEDGER_REDIS_URL, TOKENLEDGER_REDIS_PASSWORD, TOKE
 """
 import json
 import sys
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
-from tokenledger import MonthlyRenewalService, OperationType, SubscriptionTier, TokenService, connect
+from tokenledger import ChangeResult, MonthlyRenewalService, OperationType, SubscriptionTier, TokenService, connect
 
 
 def main(user_id: str) -> None:
@@ -39,6 +39,18 @@ def main(user_id: str) -> None:
     chat_operation: OperationType = "chatgpt_message"
     chat = token_service.charge_for_operation(user_id, chat_operation, {"conversationId": "conv-1"})
     print(f"chat: success={chat.success} balance={chat.new_balance}")
+
+    # A subscription purchase: the allocation credited, then the tier and its expiry written to the
+    # user table, which the original service read (`db.user` now writes them to the ledger: setTier)
+    def handle_subscription_purchase(user_id: str, tier: SubscriptionTier, payment_id: str) -> ChangeResult:
+        allocations = {SubscriptionTier.Gift: 100, SubscriptionTier.Professional: 2000, SubscriptionTier.Business: 10000}
+        result = token_service.credit(user_id, "purchase", allocations[tier], {"tier": tier, "paymentId": payment_id})
+        if not result.success:
+            raise RuntimeError(result.error)
+        db.user.update(where={"id": user_id},
+                       data={"tier": tier, "subscription_expires_at": datetime.now(timezone.utc) + timedelta(days=30)})
+        return result
+    handle_subscription_purchase(user_id, SubscriptionTier.Professional, f"pi_{user_id}")
 
     # Bonus tokens, and a metered API call
     token_service.credit(user_id, "bonus", 25, {"reason": "referral"})
@@ -73,7 +85,7 @@ def main(user_id: str) -> None:
           f"cron {renewal_service.get_cron_expression()}")
 
     print("SUMMARY " + json.dumps({"balance": balance.tokens_balance, "spent": report.total_spent,
-                                   "earned": report.total_earned, "entries": len(entries),
+                                   "earned": report.total_earned, "entries": len(entries), "tier": balance.tier,
                                    "refused": None if too_much.success else too_much.code}))
     db.close()
 

@@ -9,8 +9,9 @@ import pytest
 
 from tokenledger import DEAD_LETTER_CODES, REFUSAL_CODES, ReplyShapeError, TokenLedgerError
 from tokenledger._fields import Fields, read_reply
-from tokenledger.results import (read_capture, read_change, read_credit, read_hold, read_monitor, read_open,
-                                 read_purchase, read_refusal, read_release, read_renew, read_unmonitor)
+from tokenledger.results import (read_balance_at, read_capture, read_change, read_credit, read_hold, read_monitor,
+                                 read_open, read_purchase, read_refusal, read_release, read_renew, read_set_tier,
+                                 read_unmonitor)
 
 ROOT = Path(__file__).resolve().parents[3]
 GOLDEN = ROOT / "Tests" / "Golden"
@@ -18,7 +19,8 @@ CODES = json.loads((GOLDEN / "error-codes.json").read_text())
 READERS: Dict[str, Callable[[Fields], Any]] = {
     "open": read_open, "charge": read_change, "debit": read_change, "credit": read_credit, "refund": read_change,
     "purchase": read_purchase, "renew": read_renew, "hold": read_hold, "capture": read_capture,
-    "release": read_release, "monitor": read_monitor, "unmonitor": read_unmonitor,
+    "release": read_release, "monitor": read_monitor, "unmonitor": read_unmonitor, "setTier": read_set_tier,
+    "balanceAt": read_balance_at,
 }
 
 
@@ -76,6 +78,19 @@ def test_a_reply_of_another_shape_fails_naming_the_field():
     with pytest.raises(ReplyShapeError) as raised:
         read_change(read_reply(json.dumps({**charge, "newBalance": True})))  # a bool is no integer
     assert raised.value.field == "newBalance"
+
+
+def test_a_balance_at_reply_that_mixes_an_entry_and_no_entry_fails_naming_the_field():
+    none = {"id": None, "type": "balanceAt", "success": True, "userId": "u", "at": "2026-01-01T00:00:00.000Z",
+            "exists": False, "tokensBalance": 0, "tokensSpent": 0, "ledgerEntryId": None, "createdAt": None}
+    assert read_balance_at(read_reply(json.dumps(none))).exists is False
+    for name, value in [("ledgerEntryId", 5), ("createdAt", "2026-01-01T00:00:00.000Z"), ("tokensBalance", 7)]:
+        with pytest.raises(ReplyShapeError) as raised:
+            read_balance_at(read_reply(json.dumps({**none, name: value})))
+        assert raised.value.field == name
+    with pytest.raises(ReplyShapeError) as raised:
+        read_balance_at(read_reply(json.dumps({**none, "exists": True})))
+    assert raised.value.field == "ledgerEntryId"
 
 
 def test_64_bit_values_are_exact():

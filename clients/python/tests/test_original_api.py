@@ -20,8 +20,9 @@ def test_examples_original_api_runs_against_the_worker(worker):
                          env=env, capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr + run.stdout
     summary = json.loads(next(line[8:] for line in run.stdout.splitlines() if line.startswith("SUMMARY ")))
-    # 100 - 10 + 10 (refund) - 5 + 25 - 3
-    assert summary == {"balance": 117, "spent": 18, "earned": 135, "entries": 6, "refused": "insufficient_tokens"}
+    # 100 - 10 + 10 (refund) - 5 + 2000 (the subscription's allocation) + 25 - 3
+    assert summary == {"balance": 2117, "spent": 18, "earned": 2135, "entries": 7, "tier": "Professional",
+                       "refused": "insufficient_tokens"}
     assert "refused: Insufficient tokens: " in run.stdout
     assert "metrics: chargeForOperation user=" in run.stdout
     assert f"metrics: chargeForOperation user={user_id} amount=10 success=True" in run.stdout

@@ -45,5 +45,6 @@ def test_the_wheel_installs_into_a_fresh_venv_and_runs_the_guide_example(worker,
                            capture_output=True, text=True, timeout=60)
     assert str(env_dir) in where.stdout, where.stdout + where.stderr
     summary = json.loads(next(line[8:] for line in run.stdout.splitlines() if line.startswith("SUMMARY ")))
-    assert summary == {"balance": 117, "spent": 18, "earned": 135, "entries": 6, "refused": "insufficient_tokens"}
+    assert summary == {"balance": 2117, "spent": 18, "earned": 2135, "entries": 7, "tier": "Professional",
+                       "refused": "insufficient_tokens"}
     assert f"metrics: chargeForOperation user={user_id} amount=10 success=True" in run.stdout

@@ -33,6 +33,24 @@ async function main(userId: string): Promise<void> {
   const chat = await tokenService.chargeForOperation(userId, chatOperation, { conversationId: "conv-1" });
   console.log(`chat: success=${chat.success} balance=${chat.newBalance}`);
 
+  // A subscription purchase: the allocation credited, then the tier and its expiry written to the
+  // user table, which the original service read (`db.user` now writes them to the ledger: setTier)
+  async function handleSubscriptionPurchase(userId: string, tier: SubscriptionTier, paymentId: string) {
+    const allocations = { [SubscriptionTier.Gift]: 100, [SubscriptionTier.Professional]: 2000, [SubscriptionTier.Business]: 10000 };
+    const result = await tokenService.credit(userId, {
+      operationType: "purchase",
+      amount: allocations[tier],
+      metadata: { tier, paymentId },
+    });
+    if (!result.success) throw new Error(result.error);
+    await db.user.update({
+      where: { id: userId },
+      data: { tier, subscriptionExpiresAt: new Date(Date.now() + 30 * 24 * 60 * 60 * 1000) },
+    });
+    return result;
+  }
+  await handleSubscriptionPurchase(userId, SubscriptionTier.Professional, `pi_${userId}`);
+
   // Bonus tokens, and a metered API call
   await tokenService.credit(userId, { operationType: "bonus", amount: 25, metadata: { reason: "referral" } });
   await tokenService.debit(userId, { operationType: "api_call", amount: 3 });
@@ -61,7 +79,7 @@ async function main(userId: string): Promise<void> {
   const preview = await renewalService.renewAllEligible({ dryRun: true, tier: SubscriptionTier.Gift });
   console.log(`renewal: a run now would renew ${preview.totalProcessed} accounts; cron ${renewalService.getCronExpression()}`);
 
-  console.log(`SUMMARY ${JSON.stringify({ balance: balance?.tokensBalance, spent: report.totalSpent, earned: report.totalEarned, entries: entries.length, refused: tooMuch.success ? null : tooMuch.code })}`);
+  console.log(`SUMMARY ${JSON.stringify({ balance: balance?.tokensBalance, spent: report.totalSpent, earned: report.totalEarned, entries: entries.length, tier: balance?.tier, refused: tooMuch.success ? null : tooMuch.code })}`);
   await db.close();
 }
 

@@ -4,6 +4,7 @@ import { commandOptions, createClient } from "redis";
 import { Job, Reply, TokenLedgerError } from "./errors";
 import { partitionOf, uuidv7 } from "./ids";
 import { Fields, isObject, readReply } from "./shape";
+import { UserTable } from "./service";
 
 export { describeError, Job, Reply, ReplyShapeError, TokenLedgerError } from "./errors";
 export { ErrorCode } from "./codes";
@@ -78,6 +79,16 @@ export class LedgerClient {
   /** The queue of a user's partition. */
   jobsKey(userId: string): string {
     return this.key("jobs", partitionOf(userId, this.partitions));
+  }
+
+  private users?: UserTable;
+
+  /**
+   * `db.user.update({ where: { id }, data: { tier, subscriptionExpiresAt } })`, as the guide's
+   * application wrote its user table: the tier and expiry go to the ledger (see UserTable).
+   */
+  get user(): UserTable {
+    return (this.users ??= new UserTable(this));
   }
 
   /** The raw connection, for helpers such as `EventConsumer`. */

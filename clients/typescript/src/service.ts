@@ -125,6 +125,58 @@ export interface UnmonitorSuccess {
   code?: undefined;
 }
 
+/**
+ * A tier (and expiry) set without a credit: no entry, the renewal clock unmoved, so the next
+ * renewal, on the date the account already had, grants the new tier's allocation.
+ */
+export interface SetTierSuccess {
+  success: true;
+  id: string;
+  userId: string;
+  tier: TierName;
+  previousTier: TierName;
+  /** After the change: null when the account has no paid subscription. */
+  subscriptionExpiresAt: Date | null;
+  lastRenewalAt: Date;
+  nextRenewalDate: Date;
+  duplicate: boolean;
+  error?: undefined;
+  code?: undefined;
+}
+
+export interface SetTierOptions extends CallOptions {
+  /** Left out, the expiry stays; null clears it; a time must be in the future (`invalid_expiry`). */
+  subscriptionExpiresAt?: Date | string | null;
+}
+
+/**
+ * The balance as it stood at a time. Before the account's first entry there was none
+ * (`exists: false`, zeros); a time after the last entry answers the current totals.
+ */
+export type BalanceAt = BalanceAtEntry | BalanceBeforeFirstEntry;
+
+export interface BalanceAtEntry {
+  exists: true;
+  userId: string;
+  at: Date;
+  tokensBalance: number;
+  /** Spending up to `at`; lapsed grants never count in it. */
+  tokensSpent: number;
+  /** The last entry at or before `at`. */
+  ledgerEntryId: number;
+  createdAt: Date;
+}
+
+export interface BalanceBeforeFirstEntry {
+  exists: false;
+  userId: string;
+  at: Date;
+  tokensBalance: 0;
+  tokensSpent: 0;
+  ledgerEntryId: null;
+  createdAt: null;
+}
+
 export type CreditResult = CreditSuccess | Refusal;
 export type OpenResult = OpenSuccess | Refusal;
 export type PurchaseResult = PurchaseSuccess | Refusal;
@@ -134,6 +186,7 @@ export type CaptureResult = CaptureSuccess | Refusal;
 export type ReleaseResult = ReleaseSuccess | Refusal;
 export type MonitorResult = MonitorSuccess | Refusal;
 export type UnmonitorResult = UnmonitorSuccess | Refusal;
+export type SetTierResult = SetTierSuccess | Refusal;
 
 
 export interface HoldOptions extends CallOptions {
@@ -364,6 +417,32 @@ const readUnmonitor = (f: Fields): UnmonitorSuccess => ({
   success: true, id: f.str("id"), monitorId: f.str("monitorId"), duplicate: f.optBool("duplicate") ?? false,
 });
 
+const readSetTier = (f: Fields): SetTierSuccess => ({
+  success: true, id: f.str("id"), userId: f.str("userId"), tier: f.str("tier"), previousTier: f.str("previousTier"),
+  subscriptionExpiresAt: f.dateOrNull("subscriptionExpiresAt"), lastRenewalAt: f.date("lastRenewalAt"),
+  nextRenewalDate: f.date("nextRenewalDate"), duplicate: f.optBool("duplicate") ?? false,
+});
+
+/** `exists` decides which fields may be null, so a reply that mixes the two cases is refused. */
+const readBalanceAt = (f: Fields): BalanceAt => {
+  const userId = f.str("userId");
+  const at = f.date("at");
+  if (!f.bool("exists")) {
+    const zeros = { tokensBalance: f.int("tokensBalance"), tokensSpent: f.int("tokensSpent") };
+    for (const [field, value] of Object.entries(zeros)) {
+      if (value !== 0) throw new ReplyShapeError(field, "0 before the first entry", JSON.stringify(f.value));
+    }
+    for (const field of ["ledgerEntryId", "createdAt"]) {
+      if (f.value[field] !== null) throw new ReplyShapeError(field, "null before the first entry", JSON.stringify(f.value));
+    }
+    return { exists: false, userId, at, tokensBalance: 0, tokensSpent: 0, ledgerEntryId: null, createdAt: null };
+  }
+  return {
+    exists: true, userId, at, tokensBalance: f.int("tokensBalance"), tokensSpent: f.int("tokensSpent"),
+    ledgerEntryId: f.int("ledgerEntryId"), createdAt: f.date("createdAt"),
+  };
+};
+
 /**
  * The reader of each job type's success reply, for the tests that read the golden replies
  * (Tests/Golden/replies.json); `readRefusal` reads the failures.
@@ -371,6 +450,7 @@ const readUnmonitor = (f: Fields): UnmonitorSuccess => ({
 export const successReaders: Readonly<Record<string, Reader<unknown>>> = {
   open: readOpen, charge: readChange, debit: readChange, credit: readCredit, refund: readChange, purchase: readPurchase,
   renew: readRenew, hold: readHold, capture: readCapture, release: readRelease, monitor: readMonitor, unmonitor: readUnmonitor,
+  setTier: readSetTier, balanceAt: readBalanceAt,
 };
 
 const refusalNumbers = ["balance", "available", "required", "deficit", "held", "requested", "refundable", "daysUntilRenewal"] as const;
@@ -472,6 +552,49 @@ const captureJob = (userId: string, holdId: string, amount: number | undefined, 
   ({ type: "capture", userId, holdId, amount, operationType, metadata });
 
 const given = (amount: number | undefined) => () => amount;
+
+/** `undefined` leaves the expiry out of the job (it stays); `null` is sent and clears it. */
+const setTierJob = (userId: string, tier: TierName, expiry: Date | string | null | undefined): Job =>
+  ({ type: "setTier", userId, tier, subscriptionExpiresAt: expiry === null ? null : isoOf(expiry) });
+
+/** What the guide's `db.user.update` may write: the two columns of a user the ledger keeps. */
+export interface UserUpdate {
+  where: { id: string };
+  data: { tier?: TierName; subscriptionExpiresAt?: Date | string | null };
+}
+
+/**
+ * `db.user`: the tier and subscription expiry an application wrote into its own user table, for
+ * the original service to read, now written to the ledger with a `setTier` job. Each update is a
+ * job of its own id (resent with that id when its reply is late): setting a tier is an assignment,
+ * so applying it again changes nothing, while an id derived from the values would make a later
+ * return to an earlier tier a replay of the first, applied never.
+ */
+export class UserTable {
+  constructor(private readonly client: LedgerClient) {}
+
+  /**
+   * Sets what `data` names and answers the account's tier and expiry after it. Without `tier`,
+   * the account's current tier is read first (a tier changed meanwhile is set back). A refusal
+   * (`user_not_found`, `unknown_tier`, `invalid_expiry`) throws, as a failed update does; so does
+   * a column the ledger does not keep.
+   */
+  async update({ where, data }: UserUpdate): Promise<SetTierSuccess> {
+    const unknown = Object.keys(data).filter((key) => key !== "tier" && key !== "subscriptionExpiresAt");
+    if (unknown.length > 0) throw new TypeError(`the ledger keeps a user's tier and subscriptionExpiresAt only, not ${unknown.join(", ")}`);
+    await this.client.connect();
+    const userId = where.id;
+    let tier = data.tier;
+    if (tier === undefined) {
+      const job = { type: "balance", userId };
+      tier = orThrow(await this.client.exchange(job), job).str("tier");
+    }
+    const job = { ...setTierJob(userId, tier, data.subscriptionExpiresAt), id: this.client.newId() };
+    const { reply, fields } = await this.client.exchange(job);
+    if (reply.error) throw refusalError(readRefusal(reply, fields, reply.error), job, reply);
+    return readSetTier(fields);
+  }
+}
 
 export class TokenService {
   private readonly caller: Caller;
@@ -634,6 +757,19 @@ export class TokenService {
   /** Stops a monitor; `monitor_not_found` when the user has none of that id. */
   unmonitor(userId: string, monitorId: string, options: CallOptions = {}): Promise<UnmonitorResult> {
     return this.caller.change("unmonitor", { type: "unmonitor", userId, monitorId }, options, readUnmonitor);
+  }
+
+  /**
+   * Sets the tier, and the expiry when given, without crediting anything or moving the renewal
+   * clock (a paid upgrade is a `purchase`). Refused: `user_not_found`, `unknown_tier`, `invalid_expiry`.
+   */
+  setTier(userId: string, tier: TierName, options: SetTierOptions = {}): Promise<SetTierResult> {
+    return this.caller.change("setTier", setTierJob(userId, tier, options.subscriptionExpiresAt), options, readSetTier);
+  }
+
+  /** The balance as it stood at `at`, for reconciliation; throws `user_not_found` for no account. */
+  balanceAt(userId: string, at: Date | string): Promise<BalanceAt> {
+    return this.caller.query("balanceAt", { type: "balanceAt", userId, at: isoOf(at) }, readBalanceAt);
   }
 
   /** The account, or null when there is none. */

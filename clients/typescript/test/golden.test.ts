@@ -70,6 +70,17 @@ test("a reply of another shape fails naming the field", () => {
   assert.throws(() => readReply('{"type": "charge", "success": false}'), (e: unknown) => e instanceof ReplyShapeError && e.field === "error");
 });
 
+test("a balanceAt reply that mixes an entry and no entry fails naming the field", () => {
+  const none = { id: null, type: "balanceAt", success: true, userId: "u", at: "2026-01-01T00:00:00.000Z", exists: false,
+    tokensBalance: 0, tokensSpent: 0, ledgerEntryId: null, createdAt: null };
+  const read = (reply: object) => successReaders.balanceAt(readReply(JSON.stringify(reply)).fields);
+  assert.deepEqual(read(none), { exists: false, userId: "u", at: new Date(none.at), tokensBalance: 0, tokensSpent: 0, ledgerEntryId: null, createdAt: null });
+  for (const [field, value] of [["ledgerEntryId", 5], ["createdAt", "2026-01-01T00:00:00.000Z"], ["tokensBalance", 7]] as const) {
+    assert.throws(() => read({ ...none, [field]: value }), (e: unknown) => e instanceof ReplyShapeError && e.field === field, field);
+  }
+  assert.throws(() => read({ ...none, exists: true }), (e: unknown) => e instanceof ReplyShapeError && e.field === "ledgerEntryId");
+});
+
 test("a 64-bit value past 2^53 - 1 is refused, not rounded", () => {
   // 2^53 + 1 cannot be a JavaScript number: JSON.parse makes it 2^53, which is no longer exact.
   const text = '{"id": "c-1", "type": "charge", "success": true, "newBalance": 5, "ledgerEntryId": 9007199254740993, "tokensAmount": -5}';

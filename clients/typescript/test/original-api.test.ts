@@ -18,8 +18,8 @@ test("examples/original-api.ts runs against the worker", async () => {
     env: { ...process.env, TOKENLEDGER_REDIS_URL: worker.redisUrl, TOKENLEDGER_PREFIX: worker.prefix },
   });
   const summary = JSON.parse(out.split("\n").find((line) => line.startsWith("SUMMARY "))!.slice(8));
-  // 100 - 10 + 10 (refund) - 5 + 25 - 3
-  assert.deepEqual(summary, { balance: 117, spent: 18, earned: 135, entries: 6, refused: "insufficient_tokens" });
+  // 100 - 10 + 10 (refund) - 5 + 2000 (the subscription's allocation) + 25 - 3
+  assert.deepEqual(summary, { balance: 2117, spent: 18, earned: 2135, entries: 7, tier: "Professional", refused: "insufficient_tokens" });
   assert.match(out, /refused: Insufficient tokens: /);
   assert.match(out, /metrics: chargeForOperation user=.* success=true/);
   assert.match(out, /metrics: chargeForOperation user=\S+ amount=10 success=true/);

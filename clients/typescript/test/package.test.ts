@@ -64,6 +64,7 @@ test("npm pack, installed offline into an empty project, runs the guide's exampl
   });
   const line = out.split("\n").find((l) => l.startsWith("SUMMARY "));
   assert.ok(line, out);
-  assert.deepEqual(JSON.parse(line.slice(8)), { balance: 117, spent: 18, earned: 135, entries: 6, refused: "insufficient_tokens" });
+  assert.deepEqual(JSON.parse(line.slice(8)), { balance: 2117, spent: 18, earned: 2135, entries: 7, tier: "Professional",
+    refused: "insufficient_tokens" });
   assert.match(out, /metrics: chargeForOperation user=\S+ amount=10 success=true/);
 });

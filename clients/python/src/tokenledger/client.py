@@ -8,13 +8,16 @@ import re
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, List, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Callable, List, Mapping, Optional
 
 import redis
 
 from ._fields import Fields, read_reply
 from .errors import Job, Reply, ReplyShapeError, TokenLedgerError, describe_error
 from .ids import partition_of, uuid7
+
+if TYPE_CHECKING:
+    from .service import UserTable
 
 __all__ = ["BalanceMessage", "ConnectionSettings", "Job", "LedgerClient", "Reply", "ReplyShapeError",
            "TokenLedgerError", "connect", "connection_settings", "describe_error"]
@@ -95,6 +98,14 @@ class LedgerClient:
         self._listeners: List[Callable[[BalanceMessage], None]] = []
         self._subscriber: Optional[threading.Thread] = None
         self._stopped = threading.Event()
+
+    @property
+    def user(self) -> "UserTable":
+        """`db.user.update(where={"id": ...}, data={"tier": ..., "subscription_expires_at": ...})`,
+        as the guide's application wrote its user table: the tier and expiry go to the ledger (see
+        UserTable)."""
+        from .service import UserTable  # the service module builds on this one
+        return UserTable(self)
 
     def key(self, name: str, partition: int = 0) -> str:
         """`P:<name>`, or `P:{k}:<name>` when N > 1."""

@@ -160,6 +160,24 @@ class UnmonitorSuccess:
     success: Literal[True] = True
 
 
+@dataclass(frozen=True, kw_only=True)
+class SetTierSuccess:
+    """A tier (and expiry) set without a credit: no entry, the renewal clock unmoved, so the next
+    renewal, on the date the account already had, grants the new tier's allocation."""
+    id: str
+    user_id: str
+    tier: str
+    previous_tier: str
+    #: after the change: None when the account has no paid subscription
+    subscription_expires_at: Optional[datetime]
+    last_renewal_at: datetime
+    next_renewal_date: datetime
+    duplicate: bool = False
+    error: None = None
+    code: None = None
+    success: Literal[True] = True
+
+
 ChangeResult = Union[ChangeSuccess, Refusal]
 CreditResult = Union[CreditSuccess, Refusal]
 OpenResult = Union[OpenSuccess, Refusal]
@@ -170,6 +188,37 @@ CaptureResult = Union[CaptureSuccess, Refusal]
 ReleaseResult = Union[ReleaseSuccess, Refusal]
 MonitorResult = Union[MonitorSuccess, Refusal]
 UnmonitorResult = Union[UnmonitorSuccess, Refusal]
+SetTierResult = Union[SetTierSuccess, Refusal]
+
+
+@dataclass(frozen=True, kw_only=True)
+class BalanceAtEntry:
+    """The balance as it stood at `at`, after the last entry at or before it (a time after the
+    last entry answers the current totals)."""
+    user_id: str
+    at: datetime
+    tokens_balance: int
+    #: spending up to `at`; lapsed grants never count in it
+    tokens_spent: int
+    ledger_entry_id: int
+    created_at: datetime
+    exists: Literal[True] = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class BalanceBeforeFirstEntry:
+    """`at` is before the account's first entry: there was no balance yet."""
+    user_id: str
+    at: datetime
+    tokens_balance: Literal[0] = 0
+    tokens_spent: Literal[0] = 0
+    ledger_entry_id: None = None
+    created_at: None = None
+    exists: Literal[False] = False
+
+
+#: `if result.exists:` narrows it to BalanceAtEntry
+BalanceAt = Union[BalanceAtEntry, BalanceBeforeFirstEntry]
 
 
 @dataclass(frozen=True)
@@ -375,6 +424,30 @@ def read_monitor(f: Fields) -> MonitorSuccess:
 def read_unmonitor(f: Fields) -> UnmonitorSuccess:
     return UnmonitorSuccess(id=f.string("id"), monitor_id=f.string("monitorId"),
                             duplicate=f.boolean_or("duplicate", False))
+
+
+def read_set_tier(f: Fields) -> SetTierSuccess:
+    return SetTierSuccess(id=f.string("id"), user_id=f.string("userId"), tier=f.string("tier"),
+                          previous_tier=f.string("previousTier"),
+                          subscription_expires_at=f.time_or_none("subscriptionExpiresAt"),
+                          last_renewal_at=f.time("lastRenewalAt"), next_renewal_date=f.time("nextRenewalDate"),
+                          duplicate=f.boolean_or("duplicate", False))
+
+
+def read_balance_at(f: Fields) -> BalanceAt:
+    """`exists` decides which fields may be null, so a reply that mixes the two cases is refused."""
+    user_id, at = f.string("userId"), f.time("at")
+    if f.boolean("exists"):
+        return BalanceAtEntry(user_id=user_id, at=at, tokens_balance=f.integer("tokensBalance"),
+                              tokens_spent=f.integer("tokensSpent"), ledger_entry_id=f.integer("ledgerEntryId"),
+                              created_at=f.time("createdAt"))
+    for name in ("tokensBalance", "tokensSpent"):
+        if f.integer(name) != 0:
+            raise f._fail(name, "0 before the first entry")
+    for name in ("ledgerEntryId", "createdAt"):
+        if f.value.get(name, 0) is not None:
+            raise f._fail(name, "null before the first entry")
+    return BalanceBeforeFirstEntry(user_id=user_id, at=at)
 
 
 def read_refusal(f: Fields) -> Refusal:

@@ -5,21 +5,22 @@ Python names are the original's in snake_case: `chargeForOperation` is `charge_f
 is `job_id=` (default: a new UUIDv7)."""
 from __future__ import annotations
 
+import enum
 import time
 from datetime import datetime, timezone
-from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar, Union
+from typing import Any, Callable, Dict, List, Literal, Optional, Tuple, TypedDict, TypeVar, Union
 
 from ._fields import Fields
 from .client import LedgerClient
 from .codes import OperationType
 from .errors import Job, TokenLedgerError
-from .results import (AffordResult, Balance, CaptureResult, CaptureSuccess, ChangeResult, CreditResult, Eligibility,
-                      EntryPage, HoldResult, HoldSuccess, Holds, LedgerEntry, MonitorResult, OpenResult,
+from .results import (AffordResult, Balance, BalanceAt, CaptureResult, CaptureSuccess, ChangeResult, CreditResult,
+                      Eligibility, EntryPage, HoldResult, HoldSuccess, Holds, LedgerEntry, MonitorResult, OpenResult,
                       OperationMetrics, PurchaseResult, Refusal, ReleaseResult, RenewAllResult, RenewResult,
-                      Statistics, UnmonitorResult, WithHoldResult, read_afford, read_balance, read_capture,
-                      read_change, read_credit, read_eligibility, read_hold, read_holds, read_monitor, read_open,
-                      read_page, read_purchase, read_refusal, read_release, read_renew, read_renew_all,
-                      read_statistics, read_unmonitor)
+                      SetTierResult, SetTierSuccess, Statistics, UnmonitorResult, WithHoldResult, read_afford,
+                      read_balance, read_balance_at, read_capture, read_change, read_credit, read_eligibility,
+                      read_hold, read_holds, read_monitor, read_open, read_page, read_purchase, read_refusal,
+                      read_release, read_renew, read_renew_all, read_set_tier, read_statistics, read_unmonitor)
 
 T = TypeVar("T")
 S = TypeVar("S")
@@ -32,6 +33,16 @@ Tier = str
 Usage = Union[int, Tuple[int, T]]
 Db = Union[LedgerClient, str, None]
 MetricsCallback = Callable[[OperationMetrics], None]
+
+
+class Keep(enum.Enum):
+    """`set_tier(..., subscription_expires_at=KEEP)`: the expiry stays (None clears it)."""
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP
+#: a subscription expiry to set: a time (in the future), None to clear it, or KEEP
+Expiry = Union[DateLike, None, Literal[Keep.KEEP]]
 
 
 def _iso(value: Optional[DateLike]) -> Optional[str]:
@@ -92,15 +103,18 @@ class _Caller:
                                                        (time.monotonic() - started) * 1000))
 
     def change(self, operation: str, job: Job, job_id: Optional[str], read: Callable[[Fields], S],
-               amount_of: Callable[[Optional[Union[S, Refusal]]], Optional[int]] = _no_amount) -> Union[S, Refusal]:
-        """A balance-changing job: a new UUIDv7 id unless given; a refusal is answered, not raised."""
+               amount_of: Callable[[Optional[Union[S, Refusal]]], Optional[int]] = _no_amount,
+               nulls: Tuple[str, ...] = ()) -> Union[S, Refusal]:
+        """A balance-changing job: a new UUIDv7 id unless given; a refusal is answered, not raised.
+        None leaves a field out of the job, except the `nulls`, where null means something."""
         user_id = job.get("userId")
         return self.measure(operation, user_id if isinstance(user_id, str) else None, amount_of,
-                            lambda: self.apply(job, job_id, read))
+                            lambda: self.apply(job, job_id, read, nulls))
 
-    def apply(self, job: Job, job_id: Optional[str], read: Callable[[Fields], S]) -> Union[S, Refusal]:
+    def apply(self, job: Job, job_id: Optional[str], read: Callable[[Fields], S],
+              nulls: Tuple[str, ...] = ()) -> Union[S, Refusal]:
         """`change` without the metrics, for calls made of several jobs."""
-        job = {k: v for k, v in {**job, "id": job_id or self.client.new_id()}.items() if v is not None}
+        job = {k: v for k, v in {**job, "id": job_id or self.client.new_id()}.items() if v is not None or k in nulls}
         f = self.client.exchange(job)
         return read(f) if f.boolean("success") else read_refusal(f)
 
@@ -121,6 +135,52 @@ def _capture_job(user_id: str, hold_id: str, amount: Optional[int], operation_ty
                  metadata: Optional[Metadata]) -> Job:
     return {"type": "capture", "userId": user_id, "holdId": hold_id, "amount": amount,
             "operationType": operation_type, "metadata": metadata}
+
+
+def _set_tier_job(user_id: str, tier: Tier, expiry: Expiry) -> Job:
+    """KEEP leaves the expiry out of the job (it stays); None is sent as null and clears it."""
+    job: Job = {"type": "setTier", "userId": user_id, "tier": str(tier)}
+    if expiry is not KEEP:
+        job["subscriptionExpiresAt"] = _iso(expiry)
+    return job
+
+
+class UserWhere(TypedDict):
+    id: str
+
+
+class UserData(TypedDict, total=False):
+    """The two columns of a user the ledger keeps."""
+    tier: Tier
+    subscription_expires_at: Optional[DateLike]
+
+
+class UserTable:
+    """`db.user`: the tier and subscription expiry an application wrote into its own user table,
+    for the original service to read, now written to the ledger with a `setTier` job. Each update
+    is a job of its own id (resent with that id when its reply is late): setting a tier is an
+    assignment, so applying it again changes nothing, while an id derived from the values would
+    make a later return to an earlier tier a replay of the first, applied never."""
+
+    def __init__(self, client: LedgerClient):
+        self._client = client
+
+    def update(self, where: UserWhere, data: UserData) -> SetTierSuccess:
+        """Sets what `data` names and answers the account's tier and expiry after it. Without
+        `tier`, the account's current tier is read first (a tier changed meanwhile is set back). A
+        refusal (`user_not_found`, `unknown_tier`, `invalid_expiry`) raises TokenLedgerError, as a
+        failed update does; a column the ledger does not keep raises TypeError."""
+        unknown = sorted(set(data) - {"tier", "subscription_expires_at"})
+        if unknown:
+            raise TypeError(f"the ledger keeps a user's tier and subscription_expires_at only, not {', '.join(unknown)}")
+        user_id = where["id"]
+        tier = data.get("tier")
+        if tier is None:
+            job: Job = {"type": "balance", "userId": user_id}
+            tier = _or_raise(self._client.exchange(job), job).string("tier")
+        expiry: Expiry = data["subscription_expires_at"] if "subscription_expires_at" in data else KEEP
+        job = {**_set_tier_job(user_id, tier, expiry), "id": self._client.new_id()}
+        return read_set_tier(_or_raise(self._client.exchange(job), job))
 
 
 def _charge_amount(result: Optional[ChangeResult]) -> Optional[int]:
@@ -305,6 +365,19 @@ class TokenService:
         """Stops a monitor; `monitor_not_found` when the user has none of that id."""
         job: Job = {"type": "unmonitor", "userId": user_id, "monitorId": monitor_id}
         return self._caller.change("unmonitor", job, job_id, read_unmonitor)
+
+    def set_tier(self, user_id: str, tier: Tier, subscription_expires_at: Expiry = KEEP,
+                 job_id: Optional[str] = None) -> SetTierResult:
+        """Sets the tier, and the expiry unless KEEP (None clears it), without crediting anything or
+        moving the renewal clock (a paid upgrade is a `purchase`). Refused: `user_not_found`,
+        `unknown_tier`, `invalid_expiry` (a time not in the future)."""
+        return self._caller.change("setTier", _set_tier_job(user_id, tier, subscription_expires_at), job_id,
+                                   read_set_tier, nulls=("subscriptionExpiresAt",))
+
+    def balance_at(self, user_id: str, at: DateLike) -> BalanceAt:
+        """The balance as it stood at `at`, for reconciliation; `user_not_found` raises."""
+        return self._caller.query("balanceAt", {"type": "balanceAt", "userId": user_id, "at": _iso(at)},
+                                  read_balance_at)
 
     def get_balance(self, user_id: str) -> Optional[Balance]:
         """The account, or None when there is none."""
