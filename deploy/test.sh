@@ -5,6 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 deploy/setup.sh
 
+# The alert rules, checked and unit-tested first: seconds, and no build needed.
+promtool check config deploy/prometheus/prometheus.yml >/dev/null
+promtool test rules deploy/prometheus/alerts_test.yml
+echo "test: promtool rule tests passed"
+
 . deploy/private-redis.sh
 
 export REDIS_URL="redis://127.0.0.1:$port/0"

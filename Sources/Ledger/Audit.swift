@@ -8,9 +8,10 @@ import GRDB
 extension Ledger {
     /// Opens `path` read-only and returns every violation found (empty: the ledger is sound).
     /// Throws only when the file cannot be read as a ledger.
-    public static func verify(path: String) throws -> [AuditViolation] {
+    /// `progress` hears (entries checked, entries in all) now and then during the pass.
+    public static func verify(path: String, progress: ((_ checked: Int64, _ total: Int64) -> Void)? = nil) throws -> [AuditViolation] {
         // Read-only: a check must not migrate or checkpoint what it checks (see `LedgerReader`).
-        try LedgerReader(path: path).verify()
+        try LedgerReader(path: path).verify(progress: progress)
     }
 }
 
@@ -18,6 +19,10 @@ struct Auditor {
     typealias Code = AuditViolation.Code
     let db: Database
     var violations: [AuditViolation] = []
+    /// Hears (entries checked, entries in all): the pass over the entries is what takes long.
+    var progress: ((_ checked: Int64, _ total: Int64) -> Void)?
+    /// The highest entry id: ids run from 1 without gaps (a gap is a violation), so it counts them.
+    var entryTotal: Int64 = 0
 
     /// One account: its row brought forward by the entries after the row's `last_entry_id`
     /// (the unmerged tail; see `LedgerTail`), exactly as the ledger does at open, and what all
@@ -69,7 +74,10 @@ struct Auditor {
             if a.balance < 0 { add(Code.negativeBalance, user: a.userId, "The account of \(a.userId) has a negative balance of \(a.balance).") }
             accounts[r[0]] = a
         }
+        entryTotal = try Int64.fetchOne(db, sql: "SELECT max(id) FROM entries") ?? 0
+        progress?(0, entryTotal)
         try checkEntries(&accounts)
+        progress?(entryTotal, entryTotal)
         if v2 { try checkEntryIndex(mergedEntries: mergedEntryCount) }
         for a in accounts.values.sorted(by: { $0.userId < $1.userId }) {
             let u = a.userId
@@ -117,6 +125,7 @@ struct Auditor {
             }
             previousHash = stored
             previousId = max(previousId, id)
+            if id % 4096 == 0 { progress?(id, entryTotal) }
             guard var a = accounts[accountId] else {
                 add(Code.orphanEntry, entry: id, "Entry \(id) refers to account \(accountId), which does not exist.")
                 continue

@@ -72,9 +72,10 @@ public final class LedgerReader: Sendable {
     }
 
     /// Every violation of the ledger's invariants, from one read transaction (see `Auditor`).
-    public func verify() throws -> [AuditViolation] {
+    public func verify(progress: ((_ checked: Int64, _ total: Int64) -> Void)? = nil) throws -> [AuditViolation] {
         try reader.read { db in
             var audit = Auditor(db: db)
+            audit.progress = progress
             try audit.run()
             return audit.violations
         }

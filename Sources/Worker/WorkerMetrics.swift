@@ -42,6 +42,9 @@ final class WorkerMetrics {
         walFrames = Gauge(label: "tokenledger_wal_frames", dimensions: dimensions)
         openHolds = Gauge(label: "tokenledger_open_holds", dimensions: dimensions)
         heldTokens = Gauge(label: "tokenledger_held_tokens", dimensions: dimensions)
+        // The ledger was opened before the worker starts, and only a failed write reports an outage:
+        // without this a healthy worker would read as not ready until its first recovery.
+        ledgerReady.record(1)
     }
 
     /// Counts one job by type and outcome (`success`, `refused`, `duplicate`, `invalid`).

@@ -95,9 +95,13 @@ struct VerifyCommand: ParsableCommand {
         let settings = try self.settings.resolve()
         var total = 0
         for path in settings.databasePaths {
-            let violations = try settings.waitingOut("verifying the ledger \(path)") { try Ledger.verify(path: path) }
+            let progress = ProgressLine("verify \(path)", unit: "entries")
+            let violations = try settings.waitingOut("verifying the ledger \(path)") {
+                try Ledger.verify(path: path) { progress.update(done: $0, of: $1) }
+            }
+            let checked = "\(progress.done) entries checked in \(ProgressLine.elapsed(progress.finish()))"
             for v in violations { print(v) }
-            print(violations.isEmpty ? "ledger \(path): no violation" : "ledger \(path): \(violations.count) violation(s)")
+            print(violations.isEmpty ? "ledger \(path): no violation (\(checked))" : "ledger \(path): \(violations.count) violation(s) (\(checked))")
             total += violations.count
         }
         if total > 0 { throw ExitCode(1) }
@@ -112,8 +116,14 @@ struct MigrateCommand: ParsableCommand {
         let settings = try self.settings.resolve()
         try settings.refuseForeignLedgerFiles()
         for partition in 0..<settings.partitioning.count {
+            // The files in turn: what takes long (a migration's rewrite) happens inside one open.
+            let (path, files) = (settings.databasePath(partition: partition), Int64(settings.partitioning.count))
+            let progress = ProgressLine("migrate", unit: "ledger files", showsRate: false)
+            progress.update(done: Int64(partition), of: files)
+            let existed = FileManager.default.fileExists(atPath: path)
             _ = try settings.openLedger(partition: partition)
-            print("ledger \(settings.databasePath(partition: partition)): schema up to date")
+            let seconds = progress.finish()
+            print("ledger \(path): \(existed ? "schema up to date" : "created") (\(ProgressLine.elapsed(seconds)))")
         }
     }
 }
@@ -129,8 +139,12 @@ struct BackupCommand: ParsableCommand {
         let settings = try self.settings.resolve()
         for partition in 0..<settings.partitioning.count {
             let (source, copy) = (settings.databasePath(partition: partition), settings.partitionFile(path, partition: partition))
-            try settings.waitingOut("backing up the ledger \(source)") { try Ledger.backup(from: source, to: copy, config: settings.ledger) }
-            print("backup of \(source) written to \(copy)")
+            let progress = ProgressLine("backup \(source)", unit: "pages")
+            try settings.waitingOut("backing up the ledger \(source)") {
+                try Ledger.backup(from: source, to: copy, config: settings.ledger) { progress.update(done: Int64($0), of: Int64($1)) }
+            }
+            let seconds = progress.finish()
+            print("backup of \(source) written to \(copy) (\(progress.done) pages in \(ProgressLine.elapsed(seconds)))")
         }
     }
 }

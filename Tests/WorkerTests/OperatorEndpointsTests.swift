@@ -71,6 +71,7 @@ final class OperatorEndpointsTests: XCTestCase {
         XCTAssertEqual(samples[#"tokenledger_jobs_total{type="debit",outcome="refused"}"#], 1, body)
         XCTAssertEqual(samples["tokenledger_dead_letters_total"], 1, body)
         XCTAssertEqual(samples["tokenledger_lease_held"], 1, body)
+        XCTAssertEqual(samples["tokenledger_ledger_ready"], 1, "a healthy ledger reads as ready from the start")
         XCTAssertNotNil(samples.keys.first { $0.hasPrefix("tokenledger_job_duration_seconds_bucket") }, "latency histograms")
         XCTAssertNotNil(samples.keys.first { $0.hasPrefix("tokenledger_batch_size") }, "batch sizes")
         XCTAssertNotNil(samples["tokenledger_renewal_runs_total"], "the start-up catch-up run is counted")
