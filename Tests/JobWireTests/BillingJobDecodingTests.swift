@@ -4,25 +4,7 @@ import Ledger
 import XCTest
 
 /// The shapes of `setTier` and `balanceAt`.
-final class BillingJobDecodingTests: XCTestCase {
-    func decode(_ text: String) -> Result<Job, InvalidJob> { Job.decode(Array(text.utf8)) }
-
-    func op(_ text: String, file: StaticString = #filePath, line: UInt = #line) -> LedgerOperation? {
-        switch decode(text) {
-        case .success(let job): return job.command.operation
-        case .failure(let e): XCTFail("dead-lettered: \(e.error.message)", file: file, line: line); return nil
-        }
-    }
-
-    func invalid(_ text: String, file: StaticString = #filePath, line: UInt = #line) -> String {
-        switch decode(text) {
-        case .success(let job): XCTFail("decoded \(text) as \(job.command)", file: file, line: line); return ""
-        case .failure(let e):
-            XCTAssertEqual(e.error.code, "invalid_job", file: file, line: line)
-            return e.error.message
-        }
-    }
-
+final class BillingJobDecodingTests: XCTestCase, DecodingCase {
     func testSetTierShapes() throws {
         let june = try XCTUnwrap(LedgerTime.parse("2026-06-01T00:00:00.000Z"))
         XCTAssertEqual(op(#"{"type":"setTier","id":"t","userId":"u","tier":"Professional"}"#),

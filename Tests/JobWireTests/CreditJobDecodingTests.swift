@@ -5,25 +5,7 @@ import XCTest
 /// The shapes of `hold`, `capture`, `release`, `holds`, `monitor`, `unmonitor` and the expiring
 /// `credit`/`purchase`: shape errors are dead letters (`invalid_job`), values out of range are
 /// refusals the ledger stores (`invalid_expiry`, `invalid_threshold`, `invalid_amount`).
-final class CreditJobDecodingTests: XCTestCase {
-    func decode(_ text: String) -> Result<Job, InvalidJob> { Job.decode(Array(text.utf8)) }
-
-    func op(_ text: String, file: StaticString = #filePath, line: UInt = #line) -> LedgerOperation? {
-        switch decode(text) {
-        case .success(let job): return job.command.operation
-        case .failure(let e): XCTFail("dead-lettered: \(e.error.message)", file: file, line: line); return nil
-        }
-    }
-
-    func invalid(_ text: String, file: StaticString = #filePath, line: UInt = #line) -> String {
-        switch decode(text) {
-        case .success(let job): XCTFail("decoded \(text) as \(job.command)", file: file, line: line); return ""
-        case .failure(let e):
-            XCTAssertEqual(e.error.code, "invalid_job", file: file, line: line)
-            return e.error.message
-        }
-    }
-
+final class CreditJobDecodingTests: XCTestCase, DecodingCase {
     func refusalCode(_ text: String, file: StaticString = #filePath, line: UInt = #line) -> String? {
         if case .refusal(let r)? = op(text, file: file, line: line) { return r.code }
         return nil

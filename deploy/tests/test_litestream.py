@@ -25,6 +25,8 @@ from pathlib import Path
 
 import pytest
 
+from processes import Processes
+
 redis = pytest.importorskip("redis")
 
 HERE = Path(__file__).resolve().parent
@@ -71,34 +73,6 @@ def redis_url(tools, tmp_path):
     finally:
         server.kill()
         server.wait()
-
-
-class Processes:
-    """Every process the test starts, each stopped at the end whatever happens."""
-
-    def __init__(self, folder: Path):
-        self.folder = folder
-        self.running: list[tuple[str, subprocess.Popen, object]] = []
-
-    def start(self, name: str, argv: list[str], env: dict | None = None) -> subprocess.Popen:
-        log = open(self.folder / f"{name}.log", "a+")
-        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.folder)
-        self.running.append((name, process, log))
-        return process
-
-    def stop(self, process: subprocess.Popen, timeout: float = 30) -> int:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        return process.wait(timeout=timeout)
-
-    def close(self):
-        for name, process, log in self.running:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-            log.seek(0)
-            sys.stderr.write(f"--- {name} log ---\n{log.read()[-4000:]}")
-            log.close()
 
 
 def send(client, prefix: str, job: dict, timeout: float = 20) -> dict:

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import pytest
 
+from processes import Processes
+
 redis = pytest.importorskip("redis")
 yaml = pytest.importorskip("yaml")
 
@@ -227,33 +229,6 @@ def parse_metrics(text: str) -> dict[str, dict[frozenset, float]]:
         pairs = frozenset(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', labels))
         samples.setdefault(name, {})[pairs] = float(value)
     return samples
-
-
-class Processes:
-    """Every process the test starts, each stopped at the end whatever happens, its log shown."""
-
-    def __init__(self, folder: Path):
-        self.folder = folder
-        self.running: list[tuple[str, subprocess.Popen, object]] = []
-
-    def start(self, name: str, argv: list[str], env: dict | None = None) -> subprocess.Popen:
-        log = open(self.folder / f"{name}.log", "a+")
-        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.folder)
-        self.running.append((name, process, log))
-        return process
-
-    def close(self):
-        for name, process, log in reversed(self.running):
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
-            log.seek(0)
-            sys.stderr.write(f"--- {name} log ---\n{log.read()[-3000:]}")
-            log.close()
 
 
 class Observed:
