@@ -93,7 +93,7 @@ let package = Package(
         ]),
         .testTarget(name: "JobWireTests", dependencies: ["JobWire", "Ledger", "TestSupport"]),
         .testTarget(name: "WorkerTests", dependencies: [
-            "Worker", "JobWire", "Ledger", "Redis", "TestSupport",
+            "Worker", "JobWire", "Ledger", "Redis", "TestSupport", "OperatorHTTP",
             .product(name: "Logging", package: "swift-log"),
         ]),
     ],

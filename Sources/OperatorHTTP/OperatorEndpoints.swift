@@ -10,7 +10,8 @@ import ServiceLifecycle
 /// The operator's HTTP endpoints, served by FlyingFox (small, no further dependencies):
 /// `GET /metrics` (Prometheus text), `GET /healthz` (200 while the process runs) and
 /// `GET /readyz` (200 only while Redis and the ledger both answer, and the worker reports no
-/// problem of its own, such as a ledger that refuses writes; else 503).
+/// problem of its own, such as a ledger that refuses writes; else 503), and, only when a console
+/// token is set, the console under `/console` (see `Console`).
 public struct OperatorEndpoints: Service {
     public let host: String
     public let port: UInt16
@@ -22,10 +23,14 @@ public struct OperatorEndpoints: Service {
     public let logger: Logger
     /// What the worker itself reports as keeping it from serving (one line per problem).
     public let workerProblems: @Sendable () -> [String]
+    /// nil: no console (its paths answer 404 like any unknown path).
+    public let console: ConsoleSettings?
 
     public init(host: String, port: UInt16, registry: PrometheusCollectorRegistry, redis: RedisTarget,
-                ledgers: [Ledger], logger: Logger, workerProblems: @escaping @Sendable () -> [String] = { [] }) {
+                ledgers: [Ledger], logger: Logger, workerProblems: @escaping @Sendable () -> [String] = { [] },
+                console: ConsoleSettings? = nil) {
         self.workerProblems = workerProblems
+        self.console = console
         self.host = host
         self.port = port
         self.registry = registry
@@ -53,6 +58,22 @@ public struct OperatorEndpoints: Service {
             if problems.isEmpty { return HTTPResponse(statusCode: .ok, body: Data("ready\n".utf8)) }
             return HTTPResponse(statusCode: .serviceUnavailable, body: Data((problems.joined(separator: "\n") + "\n").utf8))
         }
+        var sampling: Task<Void, Never>?
+        if let settings = console {
+            let console = Console(settings: settings, redis: redis)
+            for route in ["GET /console", "GET /console/*", "POST /console/*"] {
+                await server.appendRoute(HTTPRoute(stringLiteral: route)) { await console.handle($0) }
+            }
+            // The overview's rate chart: one sample per interval, taken on the console's queue.
+            sampling = Task {
+                while !Task.isCancelled {
+                    _ = try? await console.reads.run { $0.sample() }
+                    try? await Task.sleep(for: .seconds(ConsoleSampler.intervalSeconds))
+                }
+            }
+            logger.info("operator console on", metadata: ["path": "/console"])
+        }
+        defer { sampling?.cancel() }
         logger.info("operator endpoints listening", metadata: ["address": "\(host):\(port)"])
         try await withGracefulShutdownHandler {
             do {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Ledger
+import OperatorHTTP
 import Redis
 
 struct RenewCommand: ParsableCommand {
@@ -62,26 +63,15 @@ struct DeadLettersCommand: ParsableCommand {
             case .list:
                 for letter in try redis.lrange(keys.dead, 0, count - 1) { print(String(decoding: letter, as: UTF8.self)) }
             case .requeue:
-                var moved = 0
-                for _ in 0..<count {
-                    guard let letter = try redis.send(RedisCommand("RPOP", keys.dead)).bytes else { break }
-                    guard let raw = Self.rawJob(of: letter) else {
-                        try redis.send(RedisCommand("RPUSH", keys.dead, letter))
-                        throw ValidationError("a dead letter without its job was left in place")
-                    }
-                    try redis.send(RedisCommand("RPUSH", keys.jobs, raw))
-                    moved += 1
+                let moved: Int
+                do {
+                    moved = try DeadLetters.requeue(redis, jobs: keys.jobs, dead: keys.dead, count: count)
+                } catch let error as DeadLetterError {
+                    throw ValidationError(error.description)
                 }
                 print("requeued \(moved) job(s) at the front of \(keys.jobs)")
             }
         }
-    }
-
-    static func rawJob(of letter: [UInt8]) -> [UInt8]? {
-        guard let object = try? JSONSerialization.jsonObject(with: Data(letter)) as? [String: Any] else { return nil }
-        if let job = object["job"] as? String { return Array(job.utf8) }
-        if let encoded = object["jobBase64"] as? String, let data = Data(base64Encoded: encoded) { return Array(data) }
-        return nil
     }
 }
 

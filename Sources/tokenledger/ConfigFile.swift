@@ -12,6 +12,8 @@ struct ConfigFile: Decodable {
     var partitionCount: Int?
     var partitions: String?
     var http: String?
+    /// A file holding the console's token (the console is off without one).
+    var consoleTokenFile: String?
     var workerId: String?
     var batchSize: Int?
     var replyExpirySeconds: Int?

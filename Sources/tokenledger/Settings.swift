@@ -3,6 +3,7 @@ import Foundation
 import JobWire
 import Ledger
 import Logging
+import OperatorHTTP
 import Redis
 import Worker
 
@@ -58,6 +59,8 @@ struct Settings {
     var settleIntervalSeconds: Double
     var settleBatchSize: Int
     var settleChunkMilliseconds: Int
+    /// The console's token (bytes); nil: the console is off.
+    var consoleToken: [UInt8]?
 
     init(options: SettingsOptions, environment env: [String: String], workerOptions: WorkerOptions? = nil) throws {
         let file = try (options.config ?? env["TOKENLEDGER_CONFIG"]).map(ConfigFile.load(path:)) ?? ConfigFile()
@@ -164,6 +167,35 @@ struct Settings {
         guard settleBatchSize >= 1 else { throw SettingsError("settleBatchSize must be >= 1") }
         settleChunkMilliseconds = file.settleChunkMilliseconds ?? 5
         guard settleChunkMilliseconds >= 1 else { throw SettingsError("settleChunkMilliseconds must be >= 1") }
+
+        // The console token is a secret: the environment or a file, never a flag.
+        if let token = env["TOKENLEDGER_CONSOLE_TOKEN"] {
+            consoleToken = Array(token.utf8)
+        } else if let path = env["TOKENLEDGER_CONSOLE_TOKEN_FILE"] ?? file.consoleTokenFile {
+            guard let data = FileManager.default.contents(atPath: path) else { throw SettingsError("cannot read the console token file \(path)") }
+            var bytes = Array(data)
+            while let last = bytes.last, last == 0x0A || last == 0x0D { bytes.removeLast() }
+            consoleToken = bytes
+        }
+        if let consoleToken {
+            guard consoleToken.count >= ConsoleSettings.minimumTokenBytes else {
+                throw SettingsError("the console token must be at least \(ConsoleSettings.minimumTokenBytes) bytes (try: openssl rand -hex 32)")
+            }
+            guard http != "off" else { throw SettingsError("a console token is set but the operator endpoints are off (TOKENLEDGER_HTTP=off)") }
+        }
+    }
+
+    /// The console's settings over the partitions this process serves; nil when it is off.
+    func consoleSettings() throws -> ConsoleSettings? {
+        guard let consoleToken else { return nil }
+        let partitioning = self.partitioning
+        let partitions = servedPartitions.map { index in
+            let keys = queueKeys(partition: index)
+            return ConsolePartition(index: index, jobsKey: keys.jobs, deadKey: keys.dead, leaseKey: keys.lease, workersKey: keys.workers,
+                                    processingKeyPrefix: keys.processing(""), ledgerPath: databasePath(partition: index))
+        }
+        return try ConsoleSettings(token: consoleToken, partitions: partitions, ledgerConfig: ledger,
+                                   partitionOf: { partitioning.partition(of: $0) })
     }
 
     /// The worker of one partition: its tagged keys (untagged when the ledger is not split).

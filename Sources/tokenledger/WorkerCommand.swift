@@ -78,7 +78,7 @@ struct WorkerCommand: AsyncParsableCommand {
             }
             services.append(.init(service: OperatorEndpoints(host: address.host, port: address.port, registry: registry,
                                                              redis: settings.redis, ledgers: ledgers, logger: logger,
-                                                             workerProblems: problems)))
+                                                             workerProblems: problems, console: try settings.consoleSettings())))
         }
         let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()

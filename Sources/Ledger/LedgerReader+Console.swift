@@ -1,0 +1,105 @@
+import GRDB
+
+/// One monitor of an account, for the operator console.
+public struct MonitorRecord: Sendable, Equatable {
+    public let monitorId: String
+    public let threshold: Int64
+}
+
+/// The figures of one period, for the console's charts. Days are UTC days (their start, ms).
+public struct PeriodFigures: Sendable, Equatable {
+    /// Tokens spent (charges and debits, as positive numbers) per day and operation type (its UTF-8 bytes).
+    public var spentByDay: [Int64: [[UInt8]: Int64]] = [:]
+    /// Tokens credited (every positive entry) per day.
+    public var creditedByDay: [Int64: Int64] = [:]
+    /// Tokens debited (every negative entry but lapses, as positive numbers) per day.
+    public var debitedByDay: [Int64: Int64] = [:]
+    /// Purchases per tier the buying account holds now (an entry does not record its tier).
+    public var purchasesByTier: [[UInt8]: Int64] = [:]
+    /// Accounts renewed per day (the scheduler runs once a day by default: one day, one run).
+    public var renewalsByDay: [Int64: Int64] = [:]
+    /// Tokens written off when grants lapsed.
+    public var tokensLapsed: Int64 = 0
+    /// Entries read; when `truncated`, the period has more than the limit and the figures cover
+    /// only its first `entriesRead` entries.
+    public var entriesRead = 0
+    public var truncated = false
+
+    public init() {}
+}
+
+/// Reads the console needs beyond the job queries: each a few index seeks, or a scan with a
+/// stated limit, so a page stays fast on a ledger of any size.
+extension LedgerReader {
+    /// The id of the newest entry (0 for none): sampled over time, the rate entries are written.
+    public func lastEntryId() throws -> Int64 {
+        try reader.read { db in try Int64.fetchOne(db, sql: "SELECT max(id) FROM entries") ?? 0 }
+    }
+
+    /// The newest lease epoch recorded in this file (nil before any worker took the lease).
+    public func currentEpoch() throws -> Int64? {
+        try reader.read { db in try Int64.fetchOne(db, sql: "SELECT max(epoch) FROM epochs") }
+    }
+
+    /// An account's monitors, at most `limit` (by id bytes).
+    public func monitors(userId: String, limit: Int) throws -> [MonitorRecord] {
+        try reader.read { db in
+            let rows = try Row.fetchAll(db, sql: """
+                SELECT m.monitor_id, m.threshold FROM monitors m JOIN accounts a ON a.id = m.account_id
+                WHERE a.user_id = ? ORDER BY CAST(m.monitor_id AS BLOB) LIMIT ?
+                """, arguments: [userId, max(0, limit)])
+            return rows.map { MonitorRecord(monitorId: $0[0], threshold: $0[1]) }
+        }
+    }
+
+    /// The figures of the entries written in `[startMs, endMs)`, reading at most `maxEntries`.
+    ///
+    /// Entry ids and times rise together, so the period's first entry is found by a binary
+    /// search over ids (a few dozen seeks) and the period is then read in id order: no index on
+    /// time is needed and none is added to the hot path.
+    public func figures(startMs: Int64, endMs: Int64, maxEntries: Int) throws -> PeriodFigures {
+        try reader.read { db in
+            var figures = PeriodFigures()
+            let maxId = try Int64.fetchOne(db, sql: "SELECT max(id) FROM entries") ?? 0
+            let timeAt = try db.cachedStatement(sql: "SELECT id, created_ms FROM entries WHERE id >= ? ORDER BY id LIMIT 1")
+            // The smallest id whose entry is at or after startMs.
+            var lo: Int64 = 1, hi = maxId + 1
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2
+                guard let row = try Row.fetchOne(timeAt, arguments: [mid]) else { hi = mid; continue }
+                let created: Int64 = row[1]
+                if created < startMs { lo = (row[0] as Int64) + 1 } else { hi = mid }
+            }
+            let day: Int64 = 86_400_000
+            let rows = try Row.fetchCursor(db, sql: """
+                SELECT e.created_ms, e.kind, e.operation_type, e.amount, a.tier
+                FROM entries e JOIN accounts a ON a.id = e.account_id
+                WHERE e.id >= ? ORDER BY e.id LIMIT ?
+                """, arguments: [lo, maxEntries + 1])
+            while let r = try rows.next() {
+                let created: Int64 = r[0]
+                if created >= endMs { break }
+                if figures.entriesRead == maxEntries { figures.truncated = true; break }
+                figures.entriesRead += 1
+                let kind: Int64 = r[1], type: String = r[2], amount: Int64 = r[3]
+                let d = created - ((created % day) + day) % day
+                switch Schema.Kind(rawValue: kind) {
+                case .charge, .debit:
+                    figures.spentByDay[d, default: [:]][Array(type.utf8), default: 0] += -amount
+                case .expiry:
+                    figures.tokensLapsed += -amount
+                case .purchase:
+                    figures.purchasesByTier[Array((r[4] as String).utf8), default: 0] += 1
+                case .renewal:
+                    figures.renewalsByDay[d, default: 0] += 1
+                default: break
+                }
+                if Schema.Kind(rawValue: kind) != .expiry {
+                    if amount > 0 { figures.creditedByDay[d, default: 0] += amount }
+                    if amount < 0 { figures.debitedByDay[d, default: 0] += -amount }
+                }
+            }
+            return figures
+        }
+    }
+}

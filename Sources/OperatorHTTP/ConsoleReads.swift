@@ -1,0 +1,215 @@
+import Foundation
+import Ledger
+import Redis
+
+/// One partition's line of the overview.
+struct PartitionState: Sendable {
+    var partition: Int
+    var queueDepth: Int64 = 0
+    var unsettled: [(name: [UInt8], length: Int64)] = []
+    var leaseHolder: [UInt8]?
+    var epoch: Int64?
+    var deadLetters: Int64 = 0
+    /// nil: the ledger answers.
+    var ledgerProblem: String?
+    var walBytes: Int64 = 0
+}
+
+struct DeadLetterPage: Sendable {
+    var letters: [[UInt8]]
+    var total: Int
+}
+
+/// What the user page shows; the ledger's JSON answers, decoded (plain values only).
+struct UserStory: @unchecked Sendable {
+    var balance: [String: Any]?
+    var holds: [[String: Any]] = []
+    var monitors: [MonitorRecord] = []
+    var entries: [[String: Any]] = []
+    var historyTotal = 0
+    var chart: [(x: Int64, y: Int64)] = []
+}
+
+/// Runs the console's blocking reads (hiredis, SQLite) one at a time on a thread of its own,
+/// never on the async handlers' cooperative threads (see `ReadinessChecker`). The Redis
+/// connection and the read-only ledger views live here and are touched only on that queue.
+final class ConsoleReads: @unchecked Sendable {
+    let settings: ConsoleSettings
+    private let redisTarget: RedisTarget
+    private let queue = DispatchQueue(label: "tokenledger.console")
+    private var redis: (any RedisClient)?
+    private var readers: [Int: LedgerReader] = [:]
+    let sampler = ConsoleSampler()
+    /// The most processing lists the overview names per partition.
+    static let maxListsShown = 64
+
+    init(settings: ConsoleSettings, redis: RedisTarget) {
+        self.settings = settings
+        self.redisTarget = redis.impatient(seconds: 1)
+    }
+
+    func run<T: Sendable>(_ body: @escaping @Sendable (ConsoleReads) throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            queue.async { [self] in
+                continuation.resume(with: Result { try body(self) })
+            }
+        }
+    }
+
+    // Everything below runs on `queue`.
+
+    private func client() throws -> any RedisClient {
+        if let redis { return redis }
+        let made = try redisTarget.connect()
+        redis = made
+        return made
+    }
+
+    /// A Redis call; a connection that failed is dropped so the next page reconnects.
+    private func withRedis<T>(_ body: (any RedisClient) throws -> T) throws -> T {
+        do {
+            return try body(try client())
+        } catch {
+            redis?.close()
+            redis = nil
+            throw error
+        }
+    }
+
+    private func reader(_ partition: ConsolePartition) throws -> LedgerReader {
+        if let r = readers[partition.index] { return r }
+        let r = try LedgerReader(path: partition.ledgerPath, config: settings.ledgerConfig)
+        readers[partition.index] = r
+        return r
+    }
+
+    private func partition(_ index: Int) -> ConsolePartition? { settings.partitions.first { $0.index == index } }
+
+    func overview() throws -> [PartitionState] {
+        var states: [PartitionState] = []
+        for p in settings.partitions {
+            var s = PartitionState(partition: p.index)
+            try withRedis { redis in
+                s.queueDepth = try redis.llen(p.jobsKey)
+                s.deadLetters = try redis.llen(p.deadKey)
+                s.leaseHolder = try redis.get(p.leaseKey)
+                for name in try redis.smembers(p.workersKey).sorted(by: { $0.lexicographicallyPrecedes($1) }).prefix(Self.maxListsShown) {
+                    let length = try redis.llen(Array(p.processingKeyPrefix.utf8) + name)
+                    if length > 0 { s.unsettled.append((name, length)) }
+                }
+            }
+            do {
+                let r = try reader(p)
+                s.epoch = try r.currentEpoch()
+            } catch {
+                readers[p.index] = nil
+                s.ledgerProblem = "\(error)"
+            }
+            let wal = (try? FileManager.default.attributesOfItem(atPath: p.ledgerPath + "-wal"))?[.size] as? NSNumber
+            s.walBytes = wal?.int64Value ?? 0
+            states.append(s)
+        }
+        return states
+    }
+
+    func deadLetters(partition index: Int, offset: Int, count: Int) throws -> DeadLetterPage {
+        guard let p = partition(index) else { return DeadLetterPage(letters: [], total: 0) }
+        return try withRedis { redis in
+            let total = Int(try redis.llen(p.deadKey))
+            let letters = try redis.lrange(p.deadKey, offset, offset + count - 1)
+            return DeadLetterPage(letters: letters, total: total)
+        }
+    }
+
+    func requeue(partition index: Int, letter: [UInt8]) throws -> Bool {
+        guard let p = partition(index) else { return false }
+        return try withRedis { try DeadLetters.requeue($0, jobs: p.jobsKey, dead: p.deadKey, letter: letter) }
+    }
+
+    func requeueAll(partition index: Int, max: Int) throws -> Int {
+        guard let p = partition(index) else { return 0 }
+        return try withRedis { try DeadLetters.requeue($0, jobs: p.jobsKey, dead: p.deadKey, count: max) }
+    }
+
+    func story(userId: String, offset: Int, operationType: String?) throws -> UserStory {
+        let index = settings.partitionOf(userId)
+        guard let p = partition(index) else { return UserStory() }
+        let r = try reader(p)
+        var story = UserStory()
+        func object(_ result: CommandResult) -> [String: Any]? {
+            guard result.success else { return nil }
+            return (try? JSONSerialization.jsonObject(with: Data(result.json.utf8))) as? [String: Any]
+        }
+        guard let balance = object(try r.read(.balance(userId: userId))) else { return story }
+        story.balance = balance
+        story.holds = (object(try r.read(.holds(userId: userId)))?["holds"] as? [[String: Any]]) ?? []
+        story.monitors = try r.monitors(userId: userId, limit: Console.maxMonitorsShown)
+        if let page = object(try r.read(.history(userId: userId, limit: Console.historyPageSize, offset: offset,
+                                                 operationType: operationType, startDate: nil, endDate: nil))) {
+            story.entries = (page["entries"] as? [[String: Any]]) ?? []
+            story.historyTotal = (page["total"] as? Int) ?? 0
+        }
+        // The chart: the newest entries' balances, oldest first.
+        if let recent = object(try r.read(.history(userId: userId, limit: Console.balanceChartPoints, offset: 0,
+                                                   operationType: nil, startDate: nil, endDate: nil))) {
+            for e in ((recent["entries"] as? [[String: Any]]) ?? []).reversed() {
+                guard let when = (e["createdAt"] as? String).flatMap(LedgerTime.parseMilliseconds),
+                      let after = e["balanceAfter"] as? Int else { continue }
+                story.chart.append((when, Int64(after)))
+            }
+        }
+        return story
+    }
+
+    func figures(startMs: Int64, endMs: Int64, maxEntries: Int) throws -> PeriodFigures {
+        var total = PeriodFigures()
+        for p in settings.partitions {
+            let f = try reader(p).figures(startMs: startMs, endMs: endMs, maxEntries: maxEntries)
+            for (d, m) in f.spentByDay { for (t, v) in m { total.spentByDay[d, default: [:]][t, default: 0] += v } }
+            for (d, v) in f.creditedByDay { total.creditedByDay[d, default: 0] += v }
+            for (d, v) in f.debitedByDay { total.debitedByDay[d, default: 0] += v }
+            for (t, v) in f.purchasesByTier { total.purchasesByTier[t, default: 0] += v }
+            for (d, v) in f.renewalsByDay { total.renewalsByDay[d, default: 0] += v }
+            total.tokensLapsed += f.tokensLapsed
+            total.entriesRead += f.entriesRead
+            total.truncated = total.truncated || f.truncated
+        }
+        return total
+    }
+
+    /// One sample of the entries written so far (all partitions served).
+    func sample() {
+        var sum: Int64 = 0
+        for p in settings.partitions {
+            guard let id = try? reader(p).lastEntryId() else { readers[p.index] = nil; return }
+            sum += id
+        }
+        sampler.record(atMs: LedgerTime.milliseconds(Date()), entries: sum)
+    }
+}
+
+/// The rate of ledger writes over the last minutes, from samples kept in memory (a fixed number).
+final class ConsoleSampler: @unchecked Sendable {
+    static let intervalSeconds = 10.0
+    static let maxSamples = 60
+    private let lock = NSLock()
+    private var samples: [(atMs: Int64, entries: Int64)] = []
+
+    func record(atMs: Int64, entries: Int64) {
+        lock.lock()
+        defer { lock.unlock() }
+        samples.append((atMs, entries))
+        if samples.count > Self.maxSamples + 1 { samples.removeFirst(samples.count - Self.maxSamples - 1) }
+    }
+
+    /// Entries per second between consecutive samples.
+    func rates() -> [(atMs: Int64, perSecond: Double)] {
+        lock.lock()
+        defer { lock.unlock() }
+        guard samples.count >= 2 else { return [] }
+        return (1..<samples.count).map { i in
+            let (a, b) = (samples[i - 1], samples[i])
+            return (b.atMs, Double(max(0, b.entries - a.entries)) * 1000 / Double(max(1, b.atMs - a.atMs)))
+        }
+    }
+}
