@@ -253,7 +253,7 @@ final class Console: Sendable {
     static func jsonText(_ value: Any?) -> String {
         guard let value, !(value is NSNull) else { return "" }
         if let s = value as? String { return HTML.escape(s) }
-        guard JSONSerialization.isValidJSONObject(value), let data = try? JSONSerialization.data(withJSONObject: value, options: [.sortedKeys]) else {
+        guard JSONSerialization.isValidJSONObject(value), let data = try? JSONSerialization.data(withJSONObject: value, options: [.sortedKeys, .withoutEscapingSlashes]) else {
             return HTML.escape("\(value)")
         }
         return HTML.escape(String(decoding: data, as: UTF8.self))

@@ -132,7 +132,7 @@ final class ConsoleTests: XCTestCase {
         }
         let userPage = try await request(base + path)
         XCTAssertTrue(userPage.body.contains("&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&#39;q"), "the user id, escaped")
-        XCTAssertTrue(userPage.body.contains("&lt;script&gt;alert(&#39;m&#39;)&lt;/script&gt;&quot;"), "the metadata, escaped")
+        XCTAssertTrue(userPage.body.contains(#"&lt;script&gt;alert(&#39;m&#39;)&lt;/script&gt;\&quot;"#), "the metadata, escaped: \(userPage.body)")
         XCTAssertTrue(userPage.body.contains("op&lt;b&gt;"))
         XCTAssertTrue(userPage.body.contains("<svg"), "the balance chart")
         let monthPage = try await request("\(base)/console/month")
