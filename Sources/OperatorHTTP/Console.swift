@@ -150,6 +150,7 @@ final class Console: Sendable {
         }
         body += "</table>"
         body += "<h2>Ledger entries written per second (every \(Int(ConsoleSampler.intervalSeconds)) s, last \(ConsoleSampler.maxSamples * Int(ConsoleSampler.intervalSeconds) / 60) minutes)</h2>"
+        if rate.isEmpty { body += "<p>Collecting samples (the first rate shows after two of them).</p>" }
         body += HTML.barChart(rate.map { (LedgerTime.format(ms: $0.atMs).dropFirst(11).prefix(8).description, Int64($0.perSecond.rounded())) },
                               title: "entries per second")
         return ok(HTML.page(title: "Overview", body: body))

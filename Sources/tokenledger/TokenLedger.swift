@@ -23,7 +23,8 @@ struct TokenLedger: AsyncParsableCommand {
             TOKENLEDGER_REDIS_USERNAME, TOKENLEDGER_REDIS_PASSWORD, TOKENLEDGER_REDIS_PASSWORD_FILE,
             TOKENLEDGER_WORKER_ID, TOKENLEDGER_BATCH_SIZE, TOKENLEDGER_LOG_LEVEL,
             TOKENLEDGER_PARTITION_COUNT, TOKENLEDGER_PARTITIONS, TOKENLEDGER_EVENTS), then the
-            config file, then defaults.
+            config file, then defaults. The console (/console on the operator endpoints) is on only
+            with a token: TOKENLEDGER_CONSOLE_TOKEN or TOKENLEDGER_CONSOLE_TOKEN_FILE.
             """,
         subcommands: [
             WorkerCommand.self, EnqueueCommand.self, BalanceCommand.self, HistoryCommand.self,
