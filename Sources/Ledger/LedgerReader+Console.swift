@@ -21,11 +21,24 @@ public struct PeriodFigures: Sendable, Equatable {
     /// Tokens written off when grants lapsed.
     public var tokensLapsed: Int64 = 0
     /// Entries read; when `truncated`, the period has more than the limit and the figures cover
-    /// only its first `entriesRead` entries.
+    /// only its first `entriesRead` entries: a later read from `nextEntryId` carries on.
     public var entriesRead = 0
     public var truncated = false
+    /// Where a later read of the same period carries on (every entry below it has been counted).
+    public var nextEntryId: Int64 = 1
 
     public init() {}
+
+    /// Adds the figures of other entries (another read of the same period, or another partition's).
+    public mutating func add(_ other: PeriodFigures) {
+        for (d, m) in other.spentByDay { for (t, v) in m { spentByDay[d, default: [:]][t, default: 0] += v } }
+        for (d, v) in other.creditedByDay { creditedByDay[d, default: 0] += v }
+        for (d, v) in other.debitedByDay { debitedByDay[d, default: 0] += v }
+        for (t, v) in other.purchasesByTier { purchasesByTier[t, default: 0] += v }
+        for (d, v) in other.renewalsByDay { renewalsByDay[d, default: 0] += v }
+        tokensLapsed += other.tokensLapsed
+        entriesRead += other.entriesRead
+    }
 }
 
 /// Reads the console needs beyond the job queries: each a few index seeks, or a scan with a
@@ -52,27 +65,35 @@ extension LedgerReader {
         }
     }
 
-    /// The figures of the entries written in `[startMs, endMs)`, reading at most `maxEntries`.
+    /// The figures of the entries written in `[startMs, endMs)`, reading at most `maxEntries`,
+    /// from the period's first entry or, with `fromEntryId`, from where an earlier read stopped
+    /// (its `nextEntryId`).
     ///
     /// Entry ids and times rise together, so the period's first entry is found by a binary
     /// search over ids (a few dozen seeks) and the period is then read in id order: no index on
     /// time is needed and none is added to the hot path.
-    public func figures(startMs: Int64, endMs: Int64, maxEntries: Int) throws -> PeriodFigures {
+    public func figures(startMs: Int64, endMs: Int64, maxEntries: Int, fromEntryId: Int64? = nil) throws -> PeriodFigures {
         try reader.read { db in
             var figures = PeriodFigures()
-            let maxId = try Int64.fetchOne(db, sql: "SELECT max(id) FROM entries") ?? 0
-            let timeAt = try db.cachedStatement(sql: "SELECT id, created_ms FROM entries WHERE id >= ? ORDER BY id LIMIT 1")
-            // The smallest id whose entry is at or after startMs.
-            var lo: Int64 = 1, hi = maxId + 1
-            while lo < hi {
-                let mid = lo + (hi - lo) / 2
-                guard let row = try Row.fetchOne(timeAt, arguments: [mid]) else { hi = mid; continue }
-                let created: Int64 = row[1]
-                if created < startMs { lo = (row[0] as Int64) + 1 } else { hi = mid }
+            var lo: Int64 = 1
+            if let fromEntryId {
+                lo = fromEntryId
+            } else {
+                let maxId = try Int64.fetchOne(db, sql: "SELECT max(id) FROM entries") ?? 0
+                let timeAt = try db.cachedStatement(sql: "SELECT id, created_ms FROM entries WHERE id >= ? ORDER BY id LIMIT 1")
+                // The smallest id whose entry is at or after startMs.
+                var hi = maxId + 1
+                while lo < hi {
+                    let mid = lo + (hi - lo) / 2
+                    guard let row = try Row.fetchOne(timeAt, arguments: [mid]) else { hi = mid; continue }
+                    let created: Int64 = row[1]
+                    if created < startMs { lo = (row[0] as Int64) + 1 } else { hi = mid }
+                }
             }
+            figures.nextEntryId = lo
             let day: Int64 = 86_400_000
             let rows = try Row.fetchCursor(db, sql: """
-                SELECT e.created_ms, e.kind, e.operation_type, e.amount, a.tier
+                SELECT e.created_ms, e.kind, e.operation_type, e.amount, a.tier, e.id
                 FROM entries e JOIN accounts a ON a.id = e.account_id
                 WHERE e.id >= ? ORDER BY e.id LIMIT ?
                 """, arguments: [lo, maxEntries + 1])
@@ -81,6 +102,7 @@ extension LedgerReader {
                 if created >= endMs { break }
                 if figures.entriesRead == maxEntries { figures.truncated = true; break }
                 figures.entriesRead += 1
+                figures.nextEntryId = (r[5] as Int64) + 1
                 let kind: Int64 = r[1], type: String = r[2], amount: Int64 = r[3]
                 let d = created - ((created % day) + day) % day
                 switch Schema.Kind(rawValue: kind) {

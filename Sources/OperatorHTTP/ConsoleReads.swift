@@ -161,21 +161,37 @@ final class ConsoleReads: @unchecked Sendable {
         return story
     }
 
+    /// The month's figures of every partition served. Entries never change and their ids rise
+    /// with time, so each partition's figures are kept (for the last `maxMonthsKept` months asked)
+    /// with the id where reading stopped, and a later page reads only what was written since, at
+    /// most `maxEntries` per partition and page: a month of any size is read once, in steps.
     func figures(startMs: Int64, endMs: Int64, maxEntries: Int) throws -> PeriodFigures {
         var total = PeriodFigures()
         for p in settings.partitions {
-            let f = try reader(p).figures(startMs: startMs, endMs: endMs, maxEntries: maxEntries)
-            for (d, m) in f.spentByDay { for (t, v) in m { total.spentByDay[d, default: [:]][t, default: 0] += v } }
-            for (d, v) in f.creditedByDay { total.creditedByDay[d, default: 0] += v }
-            for (d, v) in f.debitedByDay { total.debitedByDay[d, default: 0] += v }
-            for (t, v) in f.purchasesByTier { total.purchasesByTier[t, default: 0] += v }
-            for (d, v) in f.renewalsByDay { total.renewalsByDay[d, default: 0] += v }
-            total.tokensLapsed += f.tokensLapsed
-            total.entriesRead += f.entriesRead
-            total.truncated = total.truncated || f.truncated
+            let key = MonthKey(partition: p.index, startMs: startMs)
+            var kept = months[key]
+            let more = try reader(p).figures(startMs: startMs, endMs: endMs, maxEntries: maxEntries, fromEntryId: kept?.nextEntryId)
+            if kept == nil { kept = PeriodFigures() }
+            kept?.add(more)
+            kept?.nextEntryId = more.nextEntryId
+            kept?.truncated = more.truncated
+            if let kept {
+                months[key] = kept
+                monthOrder.removeAll { $0 == key }
+                monthOrder.append(key)
+                while monthOrder.count > Self.maxMonthsKept * settings.partitions.count { months[monthOrder.removeFirst()] = nil }
+                total.add(kept)
+                total.truncated = total.truncated || kept.truncated
+            }
         }
         return total
     }
+
+    struct MonthKey: Hashable { let partition: Int; let startMs: Int64 }
+    /// The months' figures read so far, and which were asked last (the oldest is dropped first).
+    private var months: [MonthKey: PeriodFigures] = [:]
+    private var monthOrder: [MonthKey] = []
+    static let maxMonthsKept = 3
 
     /// One sample of the entries written so far (all partitions served).
     func sample() {

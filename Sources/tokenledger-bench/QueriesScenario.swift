@@ -90,6 +90,7 @@ struct QueriesBench: ParsableCommand, Scenario {
         let checkpoint = try ledger.checkpoint()
         report.log("checkpoint before the queries: \(checkpoint.walFrames) WAL frames, \(checkpoint.checkpointed) copied")
         try measure(ledger, accounts: accounts, queries: queries, label: "", context: context)
+        try measureConsole(path: path, accounts: accounts, queries: queries, context: context)
 
         // A burst that stays in the unmerged tail (below the merge threshold, no maintain call),
         // then the same queries: they read the tail and the merged index together.
@@ -116,6 +117,43 @@ struct QueriesBench: ParsableCommand, Scenario {
                    target: context.smoke ? nil : .atMost(1000), note: "Ledger(path:) on \(Unit.grouped(entries)) entries, \(System.load())")
         let peak = System.memory()?.peak ?? 0
         report.add(Self.name, "bench process peak RSS", Double(peak) / 1_048_576, .mb, note: "VmHWM of the bench (build included)")
+    }
+
+    /// The ledger reads behind the console's pages, through the read-only view the console uses:
+    /// a user's story (balance with grants, open holds, monitors, a history page of 50 and the
+    /// 200 newest entries for the chart) and one read of the month's figures as a cold page makes
+    /// it (a binary search for the month's first entry, then at most the console's 50,000 entries;
+    /// later pages carry on from there). HTML rendering is not included.
+    func measureConsole(path: String, accounts: Int, queries: Int, context: Context) throws {
+        let report = context.report
+        let reader = try LedgerReader(path: path)
+        defer { try? reader.close() }
+        var story = Latencies(), month = Latencies()
+        var rng = SystemRandomNumberGenerator()
+        for _ in 0..<queries {
+            let user = Accounts.userId(Int.random(in: 0..<accounts, using: &rng))
+            let t0 = System.nowNs()
+            let balance = try reader.read(.balance(userId: user))
+            _ = try reader.read(.holds(userId: user))
+            _ = try reader.monitors(userId: user, limit: 100)
+            _ = try reader.read(.history(userId: user, limit: 50, offset: 0, operationType: nil, startDate: nil, endDate: nil))
+            _ = try reader.read(.history(userId: user, limit: 200, offset: 0, operationType: nil, startDate: nil, endDate: nil))
+            story.record(ns: System.nowNs() - t0)
+            if !balance.success { report.fail("queries: console balance refused: \(balance.json.prefix(200))") }
+        }
+        var read = 0
+        for i in 0..<(context.smoke ? 12 : 48) {
+            let m = Int64(i % 12)
+            let from = CalendarMonth.adding(months: m, to: Self.start), to = CalendarMonth.adding(months: m + 1, to: Self.start)
+            let t0 = System.nowNs()
+            read += try reader.figures(startMs: from, endMs: to, maxEntries: 50_000).entriesRead
+            month.record(ns: System.nowNs() - t0)
+        }
+        let note = "LedgerReader, \(System.load())"
+        story.report(report, Self.name, "console: a user's story (5 reads)", p99Target: context.smoke ? nil : 50,
+                     note: "\(Unit.grouped(queries)) random users, \(note)")
+        month.report(report, Self.name, "console: the month's figures, first page", p99Target: context.smoke ? nil : 50,
+                     note: "at most 50,000 entries a page (\(Unit.grouped(read / (context.smoke ? 12 : 48))) read on average), \(note)")
     }
 
     /// History pages, month statistics and filtered pages of random users, through `Ledger.read`.
