@@ -163,6 +163,7 @@ final class Console: Sendable {
         guard settings.partitions.contains(where: { $0.index == partition }) else { return notFound() }
         let page = try await reads.run { try $0.deadLetters(partition: partition, offset: offset, count: Self.deadPageSize) }
         var body = "<p>Partition: " + settings.partitions.map { "<a href=\"/console/dead?partition=\($0.index)\">\($0.index)</a>" }.joined(separator: " ") + "</p>"
+        if let moved = Self.int("requeued", query) { body += "<p class=\"requeued\"><b>Requeued \(moved) job(s) at the front of the queue.</b></p>" }
         body += "<p>\(page.total) dead letter(s) in partition \(partition), newest first.</p>"
         body += "<form class=\"inline\" method=\"post\" action=\"/console/dead/requeue\">\(csrfField)\(HTML.hidden("partition", "\(partition)"))\(HTML.hidden("all", "1"))<button type=\"submit\">Requeue all…</button></form>"
         body += "<table id=\"dead\"><tr><th>#</th><th>Error</th><th>Raw job</th><th></th></tr>"
@@ -282,9 +283,9 @@ final class Console: Sendable {
         for (_, byType) in figures.spentByDay { for (t, v) in byType { types[t, default: 0] += v } }
         body += "<h2>Tokens spent by operation</h2>"
         body += HTML.barChart(types.sorted { $0.value > $1.value }.prefix(20).map { (String(decoding: $0.key, as: UTF8.self), $0.value) }, title: "tokens spent by operation")
-        body += "<h2>Credits against debits per day</h2><p>Credits</p>"
-        body += HTML.barChart(days.map { (dayLabel($0), figures.creditedByDay[$0] ?? 0) }, title: "credits per day")
-        body += "<p>Debits</p>" + HTML.barChart(days.map { (dayLabel($0), figures.debitedByDay[$0] ?? 0) }, title: "debits per day")
+        body += "<h2>Credits against debits per day</h2>"
+        body += HTML.pairChart(days.map { (dayLabel($0), figures.creditedByDay[$0] ?? 0, figures.debitedByDay[$0] ?? 0) },
+                               names: ("credits", "debits"), title: "credits against debits per day")
         body += "<h2>Purchases by tier (the buyer's tier now)</h2>"
         body += HTML.barChart(figures.purchasesByTier.sorted { $0.value > $1.value }.prefix(20).map { (String(decoding: $0.key, as: UTF8.self), $0.value) }, title: "purchases by tier")
         body += "<h2>Renewals per run (per day)</h2>"

@@ -61,13 +61,35 @@ enum HTML {
         for (i, bar) in bars.enumerated() {
             let h = Double(height - 24) * Double(max(0, bar.value)) / Double(top)
             let x = 30 + Double(i) * slot
-            svg += "<rect x=\"\(fmt(x))\" y=\"\(fmt(Double(height) - h))\" width=\"\(fmt(max(1, slot * 0.7)))\" height=\"\(fmt(h))\" fill=\"#3b6ea5\"><title>\(escape(bar.label)): \(bar.value)</title></rect>"
+            svg += "<rect x=\"\(fmt(x))\" y=\"\(fmt(Double(height) - h))\" width=\"\(fmt(min(48, max(1, slot * 0.7))))\" height=\"\(fmt(h))\" fill=\"#3b6ea5\"><title>\(escape(bar.label)): \(bar.value)</title></rect>"
             if n <= 31 {
                 svg += "<text x=\"\(fmt(x))\" y=\"\(height + 14)\" font-size=\"9\">\(escape(bar.label))</text>"
             }
         }
         svg += "</svg>"
         return svg
+    }
+
+    /// Two series side by side per label (say credits against debits), with a legend.
+    static func pairChart(_ bars: [(label: String, first: Int64, second: Int64)], names: (String, String), title: String,
+                          width: Int = 720, height: Int = 180) -> String {
+        let top = max(1, bars.map { max($0.first, $0.second) }.max() ?? 1)
+        let n = max(1, bars.count)
+        let slot = Double(width - 40) / Double(n)
+        let bar = min(24, max(1, slot * 0.35))
+        var svg = "<svg role=\"img\" class=\"chart\" width=\"\(width)\" height=\"\(height + 40)\" viewBox=\"0 0 \(width) \(height + 40)\">"
+        svg += "<title>\(escape(title))</title><text x=\"4\" y=\"14\" font-size=\"11\">max \(top)</text>"
+        svg += "<rect x=\"\(width - 200)\" y=\"4\" width=\"10\" height=\"10\" fill=\"#3b8a5a\"/><text x=\"\(width - 186)\" y=\"13\" font-size=\"11\">\(escape(names.0))</text>"
+        svg += "<rect x=\"\(width - 110)\" y=\"4\" width=\"10\" height=\"10\" fill=\"#b5533c\"/><text x=\"\(width - 96)\" y=\"13\" font-size=\"11\">\(escape(names.1))</text>"
+        for (i, b) in bars.enumerated() {
+            let x = 30 + Double(i) * slot
+            for (k, value, color) in [(0, b.first, "#3b8a5a"), (1, b.second, "#b5533c")] {
+                let h = Double(height - 24) * Double(max(0, value)) / Double(top)
+                svg += "<rect x=\"\(fmt(x + Double(k) * bar))\" y=\"\(fmt(Double(height) - h))\" width=\"\(fmt(bar))\" height=\"\(fmt(h))\" fill=\"\(color)\"><title>\(escape(b.label)) \(escape(k == 0 ? names.0 : names.1)): \(value)</title></rect>"
+            }
+            if n <= 31 { svg += "<text x=\"\(fmt(x))\" y=\"\(height + 14)\" font-size=\"9\">\(escape(b.label))</text>" }
+        }
+        return svg + "</svg>"
     }
 
     /// A line chart as inline SVG over points in time order.
