@@ -95,6 +95,37 @@ final class ConsoleTests: XCTestCase {
         XCTAssertEqual(worker.terminate(), 0, worker.log)
     }
 
+    /// The token is checked once, at start: too short, or set with the endpoints off, the worker
+    /// refuses to start; from a file (its trailing newline dropped) it opens the console.
+    func testTheTokenIsValidatedAtStartAndReadFromAFile() async throws {
+        let server = try RedisServerProcess()
+        let h = try WorkerHarness(redisURL: server.url)
+        let common = ["worker", "--redis-url", h.redisURL, "--database", h.databasePath, "--prefix", h.keys.prefix]
+        let (short, shortOutput) = try runTokenLedger(common + ["--http", "127.0.0.1:\(TestEnvironment.freePort())"],
+                                                      environment: ["TOKENLEDGER_CONSOLE_TOKEN": "short"])
+        XCTAssertNotEqual(short, 0)
+        XCTAssertTrue(shortOutput.contains("at least 16 bytes"), shortOutput)
+        let (off, offOutput) = try runTokenLedger(common + ["--http", "off"], environment: ["TOKENLEDGER_CONSOLE_TOKEN": Self.token])
+        XCTAssertNotEqual(off, 0)
+        XCTAssertTrue(offOutput.contains("TOKENLEDGER_HTTP=off"), offOutput)
+
+        let file = h.directory.appendingPathComponent("console-token").path
+        try Data((Self.token + "\n").utf8).write(to: URL(fileURLWithPath: file))
+        let port = TestEnvironment.freePort()
+        let worker = try WorkerProcess(h, workerId: "from-file", extraArguments: ["--http", "127.0.0.1:\(port)"],
+                                       environment: ["TOKENLEDGER_CONSOLE_TOKEN_FILE": file])
+        defer { _ = worker.terminate() }
+        let base = "http://127.0.0.1:\(port)"
+        var status = 0
+        for _ in 0..<200 {
+            status = (try? await request("\(base)/console"))?.status ?? 0
+            if status != 0 { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        XCTAssertEqual(status, 200, worker.log)
+        XCTAssertEqual(worker.terminate(), 0, worker.log)
+    }
+
     func testConsolePagesAuthEscapingAndRequeue() async throws {
         let server = try RedisServerProcess()
         let h = try WorkerHarness(redisURL: server.url)
