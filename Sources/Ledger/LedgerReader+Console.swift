@@ -92,26 +92,29 @@ extension LedgerReader {
             }
             figures.nextEntryId = lo
             let day: Int64 = 86_400_000
+            // Only the columns every entry needs; the operation type is decoded for spending
+            // entries alone, and a buyer's tier is looked up for purchases alone.
             let rows = try Row.fetchCursor(db, sql: """
-                SELECT e.created_ms, e.kind, e.operation_type, e.amount, a.tier, e.id
-                FROM entries e JOIN accounts a ON a.id = e.account_id
-                WHERE e.id >= ? ORDER BY e.id LIMIT ?
+                SELECT created_ms, kind, amount, id, operation_type, account_id
+                FROM entries WHERE id >= ? ORDER BY id LIMIT ?
                 """, arguments: [lo, maxEntries + 1])
+            let tierOf = try db.cachedStatement(sql: "SELECT tier FROM accounts WHERE id = ?")
             while let r = try rows.next() {
                 let created: Int64 = r[0]
                 if created >= endMs { break }
                 if figures.entriesRead == maxEntries { figures.truncated = true; break }
                 figures.entriesRead += 1
-                figures.nextEntryId = (r[5] as Int64) + 1
-                let kind: Int64 = r[1], type: String = r[2], amount: Int64 = r[3]
+                figures.nextEntryId = (r[3] as Int64) + 1
+                let kind: Int64 = r[1], amount: Int64 = r[2]
                 let d = created - ((created % day) + day) % day
                 switch Schema.Kind(rawValue: kind) {
                 case .charge, .debit:
-                    figures.spentByDay[d, default: [:]][Array(type.utf8), default: 0] += -amount
+                    figures.spentByDay[d, default: [:]][Array((r[4] as String).utf8), default: 0] += -amount
                 case .expiry:
                     figures.tokensLapsed += -amount
                 case .purchase:
-                    figures.purchasesByTier[Array((r[4] as String).utf8), default: 0] += 1
+                    let tier = try String.fetchOne(tierOf, arguments: [r[5] as Int64]) ?? ""
+                    figures.purchasesByTier[Array(tier.utf8), default: 0] += 1
                 case .renewal:
                     figures.renewalsByDay[d, default: 0] += 1
                 default: break

@@ -273,7 +273,7 @@ final class Console: Sendable {
         let figures = try await reads.run { try $0.figures(startMs: startMs, endMs: endMs, maxEntries: Self.monthMaxEntries) }
         let label = String(LedgerTime.format(ms: startMs).prefix(7))
         var body = "<form method=\"get\" action=\"/console/month\"><label>Month <input name=\"month\" value=\"\(HTML.escape(label))\"></label> <button type=\"submit\">Show</button></form>"
-        body += "<p class=\"read\">\(figures.entriesRead) entries counted\(figures.truncated ? "; the month has more: each page reads at most \(Self.monthMaxEntries) more per partition, so reload to count the rest" : "").</p>"
+        body += "<p class=\"read\">\(figures.entriesRead) entries counted\(figures.truncated ? "; the month has more, read on in the background (\(Self.monthMaxEntries) entries per partition a step): reload to see them counted" : "").</p>"
         let day: Int64 = 86_400_000
         let days = stride(from: startMs, to: endMs, by: Int(day)).map { $0 }
         func dayLabel(_ ms: Int64) -> String { String(LedgerTime.format(ms: ms).dropFirst(8).prefix(2)) }

@@ -164,33 +164,59 @@ final class ConsoleReads: @unchecked Sendable {
     /// The month's figures of every partition served. Entries never change and their ids rise
     /// with time, so each partition's figures are kept (for the last `maxMonthsKept` months asked)
     /// with the id where reading stopped, and a later page reads only what was written since, at
-    /// most `maxEntries` per partition and page: a month of any size is read once, in steps.
+    /// most `maxEntries` per partition and page. A month with more is read on in the background,
+    /// one step of `maxEntries` per item on this queue, so pages asked meanwhile wait for one
+    /// step at most.
     func figures(startMs: Int64, endMs: Int64, maxEntries: Int) throws -> PeriodFigures {
         var total = PeriodFigures()
         for p in settings.partitions {
             let key = MonthKey(partition: p.index, startMs: startMs)
-            var kept = months[key]
-            let more = try reader(p).figures(startMs: startMs, endMs: endMs, maxEntries: maxEntries, fromEntryId: kept?.nextEntryId)
-            if kept == nil { kept = PeriodFigures() }
-            kept?.add(more)
-            kept?.nextEntryId = more.nextEntryId
-            kept?.truncated = more.truncated
-            if let kept {
-                months[key] = kept
-                monthOrder.removeAll { $0 == key }
-                monthOrder.append(key)
-                while monthOrder.count > Self.maxMonthsKept * settings.partitions.count { months[monthOrder.removeFirst()] = nil }
-                total.add(kept)
-                total.truncated = total.truncated || kept.truncated
-            }
+            let kept = try step(key, endMs: endMs, maxEntries: maxEntries)
+            total.add(kept)
+            total.truncated = total.truncated || kept.truncated
         }
         return total
     }
+
+    /// Reads one step of a month's entries into what is kept; schedules the next while there is more.
+    @discardableResult
+    private func step(_ key: MonthKey, endMs: Int64, maxEntries: Int) throws -> PeriodFigures {
+        guard let p = partition(key.partition) else { return PeriodFigures() }
+        var kept = months[key] ?? PeriodFigures()
+        let more = try reader(p).figures(startMs: key.startMs, endMs: endMs, maxEntries: maxEntries,
+                                         fromEntryId: months[key]?.nextEntryId)
+        kept.add(more)
+        kept.nextEntryId = more.nextEntryId
+        kept.truncated = more.truncated
+        months[key] = kept
+        monthOrder.removeAll { $0 == key }
+        monthOrder.append(key)
+        while monthOrder.count > Self.maxMonthsKept * settings.partitions.count { months[monthOrder.removeFirst()] = nil }
+        if kept.truncated, !readingOn.contains(key) {
+            readingOn.insert(key)
+            queue.async { [self] in readOn(key, endMs: endMs, maxEntries: maxEntries) }
+        }
+        return kept
+    }
+
+    private func readOn(_ key: MonthKey, endMs: Int64, maxEntries: Int) {
+        // A month dropped from what is kept is not read on.
+        guard months[key]?.truncated == true, let kept = try? step(key, endMs: endMs, maxEntries: maxEntries), kept.truncated else {
+            readingOn.remove(key)
+            return
+        }
+        queue.async { [self] in readOn(key, endMs: endMs, maxEntries: maxEntries) }
+    }
+
+    /// What is kept of a month (for tests: the background reading's progress).
+    func kept(partition: Int, startMs: Int64) -> PeriodFigures? { months[MonthKey(partition: partition, startMs: startMs)] }
 
     struct MonthKey: Hashable { let partition: Int; let startMs: Int64 }
     /// The months' figures read so far, and which were asked last (the oldest is dropped first).
     private var months: [MonthKey: PeriodFigures] = [:]
     private var monthOrder: [MonthKey] = []
+    /// The months being read on in the background.
+    private var readingOn: Set<MonthKey> = []
     static let maxMonthsKept = 3
 
     /// One sample of the entries written so far (all partitions served).
