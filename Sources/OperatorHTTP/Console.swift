@@ -23,9 +23,9 @@ final class Console: Sendable {
     static let maxMonitorsShown = 100
     static let maxHoldsShown = 100
     static let balanceChartPoints = 200
-    /// The most entries one month page reads per partition (the rest on later pages, see
-    /// `ConsoleReads.figures`): about 50 ms of reading.
-    static let monthMaxEntries = 50_000
+    /// The most entries one month page reads per partition (the rest in the background, see
+    /// `ConsoleReads.figures`): well under 50 ms of reading.
+    static let monthMaxEntries = 20_000
     /// The most letters "requeue all" moves in one confirmation.
     static let requeueAllMax = 10_000
 

@@ -122,7 +122,7 @@ struct QueriesBench: ParsableCommand, Scenario {
     /// The ledger reads behind the console's pages, through the read-only view the console uses:
     /// a user's story (balance with grants, open holds, monitors, a history page of 50 and the
     /// 200 newest entries for the chart) and one read of the month's figures as a cold page makes
-    /// it (a binary search for the month's first entry, then at most the console's 50,000 entries;
+    /// it (a binary search for the month's first entry, then at most the console's 20,000 entries;
     /// later pages carry on from there). HTML rendering is not included.
     func measureConsole(path: String, accounts: Int, queries: Int, context: Context) throws {
         let report = context.report
@@ -146,14 +146,14 @@ struct QueriesBench: ParsableCommand, Scenario {
             let m = Int64(i % 12)
             let from = CalendarMonth.adding(months: m, to: Self.start), to = CalendarMonth.adding(months: m + 1, to: Self.start)
             let t0 = System.nowNs()
-            read += try reader.figures(startMs: from, endMs: to, maxEntries: 50_000).entriesRead
+            read += try reader.figures(startMs: from, endMs: to, maxEntries: 20_000).entriesRead
             month.record(ns: System.nowNs() - t0)
         }
         let note = "LedgerReader, \(System.load())"
         story.report(report, Self.name, "console: a user's story (5 reads)", p99Target: context.smoke ? nil : 50,
                      note: "\(Unit.grouped(queries)) random users, \(note)")
         month.report(report, Self.name, "console: the month's figures, first page", p99Target: context.smoke ? nil : 50,
-                     note: "at most 50,000 entries a page (\(Unit.grouped(read / (context.smoke ? 12 : 48))) read on average), \(note)")
+                     note: "at most 20,000 entries a page (\(Unit.grouped(read / (context.smoke ? 12 : 48))) read on average), \(note)")
     }
 
     /// History pages, month statistics and filtered pages of random users, through `Ledger.read`.
