@@ -22,6 +22,7 @@ final class Console: Sendable {
     static let historyPageSize = 50
     static let maxMonitorsShown = 100
     static let maxHoldsShown = 100
+    static let maxGrantsShown = 100
     static let balanceChartPoints = 200
     /// The most entries one month page reads per partition (the rest in the background, see
     /// `ConsoleReads.figures`): well under 50 ms of reading.
@@ -229,7 +230,7 @@ final class Console: Sendable {
             body += "<span class=\"card\">\(label)<b>\(text(key, balance))</b></span>"
         }
         body += "</div><h2>Grants</h2><table><tr><th>Grant</th><th>Remaining</th><th>Expires</th></tr>"
-        for g in (balance["grants"] as? [[String: Any]]) ?? [] {
+        for g in ((balance["grants"] as? [[String: Any]]) ?? []).prefix(Self.maxGrantsShown) {
             body += "<tr><td>\(text("grantId", g))</td><td>\(text("remaining", g))</td><td>\(text("expiresAt", g))</td></tr>"
         }
         body += "</table><h2>Open holds</h2><table><tr><th>Hold</th><th>Amount</th><th>Operation</th><th>Expires</th><th>Metadata</th></tr>"
