@@ -20,9 +20,12 @@ public struct DeadLetterError: Error, Sendable, Equatable, RawRepresentable, Cus
 /// partition's queue, where the worker takes next).
 public enum DeadLetters {
     /// Moves up to `count` letters, oldest first, from `dead` back to `jobs`. Returns how many.
+    /// Only letters there when it starts: a requeued job that is still invalid comes back as a new
+    /// letter at the newest end while the loop runs, and must not be requeued again by it.
     public static func requeue(_ redis: any RedisClient, jobs: String, dead: String, count: Int) throws -> Int {
         var moved = 0
-        for _ in 0..<max(0, count) {
+        let waiting = try redis.send(RedisCommand("LLEN", dead)).int ?? 0
+        for _ in 0..<max(0, min(count, Int(waiting))) {
             guard let letter = try redis.send(RedisCommand("RPOP", dead)).bytes else { break }
             guard let raw = rawJob(of: letter) else {
                 try redis.send(RedisCommand("RPUSH", dead, letter))

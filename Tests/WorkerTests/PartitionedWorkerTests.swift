@@ -19,6 +19,8 @@ final class PartitionedWorkerTests: XCTestCase {
         XCTAssertEqual(try h.call(["type": "open", "id": "a1", "userId": "alice"]).bool("success"), true, "alice is in partition 3")
         let wrong = try h.call(["type": "open", "id": "b1", "userId": "bob"])
         XCTAssertEqual(wrong.errorCode, "wrong_partition", "bob is in partition 0: \(wrong)")
+        // The failure reply leaves just before its dead letter (the dead letter removes the job).
+        try h.eventually("the dead letter follows its failure reply") { try h.redis.llen(h.keys.dead) == 1 }
         let letter = try XCTUnwrap(try h.deadLetters().last)
         XCTAssertEqual(letter.errorCode, "wrong_partition")
         XCTAssertEqual(try h.redis.send("EXISTS", "\(base.keys.prefix):jobs").int, 0, "nothing reads or writes the untagged queue")
