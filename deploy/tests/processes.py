@@ -1,9 +1,11 @@
-"""The processes a deploy test starts: each stopped at the end whatever happens, its log shown."""
+"""The processes a deploy test starts (each stopped at the end whatever happens, its log shown), and
+waiting for what they do."""
 from __future__ import annotations
 
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 
@@ -36,3 +38,19 @@ class Processes:
             log.seek(0)
             sys.stderr.write(f"--- {name} log ---\n{log.read()[-4000:]}")
             log.close()
+
+
+def eventually(what: str, condition, timeout: float = 60, every: float = 0.2):
+    """The first true value of `condition()` within `timeout`; failures before it (a server still
+    starting) are retried, and the last one is shown if time runs out."""
+    deadline = time.monotonic() + timeout
+    last_error = None
+    while True:
+        try:
+            value = condition()
+        except (OSError, ValueError, AssertionError) as error:
+            value, last_error = None, error
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"{what}: not within {timeout} s (last error: {last_error!r})"
+        time.sleep(every)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from processes import Processes
+from processes import Processes, eventually
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 TOKENLEDGER_BIN = os.environ.get("TOKENLEDGER_BIN")
@@ -77,18 +77,6 @@ def status_of(url: str, headers: dict | None = None) -> int:
         return error.code
 
 
-def eventually(what: str, condition, timeout: float = WAIT_SECONDS, every: float = 0.2):
-    deadline = time.monotonic() + timeout
-    last_error = None
-    while True:
-        try:
-            value = condition()
-        except (OSError, ValueError, AssertionError) as error:
-            value, last_error = None, error
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"{what}: not within {timeout} s (last error: {last_error!r})"
-        time.sleep(every)
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from processes import Processes
+from processes import Processes, eventually
 
 redis = pytest.importorskip("redis")
 yaml = pytest.importorskip("yaml")
@@ -202,20 +202,6 @@ def get(url: str, timeout: float = 5) -> tuple[int, str]:
         return error.code, error.read().decode()
 
 
-def eventually(what: str, condition, timeout: float = 60, every: float = 0.2):
-    """The first true value of `condition()` within `timeout`; failures before it (a server still
-    starting) are retried, and the last one is shown if time runs out."""
-    deadline = time.monotonic() + timeout
-    last_error = None
-    while True:
-        try:
-            value = condition()
-        except (OSError, ValueError, AssertionError) as error:
-            value, last_error = None, error
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"{what}: not within {timeout} s (last error: {last_error!r})"
-        time.sleep(every)
 
 
 def parse_metrics(text: str) -> dict[str, dict[frozenset, float]]:
