@@ -3,6 +3,7 @@ restart, the password, the events stream."""
 import json
 import os
 import signal
+from pathlib import Path
 import threading
 import time
 from datetime import datetime, timezone
@@ -43,6 +44,13 @@ def test_a_call_resends_its_job_while_the_worker_is_stopped_and_applies_once(wor
     service.ensure_account(user_id)
 
     worker.process.send_signal(signal.SIGSTOP)
+    # The signal takes effect when each of the worker's threads next runs: wait until all have
+    # stopped, or a loaded machine lets the worker take the charge before it stops.
+    tasks = Path(f"/proc/{worker.process.pid}/task")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not all(
+            "\tT" in (task / "status").read_text().split("State:", 1)[1].split("\n", 1)[0] for task in tasks.iterdir()):
+        time.sleep(0.01)
     timer = threading.Timer(1.0, lambda: worker.process.send_signal(signal.SIGCONT))
     timer.start()
     result = service.charge_for_operation(user_id, "chatgpt_message", {"during": "stop"})

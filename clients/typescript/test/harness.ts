@@ -1,7 +1,7 @@
 // Starts the real worker against REDIS_URL under a prefix of its own, with a ledger in a new
 // temporary folder. Needs REDIS_URL and TOKENLEDGER_BIN.
 import { ChildProcess, execFileSync, spawn } from "node:child_process";
-import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect, LedgerClient, ClientOptions, OperationMetrics, TokenService, uuidv7 } from "../src";
@@ -39,6 +39,14 @@ export class Worker {
 
   signal(name: string): void {
     this.process?.kill(name);
+    // SIGSTOP takes effect when each of the worker's threads next runs: wait until all have
+    // stopped, or a loaded machine lets the worker take the next job before it stops.
+    const pid = this.process?.pid;
+    if (name !== "SIGSTOP" || pid === undefined) return;
+    const stopped = (task: string) =>
+      /^State:\s+T/m.test(readFileSync(`/proc/${pid}/task/${task}/status`, "utf8"));
+    const deadline = Date.now() + 10_000;
+    while (Date.now() < deadline && !readdirSync(`/proc/${pid}/task`).every(stopped)) { /* a few ms at most */ }
   }
 
   /** SIGTERM, and waits for the exit. */
