@@ -25,7 +25,7 @@ READERS: Dict[str, Callable[[Fields], Any]] = {
 
 
 def test_the_golden_refusal_codes_are_those_of_refusal_swift():
-    swift = (ROOT / "Sources" / "Ledger" / "Refusal.swift").read_text()
+    swift = (ROOT / "Sources" / "Ledger" / "Transaction" / "Refusal.swift").read_text()
     declared = re.findall(r'public static let \w+ = "([a-z_]+)"', swift)
     assert len(declared) > 10
     assert sorted(set(CODES["refusals"])) == sorted(set(declared))
