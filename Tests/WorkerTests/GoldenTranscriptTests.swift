@@ -30,7 +30,10 @@ private final class GoldenReplay {
     let steps: [GoldenJSON]
     let partitionCount: Int
     let h: WorkerHarness
-    let worker: WorkerProcess
+    var worker: WorkerProcess
+    let workerId: String
+    let configPath: String
+    var restarts = 0
     let subscriber: RedisSubscriber
     let normaliser: GoldenNormaliser
     /// What arrived and has not yet been matched to a step, and what was (to know a resend).
@@ -50,6 +53,8 @@ private final class GoldenReplay {
         subscriber = try RedisSubscriber(url: h.redisURL)
         try subscriber.subscribe([h.keys.balance, h.keys.alerts])
         normaliser = GoldenNormaliser(prefix: h.keys.prefix, start: Date())
+        self.workerId = workerId
+        configPath = config.path
         worker = try WorkerProcess(h, workerId: workerId, configFile: config.path)
     }
 
@@ -88,6 +93,8 @@ private final class GoldenReplay {
             replyKey = step["replyTo"]?.string.map(normaliser.expand)
         } else if let base64 = step["rawBase64"]?.string {
             _ = try h.redis.lpush(keys(partition).jobs, Array(try XCTUnwrap(Data(base64Encoded: base64), label)))
+        } else if let sql = step["restart"]?["sql"]?.string {
+            try restart(label, sql: sql)
         }
 
         if let expected = step["reply"] {
@@ -115,6 +122,16 @@ private final class GoldenReplay {
         case invalidations, alerts
         case events(Int?)
         case deadLetters(Int?)
+    }
+
+    /// Stops the worker, runs `sql` on its ledger with the sqlite3 shell, and starts it again.
+    func restart(_ label: String, sql: String) throws {
+        let status = worker.terminate()
+        guard status == 0 else { return fail(label, "the worker exited with \(status) at SIGTERM\n\(worker.log.suffix(3000))") }
+        let (code, output) = ChaosDisk.run("/usr/bin/env", ["sqlite3", h.databasePath, sql])
+        guard code == 0 else { return fail(label, "sqlite3 failed: \(output)") }
+        restarts += 1
+        worker = try WorkerProcess(h, workerId: workerId, configFile: configPath, logName: "\(workerId)-\(restarts)")
     }
 
     /// Matches the next live messages of `kind` with `expected`, in order, waiting for them. A

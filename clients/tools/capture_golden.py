@@ -17,6 +17,7 @@ import json
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -34,7 +35,7 @@ OUT = ROOT / "Tests" / "Golden" / "transcript.json"
 WORKER_ID = "golden"
 PREFIX_PLACEHOLDER = "<P>"
 # A time the run made, not one a job named: within this window of the run it becomes "<time>".
-WINDOW_BEFORE, WINDOW_AFTER = timedelta(days=1), timedelta(days=400)
+WINDOW_BEFORE, WINDOW_AFTER = timedelta(days=40), timedelta(days=400)
 TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
 PAD = re.compile(r"x{1000,}")
 PAD_PLACEHOLDER = re.compile(r"<x\*(\d+)>")
@@ -45,9 +46,11 @@ NORMALISATION = [
     "<P> stands for the run's key prefix, in jobs and in every string that came out.",
     "<x*N> stands for a run of N letters x (N >= 1000), in jobs and in what came out.",
     "<time> replaces an ISO time (YYYY-MM-DDTHH:MM:SS.mmmZ, also inside a longer string) that lies within "
-    "1 day before the run's start and 400 days after it: a time the run made. Times outside that "
+    "40 days before the run's start (a restart may move renewal clocks 32 days back) and 400 days after it: "
+    "a time the run made. Times outside that "
     "window (those the jobs name, such as 2100-01-01T00:00:00.000Z) are compared exactly.",
     "<int> replaces the integer value of daysUntilRenewal, which follows the calendar of the run.",
+    "A restart step's sql runs on the ledger while the worker is stopped.",
     "Stream entries are recorded as their fields, in stream order; stream ids are not recorded.",
     "Everything else is exact: compared as JSON, key order free; a live message may carry fields "
     "the transcript lacks, never lack or change one.",
@@ -103,11 +106,14 @@ class Run:
         self.steps: List[Dict[str, Any]] = []
         self.stream_ids = {k: "0-0" for k in self.partition_keys()}
         self.dead_seen = {k: 0 for k in self.partition_keys()}
-        self.log = open(self.folder / "worker.log", "wb")
-        self.worker = subprocess.Popen(
-            [binary, "worker", "--redis-url", url, "--database", str(self.folder / "ledger.sqlite"),
-             "--prefix", self.prefix, "--http", "off", "--worker-id", WORKER_ID, "--config", str(config_path)],
-            stdout=subprocess.DEVNULL, stderr=self.log)
+        self.log = open(self.folder / "worker.log", "ab")
+        self.command = [binary, "worker", "--redis-url", url, "--database", str(self.database), "--prefix", self.prefix,
+                        "--http", "off", "--worker-id", WORKER_ID, "--config", str(config_path)]
+        self.worker = subprocess.Popen(self.command, stdout=subprocess.DEVNULL, stderr=self.log)
+
+    @property
+    def database(self) -> Path:
+        return self.folder / "ledger.sqlite"
 
     @property
     def balance(self) -> str:
@@ -161,6 +167,19 @@ class Run:
             step["replyTo"] = reply_key
         self.r.lpush(f"{self.base(partition)}:jobs", data)
         return self.collect(step, expand(reply_key, self.prefix) if reply_key else None, wait_dead=1)
+
+    def restart(self, name: str, sql: str) -> None:
+        """Stops the worker (SIGTERM), runs `sql` on its ledger, and starts it again: how the
+        transcript reaches what needs a month to pass (a renewal)."""
+        self.worker.terminate()
+        self.worker.wait(30)
+        self.log.write(b"-- golden: restart --\n")
+        self.log.flush()
+        with sqlite3.connect(self.database) as db:
+            db.executescript(sql)
+        db.close()
+        self.worker = subprocess.Popen(self.command, stdout=subprocess.DEVNULL, stderr=self.log)
+        self.collect({"name": name, "restart": {"sql": sql}}, None)
 
     def wait_for(self, name: str, event: str, partition: Optional[int] = None) -> None:
         """No input: waits for the worker's own `event` (an expiry it writes within seconds)."""
@@ -379,6 +398,23 @@ def one_partition(run: Run) -> None:
     run.job("balance NFD user", {"type": "balance", "userId": nfd})
     run.job("charge NFD user with the NFC user's job id", {"type": "charge", "id": "g-charge-nfc", "userId": nfd,
                                                            "operation": "chatgpt_message"})
+    # Renewals: two accounts whose renewal clocks are moved a month back while the worker is stopped.
+    r1, r2 = "golden-renewer", "golden-renewer-2"
+    run.job("open a renewer", {"type": "open", "id": "g-open-r1", "userId": r1})
+    run.job("open a second renewer", {"type": "open", "id": "g-open-r2", "userId": r2})
+    run.job("charge the renewer", {"type": "charge", "id": "g-charge-r1", "userId": r1, "operation": "image_generation"})
+    run.job("charge the second renewer", {"type": "charge", "id": "g-charge-r2", "userId": r2,
+                                          "operation": "chatgpt_message"})
+    day_ms = 86_400_000
+    run.restart("restart with both renewers' clocks 32 days back",
+                "UPDATE accounts SET anchor_ms = anchor_ms - {d}, last_renewal_ms = last_renewal_ms - {d}, "
+                "next_renewal_ms = next_renewal_ms - {d} WHERE user_id IN ('{a}', '{b}');".format(d=32 * day_ms, a=r1, b=r2))
+    run.job("eligibility renewal_due", {"type": "eligibility", "userId": r1})
+    run.job("renew", {"type": "renew", "id": "g-renew-r1", "userId": r1})
+    run.job("renew duplicate", {"type": "renew", "id": "g-renew-r1", "userId": r1})
+    run.job("renew not_eligible after the renewal", {"type": "renew", "id": "g-renew-r1-again", "userId": r1})
+    run.job("renewAll dryRun with one account due", {"type": "renewAll", "dryRun": True})
+    run.job("renewAll with one account due", {"type": "renewAll", "id": "g-renew-all-2"})
     run.job("a job without replyTo", {"type": "credit", "id": "g-credit-silent", "userId": u,
                                       "operationType": "bonus", "amount": 1}, reply=False)
     # Dead letters: bytes that are no valid job, each with its failure reply where a replyTo reads.
