@@ -271,3 +271,34 @@ private extension WorkerHarness {
         }
     }
 }
+
+/// The comparison itself, without a worker: what it lets through and what it catches.
+final class GoldenComparisonTests: XCTestCase {
+    func testAChangedOrMissingValueDiffersAndANewFieldDoesNot() throws {
+        let golden = try GoldenJSON.parse(Array(#"{"id":"c","newBalance":90,"duplicate":false,"entries":[{"id":2,"metadata":null}],"userId":"caf\u00e9"}"#.utf8))
+        func differences(_ live: String) throws -> [String] {
+            GoldenJSON.differences(golden: golden, live: try GoldenJSON.parse(Array(live.utf8)))
+        }
+        XCTAssertEqual(try differences(#"{"userId":"caf\u00e9","entries":[{"metadata":null,"id":2}],"duplicate":false,"newBalance":90,"id":"c"}"#), [], "key order is free")
+        XCTAssertEqual(try differences(#"{"id":"c","newBalance":90,"duplicate":false,"entries":[{"id":2,"metadata":null,"new":1}],"userId":"caf\u00e9","added":true}"#), [], "a new field is fine")
+        XCTAssertEqual(try differences(#"{"id":"c","newBalance":91,"duplicate":false,"entries":[{"id":2,"metadata":null}],"userId":"caf\u00e9"}"#), [".newBalance: the transcript has 90, live 91"])
+        XCTAssertEqual(try differences(#"{"id":"c","newBalance":90,"duplicate":0,"entries":[{"id":2,"metadata":null}],"userId":"caf\u00e9"}"#), [".duplicate: the transcript has false, live 0"], "a boolean is no number")
+        XCTAssertEqual(try differences(#"{"id":"c","newBalance":90,"duplicate":false,"entries":[{"id":2,"metadata":{}}],"userId":"caf\u00e9"}"#), [".entries[0].metadata: the transcript has null, live {}"])
+        XCTAssertEqual(try differences(#"{"id":"c","newBalance":90,"duplicate":false,"entries":[],"userId":"caf\u00e9"}"#).count, 1, "an item fewer")
+        XCTAssertEqual(try differences(#"{"id":"c","duplicate":false,"entries":[{"id":2,"metadata":null}],"userId":"caf\u00e9"}"#), [".newBalance: missing (the transcript has 90)"])
+        XCTAssertEqual(try differences(#"{"id":"c","newBalance":90,"duplicate":false,"entries":[{"id":2,"metadata":null}],"userId":"cafe\u0301"}"#).count, 1,
+                       "identity is bytes: the decomposed e-acute is another string")
+    }
+
+    func testTheNormalisationKeepsTimesTheJobsNameAndReplacesTheRunsOwn() {
+        let start = Date(timeIntervalSince1970: 1_796_000_000)  // 2026-11-29
+        let n = GoldenNormaliser(prefix: "tl:ab12", start: start)
+        XCTAssertEqual(n.normalise("renewal:u:2026-11-29T10:00:00.000Z"), "renewal:u:<time>")
+        XCTAssertEqual(n.normalise("2100-01-01T00:00:00.000Z"), "2100-01-01T00:00:00.000Z")
+        XCTAssertEqual(n.normalise("2024-02-29T02:00:00.000Z"), "2024-02-29T02:00:00.000Z")
+        XCTAssertEqual(n.normalise("tl:ab12:reply:7"), "<P>:reply:7")
+        XCTAssertEqual(n.normalise(String(repeating: "x", count: 1200)), "<x*1200>")
+        XCTAssertEqual(n.expand("<P>:<x*3>"), "tl:ab12:xxx")
+        XCTAssertEqual(n.normalise(.object([("daysUntilRenewal", .int(31)), ("n", .int(31))])).canonical, #"{"daysUntilRenewal":"<int>","n":31}"#)
+    }
+}
