@@ -128,7 +128,7 @@ struct GoldenNormaliser {
 
     init(prefix: String, start: Date) {
         self.prefix = prefix
-        window = start.addingTimeInterval(-86_400)...start.addingTimeInterval(400 * 86_400)
+        window = start.addingTimeInterval(-40 * 86_400)...start.addingTimeInterval(400 * 86_400)
     }
 
     /// A job text of the transcript as it is pushed: `<P>` and `<x*N>` expanded.

@@ -30,7 +30,10 @@ private final class GoldenReplay {
     let steps: [GoldenJSON]
     let partitionCount: Int
     let h: WorkerHarness
-    let worker: WorkerProcess
+    var worker: WorkerProcess
+    let workerId: String
+    let configPath: String
+    var restarts = 0
     let subscriber: RedisSubscriber
     let normaliser: GoldenNormaliser
     /// What arrived and has not yet been matched to a step, and what was (to know a resend).
@@ -50,6 +53,8 @@ private final class GoldenReplay {
         subscriber = try RedisSubscriber(url: h.redisURL)
         try subscriber.subscribe([h.keys.balance, h.keys.alerts])
         normaliser = GoldenNormaliser(prefix: h.keys.prefix, start: Date())
+        self.workerId = workerId
+        configPath = config.path
         worker = try WorkerProcess(h, workerId: workerId, configFile: config.path)
     }
 
@@ -76,6 +81,7 @@ private final class GoldenReplay {
         let label = "\(name) / \(step["name"]?.string ?? "step \(index)")"
         let partition = step["partition"]?.int.map { Int($0) }
         var replyKey: String?
+        if let sql = step["restart"]?["sql"]?.string { try restart(label, sql: sql) }
         if let job = step["job"] {
             var body = job
             if step["noReply"]?.bool != true, case .object(let members) = job {
@@ -97,6 +103,7 @@ private final class GoldenReplay {
                 return fail(label, "no reply on \(key) within 60 s\n\(worker.log.suffix(3000))")
             }
             compare(label, "reply", expected, normaliser.normalise(try GoldenJSON.parse(bytes)))
+            if step["restart"] != nil { try discardResends(label) }
         }
         try match(label, "invalidations", step["invalidations"]?.array ?? [], kind: .invalidations)
         try match(label, "alerts", step["alerts"]?.array ?? [], kind: .alerts)
@@ -115,6 +122,39 @@ private final class GoldenReplay {
         case invalidations, alerts
         case events(Int?)
         case deadLetters(Int?)
+    }
+
+    /// Stops the worker, runs `sql` on its ledger with the sqlite3 shell, and starts it again.
+    func restart(_ label: String, sql: String) throws {
+        let status = worker.terminate()
+        guard status == 0 else { return fail(label, "the worker exited with \(status) at SIGTERM\n\(worker.log.suffix(3000))") }
+        let (code, output) = ChaosDisk.run("/usr/bin/env", ["sqlite3", h.databasePath, sql])
+        guard code == 0 else { return fail(label, "sqlite3 failed: \(output)") }
+        restarts += 1
+        worker = try WorkerProcess(h, workerId: workerId, configFile: configPath, logName: "\(workerId)-\(restarts)")
+    }
+
+    /// What a restarted worker sends before it answers its first job is what its ledger kept to
+    /// announce (at least once, with the balance as it stands now): no answer to any step. The
+    /// restart step's job is a query, which sends nothing, so everything up to its reply goes.
+    func discardResends(_ label: String) throws {
+        let marker = "golden-marker-\(UUID().uuidString)"
+        _ = try h.redis.publish(h.keys.balance, marker)
+        _ = try h.redis.publish(h.keys.alerts, marker)
+        var markers = 0, resent = 0
+        let deadline = Date().addingTimeInterval(60)
+        while markers < 2, Date() < deadline {
+            guard let message = try subscriber.receive(timeout: 1) else { continue }
+            if message.text == marker { markers += 1 } else { resent += 1 }
+        }
+        for p in partitions {
+            for entry in try h.redis.xrange(keys(p).events, "(" + (lastStreamId[p] ?? "0-0"), "+") {
+                lastStreamId[p] = entry.id
+                resent += 1
+            }
+        }
+        if markers < 2 { fail(label, "the subscriber did not read its own markers within 60 s") }
+        if resent > 0 { print("\(label): \(resent) messages sent again by the restarted worker, not compared") }
     }
 
     /// Matches the next live messages of `kind` with `expected`, in order, waiting for them. A
@@ -229,5 +269,36 @@ private extension WorkerHarness {
             guard try redis.llen(keys.jobs) == 0 else { return false }
             return try redis.smembers(keys.workers).allSatisfy { try redis.llen(keys.processing(String(decoding: $0, as: UTF8.self))) == 0 }
         }
+    }
+}
+
+/// The comparison itself, without a worker: what it lets through and what it catches.
+final class GoldenComparisonTests: XCTestCase {
+    func testAChangedOrMissingValueDiffersAndANewFieldDoesNot() throws {
+        let golden = try GoldenJSON.parse(Array(#"{"id":"c","newBalance":90,"duplicate":false,"entries":[{"id":2,"metadata":null}],"userId":"caf\u00e9"}"#.utf8))
+        func differences(_ live: String) throws -> [String] {
+            GoldenJSON.differences(golden: golden, live: try GoldenJSON.parse(Array(live.utf8)))
+        }
+        XCTAssertEqual(try differences(#"{"userId":"caf\u00e9","entries":[{"metadata":null,"id":2}],"duplicate":false,"newBalance":90,"id":"c"}"#), [], "key order is free")
+        XCTAssertEqual(try differences(#"{"id":"c","newBalance":90,"duplicate":false,"entries":[{"id":2,"metadata":null,"new":1}],"userId":"caf\u00e9","added":true}"#), [], "a new field is fine")
+        XCTAssertEqual(try differences(#"{"id":"c","newBalance":91,"duplicate":false,"entries":[{"id":2,"metadata":null}],"userId":"caf\u00e9"}"#), [".newBalance: the transcript has 90, live 91"])
+        XCTAssertEqual(try differences(#"{"id":"c","newBalance":90,"duplicate":0,"entries":[{"id":2,"metadata":null}],"userId":"caf\u00e9"}"#), [".duplicate: the transcript has false, live 0"], "a boolean is no number")
+        XCTAssertEqual(try differences(#"{"id":"c","newBalance":90,"duplicate":false,"entries":[{"id":2,"metadata":{}}],"userId":"caf\u00e9"}"#), [".entries[0].metadata: the transcript has null, live {}"])
+        XCTAssertEqual(try differences(#"{"id":"c","newBalance":90,"duplicate":false,"entries":[],"userId":"caf\u00e9"}"#).count, 1, "an item fewer")
+        XCTAssertEqual(try differences(#"{"id":"c","duplicate":false,"entries":[{"id":2,"metadata":null}],"userId":"caf\u00e9"}"#), [".newBalance: missing (the transcript has 90)"])
+        XCTAssertEqual(try differences(#"{"id":"c","newBalance":90,"duplicate":false,"entries":[{"id":2,"metadata":null}],"userId":"cafe\u0301"}"#).count, 1,
+                       "identity is bytes: the decomposed e-acute is another string")
+    }
+
+    func testTheNormalisationKeepsTimesTheJobsNameAndReplacesTheRunsOwn() {
+        let start = Date(timeIntervalSince1970: 1_796_000_000)  // 2026-11-29
+        let n = GoldenNormaliser(prefix: "tl:ab12", start: start)
+        XCTAssertEqual(n.normalise("renewal:u:2026-11-29T10:00:00.000Z"), "renewal:u:<time>")
+        XCTAssertEqual(n.normalise("2100-01-01T00:00:00.000Z"), "2100-01-01T00:00:00.000Z")
+        XCTAssertEqual(n.normalise("2024-02-29T02:00:00.000Z"), "2024-02-29T02:00:00.000Z")
+        XCTAssertEqual(n.normalise("tl:ab12:reply:7"), "<P>:reply:7")
+        XCTAssertEqual(n.normalise(String(repeating: "x", count: 1200)), "<x*1200>")
+        XCTAssertEqual(n.expand("<P>:<x*3>"), "tl:ab12:xxx")
+        XCTAssertEqual(n.normalise(.object([("daysUntilRenewal", .int(31)), ("n", .int(31))])).canonical, #"{"daysUntilRenewal":"<int>","n":31}"#)
     }
 }
