@@ -25,9 +25,9 @@ final class LedgerTail: @unchecked Sendable {
         var seq: Int64
         private var entry: Int64
         private var account: Int64
-        var result: String?
+        var result: StoredResult?
 
-        init(seq: Int64, entryId: Int64?, accountId: Int64?, result: String?) {
+        init(seq: Int64, entryId: Int64?, accountId: Int64?, result: StoredResult?) {
             self.seq = seq
             entry = entryId ?? 0
             account = accountId ?? 0
@@ -121,7 +121,7 @@ final class LedgerTail: @unchecked Sendable {
         try jobs.bind(1, tail.mergedJobSeq)
         while try jobs.step() {
             tail.jobs[IdentityKey(jobs.text(1))] = Job(seq: jobs.int64(0), entryId: jobs.optionalInt64(2),
-                                          accountId: jobs.optionalInt64(3), result: jobs.optionalText(4))
+                                          accountId: jobs.optionalInt64(3), result: jobs.storedResult(4))
         }
         jobs.reset()
 
