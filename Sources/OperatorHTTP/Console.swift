@@ -141,21 +141,31 @@ final class Console: Sendable {
 
     func overview() async throws -> HTTPResponse {
         let states = try await reads.run { try $0.overview() }
-        let rate = reads.sampler.rates()
+        let rates = reads.sampler.rates()
+        let minutes = ConsoleSampler.maxSamples * Int(ConsoleSampler.intervalSeconds) / 60
+        /// One partition's jobs per second, oldest sample first.
+        func series(_ column: Int) -> [(label: String, value: Int64)] {
+            rates.map { (LedgerTime.format(ms: $0.atMs).dropFirst(11).prefix(8).description,
+                         Int64(($0.perPartition.indices.contains(column) ? $0.perPartition[column] : 0).rounded())) }
+        }
         var body = ""
-        body += "<table><tr><th>Partition</th><th>Queue depth</th><th>Unsettled lists</th><th>Lease holder</th><th>Epoch</th><th>Dead letters</th><th>Ledger</th><th>WAL bytes</th></tr>"
+        body += "<table><tr><th>Partition</th><th>Queue depth</th><th>Unsettled lists</th><th>Lease holder</th><th>Epoch</th><th>Dead letters</th><th>Ledger</th><th>WAL bytes</th><th>Jobs/s (last \(minutes) min)</th></tr>"
         for s in states {
             let lists = s.unsettled.isEmpty ? "none" : s.unsettled.map { "\(HTML.escape(bytes: $0.name)): \($0.length)" }.joined(separator: "<br>")
             body += "<tr><td>\(s.partition)</td><td>\(s.queueDepth)</td><td>\(lists)</td>"
             body += "<td>\(s.leaseHolder.map { HTML.escape(bytes: $0) } ?? "nobody")</td><td>\(s.epoch.map(String.init) ?? "none")</td>"
             body += "<td><a href=\"/console/dead?partition=\(s.partition)\">\(s.deadLetters)</a></td>"
-            body += "<td>\(s.ledgerProblem.map { "not ready: " + HTML.escape($0) } ?? "ready")</td><td>\(s.walBytes)</td></tr>"
+            body += "<td>\(s.ledgerProblem.map { "not ready: " + HTML.escape($0) } ?? "ready")</td><td>\(s.walBytes)</td>"
+            let column = settings.partitions.firstIndex { $0.index == s.partition } ?? 0
+            let jobs = series(column)
+            body += "<td class=\"rate\"><b>\(jobs.last.map { "\($0.value)" } ?? "-")</b> "
+            body += HTML.barChart(jobs, title: "partition \(s.partition): jobs per second", width: 200, height: 40, labels: false) + "</td></tr>"
         }
         body += "</table>"
-        body += "<h2>Ledger entries written per second (every \(Int(ConsoleSampler.intervalSeconds)) s, last \(ConsoleSampler.maxSamples * Int(ConsoleSampler.intervalSeconds) / 60) minutes)</h2>"
-        if rate.isEmpty { body += "<p>Collecting samples (the first rate shows after two of them).</p>" }
-        body += HTML.barChart(rate.map { (LedgerTime.format(ms: $0.atMs).dropFirst(11).prefix(8).description, Int64($0.perSecond.rounded())) },
-                              title: "entries per second")
+        body += "<h2>Jobs applied per second, all partitions (every \(Int(ConsoleSampler.intervalSeconds)) s, last \(minutes) minutes)</h2>"
+        if rates.isEmpty { body += "<p>Collecting samples (the first rate shows after two of them).</p>" }
+        body += HTML.barChart(rates.map { (LedgerTime.format(ms: $0.atMs).dropFirst(11).prefix(8).description, Int64($0.perPartition.reduce(0, +).rounded())) },
+                              title: "jobs per second")
         return ok(HTML.page(title: "Overview", body: body))
     }
 

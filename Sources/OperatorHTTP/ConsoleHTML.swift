@@ -51,18 +51,21 @@ enum HTML {
     }
 
     /// A bar chart as inline SVG: one bar per value, labelled below (every label escaped).
-    static func barChart(_ bars: [(label: String, value: Int64)], title: String, width: Int = 720, height: Int = 180) -> String {
+    /// `labels: false` leaves them out (a sparkline in a table cell); each bar still names itself.
+    static func barChart(_ bars: [(label: String, value: Int64)], title: String, width: Int = 720, height: Int = 180,
+                         labels: Bool = true) -> String {
         let top = max(1, bars.map(\.value).max() ?? 1)
         let n = max(1, bars.count)
-        let slot = Double(width - 40) / Double(n)
-        var svg = "<svg role=\"img\" class=\"chart\" width=\"\(width)\" height=\"\(height + 40)\" viewBox=\"0 0 \(width) \(height + 40)\">"
+        let left = labels ? 30.0 : 2, slot = (Double(width) - (labels ? 40 : 4)) / Double(n)
+        let below = labels ? 40 : 2, above = labels ? 24 : 2
+        var svg = "<svg role=\"img\" class=\"chart\" width=\"\(width)\" height=\"\(height + below)\" viewBox=\"0 0 \(width) \(height + below)\">"
         svg += "<title>\(escape(title))</title>"
-        svg += "<text x=\"4\" y=\"14\" font-size=\"11\">max \(top)</text>"
+        if labels { svg += "<text x=\"4\" y=\"14\" font-size=\"11\">max \(top)</text>" }
         for (i, bar) in bars.enumerated() {
-            let h = Double(height - 24) * Double(max(0, bar.value)) / Double(top)
-            let x = 30 + Double(i) * slot
+            let h = Double(height - above) * Double(max(0, bar.value)) / Double(top)
+            let x = left + Double(i) * slot
             svg += "<rect x=\"\(fmt(x))\" y=\"\(fmt(Double(height) - h))\" width=\"\(fmt(min(48, max(1, slot * 0.7))))\" height=\"\(fmt(h))\" fill=\"#3b6ea5\"><title>\(escape(bar.label)): \(bar.value)</title></rect>"
-            if n <= 31 {
+            if labels && n <= 31 {
                 svg += "<text x=\"\(fmt(x))\" y=\"\(height + 14)\" font-size=\"9\">\(escape(bar.label))</text>"
             }
         }

@@ -221,39 +221,42 @@ final class ConsoleReads: @unchecked Sendable {
     private var readingOn: Set<MonthKey> = []
     static let maxMonthsKept = 3
 
-    /// One sample of the entries written so far (all partitions served).
+    /// One sample of the jobs applied so far, per partition served.
     func sample() {
-        var sum: Int64 = 0
+        var counts: [Int64] = []
         for p in settings.partitions {
-            guard let id = try? reader(p).lastEntryId() else { readers[p.index] = nil; return }
-            sum += id
+            guard let count = try? reader(p).appliedJobCount() else { readers[p.index] = nil; return }
+            counts.append(count)
         }
-        sampler.record(atMs: LedgerTime.milliseconds(Date()), entries: sum)
+        sampler.record(atMs: LedgerTime.milliseconds(Date()), jobs: counts)
     }
 }
 
-/// The rate of ledger writes over the last minutes, from samples kept in memory (a fixed number).
+/// The rate jobs are applied over the last minutes, per partition, from samples kept in memory
+/// (a fixed number). A sample holds one count per partition served, in the settings' order.
 final class ConsoleSampler: @unchecked Sendable {
     static let intervalSeconds = 10.0
     static let maxSamples = 60
     private let lock = NSLock()
-    private var samples: [(atMs: Int64, entries: Int64)] = []
+    private var samples: [(atMs: Int64, jobs: [Int64])] = []
 
-    func record(atMs: Int64, entries: Int64) {
+    func record(atMs: Int64, jobs: [Int64]) {
         lock.lock()
         defer { lock.unlock() }
-        samples.append((atMs, entries))
+        samples.append((atMs, jobs))
         if samples.count > Self.maxSamples + 1 { samples.removeFirst(samples.count - Self.maxSamples - 1) }
     }
 
-    /// Entries per second between consecutive samples.
-    func rates() -> [(atMs: Int64, perSecond: Double)] {
+    /// Jobs per second between consecutive samples, per partition (a partition whose count went
+    /// back, its file replaced, counts 0 for that interval).
+    func rates() -> [(atMs: Int64, perPartition: [Double])] {
         lock.lock()
         defer { lock.unlock() }
         guard samples.count >= 2 else { return [] }
         return (1..<samples.count).map { i in
             let (a, b) = (samples[i - 1], samples[i])
-            return (b.atMs, Double(max(0, b.entries - a.entries)) * 1000 / Double(max(1, b.atMs - a.atMs)))
+            let seconds = Double(max(1, b.atMs - a.atMs)) / 1000
+            return (b.atMs, zip(a.jobs, b.jobs).map { Double(max(0, $1 - $0)) / seconds })
         }
     }
 }

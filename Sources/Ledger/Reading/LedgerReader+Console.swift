@@ -44,9 +44,22 @@ public struct PeriodFigures: Sendable, Equatable {
 /// Reads the console needs beyond the job queries: each a few index seeks, or a scan with a
 /// stated limit, so a page stays fast on a ledger of any size.
 extension LedgerReader {
-    /// The id of the newest entry (0 for none): sampled over time, the rate entries are written.
+    /// The id of the newest entry (0 for none).
     public func lastEntryId() throws -> Int64 {
         try reader.read { db in try Int64.fetchOne(db, sql: "SELECT max(id) FROM entries") ?? 0 }
+    }
+
+    /// How many job results this file has stored (every job with an id, a refusal or a query
+    /// too): `job_log`'s newest `seq`, or the merge watermark once the log is pruned behind it.
+    /// Sampled over time it is the rate jobs are applied, which the entries alone miss (a
+    /// refusal, a hold or a tier change writes no entry).
+    public func appliedJobCount() throws -> Int64 {
+        try reader.read { db in
+            try Int64.fetchOne(db, sql: """
+                SELECT max(coalesce((SELECT max(seq) FROM job_log), 0),
+                           coalesce((SELECT value FROM storage_state WHERE name = 'merged_job_seq'), 0))
+                """) ?? 0
+        }
     }
 
     /// The newest lease epoch recorded in this file (nil before any worker took the lease).

@@ -177,7 +177,8 @@ export interface BalanceMessage {
   partition?: number;
 }
 
-function readBalanceMessage(text: string): BalanceMessage {
+/** Reads one invalidation (a message on P:balance); throws a ReplyShapeError naming the field it cannot read. */
+export function readBalanceMessage(text: string): BalanceMessage {
   const parsed: unknown = JSON.parse(text);
   if (!isObject(parsed)) throw new Error("not an object");
   const f = new Fields(parsed, "", text);

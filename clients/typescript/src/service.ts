@@ -443,14 +443,63 @@ const readBalanceAt = (f: Fields): BalanceAt => {
   };
 };
 
+const readAfford = (f: Fields): AffordResult => ({
+  canAfford: f.bool("canAfford"), cost: f.int("cost"), balance: f.int("balance"), deficit: f.int("deficit"),
+});
+
+const readHolds = (f: Fields): Holds => ({
+  holds: f.list("holds").map((h) => ({
+    holdId: h.str("holdId"), amount: h.int("amount"), operationType: h.strOrNull("operationType"),
+    createdAt: h.date("createdAt"), expiresAt: h.date("expiresAt"),
+  })),
+  held: f.int("held"), available: f.int("available"),
+});
+
+const readBalance = (f: Fields): Balance => ({
+  tokensBalance: f.int("tokensBalance"), tokensSpent: f.int("tokensSpent"), held: f.int("held"), available: f.int("available"),
+  grants: f.list("grants").map((g) => ({ grantId: g.str("grantId"), remaining: g.int("remaining"), expiresAt: g.date("expiresAt") })),
+  tier: f.str("tier"), lastRenewalAt: f.date("lastRenewalAt"), nextRenewalDate: f.date("nextRenewalDate"),
+  subscriptionExpiresAt: f.dateOrNull("subscriptionExpiresAt"),
+});
+
+const readPage = (f: Fields): EntryPage => ({
+  entries: f.list("entries").map((e) => ({
+    id: e.int("id"), jobId: e.strOrNull("jobId"), operationType: e.str("operationType"), tokensAmount: e.int("tokensAmount"),
+    balanceBefore: e.int("balanceBefore"), balanceAfter: e.int("balanceAfter"), createdAt: e.date("createdAt"),
+    metadata: e.jsonObjectOrNull("metadata"),
+  })),
+  total: f.int("total"), limit: f.int("limit"), offset: f.int("offset"),
+});
+
+const readStatistics = (f: Fields): Statistics => ({
+  totalSpent: f.int("totalSpent"), totalEarned: f.int("totalEarned"), netChange: f.int("netChange"),
+  operationCount: f.int("operationCount"),
+  byOperation: Object.fromEntries(f.entries("byOperation").map(([type, o]) => [type, { count: o.int("count"), tokens: o.int("tokens") }])),
+});
+
+const readEligibility = (f: Fields): Eligibility => {
+  const reason = f.str("reason");
+  if (reason !== "renewal_due" && reason !== "not_yet_due") throw new ReplyShapeError("reason", "renewal_due or not_yet_due", JSON.stringify(f.value));
+  return {
+    eligible: f.bool("eligible"), reason, nextRenewalDate: f.date("nextRenewalDate"), daysUntilRenewal: f.int("daysUntilRenewal"),
+    lastRenewalAt: f.date("lastRenewalAt"), tier: f.str("tier"),
+  };
+};
+
 /**
- * The reader of each job type's success reply, for the tests that read the golden replies
- * (Tests/Golden/replies.json); `readRefusal` reads the failures.
+ * The reader of each job type's success reply, for the tests that read the golden transcript
+ * (Tests/Golden/transcript.json); `readRefusal` reads the failures, `queryReaders` the queries'.
  */
 export const successReaders: Readonly<Record<string, Reader<unknown>>> = {
   open: readOpen, charge: readChange, debit: readChange, credit: readCredit, refund: readChange, purchase: readPurchase,
   renew: readRenew, hold: readHold, capture: readCapture, release: readRelease, monitor: readMonitor, unmonitor: readUnmonitor,
   setTier: readSetTier, balanceAt: readBalanceAt,
+};
+
+/** The reader of each query's success reply (see `successReaders`). */
+export const queryReaders: Readonly<Record<string, Reader<unknown>>> = {
+  balance: readBalance, canAfford: readAfford, history: readPage, statistics: readStatistics, eligibility: readEligibility,
+  holds: readHolds, renewAll: (f) => readRenewAll(f),
 };
 
 const refusalNumbers = ["balance", "available", "required", "deficit", "held", "requested", "refundable", "daysUntilRenewal"] as const;
@@ -619,9 +668,7 @@ export class TokenService {
   }
 
   canAfford(userId: string, operation: OperationType): Promise<AffordResult> {
-    return this.caller.query("canAfford", { type: "canAfford", userId, operation }, (f) => ({
-      canAfford: f.bool("canAfford"), cost: f.int("cost"), balance: f.int("balance"), deficit: f.int("deficit"),
-    }));
+    return this.caller.query("canAfford", { type: "canAfford", userId, operation }, readAfford);
   }
 
   /** Debits the operation's configured cost; metrics report that cost as the amount. */
@@ -689,13 +736,7 @@ export class TokenService {
 
   /** The user's open holds, with `held` and `available`. */
   holds(userId: string): Promise<Holds> {
-    return this.caller.query("holds", { type: "holds", userId }, (f) => ({
-      holds: f.list("holds").map((h) => ({
-        holdId: h.str("holdId"), amount: h.int("amount"), operationType: h.strOrNull("operationType"),
-        createdAt: h.date("createdAt"), expiresAt: h.date("expiresAt"),
-      })),
-      held: f.int("held"), available: f.int("available"),
-    }));
+    return this.caller.query("holds", { type: "holds", userId }, readHolds);
   }
 
   /**
@@ -778,13 +819,7 @@ export class TokenService {
     return this.caller.measure("getBalance", userId, () => undefined, async () => {
       const answer = await this.caller.exchange(job);
       if (answer.reply.error?.code === "user_not_found") return null;
-      const f = orThrow(answer, job);
-      return {
-        tokensBalance: f.int("tokensBalance"), tokensSpent: f.int("tokensSpent"), held: f.int("held"), available: f.int("available"),
-        grants: f.list("grants").map((g) => ({ grantId: g.str("grantId"), remaining: g.int("remaining"), expiresAt: g.date("expiresAt") })),
-        tier: f.str("tier"), lastRenewalAt: f.date("lastRenewalAt"), nextRenewalDate: f.date("nextRenewalDate"),
-        subscriptionExpiresAt: f.dateOrNull("subscriptionExpiresAt"),
-      };
+      return readBalance(orThrow(answer, job));
     });
   }
 
@@ -809,23 +844,12 @@ export class TokenLedgerView {
   /** Like getUserEntries, with `total` for paging. */
   getUserEntriesPage(userId: string, query: EntryQuery = {}): Promise<EntryPage> {
     const job = { type: "history", userId, ...query, startDate: isoOf(query.startDate), endDate: isoOf(query.endDate) };
-    return this.caller.query("getUserEntries", job, (f) => ({
-      entries: f.list("entries").map((e) => ({
-        id: e.int("id"), jobId: e.strOrNull("jobId"), operationType: e.str("operationType"), tokensAmount: e.int("tokensAmount"),
-        balanceBefore: e.int("balanceBefore"), balanceAfter: e.int("balanceAfter"), createdAt: e.date("createdAt"),
-        metadata: e.jsonObjectOrNull("metadata"),
-      })),
-      total: f.int("total"), limit: f.int("limit"), offset: f.int("offset"),
-    }));
+    return this.caller.query("getUserEntries", job, readPage);
   }
 
   getUserStatistics(userId: string, startDate: Date | string, endDate: Date | string): Promise<Statistics> {
     const job = { type: "statistics", userId, startDate: isoOf(startDate), endDate: isoOf(endDate) };
-    return this.caller.query("getUserStatistics", job, (f) => ({
-      totalSpent: f.int("totalSpent"), totalEarned: f.int("totalEarned"), netChange: f.int("netChange"),
-      operationCount: f.int("operationCount"),
-      byOperation: Object.fromEntries(f.entries("byOperation").map(([type, o]) => [type, { count: o.int("count"), tokens: o.int("tokens") }])),
-    }));
+    return this.caller.query("getUserStatistics", job, readStatistics);
   }
 }
 
@@ -846,14 +870,7 @@ export class MonthlyRenewalService {
   }
 
   checkEligibility(userId: string): Promise<Eligibility> {
-    return this.caller.query("checkEligibility", { type: "eligibility", userId }, (f) => {
-      const reason = f.str("reason");
-      if (reason !== "renewal_due" && reason !== "not_yet_due") throw new ReplyShapeError("reason", "renewal_due or not_yet_due", JSON.stringify(f.value));
-      return {
-        eligible: f.bool("eligible"), reason, nextRenewalDate: f.date("nextRenewalDate"), daysUntilRenewal: f.int("daysUntilRenewal"),
-        lastRenewalAt: f.date("lastRenewalAt"), tier: f.str("tier"),
-      };
-    });
+    return this.caller.query("checkEligibility", { type: "eligibility", userId }, readEligibility);
   }
 
   /** Renews one account if due; `not_eligible` otherwise (a refusal result). */
