@@ -58,14 +58,14 @@ extension Ledger {
                     let change: BalanceChange?
                     switch stored {
                     case .encoded(let bytes): change = try BalanceChange(stored: bytes)
-                    case .legacyJSON(let text): change = LegacyPending.change(text)
+                    case .legacyJSON(let bytes): change = LegacyPending.change(String(decoding: bytes, as: UTF8.self))
                     }
                     if let change { sends.append(.change(try transaction.currentState(of: change))) }
                 } else {
                     let event: LedgerEvent?
                     switch stored {
                     case .encoded(let bytes): event = try LedgerEvent(stored: bytes)
-                    case .legacyJSON(let text): event = LegacyPending.event(text)
+                    case .legacyJSON(let bytes): event = LegacyPending.event(String(decoding: bytes, as: UTF8.self))
                     }
                     if let event { sends.append(.event(event)) }
                 }

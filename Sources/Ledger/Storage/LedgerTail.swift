@@ -20,7 +20,7 @@ import GRDB
 /// `DatabaseQueue`, which serializes every access (hence `@unchecked Sendable`).
 final class LedgerTail: @unchecked Sendable {
     /// One stored result. Ids are kept as plain integers with 0 for "none" (rowids start at 1):
-    /// 40 bytes instead of 56 with optionals, for tens of thousands of them.
+    /// 32 bytes instead of 56 with optionals (the stored result is one word, `StoredResult`), for tens of thousands of them.
     struct Job {
         var seq: Int64
         private var entry: Int64

@@ -16,23 +16,26 @@ import LedgerModel
 /// takes a new one; a new version digit marks a changed layout.
 enum StoredResult: Sendable, Equatable {
     case encoded([UInt8])
-    /// A row of the schema before this encoding: the reply's JSON object, answered verbatim.
-    case legacyJSON(String)
+    /// A row of the schema before this encoding: the reply's JSON object (its UTF-8), answered
+    /// verbatim. Bytes, not a `String`, for both: the tail keeps one per unmerged job, and an
+    /// optional of this enum is then one word.
+    case legacyJSON([UInt8])
 
     /// Reads a stored column's bytes.
     init(text bytes: [UInt8]) {
         if bytes.first == UInt8(ascii: "{") || bytes.first == UInt8(ascii: "[") {
-            self = .legacyJSON(String(decoding: bytes, as: UTF8.self))
+            self = .legacyJSON(bytes)
         } else {
             self = .encoded(bytes)
         }
     }
 
     /// The column's text.
-    var text: String {
+    var text: String { String(decoding: bytes, as: UTF8.self) }
+
+    var bytes: [UInt8] {
         switch self {
-        case .encoded(let bytes): String(decoding: bytes, as: UTF8.self)
-        case .legacyJSON(let text): text
+        case .encoded(let bytes), .legacyJSON(let bytes): bytes
         }
     }
 }
@@ -191,7 +194,7 @@ private enum OutcomeTag: UInt8 {
 extension Outcome {
     /// The stored form of a result (`legacy` keeps its text).
     var stored: StoredResult {
-        if case .legacy(let l) = self { return .legacyJSON(l.json) }
+        if case .legacy(let l) = self { return .legacyJSON(Array(l.json.utf8)) }
         var w = OutcomeWriter()
         encode(into: &w)
         return .encoded(w.bytes)
@@ -308,7 +311,8 @@ extension Outcome {
     /// Reads a stored result back: an encoded one, or a legacy row's text as it was.
     init(stored: StoredResult) throws {
         switch stored {
-        case .legacyJSON(let text):
+        case .legacyJSON(let bytes):
+            let text = String(decoding: bytes, as: UTF8.self)
             self = .legacy(LegacyResult(json: text, refusalCode: Self.legacyRefusalCode(text)))
         case .encoded(let bytes):
             var r = try OutcomeReader(bytes)
@@ -530,8 +534,7 @@ extension RawStatement {
     func bind(_ index: Int32, _ result: StoredResult?) throws {
         switch result {
         case nil: try bind(index, nil as String?)
-        case .legacyJSON(let text)?: try bind(index, text)
-        case .encoded(let bytes)?:
+        case .legacyJSON(let bytes)?, .encoded(let bytes)?:
             let code = bytes.withUnsafeBufferPointer { buffer in
                 buffer.withMemoryRebound(to: CChar.self) { chars -> Int32 in
                     guard let base = chars.baseAddress else { return sqlite3_bind_text(handle, index, "", 0, storedTextTransient) }
