@@ -2,8 +2,11 @@
 import PackageDescription
 
 // Dependencies point one way, down:
-//   tokenledger -> Worker -> JobWire -> Ledger;  Worker -> Redis -> CHiredis;
-//   tokenledger -> OperatorHTTP -> Ledger, Redis.
+//   tokenledger -> Worker -> JobWire -> LedgerModel;  Worker -> Ledger -> LedgerModel;
+//   Worker -> Redis -> CHiredis;  tokenledger -> OperatorHTTP -> Ledger, JobWire, Redis.
+// LedgerModel holds the typed commands, outcomes, refusals, changes and events every other
+// target shares; JobWire owns every byte on the wire (jobs in; replies, invalidations, events,
+// dead letters out); Ledger applies commands and stores outcomes in its own encoding.
 let package = Package(
     name: "TokenLedger",
     platforms: [.macOS(.v15)],
@@ -34,9 +37,11 @@ let package = Package(
             name: "Redis",
             dependencies: ["CHiredis"]
         ),
+        .target(name: "LedgerModel"),
         .target(
             name: "Ledger",
             dependencies: [
+                "LedgerModel",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -44,12 +49,12 @@ let package = Package(
         ),
         .target(
             name: "JobWire",
-            dependencies: ["Ledger"]
+            dependencies: ["LedgerModel"]
         ),
         .target(
             name: "Worker",
             dependencies: [
-                "JobWire", "Ledger", "Redis",
+                "JobWire", "Ledger", "LedgerModel", "Redis",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -58,7 +63,7 @@ let package = Package(
         .target(
             name: "OperatorHTTP",
             dependencies: [
-                "Ledger", "Redis",
+                "Ledger", "LedgerModel", "JobWire", "Redis",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -69,7 +74,7 @@ let package = Package(
         .executableTarget(
             name: "tokenledger",
             dependencies: [
-                "Worker", "OperatorHTTP", "JobWire", "Ledger", "Redis",
+                "Worker", "OperatorHTTP", "JobWire", "Ledger", "LedgerModel", "Redis",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -80,20 +85,21 @@ let package = Package(
         .executableTarget(
             name: "tokenledger-bench",
             dependencies: [
-                "Ledger", "Redis", "JobWire",
+                "Ledger", "LedgerModel", "Redis", "JobWire",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]
         ),
         .target(name: "TestSupport", dependencies: ["Redis"], path: "Tests/TestSupport"),
         .testTarget(name: "RedisTests", dependencies: ["Redis", "TestSupport"]),
-        // LedgerTests reads the ledger's tables with GRDB directly, to check what the API hides.
+        // LedgerTests reads the ledger's tables with GRDB directly, to check what the API hides, and
+        // checks replies through JobWire's encoder (the ledger itself writes no reply).
         .testTarget(name: "LedgerTests", dependencies: [
-            "Ledger", .product(name: "GRDB", package: "GRDB.swift"),
+            "Ledger", "LedgerModel", "JobWire", .product(name: "GRDB", package: "GRDB.swift"),
         ]),
-        .testTarget(name: "JobWireTests", dependencies: ["JobWire", "Ledger", "TestSupport"]),
+        .testTarget(name: "JobWireTests", dependencies: ["JobWire", "LedgerModel", "TestSupport"]),
         .testTarget(name: "WorkerTests", dependencies: [
-            "Worker", "JobWire", "Ledger", "Redis", "TestSupport", "OperatorHTTP",
+            "Worker", "JobWire", "Ledger", "LedgerModel", "Redis", "TestSupport", "OperatorHTTP",
             .product(name: "Logging", package: "swift-log"),
         ]),
     ],

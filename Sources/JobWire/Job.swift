@@ -1,5 +1,5 @@
 import Foundation
-import Ledger
+import LedgerModel
 
 /// A job read from the queue and validated: the typed `Command` the ledger applies, plus what the
 /// reply needs (`id`, `type`, `replyTo`).

@@ -1,5 +1,5 @@
 import Foundation
-import Ledger
+import LedgerModel
 
 /// Checks a job's fields against its type and builds the ledger command.
 struct JobBuilder {
@@ -127,7 +127,7 @@ struct JobBuilder {
     }
 
     private static let expiryOutOfRange = LedgerOperation.refusal(Refusal(
-        code: Refusal.invalidExpiry, message: "The expiry in seconds does not fit in 64 bits."))
+        code: .invalidExpiry, message: "The expiry in seconds does not fit in 64 bits."))
 
     /// `expiresAt` (ISO time) or `expiresIn` (seconds) of a credit; both is a shape error.
     private func grantExpiry() throws(JobError) -> ExpiryField? {
@@ -138,7 +138,7 @@ struct JobBuilder {
         switch try seconds(\.expiresIn, "expiresIn") {
         case nil: return nil
         case .exact(let s)?: return .expiry(.afterSeconds(s))
-        case .outOfRange?: return .refused(Refusal(code: Refusal.invalidExpiry, message: "expiresIn does not fit in 64 bits."))
+        case .outOfRange?: return .refused(Refusal(code: .invalidExpiry, message: "expiresIn does not fit in 64 bits."))
         }
     }
 
@@ -198,7 +198,7 @@ struct JobBuilder {
             case .exact(let t)?:
                 return .monitor(userId: userId, monitorId: monitorId, threshold: t)
             default:
-                return .refusal(Refusal(code: Refusal.invalidThreshold, message: "The threshold does not fit in 64 bits."))
+                return .refusal(Refusal(code: .invalidThreshold, message: "The threshold does not fit in 64 bits."))
             }
         case .unmonitor:
             let userId = try userId()
@@ -253,10 +253,10 @@ struct JobBuilder {
 
     // The refusals do not quote the name: it may be 64 KiB long or hold control characters.
     private static let unknownOperation = LedgerOperation.refusal(Refusal(
-        code: Refusal.unknownOperation,
+        code: .unknownOperation,
         message: "The operation has no configured cost: names are 1 to 64 characters without control characters."))
     private static let unknownTier = LedgerOperation.refusal(Refusal(
-        code: Refusal.unknownTier,
+        code: .unknownTier,
         message: "The tier does not exist: names are 1 to 64 characters without control characters."))
 
     /// The amount, or nil when it is an integer beyond 64 bits: well-formed, but a refused value.
@@ -270,7 +270,7 @@ struct JobBuilder {
     }
 
     private static let amountOutOfRange = LedgerOperation.refusal(Refusal(
-        code: Refusal.invalidAmount, message: "The amount does not fit in 64 bits."))
+        code: .invalidAmount, message: "The amount does not fit in 64 bits."))
 
     private func optionalInt(_ key: KeyPath<RawJob, RawJob.Field<Int>>, _ name: String) throws(JobError) -> Int? {
         let field = fields[keyPath: key]

@@ -1,3 +1,5 @@
+import LedgerModel
+
 
 /// An account as the writer holds it during one transaction.
 ///

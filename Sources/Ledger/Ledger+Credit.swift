@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import LedgerModel
 
 extension Ledger {
     /// How many holds are open and how many tokens they hold (expired ones not yet settled
@@ -25,8 +26,8 @@ extension LedgerReader {
 
 /// A change or event the ledger made on its own and kept until sent (see `Schema+Credit`).
 public enum PendingSend: Sendable, Equatable {
-    /// An invalidation's JSON, as published.
-    case change(json: String)
+    /// An invalidation, with the account's state as it is now (see `pendingSends`).
+    case change(BalanceChange)
     case event(LedgerEvent)
 }
 
@@ -38,6 +39,9 @@ extension Ledger {
     /// An invalidation sent again carries the account's state as it is now (its entry's fields
     /// kept), like a replayed job's: the stored snapshot may already have left, followed by newer
     /// commits' messages, and must never be published after them as the latest state.
+    ///
+    /// Rows are in the stored encoding (`StoredOutcome`); rows of the schema before it hold JSON
+    /// (the invalidation's object, the event's `[name, key, value...]`) and are read as such.
     public func pendingSends(after: Int64 = 0) throws -> (sends: [PendingSend], through: Int64?) {
         let nowMs = LedgerTime.milliseconds(clock.now())
         return try writer.read { db in
@@ -49,10 +53,21 @@ extension Ledger {
                                         arguments: [after]) {
                 last = row[0]
                 let kind: Int64 = row[1], payload: String = row[2]
+                let stored = StoredResult(text: Array(payload.utf8))
                 if kind == LedgerTransaction.PendingKind.change.rawValue {
-                    sends.append(.change(json: try transaction.currentState(ofChange: payload) ?? payload))
-                } else if let e = LedgerEvent(storedJSON: payload) {
-                    sends.append(.event(e))
+                    let change: BalanceChange?
+                    switch stored {
+                    case .encoded(let bytes): change = try BalanceChange(stored: bytes)
+                    case .legacyJSON(let bytes): change = LegacyPending.change(String(decoding: bytes, as: UTF8.self))
+                    }
+                    if let change { sends.append(.change(try transaction.currentState(of: change))) }
+                } else {
+                    let event: LedgerEvent?
+                    switch stored {
+                    case .encoded(let bytes): event = try LedgerEvent(stored: bytes)
+                    case .legacyJSON(let bytes): event = LegacyPending.event(String(decoding: bytes, as: UTF8.self))
+                    }
+                    if let event { sends.append(.event(event)) }
                 }
             }
             return (sends, last)
@@ -62,30 +77,42 @@ extension Ledger {
 
 extension LedgerTransaction {
     /// A stored invalidation with the account's current balance, spent, tier and holds; its
-    /// entry's own fields (id, operation type, amount, time) as they were. Nil when it cannot be
-    /// read or the account is gone (then it is sent as stored).
-    func currentState(ofChange json: String) throws -> String? {
-        guard let object = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any],
-              let userId = object["userId"] as? String, let a = try account(userId) else { return nil }
-        let atMs = (object["at"] as? String).flatMap(LedgerTime.parseMilliseconds) ?? entryTimeMs
-        return change(a, entryId: (object["ledgerEntryId"] as? NSNumber)?.int64Value,
-                      operationType: object["operationType"] as? String,
-                      amount: (object["tokensAmount"] as? NSNumber)?.int64Value, atMs: atMs).json
+    /// entry's own fields (id, operation type, amount, time) as they were. As stored when the
+    /// account is gone.
+    func currentState(of stored: BalanceChange) throws -> BalanceChange {
+        guard let a = try account(stored.userId) else { return stored }
+        return change(a, entryId: stored.ledgerEntryId, operationType: stored.operationType, amount: stored.tokensAmount,
+                      atMs: LedgerTime.milliseconds(stored.at))
     }
 }
 
-extension LedgerEvent {
-    /// Reads `storedJSON` back.
-    init?(storedJSON text: String) {
+/// `pending_sends` rows of the schema before the stored encoding: JSON text, read once when a
+/// worker sends them again.
+enum LegacyPending {
+    /// An invalidation's JSON; nil when it cannot be read (then it is not sent: its account's
+    /// state is sent by every later change anyway).
+    static func change(_ json: String) -> BalanceChange? {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any],
+              let userId = object["userId"] as? String else { return nil }
+        func int(_ key: String) -> Int64? { (object[key] as? NSNumber)?.int64Value }
+        let atMs = (object["at"] as? String).flatMap(LedgerTime.parseMilliseconds) ?? 0
+        return BalanceChange(userId: userId, tokensBalance: int("tokensBalance") ?? 0, tokensSpent: int("tokensSpent") ?? 0,
+                             tier: object["tier"] as? String ?? "", ledgerEntryId: int("ledgerEntryId"),
+                             operationType: object["operationType"] as? String, tokensAmount: int("tokensAmount"),
+                             at: LedgerTime.date(atMs), held: int("held") ?? 0)
+    }
+
+    /// An event's `[name, key, value, key, value, ...]`.
+    static func event(_ text: String) -> LedgerEvent? {
         guard let items = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String], let name = items.first else {
             return nil
         }
-        var fields: [Field] = []
+        var fields: [LedgerEvent.Field] = []
         var i = 1
         while i + 1 < items.count {
-            fields.append(Field(items[i], items[i + 1]))
+            fields.append(LedgerEvent.Field(items[i], items[i + 1]))
             i += 2
         }
-        self.init(name, fields)
+        return LedgerEvent(name, fields)
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import Synchronization
+import LedgerModel
 
 /// The token ledger: an append-only SQLite ledger of token balances.
 ///

@@ -1,6 +1,7 @@
 import FlyingFox
 import Foundation
 import Ledger
+import LedgerModel
 import Redis
 
 /// The operator console (`/console`): server-rendered pages over the queues, dead letters, one

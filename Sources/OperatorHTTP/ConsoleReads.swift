@@ -1,5 +1,7 @@
 import Foundation
+import JobWire
 import Ledger
+import LedgerModel
 import Redis
 
 /// One partition's line of the overview.
@@ -138,7 +140,7 @@ final class ConsoleReads: @unchecked Sendable {
         var story = UserStory()
         func object(_ result: CommandResult) -> [String: Any]? {
             guard result.success else { return nil }
-            return (try? JSONSerialization.jsonObject(with: Data(result.json.utf8))) as? [String: Any]
+            return (try? JSONSerialization.jsonObject(with: Data(Replies.fields(of: result.outcome).utf8))) as? [String: Any]
         }
         guard let balance = object(try r.read(.balance(userId: userId))) else { return story }
         story.balance = balance

@@ -71,8 +71,8 @@ struct BatchProcessor {
             switch job {
             case .success(let job):
                 guard let result = next.next() else { break }
-                if let replyTo = job.replyTo { outbox.reply(to: replyTo, Replies.result(for: job, result)) }
-                for change in result.changes { outbox.publish(change.json) }
+                if let replyTo = job.replyTo { outbox.reply(to: replyTo, job: job, result) }
+                for change in result.changes { outbox.publish(change) }
                 events.write(result, of: job, recovered: recovered, into: &outbox)
                 outbox.announces(pendingThrough: result.pendingSeq)
                 let outcome = result.duplicate ? "duplicate" : (result.success ? "success" : "refused")

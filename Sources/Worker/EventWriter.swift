@@ -1,5 +1,6 @@
 import JobWire
 import Ledger
+import LedgerModel
 
 /// Puts a committed command's events into its outbox, in the order they happened: what the
 /// ledger settled before the job (`hold.expired`, `grant.expired`), the job's own `job.applied`,
@@ -37,22 +38,10 @@ struct EventWriter {
         }
     }
 
-    /// `job.applied`: `id, type, userId, success, code, tokensAmount, operationType, newBalance,
-    /// ledgerEntryId, at`, absent fields left out.
+    /// `job.applied` of a job's result (written by the wire target): a replay reports its
+    /// entry's first time.
     static func jobApplied(_ job: Job, _ result: CommandResult) -> LedgerEvent {
-        var e = LedgerEvent(LedgerEvent.jobApplied)
-        e.add("id", job.id)
-        e.add("type", job.type.rawValue)
-        e.add("userId", job.command.operation.userId)
-        e.add("success", result.success)
-        e.add("code", result.errorCode)
-        if let own = result.own {
-            e.add("tokensAmount", own.tokensAmount)
-            e.add("operationType", own.operationType)
-            e.add("newBalance", own.tokensBalance)
-            e.add("ledgerEntryId", own.ledgerEntryId)
-        }
-        e.add("at", ms: result.duplicate ? (result.own.map { LedgerTime.milliseconds($0.at) } ?? result.atMs) : result.atMs)
-        return e
+        StreamEvents.jobApplied(job, refusalCode: result.refusalCode, own: result.own,
+                                atMs: result.duplicate ? (result.own.map { LedgerTime.milliseconds($0.at) } ?? result.atMs) : result.atMs)
     }
 }

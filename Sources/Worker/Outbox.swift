@@ -1,5 +1,7 @@
 import Foundation
+import JobWire
 import Ledger
+import LedgerModel
 import Redis
 
 /// Everything a committed batch sends: each reply (`LPUSH` + `EXPIRE`), each invalidation
@@ -48,8 +50,9 @@ struct Outbox {
         ordered.reserveCapacity(capacity)
     }
 
-    mutating func reply(to key: String, _ json: String) {
-        replyCommands.append(RedisCommand("LPUSH", key, json))
+    /// A job's reply, written by the wire target straight into the command's buffer.
+    mutating func reply(to key: String, job: Job, _ result: CommandResult) {
+        replyCommands.append(RedisCommand("LPUSH", key, WireMessage.reply(job, result.outcome, duplicate: result.duplicate)))
         replyCommands.append(RedisCommand("EXPIRE", key, replyExpirySeconds))
         replies += 1
     }
@@ -62,20 +65,17 @@ struct Outbox {
         replies += 1
     }
 
-    /// An invalidation; on a split ledger it names its partition (`"partition": k` first), since
-    /// every partition publishes on the one channel.
-    mutating func publish(_ json: String) {
-        let message = keys.partition.map { #"{"partition":\#($0),"# + json.dropFirst() } ?? json
-        ordered.append(RedisCommand("PUBLISH", keys.balance, message))
+    /// An invalidation; on a split ledger it names its partition (the wire target writes it),
+    /// since every partition publishes on the one channel.
+    mutating func publish(_ change: BalanceChange) {
+        ordered.append(RedisCommand("PUBLISH", keys.balance, WireMessage.invalidation(change, partition: keys.partition)))
         invalidations += 1
     }
 
     /// Writes an event on the stream (`XADD P:events MAXLEN ~ <max> * event <name> ...`) when
     /// `maxLength` is set (the stream is on); a `balance.low` is also published on `P:alerts`.
     mutating func event(_ e: LedgerEvent, streamMaxLength maxLength: Int?) {
-        var e = e
-        // With N > 1 partitions, events carry their partition (the contract's Partitions).
-        if let partition = keys.partition { e.add("partition", Int64(partition)) }
+        let e = StreamEvents.outgoing(e, partition: keys.partition)
         if let maxLength {
             var command = RedisCommand("XADD", keys.events, "MAXLEN", "~", maxLength, "*", "event", e.name)
             for f in e.fields {
@@ -86,7 +86,7 @@ struct Outbox {
             events += 1
         }
         if e.name == LedgerEvent.balanceLow {
-            ordered.append(RedisCommand("PUBLISH", keys.alerts, e.json))
+            ordered.append(RedisCommand("PUBLISH", keys.alerts, WireMessage.alert(e)))
             alerts += 1
         }
     }
@@ -208,6 +208,22 @@ struct Outbox {
         guard ran == Int64(count) else {
             let refusal = parts.count > 1 ? (parts[1].string ?? "?") : "an unexpected answer"
             throw RedisError.server("the outbox stopped after \(ran) of \(count) messages (\(RedisRefusalCode(message: refusal))): \(refusal)")
+        }
+    }
+}
+
+/// A message the wire target writes into the argument buffer of the command that carries it,
+/// so no intermediate string is built per message.
+enum WireMessage: RedisArgument {
+    case reply(Job, Outcome, duplicate: Bool)
+    case invalidation(BalanceChange, partition: Int?)
+    case alert(LedgerEvent)
+
+    func appendRedisBytes(to buffer: inout [UInt8]) {
+        switch self {
+        case let .reply(job, outcome, duplicate): Replies.appendResult(for: job, outcome, duplicate: duplicate, to: &buffer)
+        case let .invalidation(change, partition): Invalidations.append(change, partition: partition, to: &buffer)
+        case .alert(let e): StreamEvents.appendAlert(e, to: &buffer)
         }
     }
 }

@@ -24,7 +24,7 @@ extension QueueWorker {
         guard summary.accounts > 0 else { return false }
         var outbox = Outbox(keys: configuration.keys, replyExpirySeconds: configuration.replyExpirySeconds,
                             capacity: summary.changes.count + summary.events.count)
-        for change in summary.changes { outbox.publish(change.json) }
+        for change in summary.changes { outbox.publish(change) }
         processor.events.write(summary.events, into: &outbox)
         outbox.announces(pendingThrough: summary.pendingSeq)
         metrics.invalidations.increment(by: outbox.invalidations)
@@ -48,7 +48,7 @@ extension QueueWorker {
         var outbox = Outbox(keys: configuration.keys, replyExpirySeconds: configuration.replyExpirySeconds, capacity: sends.count)
         for send in sends {
             switch send {
-            case .change(let json): outbox.publish(json)
+            case .change(let change): outbox.publish(change)
             case .event(let e): processor.events.write([e], into: &outbox)
             }
         }

@@ -1,4 +1,5 @@
 import Ledger
+import LedgerModel
 import Redis
 
 /// Becoming active, standing by, recovering what was taken and not settled, stopping.

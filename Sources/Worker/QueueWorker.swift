@@ -1,5 +1,6 @@
 import Foundation
 import Ledger
+import LedgerModel
 import Logging
 import Redis
 
@@ -132,7 +133,7 @@ final class QueueWorker {
         guard try scheduler.dueSlot(ledger) != nil else { return false }
         let (summary, done) = try scheduler.runChunk(ledger, epoch: term.epoch)
         var outbox = Outbox(keys: configuration.keys, replyExpirySeconds: configuration.replyExpirySeconds)
-        for change in summary.changes { outbox.publish(change.json) }
+        for change in summary.changes { outbox.publish(change) }
         processor.events.write(summary.events, into: &outbox)
         outbox.announces(pendingThrough: summary.pendingSeq)  // renewal.completed among the events
         metrics.invalidations.increment(by: outbox.invalidations)

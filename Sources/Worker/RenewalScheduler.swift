@@ -1,5 +1,6 @@
 import Foundation
 import Ledger
+import LedgerModel
 import Logging
 
 /// Runs the renewal of all eligible accounts at each cron slot, in chunks the main loop

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Ledger
+import LedgerModel
 import Redis
 
 /// `credit`: reservations and expiries through the real worker.

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import JobWire
 import Ledger
+import LedgerModel
 import Redis
 
 /// `drain`: a backlog of `charge` jobs, queued before the worker starts, drained by the worker.

@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
+import JobWire
 import Ledger
+import LedgerModel
 import Redis
 
 /// How job ids are made: `uuid` as the example producers do (`charge:<uuid>`, random keys in the
@@ -156,4 +158,9 @@ extension RedisConnection {
         }
         return out
     }
+}
+
+extension CommandResult {
+    /// The reply's fields as the wire writes them (`{"success":…}`), for checks and messages.
+    var json: String { Replies.fields(of: outcome) }
 }

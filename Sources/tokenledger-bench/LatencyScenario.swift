@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Ledger
+import LedgerModel
 import Redis
 
 /// `latency`: request/reply through the worker, one job at a time and at a fixed rate.

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Ledger
+import LedgerModel
 
 /// `ledger`: the group-commit API alone, no Redis. 10,000 accounts are opened and credited, then
 /// `charge` commands are applied by `Ledger.apply` in batches of 1, 16, 256 and 1024, each size

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Ledger
+import LedgerModel
 
 /// `queries`: history pages, month statistics and balanceAt on a ledger of ten million entries.
 ///

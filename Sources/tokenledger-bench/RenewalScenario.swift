@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Ledger
+import LedgerModel
 
 /// `renewal`: a million eligible accounts renewed through `Ledger.renewDue`, chunk after chunk,
 /// as the worker's scheduler does (`renewDue(limit: chunk, epoch:)` until a chunk finds nothing,

@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
+import JobWire
 import Ledger
+import LedgerModel
 
 /// Query subcommands read the ledger file directly (read-only, beside a running worker).
 protocol LedgerQuery: ParsableCommand {
@@ -15,7 +17,7 @@ extension LedgerQuery {
         let operation = try operation()
         let partition = settings.partitioning.partition(of: userId)
         let result = try settings.waitingOut("reading the ledger") { try settings.openReader(partition: partition).read(operation) }
-        print(result.json)
+        print(Replies.fields(of: result.outcome))
         if !result.success { throw ExitCode(2) }
     }
 }

@@ -1,6 +1,6 @@
 import Foundation
 import JobWire
-import Ledger
+import LedgerModel
 import XCTest
 
 /// The shapes of `setTier` and `balanceAt`.
@@ -23,7 +23,7 @@ final class BillingJobDecodingTests: XCTestCase, DecodingCase {
             .contains("subscriptionExpiresAt"))
         // A name that cannot be a tier is a stored refusal, like purchase's.
         if case .refusal(let r)? = op(#"{"type":"setTier","id":"t","userId":"u","tier":""}"#) {
-            XCTAssertEqual(r.code, "unknown_tier")
+            XCTAssertEqual(r.code.rawValue, "unknown_tier")
         } else { XCTFail("an empty tier is unknown_tier") }
     }
 
@@ -46,9 +46,9 @@ final class ReplyDuplicateFieldTests: XCTestCase {
         XCTAssertTrue(failure.hasSuffix(#","duplicate":false}"#), failure)
         XCTAssertFalse(Replies.failure(id: nil, type: nil, error: JobError("x")).contains("duplicate"))
         let query = try Job.decode(Array(#"{"type":"balance","id":"q1","userId":"u"}"#.utf8)).get()
-        let answer = Replies.result(for: query, CommandResult(success: true, json: #"{"success":true}"#))
+        let answer = Replies.result(for: query, .legacy(LegacyResult(json: #"{"success":true}"#, refusalCode: nil)), duplicate: false)
         XCTAssertEqual(answer, #"{"id":"q1","type":"balance","success":true,"duplicate":false}"#)
         let anonymous = try Job.decode(Array(#"{"type":"balance","userId":"u"}"#.utf8)).get()
-        XCTAssertFalse(Replies.result(for: anonymous, CommandResult(success: true, json: #"{"success":true}"#)).contains("duplicate"))
+        XCTAssertFalse(Replies.result(for: anonymous, .legacy(LegacyResult(json: #"{"success":true}"#, refusalCode: nil)), duplicate: false).contains("duplicate"))
     }
 }

@@ -1,4 +1,4 @@
-import Ledger
+import LedgerModel
 import JobWire
 import XCTest
 
@@ -7,7 +7,7 @@ import XCTest
 /// refusals the ledger stores (`invalid_expiry`, `invalid_threshold`, `invalid_amount`).
 final class CreditJobDecodingTests: XCTestCase, DecodingCase {
     func refusalCode(_ text: String, file: StaticString = #filePath, line: UInt = #line) -> String? {
-        if case .refusal(let r)? = op(text, file: file, line: line) { return r.code }
+        if case .refusal(let r)? = op(text, file: file, line: line) { return r.code.rawValue }
         return nil
     }
 

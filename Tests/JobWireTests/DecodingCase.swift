@@ -1,5 +1,5 @@
 import JobWire
-import Ledger
+import LedgerModel
 import XCTest
 
 /// What the decoding tests ask of `Job.decode`: the command of a well-formed job, or the message

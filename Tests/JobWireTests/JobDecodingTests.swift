@@ -1,5 +1,5 @@
 import Foundation
-import Ledger
+import LedgerModel
 import JobWire
 import TestSupport
 import XCTest
@@ -56,7 +56,7 @@ final class JobDecodingTests: XCTestCase {
         guard case .refusal(let error) = try decode(#"{"type":"credit","id":"c","userId":"u","operationType":"x","amount":18446744073709551616}"#).get().command.operation else {
             return XCTFail("an integer beyond 64 bits is a refusal")
         }
-        XCTAssertEqual(error.code, "invalid_amount")
+        XCTAssertEqual(error.code.rawValue, "invalid_amount")
         XCTAssertTrue(invalidMessage(#"{"type":"credit","id":"c","userId":"u","operationType":"x","amount":1e3}"#).contains("amount"))
         XCTAssertTrue(invalidMessage(#"{"type":"credit","id":"c","userId":"u","operationType":"x","amount":true}"#).contains("amount"))
     }
@@ -100,7 +100,7 @@ final class JobDecodingTests: XCTestCase {
         case .failure(let invalid):
             XCTFail("dead-lettered \(text.prefix(200)): \(invalid.error.message)", file: file, line: line)
         case .success(let job):
-            if case .refusal(let refusal) = job.command.operation { return (job.command.jobId, refusal.code) }
+            if case .refusal(let refusal) = job.command.operation { return (job.command.jobId, refusal.code.rawValue) }
             XCTFail("not a refusal: \(job.command.operation)", file: file, line: line)
         }
         return nil

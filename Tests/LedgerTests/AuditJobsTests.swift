@@ -2,6 +2,7 @@ import Foundation
 import GRDB
 import XCTest
 @testable import Ledger
+import LedgerModel
 
 /// `verify` sees a double application and stores of job results that disagree, on a real file
 /// corrupted around the ledger's protections.

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import Ledger
+import LedgerModel
 
 final class BackupProgressTests: XCTestCase {
     /// With progress the backup goes in steps; it must still copy one snapshot: commits made

@@ -1,6 +1,8 @@
 import Foundation
 import XCTest
 @testable import Ledger
+import JobWire
+import LedgerModel
 
 final class BasicsTests: XCTestCase {
     func testJSONWriterEscapesEverything() throws {

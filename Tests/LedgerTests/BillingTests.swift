@@ -2,6 +2,7 @@ import Foundation
 import GRDB
 import XCTest
 @testable import Ledger
+import LedgerModel
 
 /// setTier and balanceAt against a real SQLite file.
 final class BillingTests: XCTestCase {

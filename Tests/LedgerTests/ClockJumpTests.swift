@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import Ledger
+import LedgerModel
 
 /// A clock that jumps forward and is then corrected: entries written meanwhile keep their
 /// (jumped) times, entry times never go back, but every decision follows the clock again.

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import Ledger
+import LedgerModel
 
 /// The console's month figures, read from `LedgerReader` in bounded steps.
 final class ConsoleFiguresTests: XCTestCase {

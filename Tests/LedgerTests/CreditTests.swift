@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import Ledger
+import LedgerModel
 
 /// Reservations, expiring grants and monitors on the ledger alone (a real SQLite file, a manual
 /// clock), each test ending with `verify`.

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import Ledger
+import LedgerModel
 
 /// Identity is bytes: ids that Swift's `String ==` calls equal (canonically equivalent, NFC and
 /// NFD) are two ids, in the unmerged tail as in the merged indexes and after a reopen.

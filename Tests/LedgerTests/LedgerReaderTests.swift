@@ -2,6 +2,7 @@ import Foundation
 import GRDB
 import XCTest
 @testable import Ledger
+import LedgerModel
 
 /// `LedgerReader`: the read-only way in, for queries, `verify` and `backup`'s source.
 final class LedgerReaderTests: XCTestCase {

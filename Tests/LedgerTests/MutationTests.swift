@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import Ledger
+import LedgerModel
 
 final class MutationTests: XCTestCase {
     func testOpenCreditsGiftAllocationAndRefusesASecondOpen() throws {
@@ -187,7 +188,7 @@ final class MutationTests: XCTestCase {
 
     func testWorkerDecidedRefusalIsStored() throws {
         let f = try Fixture()
-        let e = Refusal(code: "invalid_amount", message: "The amount does not fit 64 bits.")
+        let e = Refusal(code: .invalidAmount, message: "The amount does not fit 64 bits.")
         let r = try f.run(.refusal(e), jobId: "huge")
         XCTAssertEqual(try code(r), "invalid_amount")
         let again = try f.run(.refusal(e), jobId: "huge")

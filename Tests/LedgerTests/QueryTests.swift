@@ -2,6 +2,7 @@ import Foundation
 import GRDB
 import XCTest
 @testable import Ledger
+import LedgerModel
 
 final class QueryTests: XCTestCase {
     func testBalanceAndCanAfford() throws {

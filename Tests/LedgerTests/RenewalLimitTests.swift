@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import Ledger
+import LedgerModel
 
 /// Every renewal selection is bounded, and progresses past the accounts that cannot renew.
 final class RenewalLimitTests: XCTestCase {

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import Ledger
+import LedgerModel
 
 final class RenewalTests: XCTestCase {
     func testMonthEndAnchorRenewsOnClampedDaysAndReturnsToThe31st() throws {

@@ -2,6 +2,7 @@ import Foundation
 import GRDB
 import XCTest
 @testable import Ledger
+import LedgerModel
 
 /// The `rollover` renewal policy against a real SQLite file: carries up to the cap, lapses the
 /// rest, names and dates the carried grants by the period the renewal starts.

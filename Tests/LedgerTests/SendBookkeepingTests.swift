@@ -2,6 +2,8 @@ import Foundation
 import GRDB
 import XCTest
 @testable import Ledger
+import JobWire
+import LedgerModel
 
 /// What the ledger tells the worker to send, and when: a replayed job's own entry, a merge that
 /// fails after a commit, and the numbering of the rows kept until sent.
@@ -81,7 +83,7 @@ final class SendBookkeepingTests: XCTestCase {
         XCTAssertNotNil(try f.ledger.settleDue(limit: 10).pendingSeq)
         try f.run(.debit(userId: "dee", operationType: "x", amount: 5, metadata: nil))
         let changes = try f.ledger.pendingSends().sends.compactMap { send -> [String: Any]? in
-            if case .change(let text) = send { return try json(text) }
+            if case .change(let change) = send { return try json(Invalidations.message(change, partition: nil)) }
             return nil
         }
         XCTAssertEqual(changes.count, 1)

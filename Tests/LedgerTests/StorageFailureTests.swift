@@ -2,6 +2,7 @@ import Foundation
 import GRDB
 import XCTest
 @testable import Ledger
+import LedgerModel
 
 /// The cause of a failed write, read from SQLite's result code: the storage's condition never
 /// counts against a job; only a job's own statements may.

@@ -2,6 +2,7 @@ import Foundation
 import GRDB
 import XCTest
 @testable import Ledger
+import LedgerModel
 
 /// The append-only storage (schema v2): the unmerged tail in memory, the merge in slices, crash
 /// safety in the middle of a merge, the rebuild at open, and the migration from v1.
@@ -455,7 +456,7 @@ final class MigrationTests: XCTestCase {
         // Replays answer the first results, derived or stored, refusals too.
         let replays = try ledger.apply(["c1", "open-a", "bad", "d1"].map { Command(jobId: $0, operation: .open(userId: "zzz")) })
         XCTAssertEqual(replays.map(\.duplicate), [true, true, true, true])
-        XCTAssertEqual(replays[0].json, LedgerTransaction.entryResult(newBalance: 90, entryId: charge, amount: -10))
+        XCTAssertEqual(replays[0].json, #"{"success":true,"newBalance":90,"ledgerEntryId":\#(charge),"tokensAmount":-10}"#)
         XCTAssertEqual(replays[1].json, #"{"success":true,"userId":"a"}"#)
         XCTAssertEqual(replays[2].json, refusal)
         XCTAssertEqual(replays[2].errorCode, "insufficient_tokens")

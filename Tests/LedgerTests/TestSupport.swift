@@ -1,6 +1,8 @@
 import Foundation
 import XCTest
 @testable import Ledger
+import JobWire
+import LedgerModel
 
 /// A ledger in a fresh temporary folder, with a manual clock at 2026-01-15T10:00:00Z.
 final class Fixture {
@@ -56,4 +58,10 @@ func code(_ result: CommandResult) throws -> String? {
 
 extension Dictionary where Key == String, Value == Any {
     func int(_ key: String) -> Int64? { (self[key] as? NSNumber)?.int64Value }
+}
+
+extension CommandResult {
+    /// The result's fields as the wire writes them (`{"success":…}`, without id, type and
+    /// duplicate): what the ledger stored as text before outcomes were typed.
+    var json: String { Replies.fields(of: outcome) }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Ledger
+import LedgerModel
 @testable import OperatorHTTP
 import Redis
 import XCTest

@@ -1,5 +1,6 @@
 import Foundation
 import Ledger
+import JobWire
 import Logging
 import Redis
 import TestSupport
@@ -139,4 +140,10 @@ extension Dictionary where Key == String, Value == Any {
     func string(_ key: String) -> String? { self[key] as? String }
     func bool(_ key: String) -> Bool? { self[key] as? Bool }
     var errorCode: String? { (self["error"] as? [String: Any])?["code"] as? String }
+}
+
+extension CommandResult {
+    /// The result's fields as the wire writes them (`{"success":…}`), for reading the ledger
+    /// directly in tests.
+    var json: String { Replies.fields(of: outcome) }
 }

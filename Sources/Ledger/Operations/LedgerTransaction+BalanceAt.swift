@@ -1,4 +1,5 @@
 import GRDB
+import LedgerModel
 
 /// balanceAt: the balance and spent total as they stood at a moment ("what did I have on the 3rd?").
 ///
@@ -8,31 +9,16 @@ import GRDB
 /// (written with every entry since the migration `entries-spent-after`; older entries are folded
 /// once from the account's first entry, as `verify` folds them).
 extension LedgerTransaction {
-    func balanceAt(_ userId: String, atMs: Int64) throws -> Outcome {
+    func balanceAt(_ userId: String, atMs: Int64) throws -> Executed {
         guard let a = try account(userId) else { return .refused(.userNotFound(userId)) }
-        var w = JSONWriter(capacity: 200)
-        w.beginObject()
-        w.key("success"); w.bool(true)
-        w.key("userId"); w.string(userId)
-        w.key("at"); w.time(ms: atMs)
+        var point: BalancePoint? = nil
         if let entryId = try lastEntry(of: a, atOrBefore: atMs),
            let row = try Row.fetchOne(db.cachedStatement(sql: SQL.balanceAtEntry), arguments: [entryId]) {
             let balance: Int64 = row[0], createdMs: Int64 = row[2]
             let spent: Int64 = try (row[1] as Int64?) ?? foldedSpent(accountId: a.id, through: entryId)
-            w.key("exists"); w.bool(true)
-            w.key("tokensBalance"); w.int(balance)
-            w.key("tokensSpent"); w.int(spent)
-            w.key("ledgerEntryId"); w.int(entryId)
-            w.key("createdAt"); w.time(ms: createdMs)
-        } else {
-            w.key("exists"); w.bool(false)
-            w.key("tokensBalance"); w.int(0)
-            w.key("tokensSpent"); w.int(0)
-            w.key("ledgerEntryId"); w.null()
-            w.key("createdAt"); w.null()
+            point = BalancePoint(tokensBalance: balance, tokensSpent: spent, ledgerEntryId: entryId, createdMs: createdMs)
         }
-        w.endObject()
-        return Outcome(result: CommandResult(success: true, json: w.text))
+        return Executed(result: CommandResult(.balanceAt(BalanceAtReport(userId: userId, atMs: atMs, point: point))))
     }
 
     /// The id of the account's last entry created at or before `atMs`, if any.

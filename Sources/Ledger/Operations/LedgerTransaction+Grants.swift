@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import LedgerModel
 
 /// Expiring grants: credits, purchase allocations and (under the `expire` policy) renewal
 /// allocations whose tokens lapse at a time.
@@ -21,18 +22,18 @@ extension LedgerTransaction {
         case .at(let date):
             let ms = LedgerTime.milliseconds(date)
             guard ms > decisionNowMs else {
-                return .failure(Refusal(code: Refusal.invalidExpiry, message: "expiresAt \(LedgerTime.format(ms: ms)) is not in the future."))
+                return .failure(Refusal(code: .invalidExpiry, message: "expiresAt \(LedgerTime.format(ms: ms)) is not in the future."))
             }
             return .success(ms)
         case .afterSeconds(let seconds):
             guard seconds >= 1, seconds <= (maxSeconds ?? Int64.max) else {
                 let bound = maxSeconds.map { " and at most \($0)" } ?? ""
-                return .failure(Refusal(code: Refusal.invalidExpiry, message: "The expiry in seconds must be at least 1\(bound); it is \(seconds)."))
+                return .failure(Refusal(code: .invalidExpiry, message: "The expiry in seconds must be at least 1\(bound); it is \(seconds)."))
             }
             let (ms, o1) = seconds.multipliedReportingOverflow(by: 1000)
             let (at, o2) = decisionNowMs.addingReportingOverflow(ms)
             guard !o1, !o2 else {
-                return .failure(Refusal(code: Refusal.invalidExpiry, message: "The expiry in seconds is too far away: \(seconds)."))
+                return .failure(Refusal(code: .invalidExpiry, message: "The expiry in seconds is too far away: \(seconds)."))
             }
             return .success(at)
         }
@@ -42,7 +43,7 @@ extension LedgerTransaction {
     /// job id) may not take that form, or it could collide with one and fail every renewal of it.
     static func reservedGrant(_ jobId: String?) -> Refusal? {
         guard let jobId, jobId.utf8.starts(with: periodGrantPrefix.utf8) || jobId.utf8.starts(with: carriedGrantPrefix.utf8) else { return nil }
-        return Refusal(code: Refusal.reservedGrantId,
+        return Refusal(code: .reservedGrantId,
                        message: "A job that makes an expiring grant may not have an id starting with renewal: or rollover: (the ledger's renewal and carried grants use them).")
     }
 
@@ -87,7 +88,7 @@ extension LedgerTransaction {
     }
 
     func creditExpiring(_ userId: String, operationType: String, amount: Int64, expiry expiresAt: GrantExpiry,
-                        jobId: String?, metadata: String?) throws -> Outcome {
+                        jobId: String?, metadata: String?) throws -> Executed {
         let expiresMs: Int64
         switch expiry(expiresAt, maxSeconds: nil) {
         case .failure(let e): return .refused(e)
@@ -99,17 +100,10 @@ extension LedgerTransaction {
         let grantId = jobId ?? "credit:\(entryTimeMs)"
         let id = try appendEntry(a, kind: .credit, operationType: operationType, amount: amount, jobId: jobId, metadata: metadata)
         try makeGrant(a, grantId: grantId, amount: amount, expiresMs: expiresMs)
-        var w = JSONWriter(capacity: 160)
-        w.beginObject()
-        w.key("success"); w.bool(true)
-        w.key("newBalance"); w.int(a.balance)
-        w.key("ledgerEntryId"); w.int(id)
-        w.key("tokensAmount"); w.int(amount)
-        w.key("grantId"); w.string(grantId)
-        w.key("expiresAt"); w.time(ms: expiresMs)
-        w.endObject()
         let c = change(a, entryId: id, operationType: operationType, amount: amount, atMs: entryTimeMs)
-        return Outcome(result: CommandResult(success: true, json: w.text, changes: [c]), entryId: id, accountId: a.id)
+        let credited = ExpiringCredit(entry: EntryWritten(newBalance: a.balance, ledgerEntryId: id, tokensAmount: amount),
+                                      grant: GrantTerm(grantId: grantId, expiresMs: expiresMs))
+        return Executed(result: CommandResult(.expiringCredit(credited), changes: [c]), entryId: id, accountId: a.id)
     }
 
     /// The account's live grants with free tokens, soonest lapsing first (for `balance`).

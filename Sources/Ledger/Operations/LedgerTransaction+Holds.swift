@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import LedgerModel
 
 /// hold, capture, release, holds: reservations.
 ///
@@ -25,11 +26,11 @@ extension LedgerTransaction {
     }
 
     func hold(_ userId: String, amount: Int64?, operation: String?, expiresIn: Int64?, jobId: String?,
-              metadata: String?) throws -> Outcome {
+              metadata: String?) throws -> Executed {
         let value: Int64
         if let operation {
             guard let cost = config.cost(of: operation) else {
-                return .refused(Refusal(code: Refusal.unknownOperation, message: "The operation \(operation) has no configured cost."))
+                return .refused(Refusal(code: .unknownOperation, message: "The operation \(operation) has no configured cost."))
             }
             value = cost
         } else {
@@ -42,7 +43,7 @@ extension LedgerTransaction {
         case .success(let ms): expiresMs = ms
         }
         guard let holdId = jobId else {
-            return .refused(Refusal(code: Refusal.invalidJob, message: "A hold needs an id: it is the hold's id."))
+            return .refused(Refusal(code: .invalidJob, message: "A hold needs an id: it is the hold's id."))
         }
         guard let a = try account(userId) else { return .refused(.userNotFound(userId)) }
         guard a.available >= value else {
@@ -56,35 +57,27 @@ extension LedgerTransaction {
         a.held += value
         a.dirtyCredit = true
         dueNoLaterThan(a, expiresMs)
-        var w = JSONWriter(capacity: 160)
-        w.beginObject()
-        w.key("success"); w.bool(true)
-        w.key("userId"); w.string(userId)
-        w.key("holdId"); w.string(holdId)
-        w.key("amount"); w.int(value)
-        w.key("available"); w.int(a.available)
-        w.key("expiresAt"); w.time(ms: expiresMs)
-        w.endObject()
         let c = change(a, entryId: nil, operationType: nil, amount: nil, atMs: entryTimeMs)
-        return Outcome(result: CommandResult(success: true, json: w.text, changes: [c]), accountId: a.id)
+        let held = Held(userId: userId, holdId: holdId, amount: value, available: a.available, expiresMs: expiresMs)
+        return Executed(result: CommandResult(.held(held), changes: [c]), accountId: a.id)
     }
 
     /// The hold `holdId` of `a` if it can still be closed, else the refusal.
     private func openHold(_ a: AccountRecord, _ holdId: String) throws -> Result<HoldRow, Refusal> {
         guard let h = try holdRow(holdId), h.accountId == a.id else {
-            return .failure(Refusal(code: Refusal.holdNotFound, message: "No hold of user \(a.userId) has the id \(holdId)."))
+            return .failure(Refusal(code: .holdNotFound, message: "No hold of user \(a.userId) has the id \(holdId)."))
         }
         switch h.state {
         case .captured, .released:
-            return .failure(Refusal(code: Refusal.holdClosed, message: "The hold \(holdId) is already \(h.state.name).",
+            return .failure(Refusal(code: .holdClosed, message: "The hold \(holdId) is already \(h.state.name).",
                                     details: [.init("state", .string(h.state.name))]))
         case .expired:
-            return .failure(Refusal(code: Refusal.holdExpired, message: "The hold \(holdId) expired at \(LedgerTime.format(ms: h.expiresMs)).",
+            return .failure(Refusal(code: .holdExpired, message: "The hold \(holdId) expired at \(LedgerTime.format(ms: h.expiresMs)).",
                                     details: [.init("expiresAt", .time(ms: h.expiresMs))]))
         case .open:
             // Loading the account settled it, so an open hold is unexpired; checked all the same.
             if h.expiresMs <= decisionNowMs {
-                return .failure(Refusal(code: Refusal.holdExpired, message: "The hold \(holdId) expired at \(LedgerTime.format(ms: h.expiresMs)).",
+                return .failure(Refusal(code: .holdExpired, message: "The hold \(holdId) expired at \(LedgerTime.format(ms: h.expiresMs)).",
                                         details: [.init("expiresAt", .time(ms: h.expiresMs))]))
             }
             return .success(h)
@@ -92,7 +85,7 @@ extension LedgerTransaction {
     }
 
     func capture(_ userId: String, holdId: String, amount: Int64?, operationType: String?, jobId: String?,
-                 metadata: String?) throws -> Outcome {
+                 metadata: String?) throws -> Executed {
         if let e = Self.reserved(operationType) { return .refused(e) }
         if let amount, let e = Self.checkAmount(amount) { return .refused(e) }
         guard let a = try account(userId) else { return .refused(.userNotFound(userId)) }
@@ -103,7 +96,7 @@ extension LedgerTransaction {
         }
         let value = amount ?? h.amount
         guard value <= h.amount else {
-            return .refused(Refusal(code: Refusal.captureExceedsHold,
+            return .refused(Refusal(code: .captureExceedsHold,
                                     message: "The capture of \(value) tokens exceeds the \(h.amount) tokens held by \(holdId).",
                                     details: [.init("held", .int(h.amount)), .init("requested", .int(value))]))
         }
@@ -114,23 +107,15 @@ extension LedgerTransaction {
         a.spent = spent
         let lapses = try closeHold(a, holdId: holdId, amount: h.amount, spend: value, state: .captured, closedMs: entryTimeMs, entryId: id)
         try refreshNextDue(a)
-        var w = JSONWriter(capacity: 200)
-        w.beginObject()
-        w.key("success"); w.bool(true)
-        w.key("newBalance"); w.int(a.balance)
-        w.key("ledgerEntryId"); w.int(id)
-        w.key("tokensAmount"); w.int(-value)
-        w.key("holdId"); w.string(holdId)
-        w.key("released"); w.int(h.amount - value)
-        w.key("available"); w.int(a.available)
-        w.endObject()
         let c = change(a, entryId: id, operationType: type, amount: -value, atMs: entryTimeMs)
-        var result = CommandResult(success: true, json: w.text, changes: [c] + lapses)
+        let captured = Captured(entry: EntryWritten(newBalance: a.balance, ledgerEntryId: id, tokensAmount: -value), holdId: holdId,
+                                released: h.amount - value, available: a.available)
+        var result = CommandResult(.captured(captured), changes: [c] + lapses)
         result.own = c
-        return Outcome(result: result, entryId: id, accountId: a.id)
+        return Executed(result: result, entryId: id, accountId: a.id)
     }
 
-    func release(_ userId: String, holdId: String) throws -> Outcome {
+    func release(_ userId: String, holdId: String) throws -> Executed {
         guard let a = try account(userId) else { return .refused(.userNotFound(userId)) }
         let h: HoldRow
         switch try openHold(a, holdId) {
@@ -139,17 +124,10 @@ extension LedgerTransaction {
         }
         let lapses = try closeHold(a, holdId: holdId, amount: h.amount, spend: 0, state: .released, closedMs: entryTimeMs)
         try refreshNextDue(a)
-        var w = JSONWriter(capacity: 120)
-        w.beginObject()
-        w.key("success"); w.bool(true)
-        w.key("holdId"); w.string(holdId)
-        w.key("released"); w.int(h.amount)
-        w.key("available"); w.int(a.available)
-        w.endObject()
         let c = change(a, entryId: nil, operationType: nil, amount: nil, atMs: entryTimeMs)
-        var result = CommandResult(success: true, json: w.text, changes: [c] + lapses)
+        var result = CommandResult(.released(Released(holdId: holdId, released: h.amount, available: a.available)), changes: [c] + lapses)
         result.own = c
-        return Outcome(result: result, accountId: a.id)
+        return Executed(result: result, accountId: a.id)
     }
 
     /// Closes an open hold once: `spend` of its tokens were spent by the caller's entry (taken
@@ -186,32 +164,19 @@ extension LedgerTransaction {
         return lapses
     }
 
-    func holds(_ userId: String) throws -> Outcome {
+    func holds(_ userId: String) throws -> Executed {
         guard let a = try account(userId) else { return .refused(.userNotFound(userId)) }
-        var w = JSONWriter(capacity: 256)
-        w.beginObject()
-        w.key("success"); w.bool(true)
-        w.key("userId"); w.string(userId)
-        w.key("holds"); w.beginArray()
+        var holds: [OpenHold] = []
         var held: Int64 = 0
         if a.held > 0 || !writable {
             let rows = try Row.fetchCursor(db.cachedStatement(sql: SQL.openHolds), arguments: [a.id, decisionNowMs])
             while let r = try rows.next() {
-                w.beginObject()
-                w.key("holdId"); w.string(r[0] as String)
-                w.key("amount"); w.int(r[1] as Int64)
-                w.key("operationType"); w.string(r[2] as String?)
-                w.key("createdAt"); w.time(ms: r[3] as Int64)
-                w.key("expiresAt"); w.time(ms: r[4] as Int64)
-                w.endObject()
-                held += r[1] as Int64
+                let hold = OpenHold(holdId: r[0], amount: r[1], operationType: r[2], createdMs: r[3], expiresMs: r[4])
+                holds.append(hold)
+                held += hold.amount
             }
         }
-        w.endArray()
-        w.key("held"); w.int(held)
-        w.key("available"); w.int(a.balance - held)
-        w.endObject()
-        return Outcome(result: CommandResult(success: true, json: w.text))
+        return Executed(result: CommandResult(.holds(HoldList(userId: userId, holds: holds, held: held, available: a.balance - held))))
     }
 
     /// The sum of the unexpired open holds: `a.held` in a write transaction (which settled the

@@ -1,4 +1,5 @@
 import GRDB
+import LedgerModel
 
 /// monitor, unmonitor, and firing `balance.low`.
 ///
@@ -11,9 +12,9 @@ import GRDB
 extension LedgerTransaction {
     static let defaultMonitorId = "default"
 
-    func monitor(_ userId: String, monitorId: String, threshold: Int64) throws -> Outcome {
+    func monitor(_ userId: String, monitorId: String, threshold: Int64) throws -> Executed {
         guard threshold >= 0 else {
-            return .refused(Refusal(code: Refusal.invalidThreshold, message: "The threshold must be an integer of at least 0; it is \(threshold)."))
+            return .refused(Refusal(code: .invalidThreshold, message: "The threshold must be an integer of at least 0; it is \(threshold)."))
         }
         guard let a = try account(userId) else { return .refused(.userNotFound(userId)) }
         let existed = try Row.fetchOne(db.cachedStatement(sql: SQL.monitorById), arguments: [a.id, monitorId]) != nil
@@ -22,33 +23,19 @@ extension LedgerTransaction {
             a.monitors += 1
             a.dirtyCredit = true
         }
-        var w = JSONWriter(capacity: 128)
-        w.beginObject()
-        w.key("success"); w.bool(true)
-        w.key("userId"); w.string(userId)
-        w.key("monitorId"); w.string(monitorId)
-        w.key("threshold"); w.int(threshold)
-        w.key("armed"); w.bool(a.available >= threshold)
-        w.key("replaced"); w.bool(existed)
-        w.endObject()
-        return Outcome(result: CommandResult(success: true, json: w.text), accountId: nil)
+        let set = MonitorSet(userId: userId, monitorId: monitorId, threshold: threshold, armed: a.available >= threshold, replaced: existed)
+        return Executed(result: CommandResult(.monitorSet(set)), accountId: nil)
     }
 
-    func unmonitor(_ userId: String, monitorId: String) throws -> Outcome {
+    func unmonitor(_ userId: String, monitorId: String) throws -> Executed {
         guard let a = try account(userId) else { return .refused(.userNotFound(userId)) }
         try db.cachedStatement(sql: SQL.deleteMonitor).execute(arguments: [a.id, monitorId])
         guard db.changesCount == 1 else {
-            return .refused(Refusal(code: Refusal.monitorNotFound, message: "User \(userId) has no monitor \(monitorId)."))
+            return .refused(Refusal(code: .monitorNotFound, message: "User \(userId) has no monitor \(monitorId)."))
         }
         a.monitors -= 1
         a.dirtyCredit = true
-        var w = JSONWriter(capacity: 96)
-        w.beginObject()
-        w.key("success"); w.bool(true)
-        w.key("userId"); w.string(userId)
-        w.key("monitorId"); w.string(monitorId)
-        w.endObject()
-        return Outcome(result: CommandResult(success: true, json: w.text), accountId: nil)
+        return Executed(result: CommandResult(.monitorRemoved(MonitorRemoved(userId: userId, monitorId: monitorId))), accountId: nil)
     }
 
     /// The `balance.low` events of the accounts the current command changed, and forgets them.

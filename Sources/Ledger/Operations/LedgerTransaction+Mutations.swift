@@ -1,17 +1,18 @@
 import GRDB
+import LedgerModel
 
 /// open, charge, debit, credit, refund.
 extension LedgerTransaction {
     /// The operation type of a change that moved a tier without an entry.
     static let tierChange = "tier_change"
 
-    func open(_ userId: String, jobId: String?) throws -> Outcome {
+    func open(_ userId: String, jobId: String?) throws -> Executed {
         if try account(userId) != nil {
-            return .refused(Refusal(code: Refusal.accountExists, message: "An account already exists for user \(userId)."))
+            return .refused(Refusal(code: .accountExists, message: "An account already exists for user \(userId)."))
         }
         // `validate()` (run by `Ledger.init`) requires Gift; refused, not trapped, should that change.
         guard let gift = config.tier(named: "Gift") else {
-            return .refused(Refusal(code: Refusal.unknownTier, message: "The tier Gift is not configured."))
+            return .refused(Refusal(code: .unknownTier, message: "The tier Gift is not configured."))
         }
         let a = try createAccount(userId, tier: "Gift")
         var entryId: Int64? = nil
@@ -20,25 +21,15 @@ extension LedgerTransaction {
         }
         // credit: under the `expire` policy the first period's allocation is a grant too.
         let grant = try renewalGrant(a, amount: entryId == nil ? 0 : gift.allocation)
-        var w = JSONWriter()
-        w.beginObject()
-        w.key("success"); w.bool(true)
-        w.key("userId"); w.string(userId)
-        w.key("tier"); w.string(a.tier)
-        w.key("newBalance"); w.int(a.balance)
-        w.key("ledgerEntryId"); if let entryId { w.int(entryId) } else { w.null() }
-        w.key("tokensAmount"); w.int(a.balance)
-        w.key("lastRenewalAt"); w.time(ms: a.lastRenewalMs)
-        w.key("nextRenewalDate"); w.time(ms: a.nextRenewalMs)
-        if let grant { w.key("grantId"); w.string(grant.grantId); w.key("expiresAt"); w.time(ms: grant.expiresMs) }
-        w.endObject()
+        let opened = Opened(userId: userId, tier: a.tier, newBalance: a.balance, ledgerEntryId: entryId, lastRenewalMs: a.lastRenewalMs,
+                            nextRenewalMs: a.nextRenewalMs, grant: grant.map { GrantTerm(grantId: $0.grantId, expiresMs: $0.expiresMs) })
         let c = change(a, entryId: entryId, operationType: entryId == nil ? nil : "renewal", amount: entryId == nil ? nil : a.balance, atMs: entryTimeMs)
-        return Outcome(result: CommandResult(success: true, json: w.text, changes: [c]), entryId: entryId, accountId: a.id)
+        return Executed(result: CommandResult(.opened(opened), changes: [c]), entryId: entryId, accountId: a.id)
     }
 
     /// charge and debit: takes `amount` (>= 0) from the balance and adds it to tokensSpent.
     func spend(_ userId: String, kind: Schema.Kind, operationType: String, amount: Int64, jobId: String?,
-               metadata: String?) throws -> Outcome {
+               metadata: String?) throws -> Executed {
         guard let a = try account(userId) else { return .refused(.userNotFound(userId)) }
         guard a.available >= amount else { return .refused(.insufficient(balance: a.balance, available: a.available, required: amount)) }
         let (spent, overflow) = a.spent.addingReportingOverflow(amount)
@@ -49,7 +40,7 @@ extension LedgerTransaction {
         return entryOutcome(a, entryId: id, operationType: operationType, amount: -amount)
     }
 
-    func credit(_ userId: String, operationType: String, amount: Int64, jobId: String?, metadata: String?) throws -> Outcome {
+    func credit(_ userId: String, operationType: String, amount: Int64, jobId: String?, metadata: String?) throws -> Executed {
         guard let a = try account(userId) else { return .refused(.userNotFound(userId)) }
         if a.balance.addingReportingOverflow(amount).overflow { return .refused(.overflow("balance")) }
         let id = try appendEntry(a, kind: .credit, operationType: operationType, amount: amount, jobId: jobId, metadata: metadata)
@@ -59,14 +50,14 @@ extension LedgerTransaction {
     /// Credits back tokens (operationType `refund`). With `refundOf`, the job id of an earlier
     /// charge or debit of this user, the amount defaults to what remains refundable of it, and
     /// the refunds of one job never exceed it. tokensSpent goes down by the amount, never below 0.
-    func refund(_ userId: String, refundOf: String?, amount: Int64?, jobId: String?, metadata: String?) throws -> Outcome {
+    func refund(_ userId: String, refundOf: String?, amount: Int64?, jobId: String?, metadata: String?) throws -> Executed {
         if let amount, let e = Self.checkAmount(amount) { return .refused(e) }
         guard let a = try account(userId) else { return .refused(.userNotFound(userId)) }
         var value: Int64
         var chargeEntry: Int64? = nil
         var refundedBefore: Int64 = 0
         if let refundOf {
-            let notFound = Refusal(code: Refusal.chargeNotFound,
+            let notFound = Refusal(code: .chargeNotFound,
                                        message: "No charge or debit of user \(userId) has the job id \(refundOf).")
             guard let job = try storedJob(refundOf), let entryId = job.entryId, let e = try entry(entryId),
                   e.accountId == a.id, let kind = Schema.Kind(rawValue: e.kind), kind.isSpending
@@ -76,7 +67,7 @@ extension LedgerTransaction {
             value = amount ?? remaining
             if remaining <= 0 || value > remaining {
                 return .refused(Refusal(
-                    code: Refusal.refundExceedsCharge,
+                    code: .refundExceedsCharge,
                     message: remaining <= 0
                         ? "Nothing remains refundable of job \(refundOf)."
                         : "Only \(remaining) tokens remain refundable of job \(refundOf); \(value) were asked.",
@@ -85,7 +76,7 @@ extension LedgerTransaction {
             chargeEntry = entryId
         } else {
             guard let amount else {
-                return .refused(Refusal(code: Refusal.invalidAmount,
+                return .refused(Refusal(code: .invalidAmount,
                                             message: "A refund without refundOf needs an amount."))
             }
             value = amount

@@ -1,4 +1,5 @@
 import GRDB
+import LedgerModel
 
 /// purchase.
 ///
@@ -13,12 +14,12 @@ extension LedgerTransaction {
     static let maxMonths = 1200
 
     func purchase(_ userId: String, tier: String, paymentId: String, months: Int, jobId: String?,
-                  metadata: String?, allocationExpiresIn: Int64? = nil) throws -> Outcome {
+                  metadata: String?, allocationExpiresIn: Int64? = nil) throws -> Executed {
         guard let tierConfig = config.tier(named: tier) else {
-            return .refused(Refusal(code: Refusal.unknownTier, message: "The tier \(tier) does not exist."))
+            return .refused(Refusal(code: .unknownTier, message: "The tier \(tier) does not exist."))
         }
         guard months >= 1 && months <= Self.maxMonths else {
-            return .refused(Refusal(code: Refusal.invalidMonths,
+            return .refused(Refusal(code: .invalidMonths,
                                         message: "months must be between 1 and \(Self.maxMonths); it is \(months)."))
         }
         // credit: an expiring allocation is checked before anything is written.
@@ -34,9 +35,9 @@ extension LedgerTransaction {
         if let row = try Row.fetchOne(db.cachedStatement(sql: SQL.paymentById), arguments: [paymentId]) {
             let firstJob: String = row[0], accountId: Int64 = row[1], firstTier: String = row[2]
             if accountId == existing?.id, firstTier.hasSameBytes(as: tier), let stored = try storedJob(firstJob) {
-                return Outcome(result: try replay(stored), store: false)
+                return Executed(result: try replay(stored), store: false)
             }
-            return .refused(Refusal(code: Refusal.duplicatePayment,
+            return .refused(Refusal(code: .duplicatePayment,
                                         message: "The payment \(paymentId) was already applied to another purchase."))
         }
         if let existing, existing.balance.addingReportingOverflow(tierConfig.allocation).overflow {
@@ -59,25 +60,13 @@ extension LedgerTransaction {
         }
         try db.cachedStatement(sql: SQL.insertPayment).execute(arguments: [paymentId, jobId ?? "", a.id, tier])
 
-        var w = JSONWriter()
-        w.beginObject()
-        w.key("success"); w.bool(true)
-        w.key("userId"); w.string(userId)
-        w.key("tier"); w.string(tier)
-        w.key("paymentId"); w.string(paymentId)
-        w.key("months"); w.int(months)
-        w.key("newBalance"); w.int(a.balance)
-        w.key("ledgerEntryId"); if let entryId { w.int(entryId) } else { w.null() }
-        w.key("tokensAmount"); w.int(entryId == nil ? 0 : tierConfig.allocation)
-        w.key("tokensAdded"); w.int(entryId == nil ? 0 : tierConfig.allocation)
-        w.key("subscriptionExpiresAt"); w.time(ms: a.expiresMs)
-        w.key("lastRenewalAt"); w.time(ms: a.lastRenewalMs)
-        w.key("nextRenewalDate"); w.time(ms: a.nextRenewalMs)
-        if let grant { w.key("grantId"); w.string(grant.grantId); w.key("expiresAt"); w.time(ms: grant.expiresMs) }
-        w.endObject()
+        let purchased = Purchased(userId: userId, tier: tier, paymentId: paymentId, months: Int64(months), newBalance: a.balance,
+                                  ledgerEntryId: entryId, tokensAdded: entryId == nil ? 0 : tierConfig.allocation,
+                                  subscriptionExpiresMs: a.expiresMs, lastRenewalMs: a.lastRenewalMs, nextRenewalMs: a.nextRenewalMs,
+                                  grant: grant.map { GrantTerm(grantId: $0.grantId, expiresMs: $0.expiresMs) })
         let c = change(a, entryId: entryId, operationType: entryId == nil ? nil : "purchase",
                        amount: entryId == nil ? nil : tierConfig.allocation, atMs: entryTimeMs)
-        return Outcome(result: CommandResult(success: true, json: w.text, changes: [c]), entryId: entryId, accountId: a.id)
+        return Executed(result: CommandResult(.purchased(purchased), changes: [c]), entryId: entryId, accountId: a.id)
     }
 }
 

@@ -1,4 +1,5 @@
 import GRDB
+import LedgerModel
 
 /// balance, canAfford, history, statistics.
 ///
@@ -12,64 +13,37 @@ import GRDB
 extension LedgerTransaction {
     static let maxHistoryLimit = 1000
 
-    func balance(_ userId: String) throws -> Outcome {
+    func balance(_ userId: String) throws -> Executed {
         guard let a = try account(userId) else { return .refused(.userNotFound(userId)) }
-        var w = JSONWriter()
-        w.beginObject()
-        w.key("success"); w.bool(true)
-        w.key("userId"); w.string(userId)
-        w.key("tokensBalance"); w.int(a.balance)
-        w.key("tokensSpent"); w.int(a.spent)
-        w.key("tier"); w.string(a.tier)
-        w.key("lastRenewalAt"); w.time(ms: a.lastRenewalMs)
-        w.key("nextRenewalDate"); w.time(ms: a.nextRenewalMs)
-        w.key("subscriptionExpiresAt"); w.time(ms: a.expiresMs)
         // credit: held, available and the expiring grants not used up, soonest first.
         let held = try currentHeld(a)
-        w.key("held"); w.int(held)
-        w.key("available"); w.int(a.balance - held)
-        w.key("grants"); w.beginArray()
-        for g in try grantList(a) {
-            w.beginObject()
-            w.key("grantId"); w.string(g.grantId)
-            w.key("remaining"); w.int(g.remaining)
-            w.key("expiresAt"); w.time(ms: g.expiresMs)
-            w.endObject()
-        }
-        w.endArray()
-        w.endObject()
-        return Outcome(result: CommandResult(success: true, json: w.text))
+        let grants = try grantList(a).map { GrantBalance(grantId: $0.grantId, remaining: $0.remaining, expiresMs: $0.expiresMs) }
+        return Executed(result: CommandResult(.balance(BalanceReport(
+            userId: userId, tokensBalance: a.balance, tokensSpent: a.spent, tier: a.tier, lastRenewalMs: a.lastRenewalMs,
+            nextRenewalMs: a.nextRenewalMs, subscriptionExpiresMs: a.expiresMs, held: held, available: a.balance - held, grants: grants))))
     }
 
-    func canAfford(_ userId: String, operation: String) throws -> Outcome {
+    func canAfford(_ userId: String, operation: String) throws -> Executed {
         guard let cost = config.cost(of: operation) else {
-            return .refused(Refusal(code: Refusal.unknownOperation, message: "The operation \(operation) has no configured cost."))
+            return .refused(Refusal(code: .unknownOperation, message: "The operation \(operation) has no configured cost."))
         }
         guard let a = try account(userId) else { return .refused(.userNotFound(userId)) }
-        var w = JSONWriter()
-        w.beginObject()
-        w.key("success"); w.bool(true)
         let available = a.balance - (try currentHeld(a))  // credit: judged on available
-        w.key("canAfford"); w.bool(available >= cost)
-        w.key("cost"); w.int(cost)
-        w.key("balance"); w.int(a.balance)
-        w.key("available"); w.int(available)
-        w.key("deficit"); w.int(max(0, cost - available))
-        w.endObject()
-        return Outcome(result: CommandResult(success: true, json: w.text))
+        return Executed(result: CommandResult(.affordability(Affordability(
+            canAfford: available >= cost, cost: cost, balance: a.balance, available: available, deficit: max(0, cost - available)))))
     }
 
     static func dateRange(_ startMs: Int64?, _ endMs: Int64?) -> Refusal? {
         guard let startMs, let endMs, startMs > endMs else { return nil }
-        return Refusal(code: Refusal.invalidDateRange, message: "startDate must not be after endDate.")
+        return Refusal(code: .invalidDateRange, message: "startDate must not be after endDate.")
     }
 
-    func history(_ userId: String, limit: Int, offset: Int, operationType: String?, startMs: Int64?, endMs: Int64?) throws -> Outcome {
+    func history(_ userId: String, limit: Int, offset: Int, operationType: String?, startMs: Int64?, endMs: Int64?) throws -> Executed {
         guard (1...Self.maxHistoryLimit).contains(limit) else {
-            return .refused(Refusal(code: Refusal.invalidLimit, message: "limit must be between 1 and \(Self.maxHistoryLimit); it is \(limit)."))
+            return .refused(Refusal(code: .invalidLimit, message: "limit must be between 1 and \(Self.maxHistoryLimit); it is \(limit)."))
         }
         guard offset >= 0 else {
-            return .refused(Refusal(code: Refusal.invalidLimit, message: "offset must be at least 0; it is \(offset)."))
+            return .refused(Refusal(code: .invalidLimit, message: "offset must be at least 0; it is \(offset)."))
         }
         if let e = Self.dateRange(startMs, endMs) { return .refused(e) }
         guard let a = try account(userId) else { return .refused(.userNotFound(userId)) }
@@ -84,22 +58,11 @@ extension LedgerTransaction {
             if tailMatches >= offset && tailPage.count < limit { tailPage.append(e.id) }
             tailMatches += 1
         }
-        var w = JSONWriter(capacity: 256 + limit * 160)
-        w.beginObject()
-        w.key("success"); w.bool(true)
-        w.key("userId"); w.string(userId)
-        w.key("entries"); w.beginArray()
+        var entries: [HistoryEntry] = []
+        entries.reserveCapacity(min(limit, 64))
         func write(_ r: Row) {
-            w.beginObject()
-            w.key("id"); w.int(r[0] as Int64)
-            w.key("jobId"); w.string(r[1] as String?)
-            w.key("operationType"); w.string(r[2] as String)
-            w.key("tokensAmount"); w.int(r[3] as Int64)
-            w.key("balanceBefore"); w.int(r[4] as Int64)
-            w.key("balanceAfter"); w.int(r[5] as Int64)
-            w.key("createdAt"); w.time(ms: r[6] as Int64)
-            w.key("metadata"); w.raw(r[7] as String?)
-            w.endObject()
+            entries.append(HistoryEntry(id: r[0], jobId: r[1], operationType: r[2], tokensAmount: r[3], balanceBefore: r[4],
+                                        balanceAfter: r[5], createdMs: r[6], metadata: r[7]))
         }
         let byId = try db.cachedStatement(sql: SQL.historyEntry)
         for id in tailPage {
@@ -114,7 +77,6 @@ extension LedgerTransaction {
             let rows = try Row.fetchCursor(page, arguments: pageArgs)
             while let r = try rows.next() { write(r) }
         }
-        w.endArray()
         let total: Int64
         if operationType == nil && startMs == nil && endMs == nil {
             total = a.entryCount
@@ -123,14 +85,11 @@ extension LedgerTransaction {
             let countArgs: StatementArguments = operationType == nil ? [a.id, lo, hi, merged] : [a.id, lo, hi, merged, operationType]
             total = (try Int64.fetchOne(count, arguments: countArgs) ?? 0) + Int64(tailMatches)
         }
-        w.key("total"); w.int(total)
-        w.key("limit"); w.int(limit)
-        w.key("offset"); w.int(offset)
-        w.endObject()
-        return Outcome(result: CommandResult(success: true, json: w.text))
+        return Executed(result: CommandResult(.history(HistoryPage(userId: userId, entries: entries, total: total, limit: Int64(limit),
+                                                                   offset: Int64(offset)))))
     }
 
-    func statistics(_ userId: String, startMs: Int64, endMs: Int64) throws -> Outcome {
+    func statistics(_ userId: String, startMs: Int64, endMs: Int64) throws -> Executed {
         if let e = Self.dateRange(startMs, endMs) { return .refused(e) }
         guard let a = try account(userId) else { return .refused(.userNotFound(userId)) }
         struct Group { var type: String; var count: Int64; var tokens: Int64; var spent: Int64; var earned: Int64 }
@@ -171,32 +130,14 @@ extension LedgerTransaction {
             if o1 || o2 { return .refused(.overflow("statistics sum")) }
             count += g.count
         }
-        var w = JSONWriter(capacity: 256)
-        w.beginObject()
-        w.key("success"); w.bool(true)
-        w.key("userId"); w.string(userId)
-        w.key("startDate"); w.time(ms: startMs)
-        w.key("endDate"); w.time(ms: endMs)
-        w.key("totalSpent"); w.int(spent)
-        w.key("totalEarned"); w.int(earned)
-        w.key("netChange"); w.int(earned - spent)
-        w.key("operationCount"); w.int(count)
-        if config.renewalPolicy == .rollover {
-            // What renewals carried into the period, and what lapsed in it (the `expiry` entries).
-            w.key("tokensCarried"); w.int(try tokensCarried(a, startMs: startMs, endMs: endMs))
-            w.key("tokensLapsed"); w.int(-(groups.first { $0.type == Self.expiryOperationType }?.tokens ?? 0))
-        }
-        w.key("byOperation"); w.beginObject()
-        for g in groups {
-            w.key(dynamic: g.type)
-            w.beginObject()
-            w.key("count"); w.int(g.count)
-            w.key("tokens"); w.int(g.tokens)
-            w.endObject()
-        }
-        w.endObject()
-        w.endObject()
-        return Outcome(result: CommandResult(success: true, json: w.text))
+        // Under `rollover`: what renewals carried into the period, and what lapsed in it (the `expiry` entries).
+        let rollover = config.renewalPolicy == .rollover
+            ? Rollover(tokensCarried: try tokensCarried(a, startMs: startMs, endMs: endMs),
+                       tokensLapsed: -(groups.first { $0.type == Self.expiryOperationType }?.tokens ?? 0))
+            : nil
+        return Executed(result: CommandResult(.statistics(StatisticsReport(
+            userId: userId, startMs: startMs, endMs: endMs, totalSpent: spent, totalEarned: earned, operationCount: count,
+            rollover: rollover, byOperation: groups.map { OperationTotal(operationType: $0.type, count: $0.count, tokens: $0.tokens) }))))
     }
 }
 

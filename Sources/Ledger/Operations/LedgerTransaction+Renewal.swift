@@ -1,4 +1,5 @@
 import GRDB
+import LedgerModel
 
 /// renew, renewAll, eligibility, and the scheduler's `renewDue`.
 ///
@@ -10,17 +11,15 @@ import GRDB
 /// period finds it not due: no account is renewed twice for one period, whatever the scheduler
 /// does (retries, overlapping runs, a crash between batches).
 extension LedgerTransaction {
-    struct Renewed {
+    struct AccountRenewal {
         var outcome: RenewalOutcome
         var downgraded: Bool
         var entryId: Int64?
         var changes: [BalanceChange]
     }
 
-    var dueReason: String { "renewal_due" }
-
     func notEligible(_ a: AccountRecord) -> Refusal {
-        Refusal(code: Refusal.notEligible,
+        Refusal(code: .notEligible,
                     message: "The account of \(a.userId) is not due for renewal before \(LedgerTime.format(ms: a.nextRenewalMs)).",
                     details: [.init("eligible", .bool(false)), .init("reason", .string("not_yet_due")),
                               .init("nextRenewalDate", .time(ms: a.nextRenewalMs)),
@@ -35,7 +34,7 @@ extension LedgerTransaction {
     /// Renews a due account (the caller checked it is due): downgrades an expired paid
     /// subscription to Gift, then grants the tier's allocation by the configured policy.
     /// Checks everything before writing; with `dryRun` computes the outcome only.
-    func renewAccount(_ a: AccountRecord, jobId: String?, dryRun: Bool) throws -> Result<Renewed, Refusal> {
+    func renewAccount(_ a: AccountRecord, jobId: String?, dryRun: Bool) throws -> Result<AccountRenewal, Refusal> {
         var tier = a.tier
         var expires = a.expiresMs
         var downgraded = false
@@ -45,7 +44,7 @@ extension LedgerTransaction {
             downgraded = true
         }
         guard let tierConfig = config.tier(named: tier) else {
-            return .failure(Refusal(code: Refusal.unknownTier, message: "The tier \(tier) of \(a.userId) is no longer configured."))
+            return .failure(Refusal(code: .unknownTier, message: "The tier \(tier) of \(a.userId) is no longer configured."))
         }
         var grant: Int64
         switch config.renewalPolicy {
@@ -58,7 +57,7 @@ extension LedgerTransaction {
         let rolled = config.renewalPolicy == .rollover
             ? try carriedIntoRenewal(a, previousPeriodStart: a.lastRenewalMs) : (carried: Int64(0), lapsed: Int64(0))
         if dryRun {
-            return .success(Renewed(outcome: RenewalOutcome(userId: a.userId, tier: tier, tokensAdded: grant, newBalance: a.balance + grant,
+            return .success(AccountRenewal(outcome: RenewalOutcome(userId: a.userId, tier: tier, tokensAdded: grant, newBalance: a.balance + grant,
                                                             tokensCarried: rolled.carried, tokensLapsed: rolled.lapsed),
                                     downgraded: downgraded, entryId: nil, changes: []))
         }
@@ -77,36 +76,24 @@ extension LedgerTransaction {
         } else if downgraded {
             changes.append(change(a, entryId: nil, operationType: nil, amount: nil, atMs: entryTimeMs))
         }
-        return .success(Renewed(outcome: RenewalOutcome(userId: a.userId, tier: tier, tokensAdded: grant, newBalance: a.balance,
+        return .success(AccountRenewal(outcome: RenewalOutcome(userId: a.userId, tier: tier, tokensAdded: grant, newBalance: a.balance,
                                                         tokensCarried: rolled.carried, tokensLapsed: rolled.lapsed),
                                 downgraded: downgraded, entryId: entryId, changes: changes))
     }
 
-    func renew(_ userId: String, jobId: String?) throws -> Outcome {
+    func renew(_ userId: String, jobId: String?) throws -> Executed {
         guard let a = try account(userId) else { return .refused(.userNotFound(userId)) }
         guard decisionNowMs >= a.nextRenewalMs else { return .refused(notEligible(a)) }
         switch try renewAccount(a, jobId: jobId, dryRun: false) {
         case .failure(let e):
             return .refused(e)
         case .success(let r):
-            var w = JSONWriter()
-            w.beginObject()
-            w.key("success"); w.bool(true)
-            w.key("userId"); w.string(userId)
-            w.key("tier"); w.string(a.tier)
-            w.key("downgraded"); w.bool(r.downgraded)
-            w.key("tokensAdded"); w.int(r.outcome.tokensAdded)
-            w.key("newBalance"); w.int(a.balance)
-            w.key("ledgerEntryId"); if let id = r.entryId { w.int(id) } else { w.null() }
-            w.key("tokensAmount"); w.int(r.outcome.tokensAdded)
-            w.key("lastRenewalAt"); w.time(ms: a.lastRenewalMs)
-            w.key("nextRenewalDate"); w.time(ms: a.nextRenewalMs)
-            if config.renewalPolicy == .rollover {
-                w.key("tokensCarried"); w.int(r.outcome.tokensCarried)
-                w.key("tokensLapsed"); w.int(r.outcome.tokensLapsed)
-            }
-            w.endObject()
-            return Outcome(result: CommandResult(success: true, json: w.text, changes: r.changes),
+            let renewed = Renewed(userId: userId, tier: a.tier, downgraded: r.downgraded, tokensAdded: r.outcome.tokensAdded,
+                                  newBalance: a.balance, ledgerEntryId: r.entryId, lastRenewalMs: a.lastRenewalMs,
+                                  nextRenewalMs: a.nextRenewalMs,
+                                  rollover: config.renewalPolicy == .rollover
+                                      ? Rollover(tokensCarried: r.outcome.tokensCarried, tokensLapsed: r.outcome.tokensLapsed) : nil)
+            return Executed(result: CommandResult(.renewed(renewed), changes: r.changes),
                            entryId: r.entryId, accountId: r.changes.isEmpty ? nil : a.id)
         }
     }
@@ -193,75 +180,36 @@ extension LedgerTransaction {
         return e
     }
 
-    func renewAll(dryRun: Bool, tier: String?, limit: Int?, continueOnError: Bool) throws -> Outcome {
+    func renewAll(dryRun: Bool, tier: String?, limit: Int?, continueOnError: Bool) throws -> Executed {
         if let limit, limit < 1 {
-            return .refused(Refusal(code: Refusal.invalidLimit, message: "limit must be at least 1; it is \(limit)."))
+            return .refused(Refusal(code: .invalidLimit, message: "limit must be at least 1; it is \(limit)."))
         }
         // One job is one transaction and one reply: both bounded by the configured maximum.
         let most = config.renewAllMaxAccounts
         if let limit, limit > most {
-            return .refused(Refusal(code: Refusal.invalidLimit,
+            return .refused(Refusal(code: .invalidLimit,
                                     message: "limit must be at most \(most) (renewAllMaxAccounts); it is \(limit)."))
         }
         if let tier, config.tier(named: tier) == nil {
-            return .refused(Refusal(code: Refusal.unknownTier, message: "No tier of that name is configured."))
+            return .refused(Refusal(code: .unknownTier, message: "No tier of that name is configured."))
         }
         let s = try renewDue(dryRun: dryRun, tier: tier, limit: limit ?? most, continueOnError: continueOnError)
-        var w = JSONWriter(capacity: 256)
-        w.beginObject()
-        w.key("success"); w.bool(true)
-        w.key("dryRun"); w.bool(dryRun)
-        w.key("limit"); w.int(Int64(limit ?? most))
-        // Due accounts this job left for another (the limit, or a stop on the first failure).
-        w.key("more"); w.bool(s.remaining != .allTaken)
-        w.key("totalProcessed"); w.int(s.totalProcessed)
-        w.key("successful"); w.int(s.successful)
-        w.key("failed"); w.int(s.failed)
-        w.key("errors"); w.beginArray()
-        for e in s.errors {
-            w.beginObject()
-            w.key("userId"); w.string(e.userId)
-            w.key("code"); w.string(e.code)
-            w.key("message"); w.string(e.message)
-            w.endObject()
-        }
-        w.endArray()
-        w.key("renewals"); w.beginArray()
-        for r in s.renewals {
-            w.beginObject()
-            w.key("userId"); w.string(r.userId)
-            w.key("tier"); w.string(r.tier)
-            w.key("tokensAdded"); w.int(r.tokensAdded)
-            w.key("newBalance"); w.int(r.newBalance)
-            if config.renewalPolicy == .rollover {
-                w.key("tokensCarried"); w.int(r.tokensCarried)
-                w.key("tokensLapsed"); w.int(r.tokensLapsed)
-            }
-            w.endObject()
-        }
-        w.endArray()
-        w.endObject()
-        var result = CommandResult(success: true, json: w.text, changes: s.changes)
+        let report = RenewAllReport(dryRun: dryRun, limit: Int64(limit ?? most), more: s.remaining != .allTaken,
+                                    totalProcessed: Int64(s.totalProcessed), successful: Int64(s.successful), failed: Int64(s.failed),
+                                    errors: s.errors, renewals: s.renewals,
+                                    figures: config.renewalPolicy == .rollover ? .withRollover : .plain)
+        var result = CommandResult(.renewedAll(report), changes: s.changes)
         result.events = s.events  // credit: lapses before the renewals, alerts; kept until sent
         result.pendingSeq = s.pendingSeq
-        return Outcome(result: result)
+        return Executed(result: result)
     }
 
-    func eligibility(_ userId: String) throws -> Outcome {
+    func eligibility(_ userId: String) throws -> Executed {
         guard let a = try account(userId) else { return .refused(.userNotFound(userId)) }
         let due = decisionNowMs >= a.nextRenewalMs
-        var w = JSONWriter()
-        w.beginObject()
-        w.key("success"); w.bool(true)
-        w.key("userId"); w.string(userId)
-        w.key("eligible"); w.bool(due)
-        w.key("reason"); w.string(due ? dueReason : "not_yet_due")
-        w.key("tier"); w.string(a.tier)
-        w.key("lastRenewalAt"); w.time(ms: a.lastRenewalMs)
-        w.key("nextRenewalDate"); w.time(ms: a.nextRenewalMs)
-        w.key("daysUntilRenewal"); w.int(daysUntil(a.nextRenewalMs))
-        w.endObject()
-        return Outcome(result: CommandResult(success: true, json: w.text))
+        return Executed(result: CommandResult(.eligibility(EligibilityReport(
+            userId: userId, eligible: due, tier: a.tier, lastRenewalMs: a.lastRenewalMs, nextRenewalMs: a.nextRenewalMs,
+            daysUntilRenewal: daysUntil(a.nextRenewalMs)))))
     }
 }
 

@@ -1,4 +1,5 @@
 import GRDB
+import LedgerModel
 
 /// The `rollover` renewal policy: a period's allowance that is not used is carried, up to a cap.
 ///

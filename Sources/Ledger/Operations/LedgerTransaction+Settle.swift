@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import LedgerModel
 
 /// What the current command changed besides its own work: lapses and hold expiries written when
 /// an account was loaded, and the accounts whose `available` moved (for monitors).
@@ -98,15 +99,12 @@ extension LedgerTransaction {
     }
 
     /// `{"grantId","expiresAt"}`, plus `holdId` when a closing hold gave back tokens of a grant
-    /// that had lapsed meanwhile.
+    /// that had lapsed meanwhile. The one JSON the ledger writes: it is the `expiry` entry's
+    /// metadata, which the hash chain covers, so its bytes are fixed here and not by the wire.
     static func lapseMetadata(grantId: String, expiresMs: Int64, holdId: String?) -> String {
-        var w = JSONWriter(capacity: 96)
-        w.beginObject()
-        w.key("grantId"); w.string(grantId)
-        w.key("expiresAt"); w.time(ms: expiresMs)
-        if let holdId { w.key("holdId"); w.string(holdId) }
-        w.endObject()
-        return w.text
+        var text = #"{"grantId":"# + MetadataText.quoted(grantId) + #","expiresAt":""# + LedgerTime.format(ms: expiresMs) + "\""
+        if let holdId { text += #","holdId":"# + MetadataText.quoted(holdId) }
+        return text + "}"
     }
 
     /// The soonest expiry among the account's open holds and live grants.
@@ -177,22 +175,33 @@ extension LedgerTransaction {
     func keepUntilSent(changes: [BalanceChange], events: [LedgerEvent]) throws -> Int64? {
         guard writable else { return nil }
         let insert = try db.cachedStatement(sql: SQL.insertPending)
-        for c in changes { try insert.execute(arguments: [PendingKind.change.rawValue, c.json]) }
-        for e in events { try insert.execute(arguments: [PendingKind.event.rawValue, e.storedJSON]) }
+        for c in changes { try insert.execute(arguments: [PendingKind.change.rawValue, String(decoding: c.stored, as: UTF8.self)]) }
+        for e in events { try insert.execute(arguments: [PendingKind.event.rawValue, String(decoding: e.stored, as: UTF8.self)]) }
         return db.lastInsertedRowID
     }
 }
 
-extension LedgerEvent {
-    /// `[name, key, value, key, value, ...]`: an array keeps the fields' order when read back
-    /// (`init(storedJSON:)`).
-    var storedJSON: String {
-        var w = JSONWriter(capacity: 160)
-        w.beginArray()
-        w.string(name)
-        for f in fields { w.string(f.key); w.string(f.value) }
-        w.endArray()
-        return w.text
+/// A JSON string literal for the ledger's own metadata (`lapseMetadata`): quotes, backslashes
+/// and control characters escaped as the wire target's writer escapes them.
+enum MetadataText {
+    static func quoted(_ s: String) -> String {
+        var out = "\""
+        for scalar in s.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case "\u{08}": out += "\\b"
+            case "\u{0C}": out += "\\f"
+            case let c where c.value < 0x20:
+                let hex = String(c.value, radix: 16)
+                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
     }
 }
 

@@ -1,4 +1,5 @@
 import Foundation
+import LedgerModel
 
 /// setTier: the tier an application or support staff sets, apart from any payment.
 ///
@@ -7,12 +8,12 @@ import Foundation
 /// nothing and leaves the renewal clock where it is: the next renewal grants the new tier's
 /// allocation on the date the account already had.
 extension LedgerTransaction {
-    func setTier(_ userId: String, tier: String, subscriptionExpiry: SubscriptionExpiryChange) throws -> Outcome {
+    func setTier(_ userId: String, tier: String, subscriptionExpiry: SubscriptionExpiryChange) throws -> Executed {
         guard config.tier(named: tier) != nil else {
-            return .refused(Refusal(code: Refusal.unknownTier, message: "The tier \(tier) does not exist."))
+            return .refused(Refusal(code: .unknownTier, message: "The tier \(tier) does not exist."))
         }
         if case .at(let date) = subscriptionExpiry, LedgerTime.milliseconds(date) <= decisionNowMs {
-            return .refused(Refusal(code: Refusal.invalidExpiry, message: "subscriptionExpiresAt must be in the future."))
+            return .refused(Refusal(code: .invalidExpiry, message: "subscriptionExpiresAt must be in the future."))
         }
         guard let a = try account(userId) else { return .refused(.userNotFound(userId)) }
         let previousTier = a.tier
@@ -25,19 +26,10 @@ extension LedgerTransaction {
         // The full row write carries the tier; the renewal dates are written back as they were.
         a.dirtyRenewal = true
 
-        var w = JSONWriter(capacity: 200)
-        w.beginObject()
-        w.key("success"); w.bool(true)
-        w.key("userId"); w.string(userId)
-        w.key("tier"); w.string(tier)
-        w.key("previousTier"); w.string(previousTier)
-        w.key("subscriptionExpiresAt"); w.time(ms: a.expiresMs)
-        w.key("lastRenewalAt"); w.time(ms: a.lastRenewalMs)
-        w.key("nextRenewalDate"); w.time(ms: a.nextRenewalMs)
-        w.endObject()
-        var result = CommandResult(success: true, json: w.text,
-                                   changes: [change(a, entryId: nil, operationType: nil, amount: nil, atMs: entryTimeMs)])
+        let set = TierSet(userId: userId, tier: tier, previousTier: previousTier, subscriptionExpiresMs: a.expiresMs,
+                          lastRenewalMs: a.lastRenewalMs, nextRenewalMs: a.nextRenewalMs)
+        var result = CommandResult(.tierSet(set), changes: [change(a, entryId: nil, operationType: nil, amount: nil, atMs: entryTimeMs)])
         result.own = result.changes.first
-        return Outcome(result: result, accountId: a.id)
+        return Executed(result: result, accountId: a.id)
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import LedgerModel
 
 /// Why a ledger file could not be opened for reading. Stable codes for scripts and logs.
 public enum LedgerOpenError: Error, Sendable, Equatable, CustomStringConvertible {

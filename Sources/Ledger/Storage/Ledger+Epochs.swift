@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import LedgerModel
 
 /// Epochs fence a worker that lost its lease but still runs (paused, partitioned): each
 /// worker that becomes active acquires a new, strictly higher epoch and passes it with every

@@ -20,14 +20,14 @@ import GRDB
 /// `DatabaseQueue`, which serializes every access (hence `@unchecked Sendable`).
 final class LedgerTail: @unchecked Sendable {
     /// One stored result. Ids are kept as plain integers with 0 for "none" (rowids start at 1):
-    /// 40 bytes instead of 56 with optionals, for tens of thousands of them.
+    /// 32 bytes instead of 56 with optionals (the stored result is one word, `StoredResult`), for tens of thousands of them.
     struct Job {
         var seq: Int64
         private var entry: Int64
         private var account: Int64
-        var result: String?
+        var result: StoredResult?
 
-        init(seq: Int64, entryId: Int64?, accountId: Int64?, result: String?) {
+        init(seq: Int64, entryId: Int64?, accountId: Int64?, result: StoredResult?) {
             self.seq = seq
             entry = entryId ?? 0
             account = accountId ?? 0
@@ -121,7 +121,7 @@ final class LedgerTail: @unchecked Sendable {
         try jobs.bind(1, tail.mergedJobSeq)
         while try jobs.step() {
             tail.jobs[IdentityKey(jobs.text(1))] = Job(seq: jobs.int64(0), entryId: jobs.optionalInt64(2),
-                                          accountId: jobs.optionalInt64(3), result: jobs.optionalText(4))
+                                          accountId: jobs.optionalInt64(3), result: jobs.storedResult(4))
         }
         jobs.reset()
 

@@ -1,16 +1,18 @@
 import GRDB
+import LedgerModel
 
 /// What executing one command produced, and how to store it under its job id.
-struct Outcome {
+struct Executed {
     var result: CommandResult
     var entryId: Int64? = nil
     var accountId: Int64? = nil
-    /// The result is exactly `LedgerTransaction.entryResult` of `entryId`: store only the entry id.
+    /// The outcome is exactly the `.entry` of `entryId` (`LedgerTransaction.entryOutcome`):
+    /// store only the entry id.
     var derived = false
     /// False when the answer belongs to another job (a purchase replayed under a new job id).
     var store = true
 
-    static func refused(_ e: Refusal) -> Outcome { Outcome(result: .refusal(e)) }
+    static func refused(_ e: Refusal) -> Executed { Executed(result: .refusal(e)) }
 }
 
 /// Idempotency: stored results under job ids.
@@ -18,7 +20,7 @@ extension LedgerTransaction {
     struct StoredJob {
         var entryId: Int64?
         var accountId: Int64?
-        var result: String?
+        var result: StoredResult?
     }
 
     /// Performs one command: a job id already stored answers its stored result (also when it
@@ -32,12 +34,12 @@ extension LedgerTransaction {
         if let jobId = command.jobId, let stored = try storedJob(jobId) {
             return try replay(stored)
         }
-        let outcome = try execute(command.operation, jobId: command.jobId)
-        if let jobId = command.jobId, outcome.store, writable {
-            try appendJob(jobId, entryId: outcome.entryId, accountId: outcome.derived ? nil : outcome.accountId,
-                          result: outcome.derived ? nil : outcome.result.json)
+        let executed = try execute(command.operation, jobId: command.jobId)
+        if let jobId = command.jobId, executed.store, writable {
+            try appendJob(jobId, entryId: executed.entryId, accountId: executed.derived ? nil : executed.accountId,
+                          result: executed.derived ? nil : executed.result.outcome.stored)
         }
-        return outcome.result
+        return executed.result
     }
 
     /// The stored result of `jobId`: in the unmerged tail (this batch's results included), or
@@ -51,7 +53,7 @@ extension LedgerTransaction {
         try q.bind(1, jobId)
         defer { q.reset() }
         guard try q.step() else { return nil }
-        return StoredJob(entryId: q.optionalInt64(0), accountId: q.optionalInt64(1), result: q.optionalText(2))
+        return StoredJob(entryId: q.optionalInt64(0), accountId: q.optionalInt64(1), result: q.storedResult(2))
     }
 
     /// The first result of a stored job, marked duplicate, with its changes repeated carrying
@@ -60,11 +62,11 @@ extension LedgerTransaction {
     /// was written (`balanceAfter`), so a `job.applied` sent again says what the job did, not
     /// what the account holds now.
     func replay(_ stored: StoredJob) throws -> CommandResult {
-        var json = stored.result ?? ""
+        var outcome: Outcome? = try stored.result.map(Outcome.init(stored:))
         var changes: [BalanceChange] = []
         var own: BalanceChange? = nil
         if let entryId = stored.entryId, let e = try entry(entryId) {
-            if stored.result == nil { json = Self.entryResult(newBalance: e.balanceAfter, entryId: entryId, amount: e.amount) }
+            if outcome == nil { outcome = .entry(EntryWritten(newBalance: e.balanceAfter, ledgerEntryId: entryId, tokensAmount: e.amount)) }
             if let a = try account(id: e.accountId) {
                 let current = change(a, entryId: entryId, operationType: e.operationType, amount: e.amount, atMs: e.createdMs)
                 changes.append(current)
@@ -76,45 +78,30 @@ extension LedgerTransaction {
         } else if let accountId = stored.accountId, let a = try account(id: accountId) {
             changes.append(change(a, entryId: nil, operationType: nil, amount: nil, atMs: entryTimeMs))
         }
-        let success = json.hasPrefix(#"{"success":true"#)
-        var code: String? = nil
-        if !success, let r = json.range(of: #""code":""#) {
-            code = String(json[r.upperBound...].prefix { $0 != "\"" })
-        }
-        var result = CommandResult(success: success, json: json, duplicate: true, changes: changes, errorCode: code)
+        // A row naming a missing entry and no result (never written so) answers as before: empty.
+        var result = CommandResult(outcome ?? .legacy(LegacyResult(json: "", refusalCode: RefusalCode(""))), duplicate: true,
+                                   changes: changes)
         result.own = own
         return result
     }
 
-    /// The result of a plain balance change (charge, debit, credit, refund): derived from its
-    /// entry alone, so that it need not be stored.
-    static func entryResult(newBalance: Int64, entryId: Int64, amount: Int64) -> String {
-        var w = JSONWriter(capacity: 80)
-        w.beginObject()
-        w.key("success"); w.bool(true)
-        w.key("newBalance"); w.int(newBalance)
-        w.key("ledgerEntryId"); w.int(entryId)
-        w.key("tokensAmount"); w.int(amount)
-        w.endObject()
-        return w.text
-    }
-
-    /// The outcome of a plain balance change just appended.
-    func entryOutcome(_ a: AccountRecord, entryId: Int64, operationType: String, amount: Int64) -> Outcome {
-        let json = Self.entryResult(newBalance: a.balance, entryId: entryId, amount: amount)
+    /// The outcome of a plain balance change just appended: derived from its entry alone, so
+    /// that only the entry id need be stored.
+    func entryOutcome(_ a: AccountRecord, entryId: Int64, operationType: String, amount: Int64) -> Executed {
         let c = change(a, entryId: entryId, operationType: operationType, amount: amount, atMs: entryTimeMs)
-        return Outcome(result: CommandResult(success: true, json: json, changes: [c]),
-                       entryId: entryId, accountId: a.id, derived: true)
+        return Executed(result: CommandResult(.entry(EntryWritten(newBalance: a.balance, ledgerEntryId: entryId, tokensAmount: amount)),
+                                              changes: [c]),
+                        entryId: entryId, accountId: a.id, derived: true)
     }
 
     /// Runs one command (no idempotency here; see `apply`).
-    func execute(_ op: LedgerOperation, jobId: String?) throws -> Outcome {
+    func execute(_ op: LedgerOperation, jobId: String?) throws -> Executed {
         switch op {
         case .open(let userId):
             return try open(userId, jobId: jobId)
         case let .charge(userId, operation, metadata):
             guard let cost = config.cost(of: operation) else {
-                return .refused(Refusal(code: Refusal.unknownOperation,
+                return .refused(Refusal(code: .unknownOperation,
                                             message: "The operation \(operation) has no configured cost."))
             }
             return try spend(userId, kind: .charge, operationType: operation, amount: cost, jobId: jobId, metadata: metadata)
@@ -173,11 +160,11 @@ extension LedgerTransaction {
     /// `expiry` is the ledger's own operationType: no producer job may name it.
     static func reserved(_ operationType: String?) -> Refusal? {
         operationType.map(expiryOperationType.hasSameBytes) ?? false
-            ? Refusal(code: Refusal.reservedOperationType, message: "The operationType expiry is reserved for lapsed grants.")
+            ? Refusal(code: .reservedOperationType, message: "The operationType expiry is reserved for lapsed grants.")
             : nil
     }
 
     static func checkAmount(_ amount: Int64) -> Refusal? {
-        amount >= 1 ? nil : Refusal(code: Refusal.invalidAmount, message: "The amount must be an integer of at least 1; it is \(amount).")
+        amount >= 1 ? nil : Refusal(code: .invalidAmount, message: "The amount must be an integer of at least 1; it is \(amount).")
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import LedgerModel
 
 /// One transaction of the ledger: the state the writer keeps while it applies a batch.
 ///
@@ -155,7 +156,7 @@ final class LedgerTransaction {
     }
 
     /// Appends the result of `jobId` to `job_log` and to the tail (see `perform`).
-    func appendJob(_ jobId: String, entryId: Int64?, accountId: Int64?, result: String?) throws {
+    func appendJob(_ jobId: String, entryId: Int64?, accountId: Int64?, result: StoredResult?) throws {
         let seq = tail.lastJobSeq + 1
         let q = hot.appendJob
         q.reset()

@@ -1,3 +1,5 @@
+import LedgerModel
+
 /// What one `Ledger.settleDue` call did: the accounts whose hold expiries and grant lapses fell
 /// due were settled (written as entries and state changes), and what to send after the commit.
 public struct SettleSummary: Sendable, Equatable {

@@ -67,8 +67,8 @@ def steps() -> List[Dict[str, Any]]:
 
 
 def test_the_golden_refusal_codes_are_those_of_refusal_swift():
-    swift = (ROOT / "Sources" / "Ledger" / "Transaction" / "Refusal.swift").read_text()
-    declared = re.findall(r'public static let \w+ = "([a-z_]+)"', swift)
+    swift = (ROOT / "Sources" / "LedgerModel" / "Refusal.swift").read_text()
+    declared = re.findall(r'public static let \w+ = RefusalCode\("([a-z_]+)"\)', swift)
     assert len(declared) > 10
     assert sorted(set(CODES["refusals"])) == sorted(set(declared))
 

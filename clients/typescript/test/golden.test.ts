@@ -55,10 +55,10 @@ const eventFields: Record<string, string[]> = {
   "renewal.completed": ["slot", "totalProcessed", "successful", "failed", "at"],
 };
 
-test("the golden refusal codes are those of Sources/Ledger/Transaction/Refusal.swift", () => {
-  const swift = readFileSync(join(root, "Sources", "Ledger", "Transaction", "Refusal.swift"), "utf8");
-  const declared = [...swift.matchAll(/public static let \w+ = "([a-z_]+)"/g)].map((m) => m[1]);
-  assert.ok(declared.length > 10, "Refusal.swift declares its codes as `public static let name = \"code\"`");
+test("the golden refusal codes are those of Sources/LedgerModel/Refusal.swift", () => {
+  const swift = readFileSync(join(root, "Sources", "LedgerModel", "Refusal.swift"), "utf8");
+  const declared = [...swift.matchAll(/public static let \w+ = RefusalCode\("([a-z_]+)"\)/g)].map((m) => m[1]);
+  assert.ok(declared.length > 10, "Refusal.swift declares its codes as `public static let name = RefusalCode(\"code\")`");
   assert.deepEqual(sorted(codes.refusals), sorted(declared));
 });
 

@@ -25,7 +25,7 @@ public enum LedgerTime {
         return String(decoding: bytes, as: UTF8.self)
     }
 
-    static func append(ms: Int64, to out: inout [UInt8]) {
+    package static func append(ms: Int64, to out: inout [UInt8]) {
         let c = CalendarMonth.civil(ms)
         func digits(_ v: Int64, _ n: Int) {
             var p: Int64 = 1

@@ -7,19 +7,19 @@
 /// account on the 31st after February. The date algorithms are Howard Hinnant's
 /// `days_from_civil` / `civil_from_days`, exact over the whole Int64 day range we use.
 public enum CalendarMonth {
-    static let msPerDay: Int64 = 86_400_000
+    package static let msPerDay: Int64 = 86_400_000
 
     /// A UTC civil date-time split into its parts.
-    struct Civil: Equatable {
-        var year: Int64
-        var month: Int64  // 1...12
-        var day: Int64  // 1...31
-        var msOfDay: Int64
+    package struct Civil: Equatable {
+        package var year: Int64
+        package var month: Int64  // 1...12
+        package var day: Int64  // 1...31
+        package var msOfDay: Int64
     }
 
-    static func isLeap(_ y: Int64) -> Bool { (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 }
+    package static func isLeap(_ y: Int64) -> Bool { (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 }
 
-    static func daysInMonth(year: Int64, month: Int64) -> Int64 {
+    package static func daysInMonth(year: Int64, month: Int64) -> Int64 {
         switch month {
         case 2: return isLeap(year) ? 29 : 28
         case 4, 6, 9, 11: return 30
@@ -27,7 +27,7 @@ public enum CalendarMonth {
         }
     }
 
-    static func daysFromCivil(_ y0: Int64, _ m: Int64, _ d: Int64) -> Int64 {
+    package static func daysFromCivil(_ y0: Int64, _ m: Int64, _ d: Int64) -> Int64 {
         let y = m <= 2 ? y0 - 1 : y0
         let era = (y >= 0 ? y : y - 399) / 400
         let yoe = y - era * 400
@@ -37,7 +37,7 @@ public enum CalendarMonth {
         return era * 146_097 + doe - 719_468
     }
 
-    static func civilFromDays(_ z0: Int64) -> (Int64, Int64, Int64) {
+    package static func civilFromDays(_ z0: Int64) -> (Int64, Int64, Int64) {
         let z = z0 + 719_468
         let era = (z >= 0 ? z : z - 146_096) / 146_097
         let doe = z - era * 146_097
@@ -49,7 +49,7 @@ public enum CalendarMonth {
         return (m <= 2 ? yoe + era * 400 + 1 : yoe + era * 400, m, d)
     }
 
-    static func civil(_ ms: Int64) -> Civil {
+    package static func civil(_ ms: Int64) -> Civil {
         let days = ms >= 0 ? ms / msPerDay : (ms - msPerDay + 1) / msPerDay
         let (y, m, d) = civilFromDays(days)
         return Civil(year: y, month: m, day: d, msOfDay: ms - days * msPerDay)

@@ -4,14 +4,14 @@ import Foundation
 /// string (numbers in decimal, `true`/`false`, times in ISO 8601 with milliseconds). Absent
 /// fields are left out rather than written empty.
 ///
-/// The ledger makes the events of the changes it commits (`hold.expired`, `grant.expired`,
-/// `balance.low`); the worker adds `job.applied` and `renewal.completed`, and writes them all
-/// after the commit on the one ordered send path.
+/// These are the ledger's events: those of the changes it commits (`hold.expired`,
+/// `grant.expired`, `balance.low`) and the end of a scheduled renewal run (`renewal.completed`).
+/// The worker's own `job.applied`, the partition field and every encoding (stream fields, the
+/// alert's JSON) belong to the wire target.
 public struct LedgerEvent: Sendable, Equatable {
     public static let holdExpired = "hold.expired"
     public static let grantExpired = "grant.expired"
     public static let balanceLow = "balance.low"
-    public static let jobApplied = "job.applied"
     public static let renewalCompleted = "renewal.completed"
 
     public var name: String
@@ -49,21 +49,4 @@ public struct LedgerEvent: Sendable, Equatable {
     }
 
     public func value(_ key: String) -> String? { fields.first { $0.key == key }?.value }
-
-    /// `{"event": name, field: value, ...}`: the message published on `P:alerts`. Values that
-    /// are numbers on the stream are numbers here too.
-    public var json: String {
-        var w = JSONWriter(capacity: 160)
-        w.beginObject()
-        w.key("event"); w.string(name)
-        for f in fields {
-            w.key(dynamic: f.key)
-            if Self.numericKeys.contains(f.key), let n = Int64(f.value) { w.int(n) } else { w.string(f.value) }
-        }
-        w.endObject()
-        return w.text
-    }
-
-    static let numericKeys: Set<String> = ["threshold", "available", "ledgerEntryId", "amount", "tokensAmount", "partition",
-                                           "newBalance", "totalProcessed", "successful", "failed"]
 }

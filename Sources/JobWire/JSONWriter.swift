@@ -1,4 +1,9 @@
-/// A small JSON writer for results and invalidations.
+import LedgerModel
+
+import LedgerModel
+
+/// The wire target's JSON writer: every reply, invalidation, alert, dead letter and failure reply
+/// is written with it, once, into one byte buffer.
 ///
 /// Results are built once per job on the hot path; `JSONEncoder` would cost an intermediate
 /// Encodable model, reflection-free but allocation-heavy encoding, and key sorting we do not
@@ -6,15 +11,24 @@
 /// the ledger and are written as they are; every string value goes through `string(_:)`, which
 /// escapes quotes, backslashes and all control characters (U+0000-U+001F as `\u00XX`, plus the
 /// short forms), and passes other Unicode through as UTF-8, which JSON allows. `raw(_:)` embeds
-/// text that is already JSON (stored metadata, stored results).
+/// text that is already JSON (stored metadata, legacy stored results).
 public struct JSONWriter {
-    private(set) var bytes: [UInt8] = []
+    public private(set) var bytes: [UInt8] = []
     /// Whether the innermost open container still has no member (so no comma is needed).
     private var empty: [Bool] = []
 
     public init(capacity: Int = 128) { bytes.reserveCapacity(capacity) }
 
     public var text: String { String(decoding: bytes, as: UTF8.self) }
+
+    /// Writes at the end of `buffer` (the argument buffer of a Redis command, say) without
+    /// copying it: the buffer is moved into the writer and back.
+    public static func append(to buffer: inout [UInt8], _ body: (inout JSONWriter) -> Void) {
+        var w = JSONWriter(capacity: 0)
+        swap(&w.bytes, &buffer)
+        body(&w)
+        swap(&w.bytes, &buffer)
+    }
 
     public mutating func beginObject() { separate(); bytes.append(UInt8(ascii: "{")); empty.append(true) }
     public mutating func endObject() { bytes.append(UInt8(ascii: "}")); empty.removeLast() }
