@@ -2,7 +2,7 @@
 import PackageDescription
 
 // Dependencies point one way, down:
-//   tokenledger -> Worker -> JobWire -> Ledger;  Worker -> Redis -> CHiredis;
+//   tokenledger -> Worker -> JobWire -> Ledger;  Worker -> Redis -> CHiredis, Crypto (SHA-1 of scripts);
 //   tokenledger -> OperatorHTTP -> Ledger, Redis.
 let package = Package(
     name: "TokenLedger",
@@ -32,7 +32,7 @@ let package = Package(
         ),
         .target(
             name: "Redis",
-            dependencies: ["CHiredis"]
+            dependencies: ["CHiredis", .product(name: "Crypto", package: "swift-crypto")]
         ),
         .target(
             name: "Ledger",
