@@ -33,7 +33,8 @@ final class RedisServerLifecycleTests: XCTestCase {
         var buffer = RedisCommandBuffer()
         buffer.append(RedisCommand(script: incr, keys: ["n"], arguments: [4]))
         buffer.append(RedisCommand("INCR", "n"))
-        XCTAssertEqual(try redis.pipeline(buffer), [.integer(4), .integer(5)])
+        XCTAssertEqual(try redis.pipeline(buffer), [.integer(5), .integer(1)], "the script ran as EVAL, after the INCR")
+        XCTAssertEqual(try redis.pipeline(buffer), [.integer(9), .integer(10)], "cached again: by digest, in order")
         XCTAssertEqual(redis.reconnectCount, 2)
     }
 
