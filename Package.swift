@@ -3,7 +3,7 @@ import PackageDescription
 
 // Dependencies point one way, down:
 //   tokenledger -> Worker -> JobWire -> LedgerModel;  Worker -> Ledger -> LedgerModel;
-//   Worker -> Redis -> CHiredis;  tokenledger -> OperatorHTTP -> Ledger, JobWire, Redis.
+//   Worker -> Redis -> CHiredis, Crypto (SHA-1 of scripts);  tokenledger -> OperatorHTTP -> Ledger, JobWire, Redis.
 // LedgerModel holds the typed commands, outcomes, refusals, changes and events every other
 // target shares; JobWire owns every byte on the wire (jobs in; replies, invalidations, events,
 // dead letters out); Ledger applies commands and stores outcomes in its own encoding.
@@ -35,7 +35,7 @@ let package = Package(
         ),
         .target(
             name: "Redis",
-            dependencies: ["CHiredis"]
+            dependencies: ["CHiredis", .product(name: "Crypto", package: "swift-crypto")]
         ),
         .target(name: "LedgerModel"),
         .target(

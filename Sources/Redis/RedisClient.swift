@@ -20,6 +20,11 @@ public protocol RedisClient: AnyObject {
     /// resend only what is safe to repeat.
     func pipeline<C: Collection>(_ commands: C) throws(RedisError) -> [RedisValue] where C.Element == RedisCommand
 
+    /// Sends the commands of a RESP buffer and returns their replies in order, error replies
+    /// (`NOSCRIPT` included) in their place; a cluster sends each master its commands as one
+    /// buffer. Callers use `pipeline(_:)`, which also runs scripts the server had not cached.
+    func send(_ buffer: RedisCommandBuffer) throws(RedisError) -> [RedisValue]
+
     /// How many times a broken link was replaced by a new one (for logs and metrics).
     var reconnectCount: Int { get }
 

@@ -1,30 +1,43 @@
 /// Something that can be one argument of a Redis command, written as raw bytes.
 public protocol RedisArgument {
     func appendRedisBytes(to buffer: inout [UInt8])
+    /// How many bytes `appendRedisBytes` writes, when known without writing them: a RESP bulk
+    /// string's length comes before its bytes, so a known length saves moving the bytes after it.
+    var redisByteCount: Int? { get }
+}
+
+extension RedisArgument {
+    public var redisByteCount: Int? { nil }
 }
 
 extension String: RedisArgument {
     public func appendRedisBytes(to buffer: inout [UInt8]) { buffer.append(contentsOf: utf8) }
+    public var redisByteCount: Int? { utf8.count }
 }
 
 extension Substring: RedisArgument {
     public func appendRedisBytes(to buffer: inout [UInt8]) { buffer.append(contentsOf: utf8) }
+    public var redisByteCount: Int? { utf8.count }
 }
 
 extension Array: RedisArgument where Element == UInt8 {
     public func appendRedisBytes(to buffer: inout [UInt8]) { buffer.append(contentsOf: self) }
+    public var redisByteCount: Int? { count }
 }
 
 extension ArraySlice: RedisArgument where Element == UInt8 {
     public func appendRedisBytes(to buffer: inout [UInt8]) { buffer.append(contentsOf: self) }
+    public var redisByteCount: Int? { count }
 }
 
 extension Int: RedisArgument {
-    public func appendRedisBytes(to buffer: inout [UInt8]) { buffer.append(contentsOf: String(self).utf8) }
+    public func appendRedisBytes(to buffer: inout [UInt8]) { RESP.appendDecimal(self, to: &buffer) }
+    public var redisByteCount: Int? { RESP.decimalCount(magnitude) + (self < 0 ? 1 : 0) }
 }
 
 extension Int64: RedisArgument {
-    public func appendRedisBytes(to buffer: inout [UInt8]) { buffer.append(contentsOf: String(self).utf8) }
+    public func appendRedisBytes(to buffer: inout [UInt8]) { Int(self).appendRedisBytes(to: &buffer) }
+    public var redisByteCount: Int? { Int(self).redisByteCount }
 }
 
 extension Double: RedisArgument {
@@ -39,6 +52,8 @@ extension Double: RedisArgument {
 public struct RedisCommand: Sendable, Hashable {
     public private(set) var bytes: [UInt8] = []
     public private(set) var lengths: [Int] = []
+    /// The script of an `EVALSHA` made by `init(script:keys:arguments:)`, for the `EVAL` fall-back.
+    public private(set) var script: RedisScript?
 
     public init(_ name: String, _ arguments: any RedisArgument...) {
         self.init(name, arguments: arguments)
@@ -49,6 +64,20 @@ public struct RedisCommand: Sendable, Hashable {
         lengths.reserveCapacity(arguments.count + 1)
         append(name)
         for argument in arguments { append(argument) }
+    }
+
+    /// `EVALSHA digest numkeys keys... arguments...`, knowing its script: sent in a
+    /// `RedisCommandBuffer`, a server that answers `NOSCRIPT` is sent the `EVAL` form instead.
+    public init(script: RedisScript, keys: [any RedisArgument], arguments: [any RedisArgument]) {
+        self.init("EVALSHA", arguments: [script.sha1, keys.count] + keys + arguments)
+        self.script = script
+    }
+
+    /// A command read back from RESP bytes (`RedisCommandBuffer.command(at:)`).
+    init(rawArguments: [ArraySlice<UInt8>]) {
+        bytes.reserveCapacity(rawArguments.reduce(0) { $0 + $1.count })
+        lengths.reserveCapacity(rawArguments.count)
+        for argument in rawArguments { append(argument) }
     }
 
     /// Appends one more argument.

@@ -108,19 +108,26 @@ public final class RedisConnection {
     /// hide the others' replies. A broken link throws `RedisError.connection`; which of the commands
     /// reached the server is then unknown, so callers resend only what is safe to repeat.
     public func pipeline<C: Collection>(_ commands: C) throws(RedisError) -> [RedisValue] where C.Element == RedisCommand {
-        // Checked before anything is written, so that a refused command leaves the link in step.
-        for command in commands {
-            if let reason = command.invalidReason { throw .invalidCommand(reason) }
-        }
+        var buffer = RedisCommandBuffer(capacity: commands.reduce(0) { $0 + $1.bytes.count + 16 * $1.argumentCount + 8 })
+        for command in commands { buffer.append(command) }
+        return try send(buffer)
+    }
+
+    /// Writes the whole buffer at once (hiredis only copies it: nothing is formatted per command),
+    /// then reads its replies, one per command, error replies in their place. A buffer with an
+    /// invalid command (`invalidReason`) throws `RedisError.invalidCommand` before anything is
+    /// written, so the link stays in step. `EVALSHA` answered `NOSCRIPT` is returned as it is;
+    /// `pipeline(_:)` sends the `EVAL` form.
+    public func send(_ buffer: RedisCommandBuffer) throws(RedisError) -> [RedisValue] {
+        if let reason = buffer.invalidReason { throw .invalidCommand(reason) }
+        guard !buffer.isEmpty else { return [] }
         try connect()
         try dropIfPeerClosed()
         guard let context else { throw .connection("not connected") }
-        for command in commands where append(command, to: context) != REDIS_OK {
-            throw fail(context)
-        }
+        if append(buffer, to: context) != REDIS_OK { throw fail(context) }
         var replies: [RedisValue] = []
-        replies.reserveCapacity(commands.count)
-        for _ in 0..<commands.count {
+        replies.reserveCapacity(buffer.count)
+        for _ in 0..<buffer.count {
             replies.append(try readReply())
         }
         return replies
@@ -146,10 +153,12 @@ public final class RedisConnection {
 
     /// Writes a command without waiting for a reply (it is flushed by the next read).
     func appendOnly(_ command: RedisCommand) throws(RedisError) {
-        if let reason = command.invalidReason { throw .invalidCommand(reason) }
+        var buffer = RedisCommandBuffer()
+        buffer.append(command)
+        if let reason = buffer.invalidReason { throw .invalidCommand(reason) }
         try connect()
         guard let context else { throw .connection("not connected") }
-        if append(command, to: context) != REDIS_OK { throw fail(context) }
+        if append(buffer, to: context) != REDIS_OK { throw fail(context) }
     }
 
     /// Reads the next reply, blocking up to the command timeout.
@@ -180,24 +189,11 @@ public final class RedisConnection {
 
     // MARK: Helpers
 
-    private func append(_ command: RedisCommand, to context: UnsafeMutablePointer<redisContext>) -> Int32 {
-        command.bytes.withUnsafeBufferPointer { buffer in
-            // Callers check `invalidReason` first, so the bytes are never all empty; a nil base
-            // would still be refused here rather than trapping.
-            guard let start = buffer.baseAddress else { return REDIS_ERR }
-            let base = UnsafeRawPointer(start).assumingMemoryBound(to: CChar.self)
-            var argv: [UnsafePointer<CChar>?] = []
-            argv.reserveCapacity(command.lengths.count)
-            var offset = 0
-            for length in command.lengths {
-                argv.append(base + offset)
-                offset += length
-            }
-            return command.lengths.withUnsafeBufferPointer { lengths in
-                argv.withUnsafeMutableBufferPointer { argv in
-                    redisAppendCommandArgv(context, Int32(argv.count), argv.baseAddress, lengths.baseAddress)
-                }
-            }
+    private func append(_ buffer: RedisCommandBuffer, to context: UnsafeMutablePointer<redisContext>) -> Int32 {
+        buffer.bytes.withUnsafeBytes { raw in
+            // A valid, non-empty buffer has bytes; a nil base would still be refused, not trap.
+            guard let base = raw.baseAddress else { return REDIS_ERR }
+            return redisAppendFormattedCommand(context, base.assumingMemoryBound(to: CChar.self), raw.count)
         }
     }
 

@@ -115,23 +115,23 @@ struct Acknowledgement: Sendable {
     /// The processing list one job leaves (for a dead letter's removal inside the ordered script).
     private(set) var listKey: String?
 
-    /// Removes a list and its name whenever no job of it remains unsettled: the only script
-    /// here, used when a batch was settled one job at a time.
-    private static let forgetIfEmpty = """
+    /// Removes a list and its name whenever no job of it remains unsettled: used when a batch
+    /// was settled one job at a time. Both scripts go by digest (`RedisCommand(script:...)`).
+    private static let forgetIfEmpty = RedisScript(source: """
         if redis.call('LLEN', KEYS[1]) == 0 then return redis.call('SREM', KEYS[2], ARGV[1]) end
         return 0
-        """
+        """)
 
     /// Deletes a settled batch's list, and only then forgets its name: were the name forgotten
     /// while the delete was refused, the jobs would sit in a list no worker looks for.
-    private static let deleteThenForget = """
+    private static let deleteThenForget = RedisScript(source: """
         redis.call('DEL', KEYS[1])
         return redis.call('SREM', KEYS[2], ARGV[1])
-        """
+        """)
 
     /// Every job of the batch is committed: its list goes, and its name.
     fileprivate init(batch list: String, keys: QueueKeys) {
-        commands = [RedisCommand("EVAL", Self.deleteThenForget, 2, keys.processing(list), keys.workers, list)]
+        commands = [RedisCommand(script: Self.deleteThenForget, keys: [keys.processing(list), keys.workers], arguments: [list])]
     }
 
     /// One job is settled: that job (these bytes, from the oldest end) leaves the list.
@@ -141,7 +141,7 @@ struct Acknowledgement: Sendable {
     }
 
     fileprivate init(emptied list: String, keys: QueueKeys) {
-        commands = [RedisCommand("EVAL", Self.forgetIfEmpty, 2, keys.processing(list), keys.workers, list)]
+        commands = [RedisCommand(script: Self.forgetIfEmpty, keys: [keys.processing(list), keys.workers], arguments: [list])]
     }
 }
 

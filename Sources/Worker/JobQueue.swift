@@ -24,7 +24,10 @@ final class JobQueue {
     /// returns them oldest first.
     /// The lease check is inside the script, so a worker that was paused past its lease cannot
     /// take a job, whatever it believes.
-    private static let takeScript = """
+    ///
+    /// Sent by digest (`EVALSHA`, computed here); a server that lost its script cache is sent the
+    /// text once (`RedisClient.pipeline(_:)`).
+    private static let takeScript = RedisScript(source: """
         if redis.call('GET', KEYS[4]) ~= ARGV[3] then
             return redis.error_reply('NOTHOLDER the lease is not held by this worker')
         end
@@ -37,8 +40,7 @@ final class JobQueue {
         redis.call('SADD', KEYS[3], ARGV[2])
         redis.call('LPUSH', KEYS[2], unpack(oldestFirst))
         return oldestFirst
-        """
-    private var takeScriptHandle: RedisScript?
+        """)
 
     init(redis: any RedisClient, configuration: WorkerConfiguration, firstSequence: UInt64) {
         self.redis = redis
@@ -71,17 +73,10 @@ final class JobQueue {
     }
 
     private func takeWaiting(max: Int) throws -> TakenBatch {
-        let script: RedisScript
-        if let loaded = takeScriptHandle {
-            script = loaded
-        } else {
-            script = try redis.load(Self.takeScript)
-            takeScriptHandle = script
-        }
         let list = "\(workerId):\(nextSequence)"
         let reply: RedisValue
         do {
-            reply = try redis.evalsha(script, keys: [keys.jobs, keys.processing(list), keys.workers, keys.lease],
+            reply = try redis.evalsha(Self.takeScript, keys: [keys.jobs, keys.processing(list), keys.workers, keys.lease],
                                       arguments: [max, list, leaseHolder])
         } catch {
             if case .server(let message) = error, message.hasPrefix("NOTHOLDER") { throw QueueError.leaseNotHeld }

@@ -23,41 +23,42 @@ struct Lease {
         return "\(workerId):\(String(repeating: "0", count: 16 - nonce.count))\(nonce)"
     }
 
-    private static let renewScript = """
+    /// The scripts go by digest (`evalsha`), their text only to a server that lost its cache.
+    private static let renewScript = RedisScript(source: """
         if redis.call('GET', KEYS[1]) == ARGV[1] then
             return redis.call('PEXPIRE', KEYS[1], ARGV[2])
         end
         return 0
-        """
-    private static let releaseScript = """
+        """)
+    private static let releaseScript = RedisScript(source: """
         if redis.call('GET', KEYS[1]) == ARGV[1] then
             return redis.call('DEL', KEYS[1])
         end
         return 0
-        """
+        """)
 
-    private static let acquireScript = """
+    private static let acquireScript = RedisScript(source: """
         if redis.call('GET', KEYS[1]) == ARGV[1] then
             return redis.call('PEXPIRE', KEYS[1], ARGV[2])
         end
         if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
         return 0
-        """
+        """)
 
     /// Takes the lease if nobody holds it, or keeps it if this very worker start already does
     /// (say, after a failure between taking the lease and recording the epoch).
     func acquire(_ redis: any RedisClient) throws(RedisError) -> Bool {
-        try redis.eval(Self.acquireScript, keys: [key], arguments: [holder, milliseconds]).int == 1
+        try redis.evalsha(Self.acquireScript, keys: [key], arguments: [holder, milliseconds]).int == 1
     }
 
     /// Extends the lease if this worker still holds it; false means it was lost.
     func renew(_ redis: any RedisClient) throws(RedisError) -> Bool {
-        try redis.eval(Self.renewScript, keys: [key], arguments: [holder, milliseconds]).int == 1
+        try redis.evalsha(Self.renewScript, keys: [key], arguments: [holder, milliseconds]).int == 1
     }
 
     /// Gives the lease up at once (graceful stop), so a standby need not wait for the expiry.
     func release(_ redis: any RedisClient) throws(RedisError) {
-        try redis.eval(Self.releaseScript, keys: [key], arguments: [holder])
+        try redis.evalsha(Self.releaseScript, keys: [key], arguments: [holder])
     }
 
     func currentHolder(_ redis: any RedisClient) throws(RedisError) -> String? {

@@ -4,9 +4,13 @@ import Ledger
 import LedgerModel
 import Redis
 
-/// Everything a committed batch sends: each reply (`LPUSH` + `EXPIRE`), each invalidation
-/// (`PUBLISH`), each event (`XADD`), each dead letter, and last the acknowledgement that removes
-/// the settled jobs from their processing list.
+/// Everything a committed batch sends: each reply (`LPUSH`, and one `EXPIRE` per distinct reply
+/// key), each invalidation (`PUBLISH`), each event (`XADD`), each dead letter, and last the
+/// acknowledgement that removes the settled jobs from their processing list.
+///
+/// Each round trip is written as RESP into one buffer (`RedisCommandBuffer`) and its scripts go
+/// by digest (`EVALSHA`): the messages' bytes are written once, as they are added, and hiredis
+/// formats nothing.
 ///
 /// It is only flushed after the ledger commit: a cache never hears of a balance that could still
 /// roll back, and a crash before the flush leaves the jobs to be replayed, which answers the same
@@ -20,16 +24,19 @@ import Redis
 struct Outbox {
     let keys: QueueKeys
     let replyExpirySeconds: Int
-    /// Invalidations, events, alerts and dead letters, in commit order: sent by `orderedScript`.
-    private(set) var ordered: [RedisCommand] = []
+    /// Invalidations, events, alerts and dead letters, in commit order, already written as the
+    /// arguments of `orderedScript`: each command as its argument count, then its arguments.
+    private(set) var ordered: RedisArgumentList
+    /// How many commands `ordered` holds.
+    private(set) var orderedCount = 0
     /// Replies on the producers' keys, which may live on other cluster nodes than the partition.
-    private(set) var replyCommands: [RedisCommand] = []
+    private(set) var replyPushes = ReplyPushes()
     /// The acknowledgement (see `flush`).
     private(set) var acknowledgementCommands: [RedisCommand] = []
     /// The processing list whose dead-lettered jobs the ordered script removes (one batch's).
     private var deadLetterList: String?
     /// Failure replies of dead-lettered jobs (see `failureReply`).
-    private(set) var failureReplyCommands: [RedisCommand] = []
+    private(set) var failureReplyPushes = ReplyPushes()
     private(set) var replies = 0
     private(set) var invalidations = 0
     private(set) var deadLetters = 0
@@ -47,28 +54,28 @@ struct Outbox {
     init(keys: QueueKeys, replyExpirySeconds: Int, capacity: Int = 0) {
         self.keys = keys
         self.replyExpirySeconds = replyExpirySeconds
-        ordered.reserveCapacity(capacity)
+        ordered = RedisArgumentList(capacity: capacity * 48)
     }
 
     /// A job's reply, written by the wire target straight into the command's buffer.
     mutating func reply(to key: String, job: Job, _ result: CommandResult) {
-        replyCommands.append(RedisCommand("LPUSH", key, WireMessage.reply(job, result.outcome, duplicate: result.duplicate)))
-        replyCommands.append(RedisCommand("EXPIRE", key, replyExpirySeconds))
+        replyPushes.push(WireMessage.reply(job, result.outcome, duplicate: result.duplicate), to: key)
         replies += 1
     }
 
     /// The failure reply of a job that becomes a dead letter: sent before the ordered script,
     /// which removes the job (see `flush`).
     mutating func failureReply(to key: String, _ json: String) {
-        failureReplyCommands.append(RedisCommand("LPUSH", key, json))
-        failureReplyCommands.append(RedisCommand("EXPIRE", key, replyExpirySeconds))
+        failureReplyPushes.push(json, to: key)
         replies += 1
     }
 
     /// An invalidation; on a split ledger it names its partition (the wire target writes it),
     /// since every partition publishes on the one channel.
     mutating func publish(_ change: BalanceChange) {
-        ordered.append(RedisCommand("PUBLISH", keys.balance, WireMessage.invalidation(change, partition: keys.partition)))
+        orderedCommand("PUBLISH", argumentCount: 2)
+        ordered.append(keys.balance)
+        ordered.append(WireMessage.invalidation(change, partition: keys.partition))
         invalidations += 1
     }
 
@@ -77,16 +84,24 @@ struct Outbox {
     mutating func event(_ e: LedgerEvent, streamMaxLength maxLength: Int?) {
         let e = StreamEvents.outgoing(e, partition: keys.partition)
         if let maxLength {
-            var command = RedisCommand("XADD", keys.events, "MAXLEN", "~", maxLength, "*", "event", e.name)
+            orderedCommand("XADD", argumentCount: 7 + 2 * e.fields.count)
+            ordered.append(keys.events)
+            ordered.append("MAXLEN")
+            ordered.append("~")
+            ordered.append(maxLength)
+            ordered.append("*")
+            ordered.append("event")
+            ordered.append(e.name)
             for f in e.fields {
-                command.append(f.key)
-                command.append(f.value)
+                ordered.append(f.key)
+                ordered.append(f.value)
             }
-            ordered.append(command)
             events += 1
         }
         if e.name == LedgerEvent.balanceLow {
-            ordered.append(RedisCommand("PUBLISH", keys.alerts, WireMessage.alert(e)))
+            orderedCommand("PUBLISH", argumentCount: 2)
+            ordered.append(keys.alerts)
+            ordered.append(WireMessage.alert(e))
             alerts += 1
         }
     }
@@ -95,8 +110,16 @@ struct Outbox {
     /// a replay after a crash or a Redis restart then finds neither or both, never a job whose
     /// dead letter was already pushed (which would push it twice).
     mutating func deadLetter(_ json: String, acknowledging removal: Acknowledgement) {
-        ordered.append(RedisCommand("LPUSH", keys.dead, json))
-        ordered.append(contentsOf: removal.commands)
+        orderedCommand("LPUSH", argumentCount: 2)
+        ordered.append(keys.dead)
+        ordered.append(json)
+        for command in removal.commands {
+            ordered.append(command.argumentCount)
+            for index in 0..<command.argumentCount {
+                if let argument = command.argument(index) { ordered.append(argument) }
+            }
+            orderedCount += 1
+        }
         deadLetterList = removal.listKey
         deadLetters += 1
     }
@@ -109,7 +132,14 @@ struct Outbox {
     }
 
     var isEmpty: Bool {
-        ordered.isEmpty && replyCommands.isEmpty && failureReplyCommands.isEmpty && acknowledgementCommands.isEmpty
+        orderedCount == 0 && replyPushes.isEmpty && failureReplyPushes.isEmpty && acknowledgementCommands.isEmpty
+    }
+
+    /// Starts one command of the ordered part: its argument count (the name included), its name.
+    private mutating func orderedCommand(_ name: String, argumentCount: Int) {
+        ordered.append(argumentCount + 1)
+        ordered.append(name)
+        orderedCount += 1
     }
 
     /// Runs the ordered part: KEYS = lease, events stream, dead letters (one slot: the partition's
@@ -118,7 +148,7 @@ struct Outbox {
     /// script is atomic, so nothing of it can land after a successor's first message. It stops
     /// at the first refused command (a refusal of ours, never the producer's) and answers how many
     /// ran and the refusal, so a resend repeats a prefix rather than reordering messages.
-    static let orderedScript = """
+    static let orderedScript = RedisScript(source: """
         if redis.call('GET', KEYS[1]) ~= ARGV[1] then
             return redis.error_reply('NOTHOLDER the lease is not held by this worker')
         end
@@ -132,20 +162,17 @@ struct Outbox {
             i = i + argc + 1
         end
         return {n}
-        """
+        """)
 
-    /// The one `EVAL` of the ordered part.
-    func orderedCommand(holder: String) -> RedisCommand {
-        var command = RedisCommand("EVAL", Self.orderedScript, deadLetterList == nil ? 3 : 4, keys.lease, keys.events, keys.dead)
-        if let deadLetterList { command.append(deadLetterList) }  // declared: the script removes its jobs
-        command.append(holder)
-        for inner in ordered {
-            command.append(inner.argumentCount)
-            for index in 0..<inner.argumentCount {
-                if let argument = inner.argument(index) { command.append(argument) }
-            }
-        }
-        return command
+    /// The one `EVALSHA` of the ordered part, written into `body`.
+    func writeOrdered(holder: String, into body: inout RedisCommandBuffer) {
+        body.beginScript(Self.orderedScript, keyCount: deadLetterList == nil ? 3 : 4, argumentCount: 1 + ordered.count)
+        body.argument(keys.lease)
+        body.argument(keys.events)
+        body.argument(keys.dead)
+        if let deadLetterList { body.argument(deadLetterList) }  // declared: the script removes its jobs
+        body.argument(holder)
+        body.arguments(ordered)
     }
 
     /// Sends the outbox in at most two round trips and returns the refusals that are the
@@ -161,38 +188,46 @@ struct Outbox {
         // A dead letter removes its job from the list in the script: its failure reply must be
         // accepted before, or a refused reply would leave with the job (one more round trip, only
         // for a batch with such replies).
-        var problems = failureReplyCommands.isEmpty ? []
-            : try Self.replyProblems(failureReplyCommands, try redis.pipeline(failureReplyCommands)[...])
-        if !ordered.isEmpty || !replyCommands.isEmpty {
-            var body: [RedisCommand] = []
-            body.reserveCapacity(replyCommands.count + 1)
-            if !ordered.isEmpty { body.append(orderedCommand(holder: holder)) }
-            body.append(contentsOf: replyCommands)
+        var problems: [String] = []
+        if !failureReplyPushes.isEmpty {
+            var failures = RedisCommandBuffer(capacity: failureReplyPushes.byteCount)
+            failureReplyPushes.write(into: &failures, expirySeconds: replyExpirySeconds)
+            problems = try Self.replyProblems(failures, try redis.pipeline(failures), from: 0)
+        }
+        if orderedCount > 0 || !replyPushes.isEmpty {
+            var body = RedisCommandBuffer(capacity: ordered.bytes.count + replyPushes.byteCount + 256)
+            if orderedCount > 0 { writeOrdered(holder: holder, into: &body) }
+            let firstReply = body.count
+            replyPushes.write(into: &body, expirySeconds: replyExpirySeconds)
             let answers = try redis.pipeline(body)
-            var replyAnswers = answers[...]
-            if !ordered.isEmpty, let answer = answers.first {
-                replyAnswers = answers.dropFirst()
-                try Self.check(ordered: answer, count: ordered.count)
+            if orderedCount > 0, let answer = answers.first {
+                try Self.check(ordered: answer, count: orderedCount)
             }
-            problems += try Self.replyProblems(replyCommands, replyAnswers)
+            problems += try Self.replyProblems(body, answers, from: firstReply)
         }
         guard !acknowledgementCommands.isEmpty else { return problems }
-        let answers = try redis.pipeline(acknowledgementCommands)
-        for (command, answer) in zip(acknowledgementCommands, answers) {
-            if let message = answer.errorMessage { throw RedisError.server("the acknowledgement \(command.name) was refused: \(message)") }
+        var acknowledgement = RedisCommandBuffer()
+        for command in acknowledgementCommands { acknowledgement.append(command) }
+        let answers = try redis.pipeline(acknowledgement)
+        for (index, answer) in answers.enumerated() {
+            if let message = answer.errorMessage {
+                throw RedisError.server("the acknowledgement \(acknowledgement.name(at: index)) was refused: \(message)")
+            }
         }
         return problems
     }
 
-    /// The replies' refusals that are the producer's own; throws on any other.
-    private static func replyProblems(_ commands: [RedisCommand], _ answers: ArraySlice<RedisValue>) throws -> [String] {
+    /// The replies' refusals (commands `from` on) that are the producer's own; throws on any other.
+    private static func replyProblems(_ sent: RedisCommandBuffer, _ answers: [RedisValue], from first: Int) throws -> [String] {
         var problems: [String] = []
-        for (command, answer) in zip(commands, answers) {
+        for index in first..<min(sent.count, answers.count) {
+            let answer = answers[index]
             guard let code = answer.refusalCode, let message = answer.errorMessage else { continue }
+            let name = sent.name(at: index)
             guard code.isAboutTheKey else {
-                throw RedisError.server("a reply's \(command.name) was refused (\(code)); the jobs stay in their list: \(message)")
+                throw RedisError.server("a reply's \(name) was refused (\(code)); the jobs stay in their list: \(message)")
             }
-            problems.append("\(command.name): \(message)")
+            problems.append("\(name): \(message)")
         }
         return problems
     }
@@ -224,6 +259,38 @@ enum WireMessage: RedisArgument {
         case let .reply(job, outcome, duplicate): Replies.appendResult(for: job, outcome, duplicate: duplicate, to: &buffer)
         case let .invalidation(change, partition): Invalidations.append(change, partition: partition, to: &buffer)
         case .alert(let e): StreamEvents.appendAlert(e, to: &buffer)
+        }
+    }
+}
+
+/// The reply pushes of one round trip, written as RESP as they are added, and each distinct reply
+/// key once for its `EXPIRE` (many jobs of one producer share a `replyTo`). Keys are told apart by
+/// their bytes (`IdentityKey`), as Redis tells them apart. Bounded by the batch: one push per job.
+struct ReplyPushes {
+    private(set) var buffer = RedisCommandBuffer()
+    /// The distinct keys, in the order of their first push.
+    private(set) var keys: [String] = []
+    private var seen: Set<IdentityKey> = []
+
+    var isEmpty: Bool { buffer.isEmpty }
+    /// The pushes' bytes, and room for the expiries.
+    var byteCount: Int { buffer.bytes.count + keys.count * 64 }
+
+    mutating func push(_ message: some RedisArgument, to key: String) {
+        buffer.begin("LPUSH", argumentCount: 2)
+        buffer.argument(key)
+        buffer.argument(message)
+        if seen.insert(IdentityKey(key)).inserted { keys.append(key) }
+    }
+
+    /// The pushes, then one `EXPIRE` per key: after its key's last push, so it never lands on a
+    /// key that a later push of the round trip creates again.
+    func write(into out: inout RedisCommandBuffer, expirySeconds: Int) {
+        out.append(contentsOf: buffer)
+        for key in keys {
+            out.begin("EXPIRE", argumentCount: 2)
+            out.argument(key)
+            out.argument(expirySeconds)
         }
     }
 }

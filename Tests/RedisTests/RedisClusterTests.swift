@@ -253,6 +253,42 @@ final class RedisClusterTests: XCTestCase {
         }
     }
 
+    /// A RESP buffer through the cluster: each command to its key's master, the replies in the
+    /// buffer's order, an error in its place, and scripts by digest falling back to `EVAL` on every
+    /// master whose cache was flushed.
+    func testABufferIsRoutedCommandByCommandAndItsScriptsRunEverywhere() throws {
+        let client = try RedisTarget(url: cluster.url).connect()
+        let concrete = try XCTUnwrap(client as? RedisCluster)
+        let masters = try cluster.masterPorts()
+        let tags = try masters.map { try tag(servedBy: $0, concrete) }
+        for port in masters { _ = try cluster.connection(port).send("SCRIPT", "FLUSH") }
+        let length = RedisScript(source: "return redis.call('LLEN', KEYS[1]) -- \(prefix)")
+        let binary: [UInt8] = [0, 13, 10, 255]
+        var buffer = RedisCommandBuffer()
+        for t in tags {
+            buffer.begin("RPUSH", argumentCount: 3)
+            buffer.argument("{\(t)}:list")
+            buffer.argument(binary)
+            buffer.argument("")
+            buffer.beginScript(length, keyCount: 1, argumentCount: 0)
+            buffer.argument("{\(t)}:list")
+        }
+        buffer.append(RedisCommand("SET", "{\(tags[0])}:str", "x"))
+        buffer.append(RedisCommand("LPUSH", "{\(tags[0])}:str", "y"))
+        buffer.append(RedisCommand("LLEN", "{\(tags[2])}:list"))
+        let replies = try client.pipeline(buffer)
+        XCTAssertEqual(Array(replies.prefix(6)).map(\.int), [2, 2, 2, 2, 2, 2])
+        XCTAssertEqual(replies[6], .status("OK"))
+        XCTAssertEqual(replies[7].refusalCode, .wrongType)
+        XCTAssertEqual(replies[8].int, 2)
+        for (port, t) in zip(masters, tags) {
+            let node = try cluster.connection(port)
+            XCTAssertEqual(try node.lrange("{\(t)}:list", 0, -1), [binary, []], "the list of \(t) on \(port)")
+            XCTAssertEqual(try node.send("SCRIPT", "EXISTS", length.sha1).array?.first?.int, 1, "EVAL cached it on \(port)")
+        }
+        XCTAssertEqual(try client.pipeline(buffer).prefix(6).map(\.int), [4, 4, 4, 4, 4, 4], "by digest now")
+    }
+
     /// An outbox ends with its acknowledgement: the group that holds a pipeline's last command must
     /// leave after every other group has been answered. Each command here reads its master's clock
     /// (one machine, one clock), so the order in which the groups ran shows in the replies.

@@ -17,6 +17,27 @@ final class RedisServerLifecycleTests: XCTestCase {
         XCTAssertEqual(redis.reconnectCount, 1)
     }
 
+    /// A restarted server has an empty script cache: a script sent by digest, alone or in a
+    /// buffer, runs again (its text sent once), whatever the client believed was cached.
+    func testScriptsByDigestRunAfterAServerRestart() throws {
+        let server = try RedisServerProcess()
+        var config = try RedisConfiguration(url: server.url)
+        config.reconnect = ReconnectPolicy(initialDelay: 0.05, maxDelay: 0.5, maxAttempts: 20)
+        let redis = try RedisConnection(configuration: config)
+        let incr = RedisScript(source: "return redis.call('INCRBY', KEYS[1], ARGV[1])")
+        XCTAssertEqual(try redis.evalsha(incr, keys: ["n"], arguments: [2]), .integer(2))
+        XCTAssertEqual(try redis.send("SCRIPT", "EXISTS", incr.sha1).array?.first?.int, 1)
+        try server.restart()
+        XCTAssertEqual(try redis.evalsha(incr, keys: ["n"], arguments: [3]), .integer(3), "the restart lost n and the script")
+        try server.restart()
+        var buffer = RedisCommandBuffer()
+        buffer.append(RedisCommand(script: incr, keys: ["n"], arguments: [4]))
+        buffer.append(RedisCommand("INCR", "n"))
+        XCTAssertEqual(try redis.pipeline(buffer), [.integer(5), .integer(1)], "the script ran as EVAL, after the INCR")
+        XCTAssertEqual(try redis.pipeline(buffer), [.integer(9), .integer(10)], "cached again: by digest, in order")
+        XCTAssertEqual(redis.reconnectCount, 2)
+    }
+
     func testCommandDuringOutageFailsTypedThenRecovers() throws {
         let server = try RedisServerProcess()
         var config = try RedisConfiguration(url: server.url)
