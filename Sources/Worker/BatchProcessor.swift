@@ -64,9 +64,10 @@ struct BatchProcessor {
         return outbox
     }
 
-    /// Also returns what the acknowledgement records on `P:applied`: every job with an id that
-    /// is not a query, duplicates too (a replay after a lost acknowledgement is acknowledged now,
-    /// so it must be recorded now); never a dead letter, which changed nothing and stays on `P:dead`.
+    /// Also returns what the acknowledgement records on `P:applied`: every job with an id (its
+    /// result is stored under it, a query's too), duplicates too (a replay after a lost
+    /// acknowledgement is acknowledged now, so it must be recorded now); never a dead letter,
+    /// which changed nothing and stays on `P:dead`.
     private func apply(_ decoded: [Result<Job, InvalidJob>], raws: [[UInt8]], epoch: Int64, recovered: Bool,
                        list: String) throws -> (Outbox, AppliedJobs) {
         let started = ContinuousClock.now
@@ -80,7 +81,7 @@ struct BatchProcessor {
             switch job {
             case .success(let job):
                 guard let result = next.next() else { break }
-                if job.id != nil, !job.command.operation.isQuery { applied.add(raw, result) }
+                if job.id != nil { applied.add(raw, result) }
                 if let replyTo = job.replyTo { outbox.reply(to: replyTo, Replies.result(for: job, result)) }
                 for change in result.changes { outbox.publish(change.json) }
                 events.write(result, of: job, recovered: recovered, into: &outbox)

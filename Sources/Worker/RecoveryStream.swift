@@ -167,7 +167,7 @@ public struct RecoveryStream {
                 let raw = entry.fields.first { $0.key == Array("job".utf8) }?.value ?? []
                 let atMs = entry.value("at").flatMap(LedgerTime.parseMilliseconds)
                 guard case .success(let job) = partitioning.admit(Job.decode(raw), raw: raw, on: keys.partition ?? 0),
-                      job.id != nil, !job.command.operation.isQuery else {
+                      job.id != nil else {
                     summary.skipped += 1
                     continue
                 }

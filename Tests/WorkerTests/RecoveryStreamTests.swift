@@ -30,8 +30,9 @@ final class RecoveryStreamTests: XCTestCase {
         try ledger.read(.balance(userId: user)).json
     }
 
-    /// Every job with an id that the worker applied, a refusal and a duplicate too, is on the
-    /// stream with its exact bytes, in queue order; a dead letter and a query without an id are not.
+    /// Every job with an id that the worker applied, a refusal, a query with an id and a duplicate
+    /// too, is on the stream with its exact bytes, in queue order; a dead letter and a query
+    /// without an id are not.
     func testTheAcknowledgementRecordsEveryAppliedJobsBytesInOrder() async throws {
         let h = try WorkerHarness()
         let worker = try h.startWorker()
@@ -42,6 +43,7 @@ final class RecoveryStreamTests: XCTestCase {
         let refused = try call(h, ["type": "debit", "id": "debit-a", "userId": "a", "operationType": "x", "amount": 1000])
         XCTAssertEqual((refused.reply["error"] as? [String: Any])?.string("code"), "insufficient_tokens")
         _ = try call(h, ["type": "balance", "userId": "a"])
+        let query = try call(h, ["type": "balance", "id": "query-a", "userId": "a"])
         let dead = Array(#"{"type":"charge","id":"bad","userId":"a","replyTo":"x","operation":"#.utf8)  // not JSON
         try h.pushRaw(dead)
         let again = try call(h, ["type": "charge", "id": "charge-a", "userId": "a", "operation": "chatgpt_message"])
@@ -51,13 +53,35 @@ final class RecoveryStreamTests: XCTestCase {
 
         let recorded = try entries(h)
         XCTAssertEqual(recorded.map { $0.fields.first { $0.key == Array("job".utf8) }?.value ?? [] },
-                       [open.raw, charge.raw, refused.raw, again.raw])
-        XCTAssertEqual(recorded.map { $0.value("duplicate") }, [nil, nil, nil, "true"])
+                       [open.raw, charge.raw, refused.raw, query.raw, again.raw])
+        XCTAssertEqual(recorded.map { $0.value("duplicate") }, [nil, nil, nil, nil, "true"])
         for entry in recorded {
             let at = try XCTUnwrap(entry.value("at").flatMap(LedgerTime.parseMilliseconds), "\(entry)")
             XCTAssertLessThan(abs(at - LedgerTime.milliseconds(Date())), 120_000)
         }
         XCTAssertEqual(try h.redis.llen(h.keys.dead), 1, "the dead letter stays on P:dead")
+    }
+
+    /// The record and the removal are one script: while Redis refuses the record (here the key
+    /// holds a string), the job stays in its processing list; once it is accepted, the replay is
+    /// recorded (as a duplicate) and leaves.
+    func testARefusedRecordKeepsTheJobInItsList() async throws {
+        let h = try WorkerHarness()
+        try h.redis.send(RedisCommand("SET", h.keys.applied, "not a stream"))
+        let worker = try h.startWorker()
+        let first = try call(h, ["type": "open", "id": "open-a", "userId": "a"])
+        XCTAssertEqual(first.reply.bool("success"), true, "the reply leaves before the acknowledgement")
+        try h.eventually(timeout: 10, "the job waits in its list") { try h.jobsInProcessingLists() == 1 }
+        usleep(1_000_000)
+        XCTAssertEqual(try h.jobsInProcessingLists(), 1, "not acknowledged while its record is refused")
+        XCTAssertEqual(try h.redis.llen(h.keys.jobs), 0)
+        try h.redis.send(RedisCommand("DEL", h.keys.applied))
+        try h.waitUntilDrained(timeout: 60)
+        try await worker.stop()
+        let recorded = try entries(h)
+        XCTAssertEqual(recorded.count, 1)
+        XCTAssertEqual(recorded.first?.fields.first { $0.key == Array("job".utf8) }?.value, first.raw)
+        XCTAssertEqual(recorded.first?.value("duplicate"), "true", "recorded by the replay that was acknowledged")
     }
 
     /// The window trims whole stream nodes whose entries are older than it, by Redis's clock.
