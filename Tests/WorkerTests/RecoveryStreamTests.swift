@@ -173,4 +173,46 @@ final class RecoveryStreamTests: XCTestCase {
         try h.redis.send(RedisCommand("DEL", h.keys.applied))
         XCTAssertEqual(try stream.continuity(of: restored), .noStream)
     }
+
+    /// `tokenledger restore`: refused while a worker holds the lease and onto a file in place;
+    /// `--from` a copy brings it to the live balances; a gap is named, exits 4 and applies
+    /// nothing, until `--accept-gap`.
+    func testTheRestoreCommand() async throws {
+        let h = try WorkerHarness()
+        let worker = try h.startWorker()
+        for n in 0..<3 { _ = try call(h, ["type": "open", "id": "open-\(n)", "userId": "u\(n)"]) }
+        let copy = h.directory.appendingPathComponent("copy.sqlite").path
+        try Ledger.backup(from: h.databasePath, to: copy)
+        for n in 0..<3 { _ = try call(h, ["type": "charge", "id": "charge-\(n)", "userId": "u\(n)", "operation": "chatgpt_message"]) }
+        let restored = h.directory.appendingPathComponent("restored.sqlite").path
+        let env = ["TOKENLEDGER_REDIS_URL": h.redisURL, "TOKENLEDGER_PREFIX": h.keys.prefix, "TOKENLEDGER_DATABASE": restored]
+        var (status, out) = try runTokenLedger(["restore", "--from", copy], environment: env)
+        XCTAssertNotEqual(status, 0)
+        XCTAssertTrue(out.contains("is held"), out)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: restored))
+        try await worker.stop()
+        try h.eventually(timeout: 10, "the lease is released") { try h.redis.get(h.keys.lease) == nil }
+
+        (status, out) = try runTokenLedger(["restore", "--from", copy], environment: env)
+        XCTAssertEqual(status, 0, out)
+        XCTAssertTrue(out.contains("6 jobs read from \(h.keys.applied): 3 applied, 3 already in the ledger; verify: no violation"), out)
+        let live = try Ledger(path: h.databasePath)
+        for n in 0..<3 { XCTAssertEqual(try balance(try Ledger(path: restored), "u\(n)"), try balance(live, "u\(n)")) }
+        (status, out) = try runTokenLedger(["restore", "--from", copy], environment: env)
+        XCTAssertNotEqual(status, 0)
+        XCTAssertTrue(out.contains("exists"), out)
+
+        // The stream trimmed past what the copy holds: open-0..2 and charge-0 gone.
+        let all = try entries(h)
+        try h.redis.send(RedisCommand("XTRIM", h.keys.applied, "MINID", all[4].id))
+        let second = h.directory.appendingPathComponent("second.sqlite").path
+        let env2 = env.merging(["TOKENLEDGER_DATABASE": second]) { $1 }
+        (status, out) = try runTokenLedger(["restore", "--from", copy], environment: env2)
+        XCTAssertEqual(status, 4, out)
+        XCTAssertTrue(out.contains("NOT brought up to date") && out.contains(all[4].id), out)
+        XCTAssertTrue(try balance(try Ledger(path: second), "u1").contains(#""tokensBalance":100"#), "nothing applied")
+        (status, out) = try runTokenLedger(["restore", "--accept-gap"], environment: env2)
+        XCTAssertEqual(status, 0, out)
+        XCTAssertTrue(out.contains("accepting the gap") && out.contains("2 jobs read from \(h.keys.applied): 2 applied"), out)
+    }
 }
