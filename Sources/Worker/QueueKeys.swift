@@ -26,6 +26,9 @@ public struct QueueKeys: Sendable, Equatable {
     public var dead: String { "\(base):dead" }
     /// The stream of applied jobs and events.
     public var events: String { "\(base):events" }
+    /// Each acknowledged job's raw bytes, kept for a window so that `tokenledger restore` can
+    /// apply what a lost ledger's replica lacks (the contract's "Recovery past the replica").
+    public var applied: String { "\(base):applied" }
     /// The pub/sub channel of balance invalidations: one for every partition.
     public var balance: String { "\(prefix):balance" }
     /// The pub/sub channel of `balance.low` alerts: one for every partition.

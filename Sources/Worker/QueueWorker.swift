@@ -52,7 +52,8 @@ final class QueueWorker {
                                      clock: clock, logger: logger)
         processor = BatchProcessor(ledger: ledger, keys: configuration.keys, replyExpirySeconds: configuration.replyExpirySeconds,
                                    clock: clock, logger: logger, metrics: metrics,
-                                   events: EventWriter(streamMaxLength: configuration.eventsMaxLength, metrics: metrics))
+                                   events: EventWriter(streamMaxLength: configuration.eventsMaxLength, metrics: metrics),
+                                   recoveryWindowMilliseconds: configuration.recoveryWindowMilliseconds)
     }
 
     /// Runs until the stop signal: finishes the batch in hand, releases the lease, returns.
@@ -110,6 +111,7 @@ final class QueueWorker {
             metrics.queueDepth.record(try link.redis.llen(configuration.keys.jobs))
             sampleLedger()
             sampleHolds()
+            try sampleRecoveryStream(link)
         }
         // While a renewal run is in progress, take only what is already waiting.
         let batch = try term.nextBatch(wait: renewing || settling ? 0 : configuration.pollSeconds)

@@ -41,6 +41,11 @@ public struct WorkerConfiguration: Sendable {
     public var settleBatchSize: Int = 1000
     /// How long one sweep transaction may settle before it commits and lets waiting jobs in.
     public var settleChunkMilliseconds: Int = 5
+    /// How long `P:applied` keeps an acknowledged job (`XTRIM ... MINID ~ <now - window>`, by
+    /// Redis's clock): it must outlast the longest replica lag a restore is to recover from.
+    public var recoveryWindowMilliseconds: Int = WorkerConfiguration.defaultRecoveryWindowMilliseconds
+    /// 15 minutes: far longer than a healthy replica's lag of a second or two.
+    public static let defaultRecoveryWindowMilliseconds = 15 * 60 * 1000
 
     public init(
         redis: RedisTarget = .single(.init()),

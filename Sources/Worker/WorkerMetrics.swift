@@ -33,6 +33,8 @@ final class WorkerMetrics {
     let alertsFired = Counter(label: "tokenledger_alerts_fired_total")
     let eventsWritten = Counter(label: "tokenledger_events_total")
     let settledAccounts = Counter(label: "tokenledger_settled_accounts_total")
+    /// How far back `P:applied` reaches: the longest replica lag a restore can recover past.
+    let appliedStreamAge: Gauge
 
     init(partition: Int?) {
         let dimensions = partition.map { [("partition", "\($0)")] } ?? []
@@ -42,6 +44,7 @@ final class WorkerMetrics {
         walFrames = Gauge(label: "tokenledger_wal_frames", dimensions: dimensions)
         openHolds = Gauge(label: "tokenledger_open_holds", dimensions: dimensions)
         heldTokens = Gauge(label: "tokenledger_held_tokens", dimensions: dimensions)
+        appliedStreamAge = Gauge(label: "tokenledger_applied_stream_age_seconds", dimensions: dimensions)
         // The ledger was opened before the worker starts, and only a failed write reports an outage:
         // without this a healthy worker would read as not ready until its first recovery.
         ledgerReady.record(1)

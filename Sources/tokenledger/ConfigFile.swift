@@ -37,6 +37,8 @@ struct ConfigFile: Decodable {
     var settleBatchSize: Int?
     /// How long (ms) one sweep transaction may settle before waiting jobs go in (default 5).
     var settleChunkMilliseconds: Int?
+    /// How long (s) `P:applied` keeps an acknowledged job for `restore` (default 900).
+    var recoveryWindowSeconds: Int?
 
     struct Events: Decodable {
         /// Write `P:events` (default true); alerts go to `P:alerts` either way.

@@ -60,6 +60,8 @@ struct Settings {
     var settleIntervalSeconds: Double
     var settleBatchSize: Int
     var settleChunkMilliseconds: Int
+    /// How long `P:applied` keeps an acknowledged job, for `restore`.
+    var recoveryWindowSeconds: Int
     /// The console's token (bytes); nil: the console is off.
     var consoleToken: [UInt8]?
 
@@ -169,6 +171,18 @@ struct Settings {
         settleChunkMilliseconds = file.settleChunkMilliseconds ?? 5
         guard settleChunkMilliseconds >= 1 else { throw SettingsError("settleChunkMilliseconds must be >= 1") }
 
+        let windowText = env["TOKENLEDGER_RECOVERY_WINDOW_SECONDS"]
+        if let windowText {
+            guard let n = Int(windowText) else { throw SettingsError("recovery window '\(windowText)' is not a number of seconds") }
+            recoveryWindowSeconds = n
+        } else {
+            recoveryWindowSeconds = file.recoveryWindowSeconds ?? WorkerConfiguration.defaultRecoveryWindowMilliseconds / 1000
+        }
+        // Longer than a day would keep a day of jobs in Redis's memory for a lag no replica has.
+        guard (1...Self.maxRecoveryWindowSeconds).contains(recoveryWindowSeconds) else {
+            throw SettingsError("recoveryWindowSeconds must be from 1 to \(Self.maxRecoveryWindowSeconds)")
+        }
+
         // The console token is a secret: the environment or a file, never a flag.
         if let token = env["TOKENLEDGER_CONSOLE_TOKEN"] {
             consoleToken = Array(token.utf8)
@@ -185,6 +199,9 @@ struct Settings {
             guard http != "off" else { throw SettingsError("a console token is set but the operator endpoints are off (TOKENLEDGER_HTTP=off)") }
         }
     }
+
+    /// One day: `P:applied` holds about (jobs per second x window) entries in Redis's memory.
+    static let maxRecoveryWindowSeconds = 86_400
 
     /// The console's settings over the partitions this process serves; nil when it is off.
     func consoleSettings() throws -> ConsoleSettings? {
@@ -208,6 +225,7 @@ struct Settings {
         c.settleIntervalSeconds = settleIntervalSeconds
         c.settleBatchSize = settleBatchSize
         c.settleChunkMilliseconds = settleChunkMilliseconds
+        c.recoveryWindowMilliseconds = recoveryWindowSeconds * 1000
         return c
     }
 
@@ -309,10 +327,11 @@ struct Settings {
 
     /// Opens (creating if needed) a partition's ledger for writing, and records or checks the
     /// partition it holds: for the worker and `migrate`. Waits out a busy or failing ledger.
-    func openLedger(partition: Int = 0, logger: Logger? = nil, stopRequested: () -> Bool = { false }) throws -> Ledger {
+    func openLedger(partition: Int = 0, logger: Logger? = nil, clock: any LedgerClock = SystemClock(),
+                    stopRequested: () -> Bool = { false }) throws -> Ledger {
         let path = databasePath(partition: partition)
         return try waitingOut("opening the ledger \(path)", logger: logger, stopRequested: stopRequested) {
-            let opened = try Ledger(path: path, config: ledger)
+            let opened = try Ledger(path: path, config: ledger, clock: clock)
             try opened.claimPartition(partition, of: partitioning.count)
             return opened
         }

@@ -22,14 +22,15 @@ struct TokenLedger: AsyncParsableCommand {
             TOKENLEDGER_DATABASE, TOKENLEDGER_PREFIX, TOKENLEDGER_CONFIG, TOKENLEDGER_HTTP,
             TOKENLEDGER_REDIS_USERNAME, TOKENLEDGER_REDIS_PASSWORD, TOKENLEDGER_REDIS_PASSWORD_FILE,
             TOKENLEDGER_WORKER_ID, TOKENLEDGER_BATCH_SIZE, TOKENLEDGER_LOG_LEVEL,
-            TOKENLEDGER_PARTITION_COUNT, TOKENLEDGER_PARTITIONS, TOKENLEDGER_EVENTS), then the
+            TOKENLEDGER_PARTITION_COUNT, TOKENLEDGER_PARTITIONS, TOKENLEDGER_EVENTS,
+            TOKENLEDGER_RECOVERY_WINDOW_SECONDS), then the
             config file, then defaults. The console (/console on the operator endpoints) is on only
             with a token: TOKENLEDGER_CONSOLE_TOKEN or TOKENLEDGER_CONSOLE_TOKEN_FILE.
             """,
         subcommands: [
             WorkerCommand.self, EnqueueCommand.self, BalanceCommand.self, HistoryCommand.self,
             StatsCommand.self, EligibilityCommand.self, BalanceAtCommand.self, RenewCommand.self, DeadLettersCommand.self,
-            VerifyCommand.self, MigrateCommand.self, BackupCommand.self, EventsCommand.self,
+            VerifyCommand.self, MigrateCommand.self, BackupCommand.self, RestoreCommand.self, EventsCommand.self,
         ]
     )
 }
