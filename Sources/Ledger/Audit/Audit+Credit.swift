@@ -31,8 +31,11 @@ extension Auditor {
             if granted != live {
                 add(Code.grantedMismatch, user: u, "The account of \(u) records \(granted) granted tokens but its live grants have \(live) left.")
             }
+            // Both what the holds and grants give and what the row records (what the ledger
+            // decides by: `available` is the balance less `held`), as asserted at write.
             let (sum, overflow) = live.addingReportingOverflow(openHolds)
-            if overflow || sum > balance || held < 0 || granted < 0 {
+            let (recorded, recordedOverflow) = granted.addingReportingOverflow(held)
+            if overflow || sum > balance || held < 0 || granted < 0 || recordedOverflow || recorded > balance {
                 add(Code.reservedBeyondBalance, user: u, "The grants' remaining \(live) plus the held \(openHolds) tokens of \(u) exceed its balance of \(balance).")
             }
             if nextDue != soonest {

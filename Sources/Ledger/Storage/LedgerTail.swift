@@ -62,6 +62,23 @@ final class LedgerTail: @unchecked Sendable {
     var prunedJobSeq: Int64 = 0
     /// The merge under way, if any (see `MergePlan`).
     var merge: MergePlan?
+    /// Every job id stored in the file, merged or not, and those this connection appended since:
+    /// a job id it does not hold skips both lookups (see `JobIdFilter`). Writer only.
+    private(set) var jobFilter = JobIdFilter(expectedIds: 0)
+    /// What `jobFilter` covers: nothing (a read-only tail, `load`: every id must be looked up),
+    /// or every job id of `jobs` and of `job_log` rows up to a committed seq.
+    private(set) var filterCoverage = FilterCoverage.none
+    /// Lookups the filter answered, and those it sent to the indexes that found nothing.
+    private(set) var filterSkips = 0
+    var filterFalsePositives = 0
+    /// Full rebuilds of the filter (a scan of `jobs`): at open, and after another writer pruned
+    /// rows this connection never saw.
+    private(set) var filterBuilds = 0
+
+    enum FilterCoverage: Equatable {
+        case none
+        case through(jobSeq: Int64)
+    }
     /// `PRAGMA data_version` when the tail was last known to match the file.
     var dataVersion: Int64 = -1
     /// How many times the tail was read from the file (once at open; more means other writers).
@@ -72,6 +89,14 @@ final class LedgerTail: @unchecked Sendable {
 
     /// Rows the tail holds (what a merge would write).
     var rowCount: Int { jobs.count + entryCount }
+    /// Rows ever appended (`job_log` seqs plus entry ids, both dense and rising): the difference
+    /// of two readings is what was appended between them (see `Ledger.maintainAfterBatch`).
+    var appendedRows: Int64 { lastJobSeq + lastEntryId }
+    /// `appendedRows` at the last `maintainAfterBatch`.
+    var pacedThrough: Int64 = 0
+    /// What one merged row has cost (a slice's time over its rows, smoothed), to size the slices
+    /// of `maintainAfterBatch` to its pause; 0 until a slice has been timed.
+    var mergeNanosecondsPerRow: Double = 0
 
     func intern(_ s: String) -> String {
         let key = IdentityKey(s)
@@ -98,6 +123,76 @@ final class LedgerTail: @unchecked Sendable {
         merge = nil
         dataVersion = tail.dataVersion
         interned = tail.interned
+        try catchUpFilter(db)
+    }
+
+    /// Brings the filter up to the file just read. Ids only ever enter `jobs` from `job_log`
+    /// (a merge copies them; v1's rows are there before any open), and `job_log` only grows at
+    /// its end and loses rows only at its front (the prune, below the merge watermark). So if
+    /// no row after what the filter covers was pruned, adding the rows after it is enough; else
+    /// another writer merged and pruned ids this connection never saw, and only a scan of
+    /// `jobs` finds them. Ids the filter holds that the file does not (a rolled-back batch's)
+    /// only cost a probe.
+    private func catchUpFilter(_ db: Database) throws {
+        switch filterCoverage {
+        case .through(let covered) where prunedJobSeq <= covered:
+            if covered < lastJobSeq {
+                let rows = try RawStatement(db, "SELECT job_id FROM job_log WHERE seq > ?")
+                rows.reset()
+                try rows.bind(1, covered)
+                while try rows.step() { rows.withBytes(0) { jobFilter.insert(bytes: $0) } }
+                rows.reset()
+            }
+        case .through, .none:
+            // Room for half as many ids again before the filter adds a segment.
+            var filter = JobIdFilter(expectedIds: Int(clamping: lastJobSeq) / 2 * 3)
+            let rows = try RawStatement(db, "SELECT job_id FROM jobs")
+            rows.reset()
+            while try rows.step() { rows.withBytes(0) { filter.insert(bytes: $0) } }
+            rows.reset()
+            for key in jobs.keys { filter.insert(key.text) }
+            jobFilter = filter
+            filterBuilds += 1
+        }
+        filterCoverage = .through(jobSeq: lastJobSeq)
+    }
+
+    /// Whether `jobId` may be stored: false only when the filter is sure it is not.
+    func mayHaveStored(_ jobId: String) -> Bool {
+        guard case .through = filterCoverage else { return true }
+        if jobFilter.mayContain(jobId) { return true }
+        filterSkips += 1
+        return false
+    }
+
+    /// Records a result this connection appended to `job_log` (not committed yet).
+    ///
+    /// Asserts a job id's one effect at write (paired with `verify`'s `job_applied_twice`): the
+    /// lookup before it found no result, so a result already in the tail means the lookup was
+    /// wrong (a filter that lost an id), and the transaction rolls back rather than store twice.
+    func storeJob(_ jobId: String, _ job: Job) throws {
+        if let earlier = jobs.updateValue(job, forKey: IdentityKey(jobId)) {
+            jobs[IdentityKey(jobId)] = earlier
+            throw LedgerInvariantError("job \(jobId) stored twice (seq \(earlier.seq) and \(job.seq))")
+        }
+        if case .through = filterCoverage { jobFilter.insert(jobId) }
+    }
+
+    /// The write transaction that extended the tail committed: what it appended is in the file,
+    /// so the filter covers `job_log` through the tail's last seq.
+    func committed() {
+        if case .through = filterCoverage { filterCoverage = .through(jobSeq: lastJobSeq) }
+    }
+
+    /// Makes every id "maybe stored", so that every lookup probes (tests of the probe path).
+    func saturateFilter() {
+        jobFilter.saturate()
+    }
+
+    /// Empties the filter while it still claims to cover every id: what a bug in it would do
+    /// (tests of the assertion at write and of `verify`).
+    func dropFilterContents() {
+        jobFilter = JobIdFilter(expectedIds: 0)
     }
 
     /// Reloads the tail when a connection other than the writer's has changed the file since it
