@@ -22,7 +22,25 @@ struct LedgerBench: ParsableCommand, Scenario {
 
     func run() throws { try runAlone(options) }
 
+    @Option(help: "Only time opening this existing ledger (the rebuild of what it keeps in memory), three times.") var reopen: String?
+
     func run(_ context: Context) throws {
+        if let reopen {
+            var opens = Latencies()
+            for _ in 0..<3 {
+                let t0 = System.nowNs()
+                let ledger = try Ledger(path: reopen)
+                opens.record(ns: System.nowNs() - t0)
+                _ = ledger
+        if let status = try? ledger.jobFilterStatus {
+            context.report.add(Self.name, "reopen: job-id filter", Double(status.bytes) / 1_048_576, .mb,
+                               note: "\(status.ids) ids, \(status.segments) segment(s), \(String(format: "%.2f", Double(status.bytes) / Double(max(status.ids, 1)))) bytes per id")
+        }
+            }
+            context.report.add(Self.name, "reopen: open an existing ledger, p50", opens.ms(50), .ms,
+                               note: "max \(Unit.ms.format(opens.ms(100))) ms, \(System.load())")
+            return
+        }
         let accounts = self.accounts ?? (context.smoke ? 100 : 10_000)
         let seconds = self.seconds ?? (context.smoke ? 0.3 : 5)
         let path = try context.ledgerPath("ledger")

@@ -36,7 +36,7 @@ extension Auditor {
             let (sum, overflow) = live.addingReportingOverflow(openHolds)
             let (recorded, recordedOverflow) = granted.addingReportingOverflow(held)
             if overflow || sum > balance || held < 0 || granted < 0 || recordedOverflow || recorded > balance {
-                add(Code.reservedBeyondBalance, user: u, "The grants' remaining \(live) plus the held \(openHolds) tokens of \(u) exceed its balance of \(balance).")
+                add(Code.reservedBeyondBalance, user: u, "The grants' remaining \(live) plus the held \(openHolds) tokens of \(u) (its row: \(granted) granted, \(held) held) exceed its balance of \(balance) or are negative.")
             }
             if nextDue != soonest {
                 add(Code.nextDueMismatch, user: u, "The account of \(u) is due at \(nextDue.map(String.init) ?? "never") but its holds and grants are due at \(soonest.map(String.init) ?? "never").")

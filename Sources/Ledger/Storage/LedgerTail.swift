@@ -86,6 +86,10 @@ final class LedgerTail: @unchecked Sendable {
     /// Operation types are few: one String storage per distinct type (by bytes: an NFD type must
     /// not come back as its NFC twin).
     private var interned: [IdentityKey: String] = [:]
+    private var lastInterned: String?
+    /// Operation types are free-form text from producers: past this many distinct ones, new ones
+    /// are kept as they come (a copy each) rather than remembered forever.
+    static let internLimit = 4_096
 
     /// Rows the tail holds (what a merge would write).
     var rowCount: Int { jobs.count + entryCount }
@@ -99,10 +103,13 @@ final class LedgerTail: @unchecked Sendable {
     var mergeNanosecondsPerRow: Double = 0
 
     func intern(_ s: String) -> String {
+        // A run of jobs mostly repeats one type: compare bytes before hashing them.
+        if let last = lastInterned, last.hasSameBytes(as: s) { return last }
         let key = IdentityKey(s)
-        if let known = interned[key] { return known }
-        interned[key] = s
-        return s
+        let known = interned[key] ?? s
+        if interned.count < Self.internLimit { interned[key] = known }
+        lastInterned = known
+        return known
     }
 
     /// Reads the tail from the file (inside the caller's transaction, for a consistent view),
@@ -123,6 +130,7 @@ final class LedgerTail: @unchecked Sendable {
         merge = nil
         dataVersion = tail.dataVersion
         interned = tail.interned
+        lastInterned = nil
         try catchUpFilter(db)
     }
 
