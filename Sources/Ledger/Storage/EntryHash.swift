@@ -42,10 +42,12 @@ struct EntryHasher {
         if let v = f.jobId { buffer.append(1); string(v) } else { buffer.append(0) }
         if let v = f.refundOf { buffer.append(1); int(v) } else { buffer.append(0) }
         if let v = f.metadata { buffer.append(1); string(v) } else { buffer.append(0) }
+        // Raw buffers in and out: the `DataProtocol` overloads and `Array(digest)` walk their
+        // input generically, which cost more than the SHA-256 blocks themselves.
         var h = SHA256()
-        h.update(data: previous)
-        h.update(data: buffer)
-        return Array(h.finalize())
+        previous.withUnsafeBytes { h.update(bufferPointer: $0) }
+        buffer.withUnsafeBytes { h.update(bufferPointer: $0) }
+        return h.finalize().withUnsafeBytes { [UInt8]($0) }
     }
 
     // Big-endian integers appended whole (not byte by byte): one capacity check each.
