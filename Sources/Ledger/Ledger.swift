@@ -54,6 +54,22 @@ public final class Ledger: Sendable {
         try MigrationLock.holding(for: path) { try Schema.migrator.migrate(writer) }
         reader = try DatabaseQueue(path: path, configuration: Self.configuration(config, readonly: true))
         let tail = self.tail
+        // The job-id filter of a large ledger is built from a snapshot of its own, in the
+        // background, and installed on the writer's queue (see `LedgerTail.catchUpFilter`).
+        tail.filterBuilder = { [writer, config] build in
+            DispatchQueue.global(qos: .utility).async {
+                var filter = JobIdFilter(expectedIds: build.expectedIds, seed: build.seed)
+                do {
+                    let scan = try DatabaseQueue(path: path, configuration: Self.configuration(config, readonly: true))
+                    try scan.read { db in try LedgerTail.scanJobs(db, into: &filter) }
+                    try scan.close()
+                } catch {
+                    return  // the filter stays incomplete (every id is looked up) until the next build
+                }
+                let built = filter
+                writer.writeWithoutTransaction { _ in tail.installFilter(built, generation: build.generation) }
+            }
+        }
         try writer.read { db in try tail.reload(db) }
     }
 

@@ -155,4 +155,39 @@ final class JobIdFilterTests: XCTestCase {
         XCTAssertEqual(try f.balance("u"), 100 + 10_000 - 15)
         XCTAssertEqual(try Ledger.verify(path: f.path), [])
     }
+
+    /// Past `LedgerTail.inlineBuildIds` the scan of `jobs` runs in the background: the open does
+    /// not wait, every lookup probes until it is installed, and an id appended meanwhile is kept.
+    func testALargeLedgersFilterIsBuiltInTheBackgroundWhileLookupsProbe() throws {
+        let saved = LedgerTail.inlineBuildIds
+        LedgerTail.inlineBuildIds = 0
+        defer { LedgerTail.inlineBuildIds = saved }
+        let f = try Fixture(config: LedgerConfig(mergeThresholdRows: 1_000_000))
+        try f.run(.open(userId: "u"))
+        try f.run(.credit(userId: "u", operationType: "t", amount: 10_000, metadata: nil))
+        let first = try f.ledger.apply((0..<100).map { charge("b\($0)") })
+        try f.ledger.mergeAll()
+        f.ledger = try Ledger(path: f.path, config: LedgerConfig(mergeThresholdRows: 1_000_000), clock: f.clock)
+        // Whether or not the scan has finished yet, every stored id answers as a duplicate.
+        let early = try f.ledger.apply((0..<100).map { charge("b\($0)") })
+        XCTAssertTrue(early.allSatisfy(\.duplicate))
+        XCTAssertEqual(early.map(\.json), first.map(\.json))
+        let during = try f.ledger.apply([charge("during")])
+        let deadline = Date().addingTimeInterval(60)
+        while try !f.ledger.jobFilterStatus.complete {
+            XCTAssertLessThan(Date(), deadline, "the background build never completed")
+            if Date() > deadline { return }
+            usleep(20_000)
+        }
+        let late = try f.ledger.apply((0..<100).map { charge("b\($0)") } + [charge("during")])
+        XCTAssertTrue(late.allSatisfy(\.duplicate))
+        XCTAssertEqual(late.map(\.json), first.map(\.json) + during.map(\.json))
+        let before = try f.ledger.jobFilterStatus
+        _ = try f.ledger.apply((0..<200).map { _ in charge(UUID().uuidString) })
+        let after = try f.ledger.jobFilterStatus
+        XCTAssertGreaterThanOrEqual(after.skippedLookups - before.skippedLookups, 190, "\(after)")
+        XCTAssertEqual(after.builds, 1)
+        XCTAssertEqual(try f.balance("u"), 100 + 10_000 - 5 * 301)
+        XCTAssertEqual(try Ledger.verify(path: f.path), [])
+    }
 }

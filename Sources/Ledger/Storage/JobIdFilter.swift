@@ -17,12 +17,12 @@
 /// within 2.5 bytes per stored id and a probe reads one block per segment (one, unless the
 /// ledger doubled since it was opened). Measured false-positive rate at capacity: see
 /// `JobIdFilterTests` and BENCHMARKS.md.
-struct JobIdFilter {
+struct JobIdFilter: Sendable {
     static let bitsPerId = 10
     /// The smallest segment: 64 Ki ids, 80 KiB.
     static let minimumCapacity = 1 << 16
 
-    private struct Segment {
+    private struct Segment: Sendable {
         var words: [UInt64]
         let blocks: UInt64
         let capacity: Int
@@ -113,6 +113,32 @@ struct JobIdFilter {
         return false
     }
 
+    /// Adds every id of `other`, a filter of the same seed and sizes (built apart, by a scan);
+    /// false, changing nothing, when they do not match.
+    mutating func formUnion(_ other: JobIdFilter) -> Bool {
+        guard seed == other.seed, other.segments.count <= segments.count + 1 else { return false }
+        for (i, theirs) in other.segments.enumerated() {
+            if i < segments.count {
+                guard segments[i].capacity == theirs.capacity else { return false }
+            } else if segments[i - 1].capacity * 2 != theirs.capacity {
+                return false
+            }
+        }
+        for (i, theirs) in other.segments.enumerated() {
+            if i == segments.count {
+                segments.append(theirs)
+                continue
+            }
+            segments[i].words.withUnsafeMutableBufferPointer { mine in
+                theirs.words.withUnsafeBufferPointer { t in
+                    for w in 0..<mine.count { mine[w] |= t[w] }
+                }
+            }
+            segments[i].count += theirs.count
+        }
+        return true
+    }
+
     /// Sets every bit, so that every id is "maybe stored": what a filter full of false positives
     /// does, for the tests that force the probe path.
     mutating func saturate() {
@@ -167,6 +193,8 @@ public struct JobFilterStatus: Sendable, Equatable {
     public var falsePositives: Int
     /// Scans of `jobs` that built the filter.
     public var builds: Int
+    /// False while a scan of `jobs` runs in the background (every id is looked up meanwhile).
+    public var complete: Bool
 }
 
 extension Ledger {
@@ -174,7 +202,8 @@ extension Ledger {
         get throws {
             try writer.read { _ in
                 JobFilterStatus(ids: tail.jobFilter.count, bytes: tail.jobFilter.bytes, segments: tail.jobFilter.segmentCount,
-                                skippedLookups: tail.filterSkips, falsePositives: tail.filterFalsePositives, builds: tail.filterBuilds)
+                                skippedLookups: tail.filterSkips, falsePositives: tail.filterFalsePositives, builds: tail.filterBuilds,
+                                complete: { if case .through = tail.filterCoverage { true } else { false } }())
             }
         }
     }

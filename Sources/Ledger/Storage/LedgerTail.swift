@@ -65,20 +65,47 @@ final class LedgerTail: @unchecked Sendable {
     /// Every job id stored in the file, merged or not, and those this connection appended since:
     /// a job id it does not hold skips both lookups (see `JobIdFilter`). Writer only.
     private(set) var jobFilter = JobIdFilter(expectedIds: 0)
-    /// What `jobFilter` covers: nothing (a read-only tail, `load`: every id must be looked up),
-    /// or every job id of `jobs` and of `job_log` rows up to a committed seq.
+    /// What `jobFilter` covers: nothing (a read-only tail, `load`: every id must be looked up);
+    /// being built (it holds the tail's ids and this connection's appends, and a scan of `jobs`
+    /// runs in the background: every id is still looked up); or every job id of `jobs` and of
+    /// the `job_log` rows up to a committed seq. Either of the last two is caught up at each
+    /// reload (`catchUpFilter`).
     private(set) var filterCoverage = FilterCoverage.none
     /// Lookups the filter answered, and those it sent to the indexes that found nothing.
     private(set) var filterSkips = 0
     var filterFalsePositives = 0
-    /// Full rebuilds of the filter (a scan of `jobs`): at open, and after another writer pruned
+    /// Full builds of the filter (a scan of `jobs`): at open, and after another writer pruned
     /// rows this connection never saw.
     private(set) var filterBuilds = 0
+    /// Starts the scan of `jobs` for a build, off the writer's queue (set by `Ledger`; a tail
+    /// without it builds in line).
+    var filterBuilder: (@Sendable (FilterBuild) -> Void)?
+    /// Up to this many ids (estimated from the seqs) the scan runs in line, at the reload: a
+    /// few tens of milliseconds. Beyond, it runs in the background (10M ids took 14-34 s at a
+    /// load of 20 on 2 cores) so that an open or a takeover never waits for it.
+    nonisolated(unsafe) static var inlineBuildIds = 262_144
 
     enum FilterCoverage: Equatable {
         case none
+        case building(generation: Int, jobSeq: Int64)
         case through(jobSeq: Int64)
+
+        var jobSeq: Int64? {
+            switch self {
+            case .none: nil
+            case .building(_, let seq), .through(let seq): seq
+            }
+        }
     }
+
+    /// What a background scan must build to be installed: the same geometry and seed as the
+    /// filter it is merged into.
+    struct FilterBuild: Sendable {
+        let generation: Int
+        let expectedIds: Int
+        let seed: UInt64
+    }
+
     /// `PRAGMA data_version` when the tail was last known to match the file.
     var dataVersion: Int64 = -1
     /// How many times the tail was read from the file (once at open; more means other writers).
@@ -142,8 +169,7 @@ final class LedgerTail: @unchecked Sendable {
     /// `jobs` finds them. Ids the filter holds that the file does not (a rolled-back batch's)
     /// only cost a probe.
     private func catchUpFilter(_ db: Database) throws {
-        switch filterCoverage {
-        case .through(let covered) where prunedJobSeq <= covered:
+        if let covered = filterCoverage.jobSeq, prunedJobSeq <= covered {
             if covered < lastJobSeq {
                 let rows = try RawStatement(db, "SELECT job_id FROM job_log WHERE seq > ?")
                 rows.reset()
@@ -151,23 +177,49 @@ final class LedgerTail: @unchecked Sendable {
                 while try rows.step() { rows.withBytes(0) { jobFilter.insert(bytes: $0) } }
                 rows.reset()
             }
-        case .through, .none:
-            // Room for half as many ids again before the filter adds a segment.
-            var filter = JobIdFilter(expectedIds: Int(clamping: lastJobSeq) / 2 * 3)
-            let rows = try RawStatement(db, "SELECT job_id FROM jobs")
-            rows.reset()
-            while try rows.step() { rows.withBytes(0) { filter.insert(bytes: $0) } }
-            rows.reset()
-            for key in jobs.keys { filter.insert(key.text) }
-            jobFilter = filter
-            filterBuilds += 1
+            switch filterCoverage {
+            case .building(let generation, _): filterCoverage = .building(generation: generation, jobSeq: lastJobSeq)
+            case .through, .none: filterCoverage = .through(jobSeq: lastJobSeq)
+            }
+            return
         }
-        filterCoverage = .through(jobSeq: lastJobSeq)
+        // A new build: the tail's ids now, `jobs` by a scan. Room for half as many ids again
+        // before the filter adds a segment.
+        let build = FilterBuild(generation: filterBuilds + 1, expectedIds: Int(clamping: lastJobSeq) / 2 * 3,
+                                seed: UInt64.random(in: 0...UInt64.max))
+        filterBuilds = build.generation
+        jobFilter = JobIdFilter(expectedIds: build.expectedIds, seed: build.seed)
+        for key in jobs.keys { jobFilter.insert(key.text) }
+        if let filterBuilder, build.expectedIds > Self.inlineBuildIds {
+            filterCoverage = .building(generation: build.generation, jobSeq: lastJobSeq)
+            filterBuilder(build)
+        } else {
+            try Self.scanJobs(db, into: &jobFilter)
+            filterCoverage = .through(jobSeq: lastJobSeq)
+        }
+    }
+
+    /// Inserts every job id of `jobs` (inside the caller's read transaction).
+    static func scanJobs(_ db: Database, into filter: inout JobIdFilter) throws {
+        let rows = try RawStatement(db, "SELECT job_id FROM jobs")
+        rows.reset()
+        while try rows.step() { rows.withBytes(0) { filter.insert(bytes: $0) } }
+        rows.reset()
+    }
+
+    /// Installs a background scan of `jobs` (on the writer's queue, between transactions),
+    /// unless a newer build has started since (another writer's prune). The scan read a
+    /// snapshot taken after the build began: ids merged into `jobs` after it came from the tail,
+    /// which the filter being built already holds; rows another writer added since are caught
+    /// up at the reload that notices them, as for a complete filter.
+    func installFilter(_ scanned: JobIdFilter, generation: Int) {
+        guard case .building(generation, let seq) = filterCoverage, jobFilter.formUnion(scanned) else { return }
+        filterCoverage = .through(jobSeq: seq)
     }
 
     /// Whether `jobId` may be stored: false only when the filter is sure it is not.
     func mayHaveStored(_ jobId: String) -> Bool {
-        guard case .through = filterCoverage else { return true }
+        guard case .through = filterCoverage else { return true }  // none, or being built
         if jobFilter.mayContain(jobId) { return true }
         filterSkips += 1
         return false
@@ -183,13 +235,17 @@ final class LedgerTail: @unchecked Sendable {
             jobs[IdentityKey(jobId)] = earlier
             throw LedgerInvariantError("job \(jobId) stored twice (seq \(earlier.seq) and \(job.seq))")
         }
-        if case .through = filterCoverage { jobFilter.insert(jobId) }
+        if filterCoverage != .none { jobFilter.insert(jobId) }
     }
 
     /// The write transaction that extended the tail committed: what it appended is in the file,
     /// so the filter covers `job_log` through the tail's last seq.
     func committed() {
-        if case .through = filterCoverage { filterCoverage = .through(jobSeq: lastJobSeq) }
+        switch filterCoverage {
+        case .none: break
+        case .building(let generation, _): filterCoverage = .building(generation: generation, jobSeq: lastJobSeq)
+        case .through: filterCoverage = .through(jobSeq: lastJobSeq)
+        }
     }
 
     /// Makes every id "maybe stored", so that every lookup probes (tests of the probe path).
