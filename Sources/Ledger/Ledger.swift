@@ -55,6 +55,22 @@ public final class Ledger: Sendable {
         try MigrationLock.holding(for: path) { try Schema.migrator.migrate(writer) }
         reader = try DatabaseQueue(path: path, configuration: Self.configuration(config, readonly: true))
         let tail = self.tail
+        // The job-id filter of a large ledger is built from a snapshot of its own, in the
+        // background, and installed on the writer's queue (see `LedgerTail.catchUpFilter`).
+        tail.filterBuilder = { [writer, config] build in
+            DispatchQueue.global(qos: .utility).async {
+                var filter = JobIdFilter(expectedIds: build.expectedIds, seed: build.seed)
+                do {
+                    let scan = try DatabaseQueue(path: path, configuration: Self.configuration(config, readonly: true))
+                    try scan.read { db in try LedgerTail.scanJobs(db, into: &filter) }
+                    try scan.close()
+                } catch {
+                    return  // the filter stays incomplete (every id is looked up) until the next build
+                }
+                let built = filter
+                writer.writeWithoutTransaction { _ in tail.installFilter(built, generation: build.generation) }
+            }
+        }
         try writer.read { db in try tail.reload(db) }
     }
 
@@ -144,20 +160,22 @@ public final class Ledger: Sendable {
         return summary
     }
 
-    /// The caller is expected to call `maintain` between batches; should it not, the tail is
-    /// still bounded: past twice the threshold, a write merges until the tail is back below it.
+    /// The caller is expected to call `maintainAfterBatch` between batches; should it not (or
+    /// should the merge fall behind), the tail is still bounded: past twice the threshold, each
+    /// write merges four rows for each row it appended (a pause in proportion to the write, never
+    /// the whole merge at once), so a merge started at the bound finishes before the tail has
+    /// grown by a quarter more.
     ///
     /// It runs after the write's COMMIT, so it never throws: the write's results are committed
     /// and must reach the caller (a batch reported failed would be retried as duplicates, which
     /// never write their `job.applied`). A failed merge is a storage condition of its own,
     /// counted in `boundedMergeStatus`; the tail stays as it was, and the next `maintain` (or
     /// write) merges again.
-    private func boundTail(_ tailRows: Int, epoch: Int64?) {
-        guard tailRows >= 2 * config.mergeThresholdRows else { return }
+    private func boundTail(_ size: TailSize, epoch: Int64?) {
+        guard size.rows >= 2 * config.mergeThresholdRows else { return }
         do {
-            while try maintain(epoch: epoch) {
-                if try writer.read({ _ in tail.rowCount }) < config.mergeThresholdRows { break }
-            }
+            var owed = 4 * size.appended
+            while owed > 0, try maintain(epoch: epoch) { owed -= config.mergeSliceRows }
         } catch {
             boundedMerge.withLock {
                 $0.failures += 1
@@ -166,16 +184,28 @@ public final class Ledger: Sendable {
         }
     }
 
+    /// The tail after a write: its rows, and how many the write appended.
+    struct TailSize {
+        var rows = 0
+        var appended = 0
+    }
+
     /// Merges that a write ran after its COMMIT and that failed, and the last error.
     public var boundedMergeStatus: BoundedMergeStatus { boundedMerge.withLock { $0 } }
 
     /// One IMMEDIATE transaction of ledger commands, fenced by `epoch`: commits what `body` did,
     /// or nothing. The transaction extends the tail as it writes; if it does not commit, the
     /// tail is marked stale and reread before its next use. Returns the value and the tail's size.
-    func commandTransaction<T>(epoch: Int64?, _ body: (Database) throws -> (T, LedgerTransaction)) throws -> (T, Int) {
-        var tailRows = 0
-        let value = try writeTransaction(epoch: epoch, body, afterCommit: { _ in tailRows = tail.rowCount }).0
-        return (value, tailRows)
+    func commandTransaction<T>(epoch: Int64?, _ body: (Database) throws -> (T, LedgerTransaction)) throws -> (T, TailSize) {
+        var size = TailSize()
+        var before: Int64 = 0
+        let value = try writeTransaction(epoch: epoch, { db in
+            before = tail.appendedRows
+            return try body(db)
+        }, afterCommit: { _ in
+            size = TailSize(rows: tail.rowCount, appended: Int(clamping: tail.appendedRows - before))
+        }).0
+        return (value, size)
     }
 
     /// Settles at most `limit` accounts on which a hold expiry or a grant lapse fell due (soonest
@@ -220,6 +250,7 @@ public final class Ledger: Sendable {
                 throw error
             }
             guard let value else { throw LedgerStorageError.transactionWithoutValue }
+            tail.committed()
             afterCommit(value)
             return value
         }

@@ -42,6 +42,9 @@ public struct LedgerConfig: Sendable, Codable, Equatable {
     /// a slice runs between two batches, so it is a pause for the jobs behind it, and a short
     /// pause keeps the latency tail short; its commit (one fsync) is amortized over 1024 rows.
     public var mergeSliceRows: Int
+    /// The longest pause `Ledger.maintainAfterBatch` makes between two batches, in ms. Default
+    /// 8: the merge keeps ahead of the tail in slices that fit, and a pause stays under 10 ms.
+    public var mergePauseMilliseconds: Int = 8
     /// The threshold of the monitor every account has under the id `default` (nil: none, the
     /// default): `balance.low` fires when `available` falls below it.
     public var defaultMonitorThreshold: Int64?
@@ -94,7 +97,7 @@ public struct LedgerConfig: Sendable, Codable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case costs, tiers, renewalPolicy, synchronous, busyTimeoutMilliseconds, walAutoCheckpointPages, cacheMebibytes
-        case mergeThresholdRows, mergeSliceRows
+        case mergeThresholdRows, mergeSliceRows, mergePauseMilliseconds
         case defaultMonitorThreshold, rolloverMax, rolloverMonths
         case renewAllMaxAccounts
     }
@@ -111,6 +114,7 @@ public struct LedgerConfig: Sendable, Codable, Equatable {
         if let v = try c.decodeIfPresent(Int.self, forKey: .cacheMebibytes) { cacheMebibytes = v }
         if let v = try c.decodeIfPresent(Int.self, forKey: .mergeThresholdRows) { mergeThresholdRows = v }
         if let v = try c.decodeIfPresent(Int.self, forKey: .mergeSliceRows) { mergeSliceRows = v }
+        if let v = try c.decodeIfPresent(Int.self, forKey: .mergePauseMilliseconds) { mergePauseMilliseconds = v }
         defaultMonitorThreshold = try c.decodeIfPresent(Int64.self, forKey: .defaultMonitorThreshold)
         rolloverMax = try c.decodeIfPresent(Int64.self, forKey: .rolloverMax)
         if let v = try c.decodeIfPresent(Int.self, forKey: .rolloverMonths) { rolloverMonths = v }
@@ -149,6 +153,7 @@ public struct LedgerConfig: Sendable, Codable, Equatable {
         if cacheMebibytes < 1 { throw LedgerConfigError("cacheMebibytes must be >= 1") }
         if mergeThresholdRows < 1 { throw LedgerConfigError("mergeThresholdRows must be >= 1") }
         if mergeSliceRows < 1 { throw LedgerConfigError("mergeSliceRows must be >= 1") }
+        if mergePauseMilliseconds < 1 { throw LedgerConfigError("mergePauseMilliseconds must be >= 1") }
         if cost(of: "expiry") != nil { throw LedgerConfigError("costs.expiry: expiry is the ledger's own operation type") }
         if let t = defaultMonitorThreshold, t < 0 { throw LedgerConfigError("defaultMonitorThreshold must be >= 0") }
         if let m = rolloverMax, m < 0 { throw LedgerConfigError("renewal.rolloverMax must be >= 0") }

@@ -126,8 +126,8 @@ final class QueueWorker {
         // Take the next batch while this one commits; its outbox leaves after this one's.
         if !stop.isStopped { term.prefetch() }
         guard try settle(batch, in: term) else { return }
-        // One slice of index maintenance, while the Redis thread sends this batch's outbox.
-        try ledger.maintain(epoch: term.epoch)
+        // Index maintenance (at most `mergePauseMilliseconds`), while the Redis thread sends this batch's outbox.
+        try ledger.maintainAfterBatch(epoch: term.epoch)
     }
 
     /// Renews one chunk of a due renewal run; true while the run goes on.

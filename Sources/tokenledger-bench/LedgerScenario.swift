@@ -23,7 +23,25 @@ struct LedgerBench: ParsableCommand, Scenario {
 
     func run() throws { try runAlone(options) }
 
+    @Option(help: "Only time opening this existing ledger (the rebuild of what it keeps in memory), three times.") var reopen: String?
+
     func run(_ context: Context) throws {
+        if let reopen {
+            var opens = Latencies()
+            for _ in 0..<3 {
+                let t0 = System.nowNs()
+                let ledger = try Ledger(path: reopen)
+                opens.record(ns: System.nowNs() - t0)
+                _ = ledger
+        if let status = try? ledger.jobFilterStatus {
+            context.report.add(Self.name, "reopen: job-id filter", Double(status.bytes) / 1_048_576, .mb,
+                               note: "\(status.ids) ids, \(status.segments) segment(s), \(String(format: "%.2f", Double(status.bytes) / Double(max(status.ids, 1)))) bytes per id")
+        }
+            }
+            context.report.add(Self.name, "reopen: open an existing ledger, p50", opens.ms(50), .ms,
+                               note: "max \(Unit.ms.format(opens.ms(100))) ms, \(System.load())")
+            return
+        }
         let accounts = self.accounts ?? (context.smoke ? 100 : 10_000)
         let seconds = self.seconds ?? (context.smoke ? 0.3 : 5)
         let path = try context.ledgerPath("ledger")
@@ -47,6 +65,10 @@ struct LedgerBench: ParsableCommand, Scenario {
             var applyNs: UInt64 = 0
             var commits = Latencies()
             var refused = 0
+            var longestApplyNs: UInt64 = 0, longestMaintainNs: UInt64 = 0
+            // On the applying thread's CPU clock: what a pause costs apart from waiting for a core.
+            var applyCpu = Latencies()
+            var longestMaintainCpuNs: UInt64 = 0
             let written0 = System.bytesWritten()
             let cpu0 = System.cpu().map { $0.user + $0.system } ?? 0
             while applyNs < UInt64(seconds * 1e9) || commits.count < 3 {
@@ -58,13 +80,21 @@ struct LedgerBench: ParsableCommand, Scenario {
                                             operation: .charge(userId: Accounts.userId(n % accounts), operation: operation, metadata: nil)))
                     n += 1
                 }
+                let c0 = Self.threadCpuNs()
                 let t0 = System.nowNs()
                 let results = try ledger.apply(commands)
-                // As the worker does between batches: one slice of index maintenance, timed with the batch.
-                try ledger.maintain()
+                let t1 = System.nowNs()
+                let c1 = Self.threadCpuNs()
+                // As the worker does between batches: index maintenance, timed with the batch.
+                try ledger.maintainAfterBatch()
                 let dt = System.nowNs() - t0
                 applyNs += dt
                 commits.record(ns: dt)
+                longestApplyNs = max(longestApplyNs, t1 - t0)
+                longestMaintainNs = max(longestMaintainNs, System.nowNs() - t1)
+                let c2 = Self.threadCpuNs()
+                applyCpu.record(ns: c1 - c0)
+                longestMaintainCpuNs = max(longestMaintainCpuNs, c2 - c1)
                 applied += results.count
                 refused += results.reduce(0) { $0 + ($1.success ? 0 : 1) }
             }
@@ -78,6 +108,12 @@ struct LedgerBench: ParsableCommand, Scenario {
             context.report.add(Self.name, "apply, batch \(size): bytes written per job", written, .count,
                                note: "WAL frames and checkpoint copies (wchar), \(String(format: "%.2f", written / 4096)) pages of 4 KiB")
             context.report.add(Self.name, "apply, batch \(size): one apply p50", commits.ms(50), .ms, note: "p99 \(Unit.ms.format(commits.ms(99))) ms, \(commits.count) applies")
+            // A pause between batches: the merge after the commit, inside `apply` (past twice the
+            // threshold) or in the maintenance call after it.
+            context.report.add(Self.name, "apply, batch \(size): longest maintenance call", Double(longestMaintainNs) / 1e6, .ms,
+                               note: "longest apply \(Unit.ms.format(Double(longestApplyNs) / 1e6)) ms (wall)")
+            context.report.add(Self.name, "apply, batch \(size): longest maintenance call, thread CPU", Double(longestMaintainCpuNs) / 1e6, .ms,
+                               note: "apply thread CPU p50 \(Unit.ms.format(applyCpu.ms(50))) ms, max \(Unit.ms.format(applyCpu.maxMs)) ms")
         }
         context.report.add(Self.name, "ledger file after \(n) charges", Double(System.fileSize(path)) / 1e6, .mb, note: "with -wal")
         let peak = System.memory()?.peak ?? 0
@@ -86,6 +122,12 @@ struct LedgerBench: ParsableCommand, Scenario {
 }
 
 extension LedgerBench {
+    static func threadCpuNs() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    }
+
     static func fdatasyncLatency(path: String, count: Int) -> Latencies {
         var latencies = Latencies()
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)

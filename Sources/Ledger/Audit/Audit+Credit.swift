@@ -31,9 +31,12 @@ extension Auditor {
             if granted != live {
                 add(Code.grantedMismatch, user: u, "The account of \(u) records \(granted) granted tokens but its live grants have \(live) left.")
             }
+            // Both what the holds and grants give and what the row records (what the ledger
+            // decides by: `available` is the balance less `held`), as asserted at write.
             let (sum, overflow) = live.addingReportingOverflow(openHolds)
-            if overflow || sum > balance || held < 0 || granted < 0 {
-                add(Code.reservedBeyondBalance, user: u, "The grants' remaining \(live) plus the held \(openHolds) tokens of \(u) exceed its balance of \(balance).")
+            let (recorded, recordedOverflow) = granted.addingReportingOverflow(held)
+            if overflow || sum > balance || held < 0 || granted < 0 || recordedOverflow || recorded > balance {
+                add(Code.reservedBeyondBalance, user: u, "The grants' remaining \(live) plus the held \(openHolds) tokens of \(u) (its row: \(granted) granted, \(held) held) exceed its balance of \(balance) or are negative.")
             }
             if nextDue != soonest {
                 add(Code.nextDueMismatch, user: u, "The account of \(u) is due at \(nextDue.map(String.init) ?? "never") but its holds and grants are due at \(soonest.map(String.init) ?? "never").")

@@ -28,6 +28,7 @@ extension Auditor {
                 add(Code.jobEntryMismatch, entry: entryId, "The stored result of job \(jobId) (\(table)) names entry \(entryId), which belongs to \(owner.map { "job \($0)" } ?? "no job").")
             }
         }
+        try checkEffectsHaveResults(v2: v2)
         guard v2 else { return }
         for r in try Row.fetchAll(db, sql: """
             SELECT job_id, count(*), min(seq) FROM job_log GROUP BY job_id HAVING count(*) > 1 ORDER BY min(seq)
@@ -48,6 +49,23 @@ extension Auditor {
             add(Code.jobStoreMismatch, merged
                 ? "The merged result of job \(jobId) differs from its job_log row \(seq): the job has two results."
                 : "The job_log row \(seq) of job \(jobId) is merged (watermark \(mergedJobSeq)) but jobs has no row for it.")
+        }
+    }
+
+    /// Every entry that carries a job id has that job's result stored (in `jobs`, or in `job_log`
+    /// until the merge): the other half of a job id's one effect, since the stored result is
+    /// what stops a replay. `job_log` is the tail, small; `jobs` is probed by its key.
+    mutating func checkEffectsHaveResults(v2: Bool) throws {
+        var logged = Set<IdentityKey>()
+        if v2 { for id in try String.fetchAll(db, sql: "SELECT job_id FROM job_log") { logged.insert(IdentityKey(id)) } }
+        let rows = try Row.fetchCursor(db, sql: """
+            SELECT e.id, e.job_id FROM entries e LEFT JOIN jobs j ON j.job_id = e.job_id
+            WHERE e.job_id IS NOT NULL AND j.job_id IS NULL ORDER BY e.id
+            """)
+        while let r = try rows.next() {
+            let entryId: Int64 = r[0], jobId: String = r[1]
+            if logged.contains(IdentityKey(jobId)) { continue }
+            add(Code.jobResultMissing, entry: entryId, "Entry \(entryId) is the effect of job \(jobId), but no result is stored under that job id: a replay would apply it again.")
         }
     }
 }

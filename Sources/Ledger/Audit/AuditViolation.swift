@@ -77,6 +77,9 @@ public struct AuditViolation: Sendable, Equatable, CustomStringConvertible {
         public static let jobAppliedTwice = "job_applied_twice"
         /// A stored result names an entry that is missing or carries another job id.
         public static let jobEntryMismatch = "job_entry_mismatch"
+        /// An entry carries a job id under which no result is stored: a replay of the job would
+        /// not find it and would take effect again.
+        public static let jobResultMissing = "job_result_missing"
         /// `jobs` and `job_log` disagree: a merged row differs from its log row, or a log row at or
         /// below the merge watermark has no merged row.
         public static let jobStoreMismatch = "job_store_mismatch"

@@ -158,6 +158,7 @@ extension LedgerTransaction {
     /// holds, grants or monitors never get here).
     func flushCredit() throws {
         for a in dirtyCreditAccounts() {
+            try assertReservations(a)
             try db.cachedStatement(sql: SQL.updateAccountCredit)
                 .execute(arguments: [a.held, a.granted, a.nextDueMs, a.monitors, a.id])
             a.dirtyCredit = false

@@ -35,26 +35,33 @@ struct EntryHasher {
 
     mutating func hash(previous: [UInt8], _ f: Fields) -> [UInt8] {
         buffer.removeAll(keepingCapacity: true)
-        buffer.append(contentsOf: [0x54, 0x4C, 0x45, 0x31])  // "TLE1"
+        buffer.reserveCapacity(128)
+        int32(0x544C_4531)  // "TLE1"
         int(f.id); int(f.accountId); string(f.userId); int(f.createdMs); int(f.kind)
         string(f.operationType); int(f.amount); int(f.balanceBefore); int(f.balanceAfter)
         if let v = f.jobId { buffer.append(1); string(v) } else { buffer.append(0) }
         if let v = f.refundOf { buffer.append(1); int(v) } else { buffer.append(0) }
         if let v = f.metadata { buffer.append(1); string(v) } else { buffer.append(0) }
+        // Raw buffers in and out: the `DataProtocol` overloads and `Array(digest)` walk their
+        // input generically, which cost more than the SHA-256 blocks themselves.
         var h = SHA256()
-        h.update(data: previous)
-        h.update(data: buffer)
-        return Array(h.finalize())
+        previous.withUnsafeBytes { h.update(bufferPointer: $0) }
+        buffer.withUnsafeBytes { h.update(bufferPointer: $0) }
+        return h.finalize().withUnsafeBytes { [UInt8]($0) }
     }
 
+    // Big-endian integers appended whole (not byte by byte): one capacity check each.
     private mutating func int(_ v: Int64) {
-        let u = UInt64(bitPattern: v)
-        for s in stride(from: 56, through: 0, by: -8) { buffer.append(UInt8(truncatingIfNeeded: u >> UInt64(s))) }
+        withUnsafeBytes(of: UInt64(bitPattern: v).bigEndian) { buffer.append(contentsOf: $0) }
+    }
+
+    private mutating func int32(_ v: UInt32) {
+        withUnsafeBytes(of: v.bigEndian) { buffer.append(contentsOf: $0) }
     }
 
     private mutating func string(_ s: String) {
-        let n = UInt32(truncatingIfNeeded: s.utf8.count)
-        for sh in stride(from: 24, through: 0, by: -8) { buffer.append(UInt8(truncatingIfNeeded: n >> UInt32(sh))) }
-        buffer.append(contentsOf: s.utf8)
+        int32(UInt32(truncatingIfNeeded: s.utf8.count))
+        var s = s
+        s.withUTF8 { buffer.append(contentsOf: $0) }
     }
 }

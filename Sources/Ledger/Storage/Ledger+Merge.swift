@@ -14,7 +14,8 @@ extension Ledger {
     /// the tail is below `mergeThresholdRows`. `budget` is the most rows the slice writes
     /// (default `mergeSliceRows`). With `epoch`, a newer epoch fences it like `apply`. Should
     /// nobody call it, `apply` merges by itself whenever the tail reaches twice the threshold
-    /// (a long pause for that batch), so memory stays bounded either way.
+    /// (in proportion to each write; see `boundTail`), so memory stays bounded either way.
+    /// The worker calls `maintainAfterBatch`, which runs as many slices as keep the merge ahead.
     @discardableResult
     public func maintain(budget: Int? = nil, epoch: Int64? = nil) throws -> Bool {
         let rows = max(1, budget ?? config.mergeSliceRows)
@@ -30,6 +31,53 @@ extension Ledger {
             afterCommit()
             return maintenanceDue
         }
+    }
+
+    /// The merge between two batches: slices until the merge has done twice the rows appended
+    /// since the previous call, or until the next slice would take the pause past
+    /// `mergePauseMilliseconds`; returns whether more is due.
+    ///
+    /// Why twice: a merge covers the tail as it was when it started (at `mergeThresholdRows`),
+    /// and the tail keeps growing meanwhile; merging two rows for each row appended finishes
+    /// the merge before the tail has grown by half again, at any batch size. Why a time cap:
+    /// the pause is latency for every job behind it. Slices are sized to the time left from
+    /// what a merged row has cost so far (a slice is one transaction, one fsync, so fewer and
+    /// larger slices cost less): the first at least 1 row, the others at least 64, none above
+    /// four times `mergeSliceRows`.
+    /// Should the cap leave the merge behind, `apply` merges in proportion to each write past
+    /// twice the threshold (see `boundTail`), so memory stays bounded either way.
+    @discardableResult
+    public func maintainAfterBatch(epoch: Int64? = nil) throws -> Bool {
+        let start = ContinuousClock.now
+        let pauseNs = Double(config.mergePauseMilliseconds) * 1e6
+        var owed = writer.writeWithoutTransaction { _ -> Int in
+            let appended = tail.appendedRows - tail.pacedThrough
+            tail.pacedThrough = tail.appendedRows
+            return maintenanceDue ? 2 * Int(clamping: max(0, appended)) : -1
+        }
+        if owed < 0 { return false }
+        var more = true
+        var first = true
+        let slice = max(1, config.mergeSliceRows)
+        repeat {
+            let leftNs = pauseNs - Double((ContinuousClock.now - start) / .nanoseconds(1))
+            let perRow = writer.writeWithoutTransaction { _ in tail.mergeNanosecondsPerRow }
+            // What fits in the pause left, once a slice has been timed; untimed, one default slice.
+            let fits = perRow > 0 ? Int(min(1e9, max(0, leftNs) / perRow)) : (first ? slice : 0)
+            if !first && fits < 64 { break }
+            let rows = max(1, min(fits, 4 * slice, max(owed, slice)))
+            first = false
+            let t0 = ContinuousClock.now
+            more = try maintain(budget: rows, epoch: epoch)
+            let ns = Double((ContinuousClock.now - t0) / .nanoseconds(1))
+            writer.writeWithoutTransaction { _ in
+                let sample = ns / Double(rows)
+                let old = tail.mergeNanosecondsPerRow
+                tail.mergeNanosecondsPerRow = old == 0 ? sample : 0.75 * old + 0.25 * sample
+            }
+            owed -= rows
+        } while more && owed > 0
+        return more
     }
 
     /// Merges the whole tail now, in large slices (tests, tools, a bulk load): nothing waits.

@@ -44,7 +44,9 @@ extension LedgerTransaction {
 
     /// The stored result of `jobId`: in the unmerged tail (this batch's results included), or
     /// in the merged index `jobs` (a job being merged may be in both; they hold the same row).
+    /// An id the tail's filter has never seen skips both (nearly every new job; see `JobIdFilter`).
     func storedJob(_ jobId: String) throws -> StoredJob? {
+        guard tail.mayHaveStored(jobId) else { return nil }
         if let job = tail.jobs[IdentityKey(jobId)] {
             return StoredJob(entryId: job.entryId, accountId: job.accountId, result: job.result)
         }
@@ -52,7 +54,10 @@ extension LedgerTransaction {
         q.reset()
         try q.bind(1, jobId)
         defer { q.reset() }
-        guard try q.step() else { return nil }
+        guard try q.step() else {
+            tail.filterFalsePositives += 1
+            return nil
+        }
         return StoredJob(entryId: q.optionalInt64(0), accountId: q.optionalInt64(1), result: q.storedResult(2))
     }
 

@@ -148,6 +148,7 @@ final class LedgerTransaction {
             } else {
                 a.lagging = true
             }
+            try assertReservations(a)
             tail.track(a)
             a.dirtyBalance = false
             a.dirtyRenewal = false
@@ -167,7 +168,7 @@ final class LedgerTransaction {
         try q.bind(5, result)
         try q.run()
         tail.lastJobSeq = seq
-        tail.jobs[IdentityKey(jobId)] = LedgerTail.Job(seq: seq, entryId: entryId, accountId: accountId, result: result)
+        try tail.storeJob(jobId, LedgerTail.Job(seq: seq, entryId: entryId, accountId: accountId, result: result))
     }
 
     /// The tail's entries of an account (all after `tail.mergedEntryId`, this batch's
