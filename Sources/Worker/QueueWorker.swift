@@ -95,6 +95,7 @@ final class QueueWorker {
 
     /// One turn of the active loop.
     private func step(_ link: JobQueue, _ term: ActiveTerm) throws {
+        var budget = BatchBudget()
         // The stored snapshots the ledger kept to announce go first in a term and after a drop
         // of the Redis thread: before recovery commits anything and before any newer message.
         if !term.resentPending { try resendPending(term) }
@@ -110,9 +111,12 @@ final class QueueWorker {
             sampleLedger()
             sampleHolds()
         }
+        budget.lap(.chores)
         // While a renewal run is in progress, take only what is already waiting.
         let batch = try term.nextBatch(wait: renewing || settling ? 0 : configuration.pollSeconds)
+        budget.lap(.take)
         logSendProblems(try term.collectSent())
+        budget.lap(.send)
         noteReconnects(link.redis.reconnectCount + term.reconnects)
         if batch.isEmpty {
             // Idle, with every outbox sent: any registered list, this worker's too, is a leftover
@@ -122,9 +126,18 @@ final class QueueWorker {
         }
         // Take the next batch while this one commits; its outbox leaves after this one's.
         if !stop.isStopped { term.prefetch() }
+        let beforeCommit = ledger.writeTimings
+        budget.lap(.other)
         guard try settle(batch, in: term) else { return }
+        let committed = ledger.writeTimings
+        budget.lap(.encode)
+        budget.split(committed.since(beforeCommit), outOf: .encode)
         // One slice of index maintenance, while the Redis thread sends this batch's outbox.
         try ledger.maintain(epoch: term.epoch)
+        budget.lap(.merge)
+        budget.split(ledger.writeTimings.since(committed), outOf: .merge)
+        budget[.decode] = batch.decodeNanoseconds
+        metrics.record(budget)
     }
 
     /// Renews one chunk of a due renewal run; true while the run goes on.

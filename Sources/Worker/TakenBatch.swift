@@ -1,3 +1,4 @@
+import Dispatch
 import JobWire
 
 /// Jobs taken together from the queue into a processing list of their own, oldest first, with
@@ -14,13 +15,17 @@ struct TakenBatch: Sendable {
     /// Found in a processing list by recovery, not freshly taken: a worker may have committed it
     /// and died before its outbox left, so its duplicates write `job.applied` again (at least once).
     let recovered: Bool
+    /// How long decoding took (on the thread that took the batch), for the batch's time budget.
+    let decodeNanoseconds: Int64
 
     /// Decodes the jobs; on a partitioned ledger, a job of another partition's user is refused.
     init(list: String, raws: [[UInt8]], partitioning: Partitioning = .single, partition: Int = 0, recovered: Bool = false) {
         self.list = list
         self.raws = raws
         self.recovered = recovered
+        let started = DispatchTime.now().uptimeNanoseconds
         jobs = raws.map { partitioning.admit(Job.decode($0), raw: $0, on: partition) }
+        decodeNanoseconds = Int64(DispatchTime.now().uptimeNanoseconds - started)
     }
 
     var isEmpty: Bool { raws.isEmpty }

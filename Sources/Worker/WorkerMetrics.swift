@@ -1,3 +1,5 @@
+import Dispatch
+import Ledger
 import Metrics
 
 /// The worker's metrics, through swift-metrics (the executable bootstraps Prometheus).
@@ -33,6 +35,12 @@ final class WorkerMetrics {
     let alertsFired = Counter(label: "tokenledger_alerts_fired_total")
     let eventsWritten = Counter(label: "tokenledger_events_total")
     let settledAccounts = Counter(label: "tokenledger_settled_accounts_total")
+    /// `tokenledger_batch_seconds{phase, thread}`: where each batch's time went (`BatchBudget`),
+    /// one sample per batch and phase, indexed by `BatchPhase`.
+    private let phases: [Timer] = BatchPhase.allCases.map {
+        Timer(label: "tokenledger_batch_seconds", dimensions: [("phase", $0.name), ("thread", $0.thread)],
+              preferredDisplayUnit: .seconds)
+    }
 
     init(partition: Int?) {
         let dimensions = partition.map { [("partition", "\($0)")] } ?? []
@@ -45,6 +53,14 @@ final class WorkerMetrics {
         // The ledger was opened before the worker starts, and only a failed write reports an outage:
         // without this a healthy worker would read as not ready until its first recovery.
         ledgerReady.record(1)
+    }
+
+    /// One batch's budget: every phase of the loop thread (zeros too, so each phase's count is the
+    /// number of batches), and what the other threads spent on it.
+    func record(_ budget: BatchBudget) {
+        for phase in BatchPhase.allCases where phase.onLoopThread || budget[phase] > 0 {
+            phases[phase.index].recordNanoseconds(budget[phase])
+        }
     }
 
     /// Counts one job by type and outcome (`success`, `refused`, `duplicate`, `invalid`).
@@ -62,5 +78,88 @@ final class WorkerMetrics {
         let timer = Timer(label: "tokenledger_job_duration_seconds", dimensions: [("type", type)], preferredDisplayUnit: .seconds)
         latencies[type] = timer
         timer.recordNanoseconds(nanoseconds)
+    }
+}
+
+/// The phases of one batch. Those of the loop thread add up to its wall time from one batch to
+/// the next: CPU (`apply`, `encode`, `other`) and waits (`take` and `send` on Redis, `commit` on
+/// fsync, `checkpoint` and `merge` on the ledger's upkeep). The others ran on another thread,
+/// overlapping the loop's: the Redis thread's decoding of the batch, the background checkpoint.
+enum BatchPhase: Int, CaseIterable {
+    /// The chores between batches: a sweep, a renewal chunk, a sample of the queue's depth.
+    case chores
+    /// Waiting for the take of this batch (taken ahead during the last commit, or a new take).
+    case take
+    /// Waiting for the last batch's outbox to leave.
+    case send
+    /// The transaction's statements, from BEGIN to COMMIT (CPU, and reads of uncached pages).
+    case apply
+    /// The COMMIT: writing the WAL and waiting for its fsync.
+    case commit
+    /// Checkpoints run inside a COMMIT.
+    case checkpoint
+    /// The rest of the loop's work on the committed batch: building its outbox (when that is
+    /// done on the loop thread), handing it to the Redis thread, the batch's log line.
+    case encode
+    /// Merge slices: the one run after the batch, and any the write ran after its COMMIT.
+    case merge
+    /// Everything else on the loop thread (taking the next batch ahead, the budget itself).
+    case other
+    /// On the Redis thread: decoding the batch's jobs.
+    case decode
+    /// On the checkpointer's thread: background checkpoint passes during the batch.
+    case backgroundCheckpoint
+
+    var index: Int { rawValue }
+    var onLoopThread: Bool { self != .decode && self != .backgroundCheckpoint }
+    var thread: String {
+        switch self {
+        case .decode: "redis"
+        case .backgroundCheckpoint: "checkpointer"
+        default: "loop"
+        }
+    }
+    var name: String {
+        switch self {
+        case .backgroundCheckpoint: "checkpoint"
+        default: "\(self)"
+        }
+    }
+}
+
+/// One batch's time, phase by phase, measured on the loop thread with a monotonic clock: each
+/// `lap` gives the time since the last one to a phase; the ledger's own sums (`WriteTimings`)
+/// then split a lap that contained a write into its statements, COMMIT, checkpoint and merge.
+struct BatchBudget {
+    private var nanoseconds = [Int64](repeating: 0, count: BatchPhase.allCases.count)
+    private var mark = DispatchTime.now().uptimeNanoseconds
+
+    subscript(phase: BatchPhase) -> Int64 {
+        get { nanoseconds[phase.index] }
+        set { nanoseconds[phase.index] = newValue }
+    }
+
+    /// Gives the time since the last lap to `phase`.
+    mutating func lap(_ phase: BatchPhase) {
+        let now = DispatchTime.now().uptimeNanoseconds
+        self[phase] += Int64(now &- mark)
+        mark = now
+    }
+
+    /// Moves what the ledger measured during a lap given to `phase` into the ledger's phases
+    /// (never more than the lap held: the two clocks are read at slightly different instants).
+    mutating func split(_ ledger: WriteTimings, outOf phase: BatchPhase) {
+        move(ledger.statementsNanoseconds, from: phase, to: .apply)
+        move(ledger.commitNanoseconds, from: phase, to: .commit)
+        move(ledger.checkpointNanoseconds, from: phase, to: .checkpoint)
+        move(ledger.mergeNanoseconds, from: phase, to: .merge)
+        self[.backgroundCheckpoint] += ledger.backgroundCheckpointNanoseconds
+    }
+
+    private mutating func move(_ amount: Int64, from: BatchPhase, to: BatchPhase) {
+        guard from != to else { return }
+        let moved = min(max(amount, 0), self[from])
+        self[from] -= moved
+        self[to] += moved
     }
 }
