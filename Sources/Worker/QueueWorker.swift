@@ -115,23 +115,29 @@ final class QueueWorker {
         // While a renewal run is in progress, take only what is already waiting.
         let batch = try term.nextBatch(wait: renewing || settling ? 0 : configuration.pollSeconds)
         budget.lap(.take)
-        logSendProblems(try term.collectSent())
-        budget.lap(.send)
-        noteReconnects(link.redis.reconnectCount + term.reconnects)
         if batch.isEmpty {
+            logSendProblems(try term.collectSent())
+            noteReconnects(link.redis.reconnectCount + term.reconnects)
             // Idle, with every outbox sent: any registered list, this worker's too, is a leftover
             // (an acknowledgement lost with a Redis restart, say) and is settled again.
             if chores.due(\.sweep, every: .seconds(5)) { needsRecovery = try !recover(link, term) }
             return
         }
         // Take the next batch while this one commits; its outbox leaves after this one's.
-        if !stop.isStopped { term.prefetch() }
+        if !stop.isStopped { term.prefetch(after: batch) }
         let beforeCommit = ledger.writeTimings
         budget.lap(.other)
+        // The Redis thread meanwhile builds and sends the last batch's outbox: the two overlap.
         guard try settle(batch, in: term) else { return }
         let committed = ledger.writeTimings
         budget.lap(.encode)
         budget.split(committed.since(beforeCommit), outOf: .encode)
+        // The outboxes queued before this batch's: a failure among them surfaces here, after
+        // this commit (whose own outbox then fails on the same failed path: recovery settles
+        // both lists again, in order).
+        logSendProblems(try term.collectSent(leaving: 1))
+        budget.lap(.send)
+        noteReconnects(link.redis.reconnectCount + term.reconnects)
         // One slice of index maintenance, while the Redis thread sends this batch's outbox.
         try ledger.maintain(epoch: term.epoch)
         budget.lap(.merge)
@@ -149,6 +155,7 @@ final class QueueWorker {
         processor.events.write(summary.events, into: &outbox)
         outbox.announces(pendingThrough: summary.pendingSeq)  // renewal.completed among the events
         metrics.invalidations.increment(by: outbox.invalidations)
+        metrics.eventsWritten.increment(by: outbox.events)
         try term.send(outbox)
         metrics.renewals.increment(by: summary.successful)
         if done { metrics.renewalRuns.increment() }

@@ -1,15 +1,19 @@
 import Dispatch
 import Ledger
 import Metrics
+import Synchronization
 
 /// The worker's metrics, through swift-metrics (the executable bootstraps Prometheus).
 ///
 /// Handles are made once and cached: a swift-metrics handle costs a factory lookup, which the
 /// hot path should not pay per job. Counters add up across the partitions a process serves;
 /// gauges, which describe one queue or one ledger, carry a `partition` label when the ledger is split.
-final class WorkerMetrics {
-    private var jobs: [String: Counter] = [:]
-    private var latencies: [String: Timer] = [:]
+///
+/// Shared by the loop and the Redis thread (which counts the events of the outboxes it builds):
+/// handles are thread-safe, and the per-type caches sit behind a lock taken once per batch.
+final class WorkerMetrics: Sendable {
+    private let jobCounters = Mutex<[String: Counter]>([:])
+    private let latencies = Mutex<[String: Timer]>([:])
     let batchSize = Recorder(label: "tokenledger_batch_size", aggregate: true)
     let batchDuration = Timer(label: "tokenledger_batch_duration_seconds", preferredDisplayUnit: .seconds)
     let queueDepth: Gauge
@@ -64,19 +68,29 @@ final class WorkerMetrics {
     }
 
     /// Counts one job by type and outcome (`success`, `refused`, `duplicate`, `invalid`).
-    func job(type: String, outcome: String) {
+    func job(type: String, outcome: String) { jobs(type: type, outcome: outcome, count: 1) }
+
+    /// Counts `count` jobs of one type and outcome: once per batch for each pair it holds.
+    func jobs(type: String, outcome: String, count: Int) {
         let key = type + "|" + outcome
-        if let counter = jobs[key] { counter.increment(); return }
-        let counter = Counter(label: "tokenledger_jobs_total", dimensions: [("type", type), ("outcome", outcome)])
-        jobs[key] = counter
-        counter.increment()
+        let counter = jobCounters.withLock { jobs in
+            if let counter = jobs[key] { return counter }
+            let counter = Counter(label: "tokenledger_jobs_total", dimensions: [("type", type), ("outcome", outcome)])
+            jobs[key] = counter
+            return counter
+        }
+        counter.increment(by: count)
     }
 
-    /// Records how long a job of this type waited for its batch's commit, in nanoseconds.
+    /// Records how long the jobs of this type in a batch waited for its commit, in nanoseconds:
+    /// once per batch and type (every job of a batch waits the same commit).
     func latency(type: String, nanoseconds: Int64) {
-        if let timer = latencies[type] { timer.recordNanoseconds(nanoseconds); return }
-        let timer = Timer(label: "tokenledger_job_duration_seconds", dimensions: [("type", type)], preferredDisplayUnit: .seconds)
-        latencies[type] = timer
+        let timer = latencies.withLock { timers in
+            if let timer = timers[type] { return timer }
+            let timer = Timer(label: "tokenledger_job_duration_seconds", dimensions: [("type", type)], preferredDisplayUnit: .seconds)
+            timers[type] = timer
+            return timer
+        }
         timer.recordNanoseconds(nanoseconds)
     }
 }

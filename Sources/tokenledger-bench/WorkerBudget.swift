@@ -36,7 +36,8 @@ struct WorkerBudget {
             guard isSum || line.hasPrefix("tokenledger_batch_seconds_count{"),
                   let close = line.lastIndex(of: "}"), let value = Double(line[line.index(after: close)...].trimmingCharacters(in: .whitespaces))
             else { continue }
-            let labels = line[line.firstIndex(of: "{").map { line.index(after: $0) } ?? close..<close]
+            let open = line.firstIndex(of: "{").map { line.index(after: $0) } ?? close
+            let labels = line[open..<close]
             var phase = "", thread = ""
             for pair in labels.split(separator: ",") {
                 let kv = pair.split(separator: "=", maxSplits: 1)
