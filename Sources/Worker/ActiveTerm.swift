@@ -19,6 +19,10 @@ final class ActiveTerm {
     private(set) var pendingConfirmed: Int64?
     /// Whether what the ledger kept to send was sent again in this term (at start, after a drop).
     var resentPending = false
+    /// Processing lists may hold jobs taken and not answered: at the term's start (a crashed or
+    /// stopped worker's, this one's before a restart) and after any Redis failure. Recovery
+    /// settles them before anything newer is taken.
+    var recoveryDue = true
     /// A batch of this term was left unsettled (a stop came while the ledger failed): from then
     /// on no batch commits in this term, so nothing newer can precede it. Never reset; the next
     /// term settles the lists left, oldest first.

@@ -38,9 +38,11 @@ struct BatchProcessor: Sendable {
     /// order, then the acknowledgement of the whole list. Any thread may build it: the worker
     /// builds it on the Redis thread, right before sending it, while the loop commits the next batch.
     func outbox(for committed: CommittedBatch) -> Outbox {
+        let started = ContinuousClock.now
         var outbox = encode(committed, list: committed.batch.list)
         outbox.acknowledge(Acknowledgement(batch: committed.batch.list, keys: keys))
         metrics.eventsWritten.increment(by: outbox.events)
+        metrics.record(.redisEncode, nanoseconds: (ContinuousClock.now - started).nanoseconds)
         return outbox
     }
 

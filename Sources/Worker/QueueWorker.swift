@@ -22,10 +22,8 @@ final class QueueWorker {
     var scheduler: RenewalScheduler
     /// The loop's own connection: the lease, recovery reads, queue depth.
     var link: JobQueue?
-    /// Set while this worker is the active one.
-    var term: ActiveTerm?
-    /// Set after any Redis failure: taken jobs may sit in processing lists unanswered.
-    var needsRecovery = true
+    /// Standing by, serving a term as the active worker, or stopping.
+    var state = LoopState.standingBy
     var chores = Chores()
 
     /// A job whose own statements fail this many times is poison (storage failures never count).
@@ -61,13 +59,13 @@ final class QueueWorker {
         while !stop.isStopped {
             do {
                 let link = try connection()
-                if term == nil {
+                if case .standingBy = state {
                     guard try becomeActive(link) else {
                         pause(seconds: min(1, Double(configuration.leaseMilliseconds) / 5000))
                         continue
                     }
                 }
-                guard let term, term.keeper.isHeld else {
+                guard let term = state.term, term.keeper.isHeld else {
                     standBy(reason: "the lease may have lapsed")
                     continue
                 }
@@ -81,8 +79,10 @@ final class QueueWorker {
             } catch let error as RedisError {
                 metrics.redisErrors.increment()
                 health.failing(.redis, "\(error)")
-                logSendProblems(term?.dropIO() ?? [])
-                needsRecovery = true
+                if let term = state.term {
+                    logSendProblems(term.dropIO())
+                    term.recoveryDue = true
+                }
                 logger.error("redis unavailable; retrying", metadata: ["error": "\(error)"])
                 failed(&failures)
             } catch {
@@ -99,10 +99,10 @@ final class QueueWorker {
         // The stored snapshots the ledger kept to announce go first in a term and after a drop
         // of the Redis thread: before recovery commits anything and before any newer message.
         if !term.resentPending { try resendPending(term) }
-        if needsRecovery {
+        if term.recoveryDue {
             // Left unsettled (a stop came first), recovery stays due and nothing newer is taken.
             guard try recover(link, term) else { return }
-            needsRecovery = false
+            term.recoveryDue = false
         }
         let renewing = try renewIfDue(term)
         let settling = try settleIfDue(term)  // the expiry sweep (QueueWorker+Expiry)
@@ -120,7 +120,7 @@ final class QueueWorker {
             noteReconnects(link.redis.reconnectCount + term.reconnects)
             // Idle, with every outbox sent: any registered list, this worker's too, is a leftover
             // (an acknowledgement lost with a Redis restart, say) and is settled again.
-            if chores.due(\.sweep, every: .seconds(5)) { needsRecovery = try !recover(link, term) }
+            if chores.due(\.sweep, every: .seconds(5)) { term.recoveryDue = try !recover(link, term) }
             return
         }
         // Take the next batch while this one commits; its outbox leaves after this one's.
@@ -139,11 +139,20 @@ final class QueueWorker {
         budget.lap(.send)
         noteReconnects(link.redis.reconnectCount + term.reconnects)
         // One slice of index maintenance, while the Redis thread sends this batch's outbox.
-        try ledger.maintain(epoch: term.epoch)
+        try ledger.maintain(budget: Self.mergeSliceRows(after: batch.count, configured: ledger.config.mergeSliceRows),
+                            epoch: term.epoch)
         budget.lap(.merge)
         budget.split(ledger.writeTimings.since(committed), outOf: .merge)
         budget[.decode] = batch.decodeNanoseconds
         metrics.record(budget)
+    }
+
+    /// The rows of the merge slice run after a batch of `jobs`: a slice is a pause for the jobs
+    /// behind it, so a small batch (a lightly loaded queue, where each job waits for its reply)
+    /// gets a short one, at least four rows per job (a job adds about two to the tail, so the merge
+    /// still gains on it), and a full batch the configured slice.
+    static func mergeSliceRows(after jobs: Int, configured: Int) -> Int {
+        min(configured, max(64, 4 * jobs))
     }
 
     /// Renews one chunk of a due renewal run; true while the run goes on.
@@ -227,6 +236,19 @@ final class QueueWorker {
             usleep(useconds_t(min(left, 0.05) * 1_000_000))
             left -= 0.05
         }
+    }
+}
+
+/// What the loop is doing. A term begins when the lease is taken and ends when it is lost (back to
+/// standing by) or at the stop.
+enum LoopState {
+    case standingBy
+    case active(ActiveTerm)
+    case stopping
+
+    var term: ActiveTerm? {
+        if case .active(let term) = self { return term }
+        return nil
     }
 }
 

@@ -67,6 +67,11 @@ final class WorkerMetrics: Sendable {
         }
     }
 
+    /// One phase that another thread measured for a batch (the Redis thread's encoding).
+    func record(_ phase: BatchPhase, nanoseconds: Int64) {
+        phases[phase.index].recordNanoseconds(nanoseconds)
+    }
+
     /// Counts one job by type and outcome (`success`, `refused`, `duplicate`, `invalid`).
     func job(type: String, outcome: String) { jobs(type: type, outcome: outcome, count: 1) }
 
@@ -98,7 +103,8 @@ final class WorkerMetrics: Sendable {
 /// The phases of one batch. Those of the loop thread add up to its wall time from one batch to
 /// the next: CPU (`apply`, `encode`, `other`) and waits (`take` and `send` on Redis, `commit` on
 /// fsync, `checkpoint` and `merge` on the ledger's upkeep). The others ran on another thread,
-/// overlapping the loop's: the Redis thread's decoding of the batch, the background checkpoint.
+/// overlapping the loop's: the Redis thread's decoding of the batch and encoding of its outbox,
+/// the background checkpoint.
 enum BatchPhase: Int, CaseIterable {
     /// The chores between batches: a sweep, a renewal chunk, a sample of the queue's depth.
     case chores
@@ -121,14 +127,16 @@ enum BatchPhase: Int, CaseIterable {
     case other
     /// On the Redis thread: decoding the batch's jobs.
     case decode
+    /// On the Redis thread: encoding the committed batch's outbox (recorded there).
+    case redisEncode
     /// On the checkpointer's thread: background checkpoint passes during the batch.
     case backgroundCheckpoint
 
     var index: Int { rawValue }
-    var onLoopThread: Bool { self != .decode && self != .backgroundCheckpoint }
+    var onLoopThread: Bool { thread == "loop" }
     var thread: String {
         switch self {
-        case .decode: "redis"
+        case .decode, .redisEncode: "redis"
         case .backgroundCheckpoint: "checkpointer"
         default: "loop"
         }
@@ -136,6 +144,7 @@ enum BatchPhase: Int, CaseIterable {
     var name: String {
         switch self {
         case .backgroundCheckpoint: "checkpoint"
+        case .redisEncode: "encode"
         default: "\(self)"
         }
     }

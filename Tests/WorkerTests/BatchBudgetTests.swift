@@ -1,6 +1,7 @@
 import Foundation
 import TestSupport
 import XCTest
+@testable import Worker
 
 /// Each batch's time budget on `/metrics` (`tokenledger_batch_seconds{phase, thread}`), which the
 /// drain benchmark reads: every loop phase once per batch, and together never more than the
@@ -57,5 +58,44 @@ final class BatchBudgetTests: XCTestCase {
         XCTAssertGreaterThan(total, 0)
         XCTAssertLessThan(total, wall, "the phases of the loop thread add up to at most its wall time: nothing is counted twice")
         XCTAssertEqual(worker.terminate(), 0, worker.log)
+    }
+
+    /// Metrics are touched once per batch, not once per job: 40 jobs queued before the worker
+    /// starts are taken as one batch, counted 40 times in `tokenledger_jobs_total` (and events)
+    /// but timed once in `tokenledger_job_duration_seconds` per type.
+    func testMetricsAreRecordedOncePerBatch() async throws {
+        let h = try WorkerHarness()
+        _ = try h.push(["type": "open", "id": "p0", "userId": "pia"])
+        for i in 1...40 {
+            _ = try h.push(["type": "credit", "id": "p\(i)", "userId": "pia", "operationType": "bonus", "amount": 1])
+        }
+        let port = TestEnvironment.freePort()
+        let worker = try WorkerProcess(h, workerId: "perbatch", extraArguments: ["--http", "127.0.0.1:\(port)"])
+        defer { _ = worker.terminate() }
+        try h.waitUntilDrained(log: worker.log)
+        var samples: [String: Double] = [:]
+        for _ in 0..<50 {
+            let text = (try? await OperatorEndpointsTests.fetch("http://127.0.0.1:\(port)/metrics").1) ?? ""
+            samples = OperatorEndpointsTests.samples(text)
+            if samples[#"tokenledger_jobs_total{type="credit",outcome="success"}"#] == 40 { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        XCTAssertEqual(samples[#"tokenledger_jobs_total{type="credit",outcome="success"}"#], 40, worker.log)
+        XCTAssertEqual(samples[#"tokenledger_jobs_total{type="open",outcome="success"}"#], 1)
+        XCTAssertEqual(samples["tokenledger_batch_size_count"], 1, "the 41 jobs were one batch")
+        XCTAssertEqual(samples[#"tokenledger_job_duration_seconds_count{type="credit"}"#], 1, "one sample per batch and type")
+        XCTAssertEqual(samples[#"tokenledger_job_duration_seconds_count{type="open"}"#], 1)
+        XCTAssertGreaterThanOrEqual(samples["tokenledger_events_total"] ?? 0, 41, "a job.applied per job, counted per outbox")
+        XCTAssertEqual(worker.terminate(), 0, worker.log)
+    }
+
+    /// A merge slice is a pause for the jobs behind it: short after a small batch, the configured
+    /// size after a full one, and always more rows than the batch added to the tail.
+    func testTheMergeSliceAfterABatchFollowsItsSize() {
+        XCTAssertEqual(QueueWorker.mergeSliceRows(after: 1, configured: 1024), 64)
+        XCTAssertEqual(QueueWorker.mergeSliceRows(after: 100, configured: 1024), 400)
+        XCTAssertEqual(QueueWorker.mergeSliceRows(after: 256, configured: 1024), 1024)
+        XCTAssertEqual(QueueWorker.mergeSliceRows(after: 4096, configured: 1024), 1024)
+        XCTAssertEqual(QueueWorker.mergeSliceRows(after: 1, configured: 10), 10, "never more than configured")
     }
 }
