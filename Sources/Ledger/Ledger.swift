@@ -30,6 +30,8 @@ public final class Ledger: Sendable {
     let tail = LedgerTail()
     /// Failures of the merge a write runs after its COMMIT (see `boundTail`).
     let boundedMerge = Mutex(BoundedMergeStatus())
+    /// Where writes spent their time (see `writeTimings`); added to on the writer's queue.
+    let timings = Mutex(WriteTimings())
 
     /// Opens (creating if needed, with mode 0600) the ledger at `path`, in WAL mode with the
     /// configured `synchronous`, busy timeout and automatic checkpoint, and migrates its schema.
@@ -76,6 +78,14 @@ public final class Ledger: Sendable {
 
     /// The WAL's size and the checkpoint failures so far.
     public var checkpointStatus: CheckpointStatus { checkpointer.current }
+
+    /// Where the writes spent their time since the ledger opened: statements, COMMIT (fsync),
+    /// checkpoints, merge slices (see `WriteTimings`). Cheap: one lock, no I/O.
+    public var writeTimings: WriteTimings {
+        var t = timings.withLock { $0 }
+        t.backgroundCheckpointNanoseconds = checkpointer.current.backgroundNanoseconds
+        return t
+    }
 
     static func configuration(_ config: LedgerConfig, readonly: Bool = false) -> Configuration {
         var c = Configuration()
@@ -237,11 +247,13 @@ public final class Ledger: Sendable {
     func writeTransaction<T>(epoch: Int64?, _ body: (Database) throws -> T, afterCommit: (T) -> Void = { _ in }) throws -> T {
         try writer.writeWithoutTransaction { db in
             var value: T?
+            var stopwatch = WriteStopwatch(checkpointer: checkpointer)
             do {
                 try db.inTransaction(.immediate) {
                     if let epoch { try Self.checkEpoch(db, epoch) }
                     try tail.refreshIfChanged(db)
                     value = try body(db)
+                    stopwatch.statementsDone()
                     return .commit
                 }
             } catch {
@@ -251,6 +263,7 @@ public final class Ledger: Sendable {
             }
             guard let value else { throw LedgerStorageError.transactionWithoutValue }
             tail.committed()
+            timings.withLock { stopwatch.committed(&$0, checkpointer: checkpointer) }
             afterCommit(value)
             return value
         }

@@ -19,6 +19,10 @@ final class ActiveTerm {
     private(set) var pendingConfirmed: Int64?
     /// Whether what the ledger kept to send was sent again in this term (at start, after a drop).
     var resentPending = false
+    /// Processing lists may hold jobs taken and not answered: at the term's start (a crashed or
+    /// stopped worker's, this one's before a restart) and after any Redis failure. Recovery
+    /// settles them before anything newer is taken.
+    var recoveryDue = true
     /// A batch of this term was left unsettled (a stop came while the ledger failed): from then
     /// on no batch commits in this term, so nothing newer can precede it. Never reset; the next
     /// term settles the lists left, oldest first.
@@ -54,8 +58,11 @@ final class ActiveTerm {
         return try io.take(max: configuration.batchSize, timeout: wait).wait()
     }
 
-    /// Takes the next batch while the current one commits.
-    func prefetch() {
+    /// Takes the next batch while the current one commits. Only after a full batch: a batch
+    /// that was not full emptied the queue, and jobs that come during its commit are taken
+    /// sooner by the take after it than by one made at its start.
+    func prefetch(after batch: TakenBatch) {
+        guard batch.count >= configuration.batchSize else { return }
         guard let io, prefetched == nil else { return }
         prefetched = io.take(max: configuration.batchSize, timeout: 0)
     }
@@ -73,12 +80,21 @@ final class ActiveTerm {
         if let seq = outbox.pendingSeq { pendingQueued = max(pendingQueued ?? seq, seq) }
     }
 
-    /// Waits for the outboxes queued so far; returns the refusals that were the producer's own
-    /// and throws when the link broke or Redis refused. Each outbox that left confirms its rows
-    /// at once, so after a failure only the rows of outboxes that did not leave are sent again.
-    func collectSent() throws -> [String] {
-        let done = sending
-        sending = []
+    /// Queues a committed batch on the one ordered path: the Redis thread builds its outbox
+    /// (`processor.outbox(for:)`) and sends it after everything queued before it, while this
+    /// thread goes on to the next batch.
+    func send(_ committed: CommittedBatch, by processor: BatchProcessor) throws(RedisError) {
+        sending.append((try redisIO().send(building: { processor.outbox(for: committed) }), committed.pendingSeq))
+        if let seq = committed.pendingSeq { pendingQueued = max(pendingQueued ?? seq, seq) }
+    }
+
+    /// Waits for the outboxes queued so far (all but the last `leaving` of them); returns the
+    /// refusals that were the producer's own and throws when the link broke or Redis refused.
+    /// Each outbox that left confirms its rows at once, so after a failure only the rows of
+    /// outboxes that did not leave are sent again.
+    func collectSent(leaving: Int = 0) throws -> [String] {
+        let done = sending.dropLast(leaving)
+        sending.removeFirst(done.count)
         var problems: [String] = []
         for (pending, seq) in done {
             problems += try pending.wait()

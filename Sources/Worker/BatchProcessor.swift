@@ -12,7 +12,7 @@ import Redis
 /// This is the only place an `Acknowledgement` is made, and each is made right after the commit
 /// (or dead letter) of exactly the jobs it names: whatever stops, fails or takes over elsewhere,
 /// no path can acknowledge a job that was not settled.
-struct BatchProcessor {
+struct BatchProcessor: Sendable {
     let ledger: Ledger
     let keys: QueueKeys
     let replyExpirySeconds: Int
@@ -24,22 +24,43 @@ struct BatchProcessor {
     /// How long `P:applied` keeps an acknowledged job (see `Acknowledgement`).
     var recoveryWindowMilliseconds = WorkerConfiguration.defaultRecoveryWindowMilliseconds
 
-    /// Commits the whole batch in one transaction under `epoch` and returns what to send, ending
-    /// with the acknowledgement that deletes the batch's list. Throws what the ledger throws
-    /// (storage errors, fencing): then nothing was committed and nothing is acknowledged.
-    func commit(_ batch: TakenBatch, epoch: Int64) throws -> Outbox {
-        let (body, applied) = try apply(batch.jobs, raws: batch.raws, epoch: epoch, recovered: batch.recovered, list: batch.list)
-        var outbox = body
-        outbox.acknowledge(Acknowledgement(batch: batch.list, recording: applied, keys: keys, windowMilliseconds: recoveryWindowMilliseconds))
+    /// Commits the whole batch in one transaction under `epoch` and returns it committed, to be
+    /// encoded (`outbox(for:)`), on the Redis thread, into what to send, ending with the
+    /// acknowledgement that deletes the batch's list. Throws what the ledger throws (storage
+    /// errors, fencing): then nothing was committed and nothing is acknowledged.
+    func commit(_ batch: TakenBatch, epoch: Int64) throws -> CommittedBatch {
+        let started = ContinuousClock.now
+        let results = batch.commands.isEmpty ? [] : try ledger.apply(batch.commands, epoch: epoch)
+        let committed = CommittedBatch(batch: batch, results: results, ledgerNanoseconds: (ContinuousClock.now - started).nanoseconds)
+        record(committed)
+        return committed
+    }
+
+    /// The outbox of a committed batch: replies, invalidations, events and dead letters in queue
+    /// order, then the acknowledgement of the whole list. Any thread may build it: the worker
+    /// builds it on the Redis thread, right before sending it, while the loop commits the next batch.
+    func outbox(for committed: CommittedBatch) -> Outbox {
+        let started = ContinuousClock.now
+        var (outbox, applied) = encode(committed, list: committed.batch.list)
+        outbox.acknowledge(Acknowledgement(batch: committed.batch.list, recording: applied, keys: keys,
+                                           windowMilliseconds: recoveryWindowMilliseconds))
+        metrics.eventsWritten.increment(by: outbox.events)
+        metrics.record(.redisEncode, nanoseconds: (ContinuousClock.now - started).nanoseconds)
         return outbox
     }
 
     /// Commits the job at `index` alone; its acknowledgement removes that job only (a job that
     /// cannot be read is removed by its dead letter).
     func commit(jobAt index: Int, of batch: TakenBatch, epoch: Int64) throws -> Outbox {
-        let (body, applied) = try apply([batch.jobs[index]], raws: [batch.raws[index]], epoch: epoch, recovered: batch.recovered,
-                                        list: batch.list)
-        var outbox = body
+        let decoded = [batch.jobs[index]]
+        let commands = decoded.compactMap { try? $0.get().command }
+        let started = ContinuousClock.now
+        let results = commands.isEmpty ? [] : try ledger.apply(commands, epoch: epoch)
+        let committed = CommittedBatch(batch: batch, jobAt: index, results: results,
+                                       ledgerNanoseconds: (ContinuousClock.now - started).nanoseconds)
+        record(committed)
+        var (outbox, applied) = encode(committed, list: batch.list)
+        metrics.eventsWritten.increment(by: outbox.events)
         if case .success = batch.jobs[index] {
             outbox.acknowledge(Acknowledgement(job: batch.raws[index], recording: applied, in: batch.list, keys: keys,
                                                windowMilliseconds: recoveryWindowMilliseconds))
@@ -52,8 +73,10 @@ struct BatchProcessor {
     func deadLetter(jobAt index: Int, of batch: TakenBatch, reason: String) -> Outbox {
         var outbox = Outbox(keys: keys, replyExpirySeconds: replyExpirySeconds)
         let job = try? batch.jobs[index].get()
-        deadLetter(InvalidJob(raw: batch.raws[index], error: JobError(code: "storage_error", reason),
-                              id: job?.id, type: job?.type.rawValue, replyTo: job?.replyTo), into: &outbox, list: batch.list)
+        let invalid = InvalidJob(raw: batch.raws[index], error: JobError(code: "storage_error", reason),
+                                 id: job?.id, type: job?.type.rawValue, replyTo: job?.replyTo)
+        deadLetter(invalid, into: &outbox, list: batch.list)
+        metrics.job(type: Self.metricType(of: invalid), outcome: "invalid")
         return outbox
     }
 
@@ -64,32 +87,61 @@ struct BatchProcessor {
         return outbox
     }
 
-    /// Also returns what the acknowledgement records on `P:applied`: every job with an id (its
-    /// result is stored under it, a query's too), duplicates too (a replay after a lost
-    /// acknowledgement is acknowledged now, so it must be recorded now); never a dead letter,
-    /// which changed nothing and stays on `P:dead`.
-    private func apply(_ decoded: [Result<Job, InvalidJob>], raws: [[UInt8]], epoch: Int64, recovered: Bool,
-                       list: String) throws -> (Outbox, AppliedJobs) {
-        let started = ContinuousClock.now
-        let commands = decoded.compactMap { try? $0.get().command }
-        let results = commands.isEmpty ? [] : try ledger.apply(commands, epoch: epoch)
-        let elapsed = (ContinuousClock.now - started).nanoseconds
-        var outbox = Outbox(keys: keys, replyExpirySeconds: replyExpirySeconds, capacity: raws.count * 3 + 2)
-        var next = results.makeIterator()
+    /// The batch's metrics, once per batch: jobs by type and outcome, how long each type waited
+    /// for the commit, the batch's size and duration. Counting a batch costs a pass over its
+    /// results; the counters and timers are touched once per distinct type and outcome.
+    private func record(_ committed: CommittedBatch) {
+        var counts: [(type: String, outcome: String, count: Int)] = []
+        func count(_ type: String, _ outcome: String) {
+            if let i = counts.firstIndex(where: { $0.outcome == outcome && $0.type == type }) { counts[i].count += 1 }
+            else { counts.append((type, outcome, 1)) }
+        }
+        var next = committed.results.makeIterator()
+        for job in committed.jobs {
+            switch job {
+            case .success(let job):
+                guard let result = next.next() else { break }
+                count(job.type.rawValue, result.duplicate ? "duplicate" : (result.success ? "success" : "refused"))
+            case .failure(let invalid):
+                count(Self.metricType(of: invalid), "invalid")
+            }
+        }
+        var timed: [String] = []
+        for c in counts {
+            metrics.jobs(type: c.type, outcome: c.outcome, count: c.count)
+            if c.outcome != "invalid" && !timed.contains(c.type) {
+                timed.append(c.type)
+                metrics.latency(type: c.type, nanoseconds: committed.ledgerNanoseconds)
+            }
+        }
+        metrics.batchSize.record(committed.jobs.count)
+        metrics.batchDuration.recordNanoseconds(committed.ledgerNanoseconds)
+    }
+
+    private static func metricType(of invalid: InvalidJob) -> String {
+        invalid.type.flatMap { JobType(rawValue: $0)?.rawValue } ?? "unknown"
+    }
+
+    /// Replies, invalidations, events and dead letters of committed jobs, in queue order; and
+    /// what the acknowledgement records on `P:applied`: every job with an id (its result is
+    /// stored under it, a query's too), duplicates too (a replay after a lost acknowledgement is
+    /// acknowledged now, so it must be recorded now); never a dead letter, which changed nothing
+    /// and stays on `P:dead`.
+    private func encode(_ committed: CommittedBatch, list: String) -> (Outbox, AppliedJobs) {
+        var outbox = Outbox(keys: keys, replyExpirySeconds: replyExpirySeconds, capacity: committed.jobs.count * 3 + 2)
         var applied = AppliedJobs()
-        for (job, raw) in zip(decoded, raws) {
+        var next = committed.results.makeIterator()
+        for (job, raw) in zip(committed.jobs, committed.raws) {
             switch job {
             case .success(let job):
                 guard let result = next.next() else { break }
                 if job.id != nil { applied.add(raw, result) }
                 if let replyTo = job.replyTo { outbox.reply(to: replyTo, job: job, result) }
                 for change in result.changes { outbox.publish(change) }
-                events.write(result, of: job, recovered: recovered, into: &outbox)
+                events.write(result, of: job, recovered: committed.batch.recovered, into: &outbox)
                 outbox.announces(pendingThrough: result.pendingSeq)
-                let outcome = result.duplicate ? "duplicate" : (result.success ? "success" : "refused")
-                metrics.job(type: job.type.rawValue, outcome: outcome)
-                metrics.latency(type: job.type.rawValue, nanoseconds: elapsed)
                 if logger.logLevel <= .debug {
+                    let outcome = result.duplicate ? "duplicate" : (result.success ? "success" : "refused")
                     logger.debug("job applied", metadata: ["id": "\(job.id ?? "-")", "type": "\(job.type.rawValue)",
                                                            "outcome": "\(outcome)", "code": "\(result.errorCode ?? "-")"])
                 }
@@ -97,8 +149,6 @@ struct BatchProcessor {
                 deadLetter(invalid, into: &outbox, list: list)
             }
         }
-        metrics.batchSize.record(raws.count)
-        metrics.batchDuration.recordNanoseconds(elapsed)
         return (outbox, applied)
     }
 
@@ -111,10 +161,53 @@ struct BatchProcessor {
         if let replyTo = invalid.replyTo {
             outbox.failureReply(to: replyTo, Replies.failure(id: invalid.id, type: invalid.type, error: invalid.error))
         }
-        metrics.job(type: invalid.type.flatMap { JobType(rawValue: $0)?.rawValue } ?? "unknown", outcome: "invalid")
         metrics.deadLetters.increment()
         logger.info("dead letter", metadata: ["code": "\(invalid.error.code)", "reason": "\(invalid.error.message)",
                                               "id": "\(invalid.id ?? "-")", "bytes": "\(invalid.raw.count)"])
+    }
+}
+
+/// A batch (or one job of it) the ledger committed, with its results in order: what its outbox
+/// is built from. Only `BatchProcessor.commit` makes one (the initializer is private to its
+/// file), right after the COMMIT, so an outbox built from it, acknowledgement included, is
+/// always one of committed jobs.
+struct CommittedBatch: Sendable {
+    let batch: TakenBatch
+    /// The jobs committed: the whole batch, or the one job settled alone; and their bytes.
+    let jobs: [Result<Job, InvalidJob>]
+    let raws: [[UInt8]]
+    let results: [CommandResult]
+    /// How long the ledger took, from the call to the COMMIT's end.
+    let ledgerNanoseconds: Int64
+    /// The last `pending_sends` row its outbox announces (see `Outbox.announces`).
+    let pendingSeq: Int64?
+    /// Counted on the loop thread for its log line and `/metrics`, as the outbox will hold them.
+    let replies: Int
+    let invalidations: Int
+    let deadLetters: Int
+
+    fileprivate init(batch: TakenBatch, jobAt index: Int? = nil, results: [CommandResult], ledgerNanoseconds: Int64) {
+        self.batch = batch
+        let jobs = index.map { [batch.jobs[$0]] } ?? batch.jobs
+        self.jobs = jobs
+        raws = index.map { [batch.raws[$0]] } ?? batch.raws
+        self.results = results
+        self.ledgerNanoseconds = ledgerNanoseconds
+        pendingSeq = results.lazy.compactMap(\.pendingSeq).max()
+        var replies = 0, invalidations = 0, deadLetters = 0
+        var next = results.makeIterator()
+        for job in jobs {
+            switch job {
+            case .success(let job):
+                guard let result = next.next() else { break }
+                if job.replyTo != nil { replies += 1 }
+                invalidations += result.changes.count
+            case .failure(let invalid):
+                deadLetters += 1
+                if invalid.replyTo != nil { replies += 1 }
+            }
+        }
+        (self.replies, self.invalidations, self.deadLetters) = (replies, invalidations, deadLetters)
     }
 }
 

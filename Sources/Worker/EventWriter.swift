@@ -18,16 +18,15 @@ struct EventWriter {
         write(result.events, into: &outbox)
         if streamMaxLength != nil, job.type.isMutation, !result.duplicate || recovered {  // off: not even built
             outbox.event(Self.jobApplied(job, result), streamMaxLength: streamMaxLength)
-            if streamMaxLength != nil { metrics.eventsWritten.increment() }
         }
         write(result.alerts, into: &outbox)
     }
 
-    /// Events of the ledger's own changes (a sweep, a renewal chunk), counted for the metrics.
+    /// Events of the ledger's own changes (a sweep, a renewal chunk), counted for the metrics
+    /// (`tokenledger_events_total` counts an outbox's `events` once, where it is sent).
     func write(_ events: [LedgerEvent], into outbox: inout Outbox) {
         for e in events {
             outbox.event(e, streamMaxLength: streamMaxLength)
-            if streamMaxLength != nil { metrics.eventsWritten.increment() }
             switch e.name {
             case LedgerEvent.balanceLow: metrics.alertsFired.increment()
             case LedgerEvent.holdExpired: metrics.holdsExpired.increment()

@@ -29,6 +29,7 @@ extension QueueWorker {
         outbox.announces(pendingThrough: summary.pendingSeq)
         metrics.invalidations.increment(by: outbox.invalidations)
         metrics.settledAccounts.increment(by: summary.accounts)
+        metrics.eventsWritten.increment(by: outbox.events)
         try term.send(outbox)
         logger.info("expiries settled", metadata: [
             "accounts": "\(summary.accounts)", "holdsExpired": "\(summary.holdsExpired)",
@@ -53,6 +54,7 @@ extension QueueWorker {
             }
         }
         outbox.announces(pendingThrough: through)
+        metrics.eventsWritten.increment(by: outbox.events)
         try term.send(outbox)
         logger.info("sent again what the ledger kept to announce", metadata: ["messages": "\(sends.count)"])
     }

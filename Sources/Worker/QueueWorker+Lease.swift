@@ -9,10 +9,9 @@ extension QueueWorker {
         let epoch = try ledger.acquireEpoch(owner: configuration.workerId)
         let keeper = LeaseKeeper(lease: lease, target: configuration.redis, logger: logger)
         keeper.start()
-        term = ActiveTerm(epoch: epoch, keeper: keeper, configuration: configuration)
+        state = .active(ActiveTerm(epoch: epoch, keeper: keeper, configuration: configuration))
         scheduler.reset()
         chores.pendingForgotten = 0
-        needsRecovery = true
         metrics.leaseHeld.record(1)
         logger.info("active: lease taken", metadata: ["epoch": "\(epoch)"])
         return true
@@ -35,13 +34,13 @@ extension QueueWorker {
     /// anything newer, which keeps each user's jobs in queue order.
     func standBy(reason: String) {
         logger.warning("standing by", metadata: ["reason": "\(reason)"])
-        if let term { logSendProblems(term.end()) }
-        term = nil
+        if let term = state.term { logSendProblems(term.end()) }
+        state = .standingBy
         metrics.leaseHeld.record(0)
     }
 
     func shutDown() {
-        if let term {
+        if let term = state.term {
             // The batch taken ahead is in hand too: finish it, then let its outbox leave. Asked to
             // stop, `settle` makes one attempt; a batch it cannot commit stays in its list, and
             // so does this one whenever an older batch of the term was left unsettled.
@@ -66,7 +65,7 @@ extension QueueWorker {
                 }
             }
         }
-        term = nil
+        state = .stopping
         logger.info("worker stopped")
     }
 }

@@ -15,8 +15,8 @@ import Ledger
 /// this term (`ActiveTerm.holdsUnsettled`), so the next term settles the older lists first.
 extension QueueWorker {
     /// The outcome of one commit attempt.
-    enum Attempt {
-        case committed(Outbox)
+    enum Attempt<Committed> {
+        case committed(Committed)
         case failed(StorageFailure.Cause)
     }
 
@@ -39,13 +39,14 @@ extension QueueWorker {
                 if ownFailures >= configuration.maxAttempts { return try settleOneByOne(batch, in: term) }
                 pause(seconds: Self.backoff(attempt))
                 if stop.isStopped { return unsettled(term) }
-            case .committed(let outbox):
+            case .committed(let done):
                 let committed = ContinuousClock.now
-                metrics.invalidations.increment(by: outbox.invalidations)
-                try term.send(outbox)
+                metrics.invalidations.increment(by: done.invalidations)
+                // Encoded and sent on the Redis thread, while this one goes on to the next batch.
+                try term.send(done, by: processor)
                 logger.info("batch committed", metadata: [
-                    "jobs": "\(batch.count)", "replies": "\(outbox.replies)", "invalidations": "\(outbox.invalidations)",
-                    "deadLetters": "\(outbox.deadLetters)", "applyMs": "\((committed - started).milliseconds)",
+                    "jobs": "\(batch.count)", "replies": "\(done.replies)", "invalidations": "\(done.invalidations)",
+                    "deadLetters": "\(done.deadLetters)", "applyMs": "\((committed - started).milliseconds)",
                 ])
                 return true
             }
@@ -95,11 +96,11 @@ extension QueueWorker {
 
     /// One attempt: the outbox on success; the classified cause after a failure, which is
     /// counted, logged and reported on `/readyz`. Fencing is rethrown: it is no failure to retry.
-    private func attemptCommit(attempt: inout Int, _ commit: () throws -> Outbox) throws -> Attempt {
+    private func attemptCommit<Committed>(attempt: inout Int, _ commit: () throws -> Committed) throws -> Attempt<Committed> {
         do {
-            let outbox = try commit()
+            let committed = try commit()
             if attempt > 0 || chores.ledgerFailing { ledgerAnswered() }
-            return .committed(outbox)
+            return .committed(committed)
         } catch let error as LedgerStorageError {
             throw error
         } catch {

@@ -23,10 +23,8 @@ final class QueueWorker {
     var scheduler: RenewalScheduler
     /// The loop's own connection: the lease, recovery reads, queue depth.
     var link: JobQueue?
-    /// Set while this worker is the active one.
-    var term: ActiveTerm?
-    /// Set after any Redis failure: taken jobs may sit in processing lists unanswered.
-    var needsRecovery = true
+    /// Standing by, serving a term as the active worker, or stopping.
+    var state = LoopState.standingBy
     var chores = Chores()
 
     /// A job whose own statements fail this many times is poison (storage failures never count).
@@ -63,13 +61,13 @@ final class QueueWorker {
         while !stop.isStopped {
             do {
                 let link = try connection()
-                if term == nil {
+                if case .standingBy = state {
                     guard try becomeActive(link) else {
                         pause(seconds: min(1, Double(configuration.leaseMilliseconds) / 5000))
                         continue
                     }
                 }
-                guard let term, term.keeper.isHeld else {
+                guard let term = state.term, term.keeper.isHeld else {
                     standBy(reason: "the lease may have lapsed")
                     continue
                 }
@@ -83,8 +81,10 @@ final class QueueWorker {
             } catch let error as RedisError {
                 metrics.redisErrors.increment()
                 health.failing(.redis, "\(error)")
-                logSendProblems(term?.dropIO() ?? [])
-                needsRecovery = true
+                if let term = state.term {
+                    logSendProblems(term.dropIO())
+                    term.recoveryDue = true
+                }
                 logger.error("redis unavailable; retrying", metadata: ["error": "\(error)"])
                 failed(&failures)
             } catch {
@@ -97,13 +97,14 @@ final class QueueWorker {
 
     /// One turn of the active loop.
     private func step(_ link: JobQueue, _ term: ActiveTerm) throws {
+        var budget = BatchBudget()
         // The stored snapshots the ledger kept to announce go first in a term and after a drop
         // of the Redis thread: before recovery commits anything and before any newer message.
         if !term.resentPending { try resendPending(term) }
-        if needsRecovery {
+        if term.recoveryDue {
             // Left unsettled (a stop came first), recovery stays due and nothing newer is taken.
             guard try recover(link, term) else { return }
-            needsRecovery = false
+            term.recoveryDue = false
         }
         let renewing = try renewIfDue(term)
         let settling = try settleIfDue(term)  // the expiry sweep (QueueWorker+Expiry)
@@ -113,21 +114,39 @@ final class QueueWorker {
             sampleHolds()
             try sampleRecoveryStream(link)
         }
+        budget.lap(.chores)
         // While a renewal run is in progress, take only what is already waiting.
         let batch = try term.nextBatch(wait: renewing || settling ? 0 : configuration.pollSeconds)
-        logSendProblems(try term.collectSent())
-        noteReconnects(link.redis.reconnectCount + term.reconnects)
+        budget.lap(.take)
         if batch.isEmpty {
+            logSendProblems(try term.collectSent())
+            noteReconnects(link.redis.reconnectCount + term.reconnects)
             // Idle, with every outbox sent: any registered list, this worker's too, is a leftover
             // (an acknowledgement lost with a Redis restart, say) and is settled again.
-            if chores.due(\.sweep, every: .seconds(5)) { needsRecovery = try !recover(link, term) }
+            if chores.due(\.sweep, every: .seconds(5)) { term.recoveryDue = try !recover(link, term) }
             return
         }
         // Take the next batch while this one commits; its outbox leaves after this one's.
-        if !stop.isStopped { term.prefetch() }
+        if !stop.isStopped { term.prefetch(after: batch) }
+        let beforeCommit = ledger.writeTimings
+        budget.lap(.other)
+        // The Redis thread meanwhile builds and sends the last batch's outbox: the two overlap.
         guard try settle(batch, in: term) else { return }
+        let committed = ledger.writeTimings
+        budget.lap(.encode)
+        budget.split(committed.since(beforeCommit), outOf: .encode)
+        // The outboxes queued before this batch's: a failure among them surfaces here, after
+        // this commit (whose own outbox then fails on the same failed path: recovery settles
+        // both lists again, in order).
+        logSendProblems(try term.collectSent(leaving: 1))
+        budget.lap(.send)
+        noteReconnects(link.redis.reconnectCount + term.reconnects)
         // Index maintenance (at most `mergePauseMilliseconds`), while the Redis thread sends this batch's outbox.
         try ledger.maintainAfterBatch(epoch: term.epoch)
+        budget.lap(.merge)
+        budget.split(ledger.writeTimings.since(committed), outOf: .merge)
+        budget[.decode] = batch.decodeNanoseconds
+        metrics.record(budget)
     }
 
     /// Renews one chunk of a due renewal run; true while the run goes on.
@@ -139,6 +158,7 @@ final class QueueWorker {
         processor.events.write(summary.events, into: &outbox)
         outbox.announces(pendingThrough: summary.pendingSeq)  // renewal.completed among the events
         metrics.invalidations.increment(by: outbox.invalidations)
+        metrics.eventsWritten.increment(by: outbox.events)
         try term.send(outbox)
         metrics.renewals.increment(by: summary.successful)
         if done { metrics.renewalRuns.increment() }
@@ -210,6 +230,19 @@ final class QueueWorker {
             usleep(useconds_t(min(left, 0.05) * 1_000_000))
             left -= 0.05
         }
+    }
+}
+
+/// What the loop is doing. A term begins when the lease is taken and ends when it is lost (back to
+/// standing by) or at the stop.
+enum LoopState {
+    case standingBy
+    case active(ActiveTerm)
+    case stopping
+
+    var term: ActiveTerm? {
+        if case .active(let term) = self { return term }
+        return nil
     }
 }
 

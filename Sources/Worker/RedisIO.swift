@@ -70,6 +70,12 @@ final class RedisIO: @unchecked Sendable {
         submit { queue in try outbox.flush(queue.redis, holder: queue.leaseHolder) }
     }
 
+    /// Builds an outbox here (`make`: a committed batch's encoding, off the ledger's thread),
+    /// then sends it as `send` does, in the same place on the one ordered path.
+    func send(building make: @escaping @Sendable () -> Outbox) -> Pending<[String]> {
+        submit { queue in try make().flush(queue.redis, holder: queue.leaseHolder) }
+    }
+
     /// Waits until everything submitted so far is done (whatever its outcome).
     func drain() {
         serial.sync {}

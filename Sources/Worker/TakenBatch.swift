@@ -1,4 +1,6 @@
+import Dispatch
 import JobWire
+import Ledger
 
 /// Jobs taken together from the queue into a processing list of their own, oldest first, with
 /// what each decodes to.
@@ -11,16 +13,23 @@ struct TakenBatch: Sendable {
     let list: String
     let raws: [[UInt8]]
     let jobs: [Result<Job, InvalidJob>]
+    /// The valid jobs' commands, in order: the next transaction, prepared off the loop thread.
+    let commands: [Command]
     /// Found in a processing list by recovery, not freshly taken: a worker may have committed it
     /// and died before its outbox left, so its duplicates write `job.applied` again (at least once).
     let recovered: Bool
+    /// How long decoding took (on the thread that took the batch), for the batch's time budget.
+    let decodeNanoseconds: Int64
 
     /// Decodes the jobs; on a partitioned ledger, a job of another partition's user is refused.
     init(list: String, raws: [[UInt8]], partitioning: Partitioning = .single, partition: Int = 0, recovered: Bool = false) {
         self.list = list
         self.raws = raws
         self.recovered = recovered
+        let started = DispatchTime.now().uptimeNanoseconds
         jobs = raws.map { partitioning.admit(Job.decode($0), raw: $0, on: partition) }
+        commands = jobs.compactMap { try? $0.get().command }
+        decodeNanoseconds = Int64(DispatchTime.now().uptimeNanoseconds - started)
     }
 
     var isEmpty: Bool { raws.isEmpty }

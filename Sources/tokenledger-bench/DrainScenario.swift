@@ -112,6 +112,8 @@ struct DrainBench: ParsableCommand, Scenario {
 
         let redisCPU0 = try redis.serverCPU()
         let benchCPU0 = System.cpu().map { $0.user + $0.system } ?? 0
+        // Each worker serves /metrics on a port of its own, read at the end for the batch budget.
+        let ports = (0..<processes).map { _ in freeLocalPort() }
         let workers = try (0..<processes).map { p in
             let served = (0..<partitions).filter { $0 % processes == p }.map(String.init).joined(separator: ",")
             return try WorkerProcess(
@@ -119,6 +121,7 @@ struct DrainBench: ParsableCommand, Scenario {
                 workerId: processes == 1 ? workerId : "\(workerId)-\(p)", batchSize: context.options.batchSize,
                 logLevel: context.options.workerLogLevel,
                 logPath: context.logPath("worker-drain-\(replies ? "replies" : "plain")\(processes == 1 ? "" : "-\(p)")"),
+                http: ports[p].map { "127.0.0.1:\($0)" } ?? "off",
                 extraArguments: workerArgs.map { $0.split(separator: " ").map(String.init) } ?? [],
                 environment: split ? ["TOKENLEDGER_PARTITION_COUNT": "\(partitions)", "TOKENLEDGER_PARTITIONS": served] : [:])
         }
@@ -158,6 +161,7 @@ struct DrainBench: ParsableCommand, Scenario {
             return (sum.user + cpu.user, sum.system + cpu.system)
         }
         let switches = workers.reduce(0) { $0 + System.voluntarySwitches(pid: String($1.pid)) }
+        let budgets = ports.compactMap { $0.flatMap { WorkerBudget.read(port: $0) } }
         let redisCPU = try redis.serverCPU() - redisCPU0
         let benchCPU = (System.cpu().map { $0.user + $0.system } ?? 0) - benchCPU0
         let wal = files.reduce(0) { $0 + System.fileSize($1 + "-wal") }
@@ -178,6 +182,17 @@ struct DrainBench: ParsableCommand, Scenario {
                    note: String(format: "of one core: %.1f s user + %.1f s sys in %.1f s; ", workerCPU.user, workerCPU.system, total)
                        + "\(Unit.grouped(switches)) voluntary switches, "
                        + String(format: "%.1f per batch", Double(switches) / (Double(jobs) / Double(context.options.batchSize))))
+        report.add(Self.name, "  worker CPU per job", (workerCPU.user + workerCPU.system) / Double(jobs) * 1e6, .us,
+                   target: context.smoke ? nil : .atMost(replies ? 12 : 8), note: "user + system, every thread, from /proc")
+        if var budget = budgets.first {
+            for other in budgets.dropFirst() {
+                budget.seconds.merge(other.seconds, uniquingKeysWith: +)
+                budget.counts.merge(other.counts, uniquingKeysWith: +)
+            }
+            budget.report(report, Self.name, label: label)
+        } else {
+            report.log("the worker exported no batch budget (tokenledger_batch_seconds) on /metrics")
+        }
         report.add(Self.name, "  ledger WAL file at the end", Double(wal) / 1e6, .mb,
                    note: String(format: "database file %.0f MB", Double(fileBytes - wal) / 1e6))
         report.add(Self.name, "  redis-server CPU", redisCPU / total * 100, .percent, note: String(format: "of one core: %.1f s", redisCPU))

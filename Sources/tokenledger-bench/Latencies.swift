@@ -23,12 +23,13 @@ struct Latencies: Sendable {
     var maxMs: Double { Double(histogram.max) / 1e6 }
     var meanMs: Double { histogram.mean / 1e6 }
 
-    /// Adds p50, p99, p99.9 and max to `report`, p99 held to `p99Target` (ms) when given.
+    /// Adds p50, p99, p99.9 and max to `report`, p99 and max held to `p99Target` and `maxTarget`
+    /// (ms) when given.
     func report(_ report: Report, _ scenario: String, _ name: String, p99Target: Double? = nil, p50Target: Double? = nil,
-                note: String) {
+                maxTarget: Double? = nil, note: String) {
         report.add(scenario, "\(name) p50", ms(50), .ms, target: p50Target.map { .atMost($0) }, note: note)
         report.add(scenario, "\(name) p99", ms(99), .ms, target: p99Target.map { .atMost($0) }, note: note)
         report.add(scenario, "\(name) p99.9", ms(99.9), .ms, note: note)
-        report.add(scenario, "\(name) max", maxMs, .ms, note: "\(count) samples")
+        report.add(scenario, "\(name) max", maxMs, .ms, target: maxTarget.map { .atMost($0) }, note: "\(count) samples")
     }
 }

@@ -41,10 +41,13 @@ struct LatencyBench: ParsableCommand, Scenario {
             let ledger = try Ledger(path: path)
             try Accounts.open(ledger, count: accounts, credit: 1_000_000_000, run: run)
         }
+        // /metrics on a port of its own: the batch budget of the closed-loop charges.
+        let port = freeLocalPort()
         let worker = try WorkerProcess(
             binary: context.workerBinary, redisURL: context.options.redisUrl, database: path, prefix: prefix,
             workerId: "bench-worker-\(getpid())", batchSize: context.options.batchSize,
-            logLevel: context.options.workerLogLevel, logPath: context.logPath("worker-latency"))
+            logLevel: context.options.workerLogLevel, logPath: context.logPath("worker-latency"),
+            http: port.map { "127.0.0.1:\($0)" } ?? "off")
         defer { worker.stop() }
         let redis = try RedisConnection(url: context.options.redisUrl)
         let jobsKey = "\(prefix):jobs"
@@ -81,6 +84,7 @@ struct LatencyBench: ParsableCommand, Scenario {
         for _ in 0..<min(500, requests) { _ = try request(charge) }
 
         for (kind, make) in [("charge", charge), ("balance", balance)] as [(String, (String) -> String)] {
+            let budgetBefore = port.flatMap { WorkerBudget.read(port: $0) }
             var latencies = Latencies()
             var failures = 0
             for _ in 0..<requests {
@@ -89,9 +93,12 @@ struct LatencyBench: ParsableCommand, Scenario {
                 if !String(decoding: body, as: UTF8.self).contains(#""success":true"#) { failures += 1 }
             }
             if failures > 0 { report.fail("latency: \(failures) \(kind) replies were not successful") }
-            // The issue's targets: a charge p99 at most 0.6 ms; a balance query keeps the earlier 1 ms.
-            latencies.report(report, Self.name, "closed loop \(kind)", p99Target: context.smoke ? nil : (kind == "charge" ? 0.6 : 1),
-                             note: "LPUSH+BRPOP, \(System.load())")
+            // The targets: a charge p99 at most 1 ms and its max 5 ms; a balance query's p99 1 ms.
+            latencies.report(report, Self.name, "closed loop \(kind)", p99Target: context.smoke ? nil : 1,
+                             maxTarget: context.smoke || kind != "charge" ? nil : 5, note: "LPUSH+BRPOP, \(System.load())")
+            if let after = port.flatMap({ WorkerBudget.read(port: $0) }) {
+                after.since(budgetBefore).report(report, Self.name, label: "closed loop \(kind)")
+            }
         }
 
         let open = try openLoop(context, prefix: prefix, rate: rate, seconds: seconds, accounts: accounts)

@@ -16,6 +16,7 @@ enum Target: Sendable {
 enum Unit: String, Sendable {
     case jobsPerSecond = "jobs/s"
     case ms
+    case us = "µs"
     case s
     case mb = "MB"
     case count = ""
@@ -25,6 +26,7 @@ enum Unit: String, Sendable {
         switch self {
         case .jobsPerSecond, .count: return Self.grouped(Int(v.rounded()))
         case .ms: return v < 10 ? String(format: "%.3f", v) : String(format: "%.1f", v)
+        case .us: return String(format: "%.1f", v)
         case .s: return String(format: "%.2f", v)
         case .mb: return String(format: "%.1f", v)
         case .percent: return String(format: "%.1f", v)

@@ -7,10 +7,12 @@ final class WorkerProcess {
     let logPath: String
     let startedNs: UInt64
 
-    /// Starts `binary worker --redis-url … --database … --prefix … --http off --batch-size …
-    /// --worker-id …`; its log (stderr) goes to `logPath`.
+    /// Starts `binary worker --redis-url … --database … --prefix … --http <http> --batch-size …
+    /// --worker-id …`; its log (stderr) goes to `logPath`. `http` is `off` or `host:port` (then
+    /// its `/metrics` can be read, see `WorkerBudget`).
     init(binary: String, redisURL: String, database: String, prefix: String, workerId: String, batchSize: Int,
-         logLevel: String, logPath: String, extraArguments: [String] = [], environment: [String: String] = [:]) throws {
+         logLevel: String, logPath: String, http: String = "off", extraArguments: [String] = [],
+         environment: [String: String] = [:]) throws {
         guard FileManager.default.isExecutableFile(atPath: binary) else {
             throw BenchError("no worker executable at \(binary): build it (swift build -c release) or pass --worker-bin")
         }
@@ -19,7 +21,7 @@ final class WorkerProcess {
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = ["worker", "--redis-url", redisURL, "--database", database, "--prefix", prefix,
-                             "--http", "off", "--batch-size", String(batchSize), "--worker-id", workerId,
+                             "--http", http, "--batch-size", String(batchSize), "--worker-id", workerId,
                              "--log-level", logLevel] + extraArguments
         if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         process.standardOutput = log

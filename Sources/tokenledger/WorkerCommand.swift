@@ -33,6 +33,12 @@ struct WorkerCommand: AsyncParsableCommand {
     @OptionGroup var worker: WorkerOptions
 
     func run() async throws {
+        #if canImport(Glibc)
+        // At most two malloc arenas, before the loop's, Redis and checkpoint threads start: glibc
+        // would give each allocating thread an arena of its own, each keeping freed memory.
+        // Measured (docs/BENCHMARKS.md): peak RSS in a drain 74.4 -> 70.2 MB, CPU per job unchanged.
+        if ProcessInfo.processInfo.environment["MALLOC_ARENA_MAX"] == nil { _ = glibcMallopt(glibcMArenaMax, 2) }
+        #endif
         let settings = try Settings(options: self.settings, environment: ProcessInfo.processInfo.environment, workerOptions: worker)
         let level = settings.logLevel
         LoggingSystem.bootstrap { label in
@@ -103,3 +109,9 @@ struct WorkerCommand: AsyncParsableCommand {
         return false
     }
 }
+
+#if canImport(Glibc)
+/// glibc's `mallopt` and `M_ARENA_MAX` (malloc.h, which the Glibc module does not export).
+@_silgen_name("mallopt") private func glibcMallopt(_ parameter: Int32, _ value: Int32) -> Int32
+private let glibcMArenaMax: Int32 = -8
+#endif

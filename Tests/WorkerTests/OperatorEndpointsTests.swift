@@ -38,7 +38,9 @@ final class OperatorEndpointsTests: XCTestCase {
     }
 
     /// Parses Prometheus text format into `name{labels}` -> value.
-    func parse(_ text: String) -> [String: Double] {
+    func parse(_ text: String) -> [String: Double] { Self.samples(text) }
+
+    static func samples(_ text: String) -> [String: Double] {
         var samples: [String: Double] = [:]
         for line in text.split(separator: "\n") where !line.hasPrefix("#") {
             guard let space = line.lastIndex(of: " "), let value = Double(line[line.index(after: space)...]) else { continue }

@@ -26,6 +26,9 @@ final class Checkpointer: @unchecked Sendable {
     private let lock = NSLock()
     private var scheduled = false
     private var status = CheckpointStatus()
+    /// Time spent in checkpoints run inside the writer's COMMIT, summed (`WriteTimings`). Read and
+    /// written only on the writer's queue (the hook runs inside its COMMIT), so it takes no lock.
+    private(set) var inlineNanoseconds: Int64 = 0
 
     init(path: String, config: LedgerConfig) throws {
         var c = Ledger.configuration(config)
@@ -55,7 +58,9 @@ final class Checkpointer: @unchecked Sendable {
         lock.unlock()
         if frames >= 4 * thresholdFrames {
             // SQLITE_BUSY while the background pass runs: tried again after the next commit.
+            let started = DispatchTime.now().uptimeNanoseconds
             let code = sqlite3_wal_checkpoint_v2(writer, nil, SQLITE_CHECKPOINT_PASSIVE, nil, nil)
+            inlineNanoseconds += Int64(DispatchTime.now().uptimeNanoseconds - started)
             if code != SQLITE_OK && code != SQLITE_BUSY {
                 failed(String(cString: sqlite3_errstr(code)))
             }
@@ -67,6 +72,7 @@ final class Checkpointer: @unchecked Sendable {
         lock.unlock()
         queue.async { [self] in
             // A failed pass is tried again after a later commit; it is counted and reported.
+            let started = DispatchTime.now().uptimeNanoseconds
             do {
                 _ = try connection.writeWithoutTransaction { db in try Row.fetchOne(db, sql: "PRAGMA wal_checkpoint(PASSIVE)") }
             } catch {
@@ -74,6 +80,7 @@ final class Checkpointer: @unchecked Sendable {
             }
             lock.lock()
             scheduled = false
+            status.backgroundNanoseconds += Int64(DispatchTime.now().uptimeNanoseconds - started)
             lock.unlock()
         }
     }
@@ -113,4 +120,6 @@ public struct CheckpointStatus: Sendable, Equatable {
     /// Checkpoint passes that failed with an error other than a busy lock, since the ledger opened.
     public var failures = 0
     public var lastError: String?
+    /// Time the background passes took, summed (`WriteTimings.backgroundCheckpointNanoseconds`).
+    public var backgroundNanoseconds: Int64 = 0
 }

@@ -22,12 +22,14 @@ extension Ledger {
         return try writer.writeWithoutTransaction { db in
             guard maintenanceDue else { return false }
             var afterCommit: () -> Void = {}
+            let stopwatch = WriteStopwatch(checkpointer: checkpointer)
             try db.inTransaction(.immediate) {
                 if let epoch { try Self.checkEpoch(db, epoch) }
                 try tail.refreshIfChanged(db)
                 afterCommit = try maintenanceSlice(db, rows: rows)
                 return .commit
             }
+            timings.withLock { stopwatch.mergeCommitted(&$0, checkpointer: checkpointer) }
             afterCommit()
             return maintenanceDue
         }
