@@ -1,6 +1,7 @@
 import Foundation
 import JobWire
 import Ledger
+import LedgerModel
 import Redis
 
 /// Reads a partition's `P:applied` and applies to a restored ledger the jobs it lacks: the

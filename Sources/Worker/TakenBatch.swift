@@ -1,6 +1,7 @@
 import Dispatch
 import JobWire
 import Ledger
+import LedgerModel
 
 /// Jobs taken together from the queue into a processing list of their own, oldest first, with
 /// what each decodes to.

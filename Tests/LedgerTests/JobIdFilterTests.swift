@@ -2,6 +2,7 @@ import Foundation
 import GRDB
 import XCTest
 @testable import Ledger
+import LedgerModel
 
 /// The job-id filter: never a false "not stored", a bounded false-positive rate, and duplicates
 /// found wherever the first result is (the batch, the tail, `jobs`, after a reopen, after another

@@ -2,6 +2,7 @@ import Foundation
 import GRDB
 import XCTest
 @testable import Ledger
+import LedgerModel
 
 /// The merge between batches: in proportion to what was appended, so that no call is the whole
 /// merge at once, and the tail stays bounded at any batch size.

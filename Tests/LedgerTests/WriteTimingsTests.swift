@@ -1,5 +1,6 @@
 import XCTest
 @testable import Ledger
+import LedgerModel
 
 /// The ledger's own account of where its writes spent their time (`WriteTimings`), which the
 /// worker splits each batch's budget by.

@@ -1,5 +1,6 @@
 import Foundation
 import Ledger
+import LedgerModel
 import Redis
 import TestSupport
 @testable import Worker
