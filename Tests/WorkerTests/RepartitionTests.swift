@@ -31,7 +31,7 @@ final class RepartitionTests: XCTestCase {
         var job = job
         let key = replyTo ?? h.replyKey()
         job["replyTo"] = key
-        let list = partition.map { keys(h, count, $0) } ?? (try queue(h, count, user: job["userId"] as? String))
+        let list = try partition.map { keys(h, count, $0) } ?? queue(h, count, user: job["userId"] as? String)
         try h.redis.lpush(list.jobs, Array(try JSONSerialization.data(withJSONObject: job)))
         return key
     }
