@@ -81,9 +81,10 @@ public enum LedgerRepartition {
             try withReads(readers.map(\.reader)[...]) { inputs in
                 for db in inputs { try db.execute(sql: "BEGIN DEFERRED") }
                 defer { for db in inputs { try? db.execute(sql: "ROLLBACK") } }
-                try out.execute(sql: "BEGIN IMMEDIATE")
-                try builder.run(out: out, inputs: inputs)
-                try out.execute(sql: "COMMIT")
+                try out.inTransaction(.immediate) {
+                    try builder.run(out: out, inputs: inputs)
+                    return .commit
+                }
             }
             try out.execute(sql: "PRAGMA journal_mode = WAL")
         }
@@ -329,11 +330,10 @@ struct Builder {
             live[pick] = try q.step()
         }
         progress?(counts.entries)
-        try out.execute(sql: """
-            UPDATE storage_state SET value = ?1 WHERE name = 'merged_entry_id';
-            UPDATE storage_state SET value = 0 WHERE name = 'merged_job_seq';
-            INSERT OR REPLACE INTO storage_state (name, value) VALUES ('repartition_entries', ?2), ('repartition_last_entry_id', ?1);
-            """, arguments: [lastId, counts.entries])
+        try out.execute(sql: "UPDATE storage_state SET value = ? WHERE name = 'merged_entry_id'", arguments: [lastId])
+        try out.execute(sql: "UPDATE storage_state SET value = 0 WHERE name = 'merged_job_seq'")
+        try out.execute(sql: "INSERT OR REPLACE INTO storage_state (name, value) VALUES ('repartition_entries', ?), ('repartition_last_entry_id', ?)",
+                        arguments: [counts.entries, lastId])
     }
 
     /// Stored results: the merged index and the unmerged log of each old file, both into the new
