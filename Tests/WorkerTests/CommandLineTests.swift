@@ -187,7 +187,7 @@ final class CommandLineTests: XCTestCase {
     func testHelpListsEverySubcommand() throws {
         let (status, help) = try runTokenLedger(["--help"])
         XCTAssertEqual(status, 0)
-        for command in ["worker", "enqueue", "balance", "history", "stats", "eligibility", "renew", "dead-letters", "verify", "migrate", "backup"] {
+        for command in ["worker", "enqueue", "balance", "history", "stats", "eligibility", "renew", "dead-letters", "verify", "migrate", "backup", "repartition"] {
             XCTAssertTrue(help.contains(command), command)
         }
         let (_, workerHelp) = try runTokenLedger(["worker", "--help"])
