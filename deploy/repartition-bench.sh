@@ -5,17 +5,24 @@
 #
 #   deploy/repartition-bench.sh [ENTRIES] [M] [USERS]     # defaults: 1000000 4 10000
 #
-# Release build in $BENCH_SCRATCH (default .build-bench); BENCH_NO_BUILD=1 skips the build.
+# Release build in $BENCH_SCRATCH (default .build-bench); BENCH_NO_BUILD=1 skips the build;
+# TOKENLEDGER_BIN names a tokenledger to measure instead, FILL_BIN the one whose worker fills the ledger.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 entries="${1:-1000000}"
 to="${2:-4}"
 users="${3:-10000}"
 scratch="${BENCH_SCRATCH:-.build-bench}"
-if [ -z "${BENCH_NO_BUILD:-}" ]; then
-  swift build -c release --scratch-path "$scratch" --product tokenledger
+if [ -n "${TOKENLEDGER_BIN:-}" ]; then
+  tokenledger="$TOKENLEDGER_BIN"   # a given build (say .build/debug/tokenledger): no build here
+else
+  if [ -z "${BENCH_NO_BUILD:-}" ]; then
+    swift build -c release --scratch-path "$scratch" --product tokenledger
+  fi
+  tokenledger="$(swift build -c release --scratch-path "$scratch" --show-bin-path)/tokenledger"
 fi
-bin="$(swift build -c release --scratch-path "$scratch" --show-bin-path)"
+# The worker that fills the ledger (not what is measured) may be another build of the same schema.
+fill="${FILL_BIN:-$tokenledger}"
 . deploy/private-redis.sh
 db="$work/ledger.sqlite"
 common=(--redis-url "redis://127.0.0.1:$port/0" --database "$db" --prefix rb)
@@ -38,7 +45,7 @@ for i in range(n - users):
     cmd("LPUSH", "rb:jobs", '{"type":"credit","id":"c-%d","userId":"user-%d","operationType":"bench","amount":1,"metadata":{"n":%d}}' % (i, u, i))
 PY
 start=$(date +%s.%N)
-"$bin/tokenledger" worker "${common[@]}" --http off --worker-id fill 2>"$work/worker.log" &
+"$fill" worker "${common[@]}" --http off --worker-id fill 2>"$work/worker.log" &
 worker=$!
 while [ "$(redis-cli -p "$port" llen rb:jobs)" != "0" ] || [ "$(redis-cli -p "$port" scard rb:workers)" != "0" ]; do sleep 1; done
 kill -TERM "$worker"; wait "$worker" || true
@@ -51,7 +58,7 @@ for u in range(int(sys.argv[1])):
 PY
 echo "repartition-bench: queued $(redis-cli -p "$port" llen rb:jobs) jobs to move"
 /usr/bin/time -f "repartition-bench: repartition: %e s wall, %U s user, %S s sys, %M KB peak RSS" \
-  "$bin/tokenledger" repartition --to "$to" "${common[@]}"
+  "$tokenledger" repartition --to "$to" "${common[@]}"
 /usr/bin/time -f "repartition-bench: verify of the new files: %e s wall" \
-  "$bin/tokenledger" verify "${common[@]}" --partition-count "$to" | tail -n "$to"
+  "$tokenledger" verify "${common[@]}" --partition-count "$to" | tail -n "$to"
 echo "repartition-bench: $(uptime)"
