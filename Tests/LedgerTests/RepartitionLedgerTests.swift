@@ -73,7 +73,7 @@ final class RepartitionLedgerTests: XCTestCase {
         let (first, last) = try q.read { db in
             (try Int64.fetchOne(db, sql: "SELECT min(id) FROM entries") ?? 0, try Int64.fetchOne(db, sql: "SELECT max(id) FROM entries") ?? 0)
         }
-        XCTAssertGreaterThan(last - first + 1, try q.read { try Int.fetchOne($0, sql: "SELECT count(*) FROM entries") ?? 0 }, "the kept ids have gaps")
+        XCTAssertGreaterThan(last - first + 1, try q.read { try Int64.fetchOne($0, sql: "SELECT count(*) FROM entries") ?? 0 }, "the kept ids have gaps")
         try q.write { try $0.execute(sql: "DROP TRIGGER entries_no_delete; DELETE FROM entries WHERE id = ?", arguments: [last]) }
         try q.close()
         let codes = Set(try Ledger.verify(path: path).map(\.code))
