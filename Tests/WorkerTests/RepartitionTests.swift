@@ -41,7 +41,10 @@ final class RepartitionTests: XCTestCase {
     }
 
     func startWorker(_ h: WorkerHarness, _ count: Int) throws -> WorkerProcess {
-        try WorkerProcess(h, workerId: "rp\(count)-\(UUID().uuidString.prefix(4))", extraArguments: ["--partition-count", "\(count)"])
+        let worker = try WorkerProcess(h, workerId: "rp\(count)-\(UUID().uuidString.prefix(4))", extraArguments: ["--partition-count", "\(count)"])
+        // A failed assertion that throws must not leave the worker running past the test.
+        addTeardownBlock { if worker.process.isRunning { _ = worker.terminate() } }
+        return worker
     }
 
     /// Every kind of row for every user; returns the jobs with their first replies.
