@@ -21,7 +21,8 @@ struct Auditor {
     var violations: [AuditViolation] = []
     /// Hears (entries checked, entries in all): the pass over the entries is what takes long.
     var progress: ((_ checked: Int64, _ total: Int64) -> Void)?
-    /// The highest entry id: ids run from 1 without gaps (a gap is a violation), so it counts them.
+    /// How many entries there are: the highest id, since ids run from 1 without gaps (a gap is a
+    /// violation), but for the gaps a repartition recorded.
     var entryTotal: Int64 = 0
 
     /// One account: its row brought forward by the entries after the row's `last_entry_id`
@@ -53,6 +54,8 @@ struct Auditor {
     var repartitionLastEntryId: Int64 = 0
     var repartitionEntries: Int64 = 0
     var repartitionSeen: Int64 = 0
+    /// Entries read so far (the progress; equal to the id in a file without gaps).
+    var checked: Int64 = 0
 
     init(db: Database) { self.db = db }
 
@@ -84,6 +87,7 @@ struct Auditor {
             accounts[r[0]] = a
         }
         entryTotal = try Int64.fetchOne(db, sql: "SELECT max(id) FROM entries") ?? 0
+        if repartitionLastEntryId > 0 { entryTotal = repartitionEntries + max(0, entryTotal - repartitionLastEntryId) }
         progress?(0, entryTotal)
         try checkEntries(&accounts)
         progress?(entryTotal, entryTotal)
@@ -139,7 +143,8 @@ struct Auditor {
             }
             previousHash = stored
             previousId = max(previousId, id)
-            if id % 4096 == 0 { progress?(id, entryTotal) }
+            checked += 1
+            if checked % 4096 == 0 { progress?(checked, entryTotal) }
             guard var a = accounts[accountId] else {
                 add(Code.orphanEntry, entry: id, "Entry \(id) refers to account \(accountId), which does not exist.")
                 continue
