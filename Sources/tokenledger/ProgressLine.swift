@@ -59,7 +59,7 @@ final class ProgressLine {
         return "\(whole / 3600) h \(whole % 3600 / 60) min"
     }
 
-    private static func seconds(_ duration: Duration) -> Double {
+    static func seconds(_ duration: Duration) -> Double {
         Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
     }
 }

@@ -314,13 +314,21 @@ struct Settings {
             + "and \(what) of another partition count exist: \(named)\(more). "
             + "Starting would begin empty ledgers beside them (balances would read user_not_found, open would make second accounts, "
             + "and the jobs queued under the old count would never be read). Start with the count they were made with "
-            + "(TOKENLEDGER_PARTITION_COUNT); the count changes only through the growth tool, `tokenledger repartition --to \(count)`, "
-            + "which is not built yet.")
+            + "(TOKENLEDGER_PARTITION_COUNT); the count changes only through `tokenledger repartition --to \(count)` "
+            + "(with the workers stopped and the old count given), which moves every account and queued job.")
     }
+
+    /// The switch of `tokenledger repartition`: while it exists the files and queues are between
+    /// two layouts, and nothing but the command itself may use them.
+    var repartitionJournalPath: String { database + ".repartition.json" }
 
     /// Refuses (throws) when a ledger file of another partition layout lies beside the configured
     /// one. Nothing is created or opened.
     func refuseForeignLedgerFiles() throws {
+        if FileManager.default.fileExists(atPath: repartitionJournalPath) {
+            throw SettingsError("refusing to start: a repartition of this ledger is under way (\(repartitionJournalPath)); "
+                + "run the same `tokenledger repartition --to M` again to finish it, then start with the new count")
+        }
         let files = foreignLedgerFiles()
         if !files.isEmpty { throw anotherLayoutError(files, what: "ledger files") }
     }

@@ -30,7 +30,7 @@ struct TokenLedger: AsyncParsableCommand {
         subcommands: [
             WorkerCommand.self, EnqueueCommand.self, BalanceCommand.self, HistoryCommand.self,
             StatsCommand.self, EligibilityCommand.self, BalanceAtCommand.self, RenewCommand.self, DeadLettersCommand.self,
-            VerifyCommand.self, MigrateCommand.self, BackupCommand.self, RestoreCommand.self, EventsCommand.self,
+            VerifyCommand.self, MigrateCommand.self, BackupCommand.self, RestoreCommand.self, RepartitionCommand.self, EventsCommand.self,
         ]
     )
 }

@@ -188,7 +188,7 @@ final class CommandLineTests: XCTestCase {
     func testHelpListsEverySubcommand() throws {
         let (status, help) = try runTokenLedger(["--help"])
         XCTAssertEqual(status, 0)
-        for command in ["worker", "enqueue", "balance", "history", "stats", "eligibility", "renew", "dead-letters", "verify", "migrate", "backup", "restore"] {
+        for command in ["worker", "enqueue", "balance", "history", "stats", "eligibility", "renew", "dead-letters", "verify", "migrate", "backup", "restore", "repartition"] {
             XCTAssertTrue(help.contains(command), command)
         }
         let (_, workerHelp) = try runTokenLedger(["worker", "--help"])

@@ -1,4 +1,4 @@
-"""`verify`, `backup` and `migrate`: progress on a terminal, one summary line and nothing else off one.
+"""`verify`, `backup`, `migrate` and `repartition`: progress on a terminal, one summary line and nothing else off one.
 
 Makes a ledger with the real worker (TOKENLEDGER_BIN) on a private redis-server, then runs each
 command twice: with its output captured (no terminal: exactly its summary line on stdout, nothing on
@@ -28,6 +28,7 @@ redis = pytest.importorskip("redis")
 
 TOKENLEDGER_BIN = os.environ.get("TOKENLEDGER_BIN")
 REDIS_SERVER = os.environ.get("REDIS_SERVER") or shutil.which("redis-server")
+REDIS_URL: list[str] = []  # the fixture's server, for the commands that need Redis
 JOBS = 3000  # enough entries for several progress reports (every 4096 ids is one; first and last always)
 
 
@@ -82,6 +83,7 @@ def ledger(tmp_path_factory):
                 assert time.monotonic() < deadline, "redis-server did not start"
                 time.sleep(0.05)
         database = folder / "ledger.sqlite"
+        REDIS_URL.append(f"unix://{socket_path}")
         prefix = f"pr-{uuid.uuid4().hex[:8]}"
         env = {**os.environ, "TOKENLEDGER_REDIS_URL": f"unix://{socket_path}", "TOKENLEDGER_DATABASE": str(database),
                "TOKENLEDGER_PREFIX": prefix, "TOKENLEDGER_HTTP": "off"}
@@ -166,3 +168,29 @@ def test_migrate_states_what_it_did_per_file(tmp_path):
     assert status == 0, output
     assert "migrate: 1 of 2 ledger files (50%)" in output, output
     assert f"ledger {tmp_path / 'split-p1.sqlite'}: schema up to date (" in output.rsplit(PROGRESS, 1)[1], output
+
+
+def test_repartition_states_one_line_off_a_terminal_and_shows_progress_on_one(ledger, tmp_path):
+    for on_terminal in (False, True):
+        folder = tmp_path / ("terminal" if on_terminal else "plain")
+        folder.mkdir()
+        database = folder / "ledger.sqlite"
+        for suffix in ("", "-wal"):
+            if Path(f"{ledger}{suffix}").exists():
+                shutil.copy(f"{ledger}{suffix}", f"{database}{suffix}")
+        env = {**os.environ, "TOKENLEDGER_REDIS_URL": REDIS_URL[0], "TOKENLEDGER_DATABASE": str(database),
+               "TOKENLEDGER_PREFIX": f"rp-{uuid.uuid4().hex[:8]}"}
+        env.pop("TOKENLEDGER_CONFIG", None)
+        summary = rf"repartitioned 1 -> 2 partitions: moved 1 accounts, {JOBS + 1} entries, .* \(\d+\.\d s\)\r?\n"
+        if not on_terminal:
+            done = run_plain("repartition", "--to", "2", env=env)
+            assert done.returncode == 0, done.stdout + done.stderr
+            assert done.stderr == "", "no progress noise off a terminal"
+            assert re.fullmatch(summary, done.stdout), done.stdout
+        else:
+            status, output = run_on_terminal("repartition", "--to", "2", env=env)
+            assert status == 0, output
+            assert f"repartition: building 2 files: {JOBS + 1} of {JOBS + 1} entries (100%)" in output, output
+            assert output.count(PROGRESS) >= 3, output
+            assert re.fullmatch(summary, output.rsplit(PROGRESS, 1)[1]), output
+        assert sorted(p.name for p in folder.glob("*.sqlite")) == ["ledger-p0.sqlite", "ledger-p1.sqlite"]

@@ -21,7 +21,8 @@ struct Auditor {
     var violations: [AuditViolation] = []
     /// Hears (entries checked, entries in all): the pass over the entries is what takes long.
     var progress: ((_ checked: Int64, _ total: Int64) -> Void)?
-    /// The highest entry id: ids run from 1 without gaps (a gap is a violation), so it counts them.
+    /// How many entries there are: the highest id, since ids run from 1 without gaps (a gap is a
+    /// violation), but for the gaps a repartition recorded.
     var entryTotal: Int64 = 0
 
     /// One account: its row brought forward by the entries after the row's `last_entry_id`
@@ -48,6 +49,13 @@ struct Auditor {
     /// Entries up to this id are merged: in `entry_index`, and in their account's row.
     var mergedEntryId: Int64 = 0
     var mergedEntryCount: Int64 = 0
+    /// A file built by `repartition` keeps its entries' old ids, with gaps, up to this id, and
+    /// records how many entries it was built with (see `LedgerRepartition`).
+    var repartitionLastEntryId: Int64 = 0
+    var repartitionEntries: Int64 = 0
+    var repartitionSeen: Int64 = 0
+    /// Entries read so far (the progress; equal to the id in a file without gaps).
+    var checked: Int64 = 0
 
     init(db: Database) { self.db = db }
 
@@ -68,6 +76,10 @@ struct Auditor {
         mergedEntryId = v2
             ? try Int64.fetchOne(db, sql: "SELECT value FROM storage_state WHERE name = 'merged_entry_id'") ?? 0
             : Int64.max
+        if v2 {
+            repartitionLastEntryId = try Int64.fetchOne(db, sql: "SELECT value FROM storage_state WHERE name = 'repartition_last_entry_id'") ?? 0
+            repartitionEntries = try Int64.fetchOne(db, sql: "SELECT value FROM storage_state WHERE name = 'repartition_entries'") ?? 0
+        }
         var accounts: [Int64: AccountCheck] = [:]
         for r in try Row.fetchAll(db, sql: "SELECT id, user_id, balance, spent, entry_count, last_entry_id FROM accounts") {
             let a = AccountCheck(userId: r[1], balance: r[2], spent: r[3], entryCount: r[4], lastEntryId: r[5])
@@ -75,9 +87,13 @@ struct Auditor {
             accounts[r[0]] = a
         }
         entryTotal = try Int64.fetchOne(db, sql: "SELECT max(id) FROM entries") ?? 0
+        if repartitionLastEntryId > 0 { entryTotal = repartitionEntries + max(0, entryTotal - repartitionLastEntryId) }
         progress?(0, entryTotal)
         try checkEntries(&accounts)
         progress?(entryTotal, entryTotal)
+        if repartitionSeen != repartitionEntries {
+            add(Code.entryGap, "The ledger was built by repartition with \(repartitionEntries) entries up to entry \(repartitionLastEntryId); \(repartitionSeen) are there.")
+        }
         if v2 { try checkEntryIndex(mergedEntries: mergedEntryCount) }
         for a in accounts.values.sorted(by: { $0.userId < $1.userId }) {
             let u = a.userId
@@ -111,7 +127,9 @@ struct Auditor {
             let id: Int64 = r[0], accountId: Int64 = r[1], kind: Int64 = r[3]
             let amount: Int64 = r[5], before: Int64 = r[6], after: Int64 = r[7]
             let stored = [UInt8]((r[11] as Data?) ?? Data())
-            if id != previousId + 1 {
+            if id <= repartitionLastEntryId { repartitionSeen += 1 }
+            // Ids kept by a repartition may skip (the other partitions' entries went elsewhere).
+            if id != previousId + 1 && !(id > previousId && id <= repartitionLastEntryId) {
                 add(Code.entryGap, entry: id, id > previousId + 1
                     ? "Entries \(previousId + 1) to \(id - 1) are missing before entry \(id)."
                     : "Entry \(id) follows entry \(previousId) out of order.")
@@ -125,7 +143,8 @@ struct Auditor {
             }
             previousHash = stored
             previousId = max(previousId, id)
-            if id % 4096 == 0 { progress?(id, entryTotal) }
+            checked += 1
+            if checked % 4096 == 0 { progress?(checked, entryTotal) }
             guard var a = accounts[accountId] else {
                 add(Code.orphanEntry, entry: id, "Entry \(id) refers to account \(accountId), which does not exist.")
                 continue
