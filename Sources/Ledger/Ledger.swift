@@ -99,14 +99,31 @@ public final class Ledger: Sendable {
         let cacheKiB = config.cacheMebibytes * 1024
         c.prepareDatabase { db in
             if !readonly {
-                let mode = try String.fetchOne(db, sql: "PRAGMA journal_mode = WAL")
-                guard mode == "wal" else { throw DatabaseError(message: "could not activate WAL mode") }
+                try enableWAL(db, timeoutMilliseconds: config.busyTimeoutMilliseconds)
                 try db.execute(sql: "PRAGMA wal_autocheckpoint = 0")  // see Checkpointer
             }
             try db.execute(sql: "PRAGMA synchronous = \(sync)")
             try db.execute(sql: "PRAGMA cache_size = -\(cacheKiB)")
         }
         return c
+    }
+
+    /// Turns WAL on, which the file then keeps. Only a new file's first connections change the
+    /// mode, and the change needs the file to itself: SQLite answers BUSY at once, without its busy
+    /// handler, while another new connection reads it. So a connection that finds WAL on already
+    /// changes nothing, and one that races others retries within the busy timeout.
+    static func enableWAL(_ db: Database, timeoutMilliseconds: Int) throws {
+        let deadline = ContinuousClock.now + .milliseconds(max(timeoutMilliseconds, 100))
+        while true {
+            if try String.fetchOne(db, sql: "PRAGMA journal_mode") == "wal" { return }
+            do {
+                let mode = try String.fetchOne(db, sql: "PRAGMA journal_mode = WAL")
+                guard mode == "wal" else { throw DatabaseError(message: "could not activate WAL mode") }
+                return
+            } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY && ContinuousClock.now < deadline {
+                usleep(5_000)
+            }
+        }
     }
 
     /// The group commit: applies `commands` in order in ONE write transaction and returns one

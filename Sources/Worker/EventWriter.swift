@@ -16,7 +16,9 @@ struct EventWriter {
 
     func write(_ result: CommandResult, of job: Job, recovered: Bool, into outbox: inout Outbox) {
         write(result.events, into: &outbox)
-        if streamMaxLength != nil, job.type.isMutation, !result.duplicate || recovered {  // off: not even built
+        // A query writes none, a dry-run `renewAll` included (its type is a mutation's; its
+        // command only reads).
+        if streamMaxLength != nil, !job.command.operation.isQuery, !result.duplicate || recovered {  // off: not even built
             outbox.event(Self.jobApplied(job, result), streamMaxLength: streamMaxLength)
         }
         write(result.alerts, into: &outbox)

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import JobWire
 import Ledger
+import LedgerModel
 import Redis
 import Worker
 

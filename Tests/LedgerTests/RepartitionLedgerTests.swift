@@ -2,6 +2,7 @@ import Foundation
 import GRDB
 import XCTest
 @testable import Ledger
+import LedgerModel
 
 /// `LedgerRepartition.build` on real files: the new files verify, answer what the old one did,
 /// and `verify` still finds an entry removed from a file whose kept ids have gaps.

@@ -1,6 +1,7 @@
 import Foundation
 import JobWire
 import Ledger
+import LedgerModel
 import Redis
 import TestSupport
 import Worker
