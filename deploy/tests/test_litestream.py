@@ -109,8 +109,10 @@ def restore(config: Path, database: Path, output: Path) -> None:
     assert restored.returncode == 0, restored.stderr + restored.stdout
 
 
-def test_ledger_lost_and_restored_from_its_litestream_replica(redis_url, tmp_path):
-    started = time.monotonic()
+def replicated_ledger(redis_url: str, tmp_path: Path, tag: str):
+    """A ledger in a folder of its own (the disk a test loses), deploy/litestream.yml pointed at it
+    and at a file replica, and the worker's environment with a prefix of its own. The worker
+    checkpoints every few pages, so that its checkpoints run often beside Litestream's."""
     ledger_dir = tmp_path / "ledger"
     ledger_dir.mkdir()
     ledger = ledger_dir / "tokenledger.sqlite"
@@ -118,12 +120,17 @@ def test_ledger_lost_and_restored_from_its_litestream_replica(redis_url, tmp_pat
     config = tmp_path / "litestream.yml"
     config.write_text((DEPLOY / "litestream.yml").read_text()
                       .replace(DEPLOYED_LEDGER, str(ledger)).replace(DEPLOYED_REPLICA, str(replica)))
-    # Worker checkpoints every few pages, so that they run often beside Litestream's.
     worker_config = tmp_path / "worker.json"
     worker_config.write_text(json.dumps({"walAutoCheckpointPages": 8}))
-    prefix = f"ls-{uuid.uuid4().hex[:8]}"
+    prefix = f"{tag}-{uuid.uuid4().hex[:8]}"
     env = {**os.environ, "TOKENLEDGER_REDIS_URL": redis_url, "TOKENLEDGER_DATABASE": str(ledger),
            "TOKENLEDGER_PREFIX": prefix, "TOKENLEDGER_HTTP": "off", "TOKENLEDGER_CONFIG": str(worker_config)}
+    return ledger_dir, ledger, replica, config, prefix, env
+
+
+def test_ledger_lost_and_restored_from_its_litestream_replica(redis_url, tmp_path):
+    started = time.monotonic()
+    ledger_dir, ledger, replica, config, prefix, env = replicated_ledger(redis_url, tmp_path, "ls")
     client = redis.Redis.from_url(redis_url, socket_timeout=30)
     processes = Processes(tmp_path)
     try:

@@ -32,8 +32,8 @@ from pathlib import Path
 import pytest
 
 from processes import Processes, eventually
-from test_litestream import (DEPLOY, DEPLOYED_LEDGER, DEPLOYED_REPLICA, LITESTREAM, TOKENLEDGER_BIN, cli, job_ids,
-                             ledger_state, redis_url, restore, tools)  # noqa: F401 (fixtures)
+from test_litestream import (LITESTREAM, TOKENLEDGER_BIN, cli, job_ids, ledger_state, redis_url,  # noqa: F401 (fixtures)
+                             replicated_ledger, restore, tools)
 
 redis = pytest.importorskip("redis")
 
@@ -117,18 +117,7 @@ def test_machine_lost_under_load_then_restored_past_the_replica(redis_url, tmp_p
     seed = int(os.environ.get("RECOVERY_TEST_SEED", random.randrange(1 << 30)))
     sys.stderr.write(f"recovery test: seed {seed} (RECOVERY_TEST_SEED={seed} repeats the job mix)\n")
     started = time.monotonic()
-    ledger_dir = tmp_path / "ledger"
-    ledger_dir.mkdir()
-    ledger = ledger_dir / "tokenledger.sqlite"
-    replica = tmp_path / "replica"
-    config = tmp_path / "litestream.yml"
-    config.write_text((DEPLOY / "litestream.yml").read_text()
-                      .replace(DEPLOYED_LEDGER, str(ledger)).replace(DEPLOYED_REPLICA, str(replica)))
-    worker_config = tmp_path / "worker.json"
-    worker_config.write_text(json.dumps({"walAutoCheckpointPages": 8}))
-    prefix = f"rc-{uuid.uuid4().hex[:8]}"
-    env = {**os.environ, "TOKENLEDGER_REDIS_URL": redis_url, "TOKENLEDGER_DATABASE": str(ledger),
-           "TOKENLEDGER_PREFIX": prefix, "TOKENLEDGER_HTTP": "off", "TOKENLEDGER_CONFIG": str(worker_config)}
+    ledger_dir, ledger, replica, config, prefix, env = replicated_ledger(redis_url, tmp_path, "rc")
     client = redis.Redis.from_url(redis_url, socket_timeout=30)
     processes = Processes(tmp_path)
     producers: list[Producer] = []
