@@ -3,7 +3,7 @@ import GRDB
 import LedgerModel
 
 extension Ledger {
-    /// How many holds are open and how many tokens they hold (expired ones not yet settled
+    /// How many holds are open and how many tokens they hold (expired ones not yet written
     /// included), for the worker's metrics.
     public func openHoldTotals() throws -> (count: Int64, tokens: Int64) {
         try writer.read { db in
@@ -15,8 +15,8 @@ extension Ledger {
 
 extension LedgerReader {
     /// How many accounts have a hold expiry or a grant lapse due at or before now, not yet
-    /// settled (for operators and tests: it falls to zero within seconds while a worker runs).
-    public func unsettledDueAccounts() throws -> Int64 {
+    /// swept (for operators and tests: it falls to zero within seconds while a worker runs).
+    public func unsweptDueAccounts() throws -> Int64 {
         let nowMs = LedgerTime.milliseconds(clock.now())
         return try reader.read { db in
             try Int64.fetchOne(db, sql: "SELECT count(*) FROM accounts WHERE next_due_ms <= ?", arguments: [nowMs]) ?? 0

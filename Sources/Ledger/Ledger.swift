@@ -235,14 +235,14 @@ public final class Ledger: Sendable {
         return (value, size)
     }
 
-    /// Settles at most `limit` accounts on which a hold expiry or a grant lapse fell due (soonest
+    /// Writes the expiries of at most `limit` accounts on which a hold expiry or a grant lapse fell due (soonest
     /// due first) in one transaction: the worker's sweep of accounts no job touches. Call again
     /// while `accounts == limit`.
     /// `forgetSentThrough`: the worker has sent every row of `pending_sends` up to this seq.
-    /// `budget`: stop settling once this much time has passed (`more` is then true), so that a
+    /// `budget`: stop sweeping once this much time has passed (`more` is then true), so that a
     /// chunk holds the queue up for about that long whatever the machine's load.
-    public func settleDue(limit: Int, epoch: Int64? = nil, forgetSentThrough: Int64? = nil,
-                          budget: Duration? = nil) throws -> SettleSummary {
+    public func sweepDue(limit: Int, epoch: Int64? = nil, forgetSentThrough: Int64? = nil,
+                          budget: Duration? = nil) throws -> SweepSummary {
         let deadline = budget.map { ContinuousClock.now + $0 }
         let nowMs = LedgerTime.milliseconds(clock.now())
         let (summary, tailRows) = try commandTransaction(epoch: epoch) { db in
@@ -250,7 +250,7 @@ public final class Ledger: Sendable {
                 try db.execute(sql: "DELETE FROM pending_sends WHERE seq <= ?", arguments: [sent])
             }
             let transaction = try LedgerTransaction(db: db, config: config, tail: tail, clockMs: nowMs, writable: true)
-            let summary = try transaction.settleDue(limit: max(limit, 1), deadline: deadline)
+            let summary = try transaction.sweepDue(limit: max(limit, 1), deadline: deadline)
             try transaction.flush()
             return (summary, transaction)
         }

@@ -95,7 +95,7 @@ final class ConsoleReads: @unchecked Sendable {
                 s.queueDepth = try redis.llen(p.jobsKey)
                 s.deadLetters = try redis.llen(p.deadKey)
                 s.leaseHolder = try redis.get(p.leaseKey)
-                for name in try redis.smembers(p.workersKey).sorted(by: { $0.lexicographicallyPrecedes($1) }).prefix(Self.maxListsShown) {
+                for name in try redis.smembers(p.processingListsKey).sorted(by: { $0.lexicographicallyPrecedes($1) }).prefix(Self.maxListsShown) {
                     let length = try redis.llen(Array(p.processingKeyPrefix.utf8) + name)
                     if length > 0 { s.unsettled.append((name, length)) }
                 }

@@ -8,18 +8,18 @@ public struct ConsolePartition: Sendable {
     public let deadKey: String
     public let leaseKey: String
     /// The set naming the processing lists that may hold taken jobs.
-    public let workersKey: String
+    public let processingListsKey: String
     /// A processing list's key is this prefix and the list's name.
     public let processingKeyPrefix: String
     public let ledgerPath: String
 
-    public init(index: Int, jobsKey: String, deadKey: String, leaseKey: String, workersKey: String,
+    public init(index: Int, jobsKey: String, deadKey: String, leaseKey: String, processingListsKey: String,
                 processingKeyPrefix: String, ledgerPath: String) {
         self.index = index
         self.jobsKey = jobsKey
         self.deadKey = deadKey
         self.leaseKey = leaseKey
-        self.workersKey = workersKey
+        self.processingListsKey = processingListsKey
         self.processingKeyPrefix = processingKeyPrefix
         self.ledgerPath = ledgerPath
     }

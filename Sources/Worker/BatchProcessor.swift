@@ -268,7 +268,7 @@ struct Acknowledgement: Sendable {
 
     /// Every job of the batch is committed: recorded, then its list goes, and its name.
     fileprivate init(batch list: String, recording applied: AppliedJobs, keys: QueueKeys, windowMilliseconds: Int) {
-        var command = RedisCommand(script: Self.recordDeleteThenForget, keys: [keys.processing(list), keys.workers, keys.applied],
+        var command = RedisCommand(script: Self.recordDeleteThenForget, keys: [keys.processing(list), keys.processingLists, keys.applied],
                                    arguments: [list])
         applied.append(to: &command, windowMilliseconds: windowMilliseconds)
         commands = [command]
@@ -276,7 +276,7 @@ struct Acknowledgement: Sendable {
 
     /// One job is committed alone: recorded, then that job leaves the list.
     fileprivate init(job raw: [UInt8], recording applied: AppliedJobs, in list: String, keys: QueueKeys, windowMilliseconds: Int) {
-        var command = RedisCommand(script: Self.recordThenRemove, keys: [keys.processing(list), keys.workers, keys.applied],
+        var command = RedisCommand(script: Self.recordThenRemove, keys: [keys.processing(list), keys.processingLists, keys.applied],
                                    arguments: [raw])
         applied.append(to: &command, windowMilliseconds: windowMilliseconds)
         commands = [command]
@@ -291,7 +291,7 @@ struct Acknowledgement: Sendable {
     }
 
     fileprivate init(emptied list: String, keys: QueueKeys) {
-        commands = [RedisCommand(script: Self.forgetIfEmpty, keys: [keys.processing(list), keys.workers], arguments: [list])]
+        commands = [RedisCommand(script: Self.forgetIfEmpty, keys: [keys.processing(list), keys.processingLists], arguments: [list])]
     }
 }
 

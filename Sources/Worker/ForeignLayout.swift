@@ -18,7 +18,7 @@ public enum ForeignLayout {
         var layouts: [QueueKeys] = count > 1 ? [QueueKeys(prefix: prefix)] : []
         for k in (count == 1 ? 0 : count)..<Partitioning.maxCount { layouts.append(QueueKeys(prefix: prefix, partition: k)) }
         guard !layouts.isEmpty else { return [] }
-        let replies = try redis.pipeline(layouts.flatMap { [RedisCommand("LLEN", $0.jobs), RedisCommand("SMEMBERS", $0.workers)] })
+        let replies = try redis.pipeline(layouts.flatMap { [RedisCommand("LLEN", $0.jobs), RedisCommand("SMEMBERS", $0.processingLists)] })
         var found: [String] = []
         var registered: [String] = []
         for (i, keys) in layouts.enumerated() where 2 * i + 1 < replies.count {

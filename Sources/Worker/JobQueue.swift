@@ -76,7 +76,7 @@ final class JobQueue {
         let list = "\(workerId):\(nextSequence)"
         let reply: RedisValue
         do {
-            reply = try redis.evalsha(Self.takeScript, keys: [keys.jobs, keys.processing(list), keys.workers, keys.lease],
+            reply = try redis.evalsha(Self.takeScript, keys: [keys.jobs, keys.processing(list), keys.processingLists, keys.lease],
                                       arguments: [max, list, leaseHolder])
         } catch {
             if case .server(let message) = error, message.hasPrefix("NOTHOLDER") { throw QueueError.leaseNotHeld }
@@ -92,7 +92,7 @@ final class JobQueue {
     /// found empty are forgotten (a take registers its list and fills it in one step, so an
     /// empty registered list is a settled one).
     func unfinished() throws(RedisError) -> [TakenBatch] {
-        let names = try redis.smembers(keys.workers).map { String(decoding: $0, as: UTF8.self) }
+        let names = try redis.smembers(keys.processingLists).map { String(decoding: $0, as: UTF8.self) }
         guard !names.isEmpty else { return [] }
         let contents = try redis.pipeline(names.map { RedisCommand("LRANGE", keys.processing($0), 0, -1) })
         var batches: [TakenBatch] = []
@@ -101,7 +101,7 @@ final class JobQueue {
             let raws = content.array?.compactMap(\.bytes) ?? []
             if raws.isEmpty { settled.append(name) } else { batches.append(batch(name, raws.reversed(), recovered: true)) }
         }
-        if !settled.isEmpty { try redis.send(RedisCommand("SREM", arguments: [keys.workers] + settled)) }
+        if !settled.isEmpty { try redis.send(RedisCommand("SREM", arguments: [keys.processingLists] + settled)) }
         return batches.sorted { ($0.sequence, $0.list) < ($1.sequence, $1.list) }
     }
 }

@@ -22,7 +22,7 @@ public struct QueueKeys: Sendable, Equatable {
     public var lease: String { "\(base):lease" }
     /// The names of the processing lists that may hold taken jobs (`<workerId>:<n>`, one per
     /// taken batch), so that none is found by scanning keys.
-    public var workers: String { "\(base):workers" }
+    public var processingLists: String { "\(base):workers" }
     public var dead: String { "\(base):dead" }
     /// The stream of applied jobs and events.
     public var events: String { "\(base):events" }

@@ -8,8 +8,8 @@ import Ledger
 extension QueueWorker {
     /// Settles one chunk when the sweep is due; true while due accounts remain (the loop then
     /// takes only jobs already waiting, and comes back for the next chunk).
-    func settleIfDue(_ term: ActiveTerm) throws -> Bool {
-        guard chores.sweepBacklog || chores.due(\.settleSweep, every: .milliseconds(Int(configuration.settleIntervalSeconds * 1000))) else {
+    func sweepIfDue(_ term: ActiveTerm) throws -> Bool {
+        guard chores.sweepBacklog || chores.due(\.expirySweep, every: .milliseconds(Int(configuration.settleIntervalSeconds * 1000))) else {
             return false
         }
         let limit = max(configuration.settleBatchSize, 1)
@@ -17,7 +17,7 @@ extension QueueWorker {
         if let sent = term.pendingConfirmed, sent > chores.pendingForgotten {
             forget = sent
         }
-        let summary = try ledger.settleDue(limit: limit, epoch: term.epoch, forgetSentThrough: forget,
+        let summary = try ledger.sweepDue(limit: limit, epoch: term.epoch, forgetSentThrough: forget,
                                            budget: .milliseconds(max(configuration.settleChunkMilliseconds, 1)))
         if let forget { chores.pendingForgotten = forget }
         chores.sweepBacklog = summary.more || summary.accounts >= limit

@@ -107,7 +107,7 @@ final class QueueWorker {
             term.recoveryDue = false
         }
         let renewing = try renewIfDue(term)
-        let settling = try settleIfDue(term)  // the expiry sweep (QueueWorker+Expiry)
+        let sweeping = try sweepIfDue(term)  // the expiry sweep (QueueWorker+Expiry)
         if chores.due(\.depthSample, every: .seconds(2)) {
             metrics.queueDepth.record(try link.redis.llen(configuration.keys.jobs))
             sampleLedger()
@@ -116,7 +116,7 @@ final class QueueWorker {
         }
         budget.lap(.chores)
         // While a renewal run is in progress, take only what is already waiting.
-        let batch = try term.nextBatch(wait: renewing || settling ? 0 : configuration.pollSeconds)
+        let batch = try term.nextBatch(wait: renewing || sweeping ? 0 : configuration.pollSeconds)
         budget.lap(.take)
         if batch.isEmpty {
             logSendProblems(try term.collectSent())
@@ -250,7 +250,7 @@ enum LoopState {
 struct Chores {
     var depthSample = ContinuousClock.now - .seconds(60)
     /// The expiry sweep's last look: in the past, so the first turn (start-up) settles at once.
-    var settleSweep = ContinuousClock.now - .seconds(60)
+    var expirySweep = ContinuousClock.now - .seconds(60)
     /// The last sweep chunk was full: more due accounts wait.
     var sweepBacklog = false
     /// The ledger's `pending_sends` rows forgotten through this seq in this term (reset when a

@@ -146,7 +146,7 @@ struct CreditBench: ParsableCommand, Scenario {
         }
         report.log("sweep: \(grants) lapsing grants and \(grants / 2) lapsing holds made in \(String(format: "%.1f", System.seconds(since: t0))) s")
         let reader = try LedgerReader(path: path)
-        let due = try reader.unsettledDueAccounts()
+        let due = try reader.unsweptDueAccounts()
         let worker = try startWorker(context, path: path, prefix: prefix, log: "worker-credit-sweep")
         defer { worker.stop() }
         let started = System.nowNs()
@@ -164,7 +164,7 @@ struct CreditBench: ParsableCommand, Scenario {
             let reply = try redis.send(RedisCommand("BRPOP", replyTo, 60), blockingFor: 60)
             guard reply.array != nil else { throw BenchError("no reply to a probe within 60 s; worker log:\n\(worker.logTail())") }
             if n > 1 { latencies.record(ns: System.nowNs() - s0) }  // the first waits for the worker's start
-            if n % 20 == 0, try reader.unsettledDueAccounts() == 0 { sweepSeconds = System.seconds(since: started) }
+            if n % 20 == 0, try reader.unsweptDueAccounts() == 0 { sweepSeconds = System.seconds(since: started) }
             if System.seconds(since: started) > 1800 { throw BenchError("the sweep did not finish in 30 minutes") }
         }
         let seconds = sweepSeconds ?? 0

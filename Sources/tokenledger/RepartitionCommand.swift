@@ -338,7 +338,7 @@ struct QueueMover {
         var deadSources: [(list: String, k: Int)] = []
         for k in 0..<from.partitioning.count {
             let keys = from.queueKeys(partition: k)
-            let names = try redis.smembers(keys.workers).map { String(decoding: $0, as: UTF8.self) }
+            let names = try redis.smembers(keys.processingLists).map { String(decoding: $0, as: UTF8.self) }
             let ordered = names.sorted { a, b in
                 let (sa, sb) = (Self.sequence(a), Self.sequence(b))
                 return sa != sb ? sa < sb : Array(a.utf8).lexicographicallyPrecedes(Array(b.utf8))
@@ -384,7 +384,7 @@ struct QueueMover {
         for s in sources { jobs += try drain(s.list, s.k, kind: "jobs", job: { $0 }, fanOut: true) }
         for s in deadSources { dead += try drain(s.list, s.k, kind: "dead", job: deadJob, fanOut: false) }
         // Every old list is empty: forget the old processing lists (an empty one is settled).
-        for k in 0..<from.partitioning.count { _ = try redis.del([from.queueKeys(partition: k).workers]) }
+        for k in 0..<from.partitioning.count { _ = try redis.del([from.queueKeys(partition: k).processingLists]) }
         for t in 0..<to.partitioning.count {
             let keys = to.queueKeys(partition: t)
             try settle(stagingKey(t, "jobs"), into: keys.jobs)

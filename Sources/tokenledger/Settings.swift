@@ -209,7 +209,7 @@ struct Settings {
         let partitioning = self.partitioning
         let partitions = servedPartitions.map { index in
             let keys = queueKeys(partition: index)
-            return ConsolePartition(index: index, jobsKey: keys.jobs, deadKey: keys.dead, leaseKey: keys.lease, workersKey: keys.workers,
+            return ConsolePartition(index: index, jobsKey: keys.jobs, deadKey: keys.dead, leaseKey: keys.lease, processingListsKey: keys.processingLists,
                                     processingKeyPrefix: keys.processing(""), ledgerPath: databasePath(partition: index))
         }
         return try ConsoleSettings(token: consoleToken, partitions: partitions, ledgerConfig: ledger,

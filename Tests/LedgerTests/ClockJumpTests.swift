@@ -18,7 +18,7 @@ final class ClockJumpTests: XCTestCase {
         let charged = try f.run(.charge(userId: "u", operation: "chatgpt_message", metadata: nil))
         XCTAssertEqual(charged.changes.map(\.operationType), ["chatgpt_message"], "nothing lapsed on the way")
         XCTAssertTrue(charged.events.isEmpty, "\(charged.events)")
-        XCTAssertEqual(try f.ledger.settleDue(limit: 10).accounts, 0, "the sweep finds nothing due")
+        XCTAssertEqual(try f.ledger.sweepDue(limit: 10).accounts, 0, "the sweep finds nothing due")
         let b = try f.query(.balance(userId: "u"))
         XCTAssertEqual(b.int("held"), 20, "the hold is still open")
         XCTAssertEqual((b["grants"] as? [[String: Any]])?.first?["grantId"] as? String, "g", "the grant is still live")
@@ -34,7 +34,7 @@ final class ClockJumpTests: XCTestCase {
         XCTAssertEqual(entries.count, 4)
 
         f.set("2026-01-15T11:00:00.000Z")  // the grant's own expiry, by the clock
-        let lapsed = try f.ledger.settleDue(limit: 10)
+        let lapsed = try f.ledger.sweepDue(limit: 10)
         XCTAssertEqual(lapsed.grantsLapsed, 1)
         XCTAssertEqual(try Ledger.verify(path: f.path), [])
     }

@@ -92,7 +92,7 @@ final class CreditTests: XCTestCase {
         f.set("2026-01-15T10:01:00.000Z")
         XCTAssertEqual(try f.ledger.read(.balance(userId: "u")).json.contains(#""held":0"#), true, "expired from expiresAt on, even unsettled")
         f.set("2026-01-15T11:00:00.000Z")
-        let s = try f.ledger.settleDue(limit: 10)
+        let s = try f.ledger.sweepDue(limit: 10)
         XCTAssertEqual(s.accounts, 1)
         XCTAssertEqual(s.holdsExpired, 1)
         let e = try XCTUnwrap(s.events.first)
@@ -101,7 +101,7 @@ final class CreditTests: XCTestCase {
         XCTAssertEqual(e.value("at"), "2026-01-15T10:01:00.000Z", "the hold's own expiry, not when it was written")
         XCTAssertEqual(s.changes.map(\.held), [0])
         XCTAssertNil(s.changes.first?.ledgerEntryId)
-        XCTAssertEqual(try f.ledger.settleDue(limit: 10).accounts, 0, "settled once")
+        XCTAssertEqual(try f.ledger.sweepDue(limit: 10).accounts, 0, "settled once")
         XCTAssertEqual(try code(f.run(.capture(userId: "u", holdId: "h", amount: nil, operationType: nil, metadata: nil))), "hold_expired")
         try assertSound(f)
     }
@@ -140,7 +140,7 @@ final class CreditTests: XCTestCase {
         let lapse = try XCTUnwrap((try f.query(.history(userId: "u", limit: 1, offset: 0, operationType: "expiry",
                                                         startDate: nil, endDate: nil))["entries"] as? [[String: Any]])?.first)
         XCTAssertEqual(lapse["metadata"] as? NSDictionary, ["grantId": "late", "expiresAt": "2026-01-15T12:00:00.000Z"] as NSDictionary)
-        XCTAssertEqual(try f.ledger.settleDue(limit: 10).accounts, 0)
+        XCTAssertEqual(try f.ledger.sweepDue(limit: 10).accounts, 0)
         try assertSound(f)
     }
 
@@ -151,7 +151,7 @@ final class CreditTests: XCTestCase {
         try f.run(.credit(userId: "u", operationType: "promo", amount: 50, metadata: nil, expiry: .afterSeconds(60)), jobId: "g")
         try f.run(.hold(userId: "u", amount: 30, operation: nil, expiresIn: 600, metadata: nil), jobId: "h")
         f.set("2026-01-15T10:02:00.000Z")
-        let s = try f.ledger.settleDue(limit: 10)
+        let s = try f.ledger.sweepDue(limit: 10)
         XCTAssertEqual(s.tokensLapsed, 20, "the lapse takes only what the hold did not pin")
         XCTAssertEqual(try balance(f, "u").int("available"), 0)
         XCTAssertEqual(try balance(f, "u").int("held"), 30)

@@ -117,7 +117,7 @@ final class RolloverTests: XCTestCase {
         let f = try Fixture(config: config(max: 30, months: 1))
         try f.run(.open(userId: "u"))
         f.set("2026-02-15T10:00:00.000Z")
-        let swept = try f.ledger.settleDue(limit: 10)  // the worker's sweep comes first
+        let swept = try f.ledger.sweepDue(limit: 10)  // the worker's sweep comes first
         XCTAssertEqual(swept.accounts, 1)
         XCTAssertEqual(try f.balance("u"), 30, "no token above the cap is spendable past the date")
         let r = renewals(try f.ledger.renewDue(limit: 10))["u"]

@@ -61,11 +61,11 @@ final class SendBookkeepingTests: XCTestCase {
         try f.run(.open(userId: "cy"))
         try f.run(.hold(userId: "cy", amount: 10, operation: nil, expiresIn: 60, metadata: nil))
         f.set("2026-01-15T10:02:00.000Z")
-        let first = try XCTUnwrap(try f.ledger.settleDue(limit: 10).pendingSeq)
+        let first = try XCTUnwrap(try f.ledger.sweepDue(limit: 10).pendingSeq)
         try f.run(.hold(userId: "cy", amount: 10, operation: nil, expiresIn: 60, metadata: nil))
         f.set("2026-01-15T10:04:00.000Z")
         // Forgets every row, then writes the new ones, in one transaction.
-        let second = try XCTUnwrap(try f.ledger.settleDue(limit: 10, forgetSentThrough: first).pendingSeq)
+        let second = try XCTUnwrap(try f.ledger.sweepDue(limit: 10, forgetSentThrough: first).pendingSeq)
         XCTAssertGreaterThan(second, first, "a seq given once is never given again")
         let (sends, through) = try f.ledger.pendingSends(after: first)
         XCTAssertEqual(through, second)
@@ -80,7 +80,7 @@ final class SendBookkeepingTests: XCTestCase {
         try f.run(.open(userId: "dee"))
         try f.run(.hold(userId: "dee", amount: 10, operation: nil, expiresIn: 60, metadata: nil))
         f.set("2026-01-15T10:02:00.000Z")
-        XCTAssertNotNil(try f.ledger.settleDue(limit: 10).pendingSeq)
+        XCTAssertNotNil(try f.ledger.sweepDue(limit: 10).pendingSeq)
         try f.run(.debit(userId: "dee", operationType: "x", amount: 5, metadata: nil))
         let changes = try f.ledger.pendingSends().sends.compactMap { send -> [String: Any]? in
             if case .change(let change) = send { return try json(Invalidations.message(change, partition: nil)) }

@@ -111,7 +111,7 @@ final class ClusterWorkload {
                 let keys = keys(partition: k)
                 do {
                     left += Int(try redis.llen(keys.jobs))
-                    for name in try redis.smembers(keys.workers) {
+                    for name in try redis.smembers(keys.processingLists) {
                         left += Int(try redis.llen(keys.processing(String(decoding: name, as: UTF8.self))))
                     }
                 } catch {

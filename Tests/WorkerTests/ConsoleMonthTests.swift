@@ -24,7 +24,7 @@ final class ConsoleMonthTests: XCTestCase {
 
         let settings = try ConsoleSettings(
             token: Array("month-test-token-0123456789".utf8),
-            partitions: [ConsolePartition(index: 0, jobsKey: "x:jobs", deadKey: "x:dead", leaseKey: "x:lease", workersKey: "x:workers",
+            partitions: [ConsolePartition(index: 0, jobsKey: "x:jobs", deadKey: "x:dead", leaseKey: "x:lease", processingListsKey: "x:workers",
                                           processingKeyPrefix: "x:processing:", ledgerPath: path)],
             ledgerConfig: LedgerConfig(), partitionOf: { _ in 0 })
         let reads = ConsoleReads(settings: settings, redis: try RedisTarget(url: "redis://127.0.0.1:1/0"))

@@ -21,7 +21,7 @@ final class ConsoleRateTests: XCTestCase {
             token: Array("rate-test-token-0123456789".utf8),
             partitions: paths.enumerated().map { k, path in
                 ConsolePartition(index: k, jobsKey: "x:{\(k)}:jobs", deadKey: "x:{\(k)}:dead", leaseKey: "x:{\(k)}:lease",
-                                 workersKey: "x:{\(k)}:workers", processingKeyPrefix: "x:{\(k)}:processing:", ledgerPath: path)
+                                 processingListsKey: "x:{\(k)}:workers", processingKeyPrefix: "x:{\(k)}:processing:", ledgerPath: path)
             },
             ledgerConfig: LedgerConfig(), partitionOf: { _ in 0 })
         let reads = ConsoleReads(settings: settings, redis: try RedisTarget(url: "redis://127.0.0.1:1/0"))

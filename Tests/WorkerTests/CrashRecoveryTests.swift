@@ -77,7 +77,7 @@ final class CrashRecoveryTests: XCTestCase {
         try h.eventually("work started") { try h.redis.llen(h.keys.jobs) < 5_000 }
         XCTAssertEqual(worker.terminate(), 0, worker.log)
         XCTAssertNil(try h.redis.get(h.keys.lease), "the lease is released at once")
-        let left = try h.redis.smembers(h.keys.workers).map { String(decoding: $0, as: UTF8.self) }.filter { $0.hasPrefix("polite:") }
+        let left = try h.redis.smembers(h.keys.processingLists).map { String(decoding: $0, as: UTF8.self) }.filter { $0.hasPrefix("polite:") }
         XCTAssertEqual(try left.reduce(0) { $0 + (try h.redis.llen(h.keys.processing($1))) }, 0,
                        "the batch in hand and the one taken ahead were finished: \(left)")
         let again = try WorkerProcess(h, workerId: "polite-2")

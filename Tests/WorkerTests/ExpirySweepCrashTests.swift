@@ -36,17 +36,17 @@ final class ExpirySweepCrashTests: XCTestCase {
             .write(to: URL(fileURLWithPath: config))
         let reader = { try LedgerReader(path: h.databasePath) }
         var kills = 0
-        while kills < 6, try reader().unsettledDueAccounts() > 0 {
+        while kills < 6, try reader().unsweptDueAccounts() > 0 {
             let id = "sweeper-\(kills)"
             let worker = try WorkerProcess(h, workerId: id, configFile: config)
             try h.eventually("\(id) holds the lease") { leaseWorkerId(try h.redis.get(h.keys.lease)) == id }
             usleep(UInt32.random(in: 5_000...150_000, using: &random))  // somewhere in the sweep
             worker.kill9()
             kills += 1
-            print("kill \(kills): \(try reader().unsettledDueAccounts()) accounts left to settle")
+            print("kill \(kills): \(try reader().unsweptDueAccounts()) accounts left to settle")
         }
         let worker = try WorkerProcess(h, workerId: "finisher", configFile: config)
-        try h.eventually(timeout: 60, "every due account settled") { try reader().unsettledDueAccounts() == 0 }
+        try h.eventually(timeout: 60, "every due account settled") { try reader().unsweptDueAccounts() == 0 }
         XCTAssertEqual(worker.terminate(), 0, worker.log)
 
         let r = try reader()

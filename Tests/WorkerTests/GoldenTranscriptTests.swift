@@ -267,7 +267,7 @@ private extension WorkerHarness {
     func waitUntilDrainedPartition(_ keys: QueueKeys, timeout: Double = 60) throws {
         try eventually(timeout: timeout, "partition \(keys.partition.map(String.init) ?? "-") drained") {
             guard try redis.llen(keys.jobs) == 0 else { return false }
-            return try redis.smembers(keys.workers).allSatisfy { try redis.llen(keys.processing(String(decoding: $0, as: UTF8.self))) == 0 }
+            return try redis.smembers(keys.processingLists).allSatisfy { try redis.llen(keys.processing(String(decoding: $0, as: UTF8.self))) == 0 }
         }
     }
 }

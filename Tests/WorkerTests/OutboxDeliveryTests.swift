@@ -139,12 +139,12 @@ final class OutboxDeliveryTests: XCTestCase {
                                   Command(jobId: "h1", operation: .hold(userId: "kim", amount: 10, operation: nil, expiresIn: 1, metadata: nil))],
                                  epoch: epoch)
             usleep(1_100_000)
-            XCTAssertNotNil(try ledger.settleDue(limit: 10, epoch: epoch).pendingSeq, "the hold's expiry is kept until sent")
+            XCTAssertNotNil(try ledger.sweepDue(limit: 10, epoch: epoch).pendingSeq, "the hold's expiry is kept until sent")
             let applied = try ledger.apply([try Job.decode(Array(debit.utf8)).get().command], epoch: epoch)
             XCTAssertEqual(applied.first?.changes.last?.tokensBalance, 95)
         }
         _ = try h.redis.pipeline([RedisCommand("LPUSH", h.keys.processing("gone:17"), debit),
-                                  RedisCommand("SADD", h.keys.workers, "gone:17")])
+                                  RedisCommand("SADD", h.keys.processingLists, "gone:17")])
         let subscriber = try RedisSubscriber(url: h.redisURL)
         try subscriber.subscribe([h.keys.balance])
 

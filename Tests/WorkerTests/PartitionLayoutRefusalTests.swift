@@ -76,7 +76,7 @@ final class PartitionLayoutRefusalTests: XCTestCase {
         // A registered processing list of the unsplit layout, the queue itself empty.
         let g = try WorkerHarness()
         _ = try g.redis.pipeline([RedisCommand("LPUSH", g.keys.processing("old:1"), #"{"type":"open","id":"q2","userId":"bob"}"#),
-                                  RedisCommand("SADD", g.keys.workers, "old:1")])
+                                  RedisCommand("SADD", g.keys.processingLists, "old:1")])
         try assertRefused(g, count: 4, naming: g.keys.processing("old:1"))
 
         // Tagged lists of a four-partition layout, and a start with one (or two: partition 3's queue).

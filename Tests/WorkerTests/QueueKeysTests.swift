@@ -5,11 +5,11 @@ import XCTest
 final class QueueKeysTests: XCTestCase {
     func testKeysOfAnUnpartitionedAndAPartitionedQueue() {
         let one = QueueKeys(prefix: "tokens")
-        XCTAssertEqual([one.jobs, one.lease, one.workers, one.dead, one.events, one.processing("w:7"), one.balance, one.alerts],
+        XCTAssertEqual([one.jobs, one.lease, one.processingLists, one.dead, one.events, one.processing("w:7"), one.balance, one.alerts],
                        ["tokens:jobs", "tokens:lease", "tokens:workers", "tokens:dead", "tokens:events",
                         "tokens:processing:w:7", "tokens:balance", "tokens:alerts"])
         let third = QueueKeys(prefix: "tokens", partition: 3)
-        XCTAssertEqual([third.jobs, third.lease, third.workers, third.dead, third.events, third.processing("w:7")],
+        XCTAssertEqual([third.jobs, third.lease, third.processingLists, third.dead, third.events, third.processing("w:7")],
                        ["tokens:{3}:jobs", "tokens:{3}:lease", "tokens:{3}:workers", "tokens:{3}:dead", "tokens:{3}:events",
                         "tokens:{3}:processing:w:7"])
         XCTAssertEqual([third.balance, third.alerts], ["tokens:balance", "tokens:alerts"], "one channel for every partition")

@@ -103,7 +103,7 @@ final class RepartitionTests: XCTestCase {
             }
             let list = "gone-\(round)-\(k):7"
             _ = try h.redis.pipeline([RedisCommand("LPUSH", arguments: [keys.processing(list)] + taken.map { $0 as any RedisArgument }),
-                                      RedisCommand("SADD", keys.workers, list)])
+                                      RedisCommand("SADD", keys.processingLists, list)])
         }
         for (i, u) in Self.users.enumerated() {
             for (n, (type, amount)) in [("credit", 1), ("credit", 2), ("debit", 3)].enumerated() {
@@ -124,7 +124,7 @@ final class RepartitionTests: XCTestCase {
         var order: [IdentityKey: [String]] = [:]
         for k in 0..<count {
             let keys = keys(h, count, k)
-            XCTAssertEqual(try h.redis.smembers(keys.workers).count, 0, "no processing list is left registered")
+            XCTAssertEqual(try h.redis.smembers(keys.processingLists).count, 0, "no processing list is left registered")
             for raw in try h.redis.lrange(keys.jobs, 0, -1).reversed() {
                 guard let job = try? JSONSerialization.jsonObject(with: Data(raw)) as? [String: Any], let u = job["userId"] as? String else { continue }
                 XCTAssertEqual((try Partitioning(count: count)).partition(of: u), k, "\(u) is on its own partition's queue")
@@ -139,7 +139,7 @@ final class RepartitionTests: XCTestCase {
             for k in 0..<count {
                 let keys = keys(h, count, k)
                 if try h.redis.llen(keys.jobs) > 0 { return false }
-                for list in try h.redis.smembers(keys.workers) where try h.redis.llen(keys.processing(String(decoding: list, as: UTF8.self))) > 0 {
+                for list in try h.redis.smembers(keys.processingLists) where try h.redis.llen(keys.processing(String(decoding: list, as: UTF8.self))) > 0 {
                     return false
                 }
             }
@@ -217,7 +217,7 @@ final class RepartitionTests: XCTestCase {
             XCTAssertEqual(try queuedOrder(h, to), order)
             if from == 1 {
                 XCTAssertEqual(try h.redis.llen(h.keys.jobs), 0, "the old queue is empty")
-                XCTAssertEqual(try h.redis.smembers(h.keys.workers).count, 0, "no old processing list is registered")
+                XCTAssertEqual(try h.redis.smembers(h.keys.processingLists).count, 0, "no old processing list is registered")
             }
             let dead = try (0..<to).reduce(0) { $0 + (try h.redis.llen(keys(h, to, $1).dead)) }
             XCTAssertEqual(dead, from == 1 ? 2 : 4, "the dead letters moved with their users' partitions")
@@ -289,7 +289,7 @@ final class RepartitionTests: XCTestCase {
         let oldTotals = try LedgerRepartition.totals(path: base.databasePath)
         func lists(_ h: WorkerHarness) throws -> [String: [[UInt8]]] {
             var all: [String: [[UInt8]]] = ["jobs": try h.redis.lrange(h.keys.jobs, 0, -1), "dead": try h.redis.lrange(h.keys.dead, 0, -1)]
-            for name in try h.redis.smembers(h.keys.workers).map({ String(decoding: $0, as: UTF8.self) }) {
+            for name in try h.redis.smembers(h.keys.processingLists).map({ String(decoding: $0, as: UTF8.self) }) {
                 all["processing:" + name] = try h.redis.lrange(h.keys.processing(name), 0, -1)
             }
             return all
@@ -303,7 +303,7 @@ final class RepartitionTests: XCTestCase {
             for (name, items) in baseLists where !items.isEmpty {
                 let key = name == "jobs" ? h.keys.jobs : name == "dead" ? h.keys.dead : h.keys.processing(String(name.dropFirst("processing:".count)))
                 _ = try h.redis.send(RedisCommand("RPUSH", arguments: [key] + items.map { $0 as any RedisArgument }))
-                if name.hasPrefix("processing:") { _ = try h.redis.sadd(h.keys.workers, String(name.dropFirst("processing:".count))) }
+                if name.hasPrefix("processing:") { _ = try h.redis.sadd(h.keys.processingLists, String(name.dropFirst("processing:".count))) }
             }
             let before = try ledgerFiles.map { try Data(contentsOf: URL(fileURLWithPath: h.databasePath + $0)) }
             let (killed, log) = try repartition(h, from: 1, to: 4, environment: ["TOKENLEDGER_REPARTITION_CRASH_AT": step])

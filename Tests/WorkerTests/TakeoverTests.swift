@@ -110,7 +110,7 @@ final class TakeoverTests: XCTestCase {
         }
         XCTAssertEqual(first.map(\.success), [true, true])
         _ = try h.redis.pipeline([RedisCommand("LPUSH", h.keys.processing("gone:17"), raws[0], raws[1]),
-                                  RedisCommand("SADD", h.keys.workers, "gone:17")])
+                                  RedisCommand("SADD", h.keys.processingLists, "gone:17")])
 
         let worker = try WorkerProcess(h, workerId: "next")
         let open = try h.reply(reply)
@@ -120,7 +120,7 @@ final class TakeoverTests: XCTestCase {
         XCTAssertEqual(charge.int("newBalance"), 90, "the first result")
         let firstCharge = try JSONSerialization.jsonObject(with: Data(first[1].json.utf8)) as? [String: Any]
         XCTAssertEqual(charge.int("ledgerEntryId"), firstCharge?.int("ledgerEntryId"))
-        try h.eventually("the list is settled and forgotten") { try h.redis.send("SISMEMBER", h.keys.workers, "gone:17").int == 0 }
+        try h.eventually("the list is settled and forgotten") { try h.redis.send("SISMEMBER", h.keys.processingLists, "gone:17").int == 0 }
         XCTAssertEqual(try h.redis.send("EXISTS", h.keys.processing("gone:17")).int, 0)
         XCTAssertEqual(try h.call(["type": "balance", "userId": "cat"]).int("tokensBalance"), 90, "applied once")
         XCTAssertEqual(worker.terminate(), 0, worker.log)
@@ -157,10 +157,10 @@ final class TakeoverTests: XCTestCase {
         let reply = h.replyKey()
         _ = try h.redis.pipeline([
             RedisCommand("LPUSH", h.keys.processing("tidy:1"), #"{"type":"credit","id":"t2","userId":"tim","operationType":"bonus","amount":3,"replyTo":"\#(reply)"}"#),
-            RedisCommand("SADD", h.keys.workers, "tidy:1"),
+            RedisCommand("SADD", h.keys.processingLists, "tidy:1"),
         ])
         XCTAssertEqual(try h.reply(reply, timeout: 15).int("newBalance"), 103, worker.log)
-        try h.eventually("the list is forgotten") { try h.redis.send("SISMEMBER", h.keys.workers, "tidy:1").int == 0 }
+        try h.eventually("the list is forgotten") { try h.redis.send("SISMEMBER", h.keys.processingLists, "tidy:1").int == 0 }
         XCTAssertEqual(worker.terminate(), 0, worker.log)
     }
 

@@ -90,14 +90,14 @@ final class WorkerHarness {
     /// Jobs taken and not settled: the lengths of every registered processing list.
     func jobsInProcessingLists(redis: RedisConnection? = nil) throws -> Int64 {
         let redis = redis ?? self.redis
-        return try redis.smembers(keys.workers).reduce(0) { $0 + (try redis.llen(keys.processing(String(decoding: $1, as: UTF8.self)))) }
+        return try redis.smembers(keys.processingLists).reduce(0) { $0 + (try redis.llen(keys.processing(String(decoding: $1, as: UTF8.self)))) }
     }
 
     /// Waits until the queue is empty and every taken batch is settled.
     func waitUntilDrained(redis: RedisConnection? = nil, timeout: Double = 120, log: @autoclosure () -> String = "") throws {
         let redis = redis ?? self.redis
         let state = { () -> String in
-            let lists = (try? redis.smembers(self.keys.workers).map { String(decoding: $0, as: UTF8.self) }) ?? []
+            let lists = (try? redis.smembers(self.keys.processingLists).map { String(decoding: $0, as: UTF8.self) }) ?? []
             let lengths = lists.map { "\($0)=\((try? redis.llen(self.keys.processing($0))) ?? -1)" }
             return "queue \((try? redis.llen(self.keys.jobs)) ?? -1), lists \(lengths)"
         }

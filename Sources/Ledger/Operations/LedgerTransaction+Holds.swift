@@ -75,7 +75,7 @@ extension LedgerTransaction {
             return .failure(Refusal(code: .holdExpired, message: "The hold \(holdId) expired at \(LedgerTime.format(ms: h.expiresMs)).",
                                     details: [.init("expiresAt", .time(ms: h.expiresMs))]))
         case .open:
-            // Loading the account settled it, so an open hold is unexpired; checked all the same.
+            // Loading the account wrote its expiries, so an open hold is unexpired; checked all the same.
             if h.expiresMs <= decisionNowMs {
                 return .failure(Refusal(code: .holdExpired, message: "The hold \(holdId) expired at \(LedgerTime.format(ms: h.expiresMs)).",
                                         details: [.init("expiresAt", .time(ms: h.expiresMs))]))
@@ -179,7 +179,7 @@ extension LedgerTransaction {
         return Executed(result: CommandResult(.holds(HoldList(userId: userId, holds: holds, held: held, available: a.balance - held))))
     }
 
-    /// The sum of the unexpired open holds: `a.held` in a write transaction (which settled the
+    /// The sum of the unexpired open holds: `a.held` in a write transaction (which wrote the expiries of the
     /// account); read from the holds in a read-only one, where nothing due could be written.
     func currentHeld(_ a: AccountRecord) throws -> Int64 {
         if writable || a.held == 0 { return a.held }

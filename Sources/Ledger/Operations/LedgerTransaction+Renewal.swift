@@ -135,7 +135,7 @@ extension LedgerTransaction {
             guard a.nextRenewalMs <= decisionNowMs else { continue }
             // credit: lapses and hold expiries due are written before the renewal.
             if !dryRun {
-                try settleIfDue(a)
+                try expireIfDue(a)
                 let side = takeSideEffects()
                 summary.changes += side.changes
                 summary.events += side.events

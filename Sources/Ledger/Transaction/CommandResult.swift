@@ -22,7 +22,7 @@ public struct CommandResult: Sendable {
     /// `balance.low` events the job's changes fired (written to the stream and `P:alerts`).
     public var alerts: [LedgerEvent] = []
     /// The last row of `pending_sends` this command wrote (its side changes, events, alerts):
-    /// the worker tells the ledger once it has sent them (`Ledger.settleDue(forgetSentThrough:)`).
+    /// the worker tells the ledger once it has sent them (`Ledger.sweepDue(forgetSentThrough:)`).
     public var pendingSeq: Int64?
     // -- end credit --
 

@@ -82,7 +82,7 @@ final class LedgerTransaction {
         let key = IdentityKey(userId)
         if let a = byUser[key] { return a }
         if missing.contains(key) { return nil }
-        if let lagging = tail.account(userId: userId) { return try settledIfDue(remember(lagging)) }
+        if let lagging = tail.account(userId: userId) { return try expiredIfDue(remember(lagging)) }
         let q = hot.accountByUser
         q.reset()
         try q.bind(1, userId)
@@ -93,12 +93,12 @@ final class LedgerTransaction {
         }
         let a = AccountRecord(q)
         q.reset()
-        return try settledIfDue(remember(a))
+        return try expiredIfDue(remember(a))
     }
 
     func account(id: Int64) throws -> AccountRecord? {
         if let a = byId[id] { return a }
-        if let lagging = tail.account(id: id) { return try settledIfDue(remember(lagging)) }
+        if let lagging = tail.account(id: id) { return try expiredIfDue(remember(lagging)) }
         let q = try RawStatement(db, SQL.accountById)
         q.reset()
         try q.bind(1, id)
@@ -108,7 +108,7 @@ final class LedgerTransaction {
         }
         let a = AccountRecord(q)
         q.reset()
-        return try settledIfDue(remember(a))
+        return try expiredIfDue(remember(a))
     }
 
     /// Keeps the account of the statement's current row (selecting `AccountRecord.columns`),

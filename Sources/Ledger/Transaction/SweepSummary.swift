@@ -1,9 +1,9 @@
 import LedgerModel
 
-/// What one `Ledger.settleDue` call did: the accounts whose hold expiries and grant lapses fell
-/// due were settled (written as entries and state changes), and what to send after the commit.
-public struct SettleSummary: Sendable, Equatable {
-    /// Accounts settled in this call; the worker calls again while it equals the limit.
+/// What one `Ledger.sweepDue` call did: the accounts whose hold expiries and grant lapses fell
+/// due were written (as entries and state changes), and what to send after the commit.
+public struct SweepSummary: Sendable, Equatable {
+    /// Accounts swept in this call; the worker calls again while it equals the limit.
     public var accounts: Int = 0
     /// The call stopped at its time budget with due accounts left: call again.
     public var more = false

@@ -11,12 +11,12 @@ struct CreditState {
     var touched: [AccountRecord] = []
 }
 
-/// Settling: writing what fell due on an account (hold expiries, then grant lapses) before any
+/// Expiry: writing what fell due on an account (hold expiries, then grant lapses) before any
 /// job sees it, so no token is spent after its grant's expiry and no expired hold counts.
 ///
 /// An account is due when `next_due_ms <= now`. Every write transaction that loads a due account
-/// settles it first (`settledIfDue`, called by `account(_:)`); the worker's sweep
-/// (`Ledger.settleDue`) settles the accounts no job touches. Both run in the transaction that
+/// writes it first (`expiredIfDue`, called by `account(_:)`); the worker's sweep
+/// (`Ledger.sweepDue`) writes it on the accounts no job touches. Both run in the transaction that
 /// then commits, and a hold closes (`state = open` checked) and a grant lapses (`lapsed_ms IS
 /// NULL` checked) once: a crash or a replay can never write either twice.
 extension LedgerTransaction {
@@ -31,21 +31,21 @@ extension LedgerTransaction {
         }
     }
 
-    /// The account, settled first when something fell due on it (only in a write transaction).
-    func settledIfDue(_ a: AccountRecord) throws -> AccountRecord {
-        try settleIfDue(a)
+    /// The account, its expiries written first when something fell due on it (only in a write transaction).
+    func expiredIfDue(_ a: AccountRecord) throws -> AccountRecord {
+        try expireIfDue(a)
         return a
     }
 
-    func settleIfDue(_ a: AccountRecord) throws {
+    func expireIfDue(_ a: AccountRecord) throws {
         guard writable, let due = a.nextDueMs, due <= decisionNowMs else { return }
-        try settle(a)
+        try writeExpiries(a)
     }
 
     /// Expires the due holds (their grant tokens go back to live grants, or lapse when their
     /// grant lapsed before), then lapses the due grants (an `expiry` entry for the free tokens
     /// left), then recomputes `next_due_ms`.
-    func settle(_ a: AccountRecord) throws {
+    func writeExpiries(_ a: AccountRecord) throws {
         var holds: [(id: String, amount: Int64, expiresMs: Int64)] = []
         let q = try db.cachedStatement(sql: SQL.dueHolds)
         let rows = try Row.fetchCursor(q, arguments: [a.id, decisionNowMs])
@@ -230,29 +230,29 @@ extension LedgerTransaction.SQL {
         """
     static let insertPending = "INSERT INTO pending_sends (kind, payload) VALUES (?, ?)"
     static let updateAccountCredit = "UPDATE accounts SET held = ?, granted = ?, next_due_ms = ?, monitors = ? WHERE id = ?"
-    static let dueAccountsToSettle = """
+    static let dueAccountsToSweep = """
         SELECT \(AccountRecord.columns) FROM accounts WHERE next_due_ms <= ?1 ORDER BY next_due_ms, id LIMIT ?2
         """
 }
 
 extension LedgerTransaction {
-    /// The sweep: settles the due accounts, soonest due first, at most `limit`.
-    func settleDue(limit: Int, deadline: ContinuousClock.Instant? = nil) throws -> SettleSummary {
+    /// The sweep: writes the expiries of the due accounts, soonest due first, at most `limit`.
+    func sweepDue(limit: Int, deadline: ContinuousClock.Instant? = nil) throws -> SweepSummary {
         try flush()  // the selection below reads accounts by SQL
-        let q = try RawStatement(db, SQL.dueAccountsToSettle)
+        let q = try RawStatement(db, SQL.dueAccountsToSweep)
         q.reset()
         try q.bind(1, decisionNowMs)
         try q.bind(2, Int64(limit))
         var due: [AccountRecord] = []
         while try q.step() { due.append(account(current: q)) }
         q.reset()
-        var summary = SettleSummary()
+        var summary = SweepSummary()
         for a in due {
             if let deadline, summary.accounts > 0, ContinuousClock.now >= deadline {
                 summary.more = true
                 break
             }
-            try settleIfDue(a)
+            try expireIfDue(a)
             summary.accounts += 1
         }
         let side = takeSideEffects()
