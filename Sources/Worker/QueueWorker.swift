@@ -46,7 +46,7 @@ final class QueueWorker {
         self.logger = logger
         lease = Lease(key: configuration.keys.lease, holder: configuration.leaseHolder,
                       milliseconds: configuration.leaseMilliseconds)
-        scheduler = RenewalScheduler(schedule: configuration.renewalSchedule, chunkSize: configuration.renewalBatchSize,
+        scheduler = RenewalScheduler(schedule: configuration.renewalSchedule, chunkSize: configuration.renewalChunkSize,
                                      clock: clock, logger: logger)
         processor = BatchProcessor(ledger: ledger, keys: configuration.keys, replyExpirySeconds: configuration.replyExpirySeconds,
                                    clock: clock, logger: logger, metrics: metrics,

@@ -31,7 +31,7 @@ public struct WorkerConfiguration: Sendable {
     public var pollSeconds: Double
     public var renewalSchedule: CronSchedule
     /// Accounts renewed per transaction by the scheduler.
-    public var renewalBatchSize: Int
+    public var renewalChunkSize: Int
     /// The events stream's approximate length (`XADD ... MAXLEN ~`); nil turns the stream off
     /// (alerts are still published on `P:alerts`). Default 100,000.
     public var eventsMaxLength: Int? = 100_000
@@ -58,7 +58,7 @@ public struct WorkerConfiguration: Sendable {
         maxAttempts: Int = 3,
         pollSeconds: Double = 0.5,
         renewalSchedule: CronSchedule = .dailyAt2UTC,
-        renewalBatchSize: Int = 1000
+        renewalChunkSize: Int = 1000
     ) {
         self.redis = redis
         self.keys = keys
@@ -71,7 +71,7 @@ public struct WorkerConfiguration: Sendable {
         self.maxAttempts = maxAttempts
         self.pollSeconds = pollSeconds
         self.renewalSchedule = renewalSchedule
-        self.renewalBatchSize = renewalBatchSize
+        self.renewalChunkSize = renewalChunkSize
     }
 
     /// `hostname-pid`: readable in `P:workers`; not unique where containers run as pid 1, which

@@ -50,7 +50,7 @@ struct Settings {
     var logLevel: Logger.Level
     var ledger: LedgerConfig
     var renewalSchedule: CronSchedule
-    var renewalBatchSize: Int
+    var renewalChunkSize: Int
     /// How the ledger is split (the count is fixed when it is created).
     var partitioning: Partitioning
     /// The partitions this process serves (`all` by default).
@@ -157,8 +157,8 @@ struct Settings {
         } catch {
             throw SettingsError("renewal.cron: \(error)")
         }
-        renewalBatchSize = file.renewal?.batchSize ?? 1000
-        guard renewalBatchSize >= 1 else { throw SettingsError("renewal.batchSize must be >= 1") }
+        renewalChunkSize = file.renewal?.batchSize ?? 1000
+        guard renewalChunkSize >= 1 else { throw SettingsError("renewal.batchSize must be >= 1") }
 
         let eventsOn = env["TOKENLEDGER_EVENTS"].map { $0 != "off" } ?? file.events?.enabled ?? true
         let maxLength = file.events?.maxLength ?? 100_000
@@ -220,7 +220,7 @@ struct Settings {
     func workerConfiguration(partition: Int) -> WorkerConfiguration {
         var c = WorkerConfiguration(redis: redis, keys: queueKeys(partition: partition), partitioning: partitioning, workerId: workerId,
                                     batchSize: batchSize, replyExpirySeconds: replyExpirySeconds, leaseMilliseconds: leaseMilliseconds,
-                                    maxAttempts: maxAttempts, renewalSchedule: renewalSchedule, renewalBatchSize: renewalBatchSize)
+                                    maxAttempts: maxAttempts, renewalSchedule: renewalSchedule, renewalChunkSize: renewalChunkSize)
         c.eventsMaxLength = eventsMaxLength
         c.settleIntervalSeconds = settleIntervalSeconds
         c.settleBatchSize = settleBatchSize

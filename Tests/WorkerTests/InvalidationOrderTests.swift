@@ -11,7 +11,7 @@ final class InvalidationOrderTests: XCTestCase {
         let h = try WorkerHarness()
         let clock = ManualClock(try Date("2026-03-10T12:00:00Z", strategy: .iso8601))
         var config = try h.configuration(batchSize: 16)
-        config.renewalBatchSize = 5
+        config.renewalChunkSize = 5
         let worker = try h.startWorker(clock: clock, configuration: config)
         let users = 200
         _ = try h.redis.pipeline((0..<users).map { RedisCommand("LPUSH", h.keys.jobs, #"{"type":"open","id":"o\#($0)","userId":"u\#($0)"}"#) })

@@ -37,7 +37,7 @@ final class RenewalRunTests: XCTestCase {
         // Legacy is gone from the config; the Feb 16 02:00 run is caught up at start, 2 a chunk.
         clock.set(date("2026-02-16T09:00:00Z"))
         var configuration = try h.configuration()
-        configuration.renewalBatchSize = 2
+        configuration.renewalChunkSize = 2
         worker = try h.startWorker(clock: clock, configuration: configuration)
         let feb16 = { try self.completedEvents(h).filter { $0.value("slot") == "2026-02-16T02:00:00.000Z" } }
         try h.eventually("the run completed") { try !feb16().isEmpty }

@@ -48,7 +48,7 @@ final class RenewalSchedulerTests: XCTestCase {
         let h = try WorkerHarness()
         let clock = SteppingClock(date("2026-03-31T12:00:00Z"))
         var config = try h.configuration(cron: "0 2 * * *")
-        config.renewalBatchSize = 7
+        config.renewalChunkSize = 7
         let worker = try h.startWorker(clock: clock, configuration: config)
         for i in 0..<30 {
             _ = try h.push(["type": "open", "id": "o\(i)", "userId": "u\(i)"])
