@@ -165,6 +165,14 @@ def test_machine_lost_under_load_then_restored_past_the_replica(redis_url, tmp_p
         users = [u for p in producers for u in p.users]
         assert len(acknowledged) > 200, f"only {len(acknowledged)} jobs answered: not much of a load"
 
+        # A job's reply leaves before its acknowledgement (which records it on P:applied and
+        # removes it from its processing list): a job killed between the two was answered but is
+        # not acknowledged. It is still in its list, so the next worker applies it, not restore.
+        unacknowledged = set()
+        for name in client.smembers(f"{prefix}:workers"):
+            for raw in client.lrange(f"{prefix}:processing:{name.decode()}", 0, -1):
+                unacknowledged.add(json.loads(raw)["id"])
+
         restored = subprocess.run([TOKENLEDGER_BIN, "restore", "--litestream-config", str(config), "--litestream", LITESTREAM],
                                   env=env, capture_output=True, text=True, timeout=300)
         assert restored.returncode == 0, restored.stdout + restored.stderr
@@ -173,14 +181,16 @@ def test_machine_lost_under_load_then_restored_past_the_replica(redis_url, tmp_p
         assert found, summary
         read, applied, already = map(int, found.groups())
         assert applied > 0, f"the replica lacked no acknowledged job, so the hole was not exercised: {summary}"
-        assert read >= len([j for j in acknowledged if not j.startswith("open:")]), summary
+        assert read >= len([j for j in acknowledged if not j.startswith("open:") and j not in unacknowledged]), summary
 
-        # Every job whose reply arrived took effect exactly once: a success by its one entry, a
-        # refusal by its stored result (checked by sending it again below).
+        # Every acknowledged job took effect exactly once: a success by its one entry, a refusal
+        # by its stored result (checked by sending it again below).
         state = ledger_state(ledger, users)
         for user in users:
             assert state[user][1]["total"] <= 1000, f"{user}'s history is longer than one page"
         for job_id, reply in acknowledged.items():
+            if job_id in unacknowledged:
+                continue  # checked once the next worker has settled its list, below
             user = jobs[job_id]["userId"]
             ids = job_ids(state[user][1])
             expected = 1 if reply["success"] else 0
@@ -207,6 +217,9 @@ def test_machine_lost_under_load_then_restored_past_the_replica(redis_url, tmp_p
         assert processes.stop(worker) == 0
 
         state = ledger_state(ledger, users)
+        for job_id in unacknowledged & acknowledged.keys():
+            ids = job_ids(state[jobs[job_id]["userId"]][1])
+            assert ids.count(job_id) == (1 if acknowledged[job_id]["success"] else 0), (job_id, ids.count(job_id))
         expected = model(jobs, acknowledged)
         for user in users:
             assert state[user][0]["tokensBalance"] == expected[user], (user, state[user][0], expected[user])
