@@ -31,6 +31,38 @@ public enum PendingSend: Sendable, Equatable {
     case event(LedgerEvent)
 }
 
+extension PendingSend {
+    /// A `pending_sends` row as stored: the stored encoding (`StoredOutcome`), or a row of the
+    /// schema before it, JSON (nil when that cannot be read; see `LegacyPending`).
+    init?(kind: Int64, payload: String) throws {
+        let stored = StoredResult(text: Array(payload.utf8))
+        if kind == LedgerTransaction.PendingKind.change.rawValue {
+            switch stored {
+            case .encoded(let bytes): self = .change(try BalanceChange(stored: bytes))
+            case .legacyJSON(let bytes):
+                guard let change = LegacyPending.change(String(decoding: bytes, as: UTF8.self)) else { return nil }
+                self = .change(change)
+            }
+        } else {
+            switch stored {
+            case .encoded(let bytes): self = .event(try LedgerEvent(stored: bytes))
+            case .legacyJSON(let bytes):
+                guard let event = LegacyPending.event(String(decoding: bytes, as: UTF8.self)) else { return nil }
+                self = .event(event)
+            }
+        }
+    }
+
+    /// The user it announces: an invalidation's, or an event's `userId` field (none for a
+    /// renewal run's `renewal.completed`).
+    var userId: String? {
+        switch self {
+        case .change(let change): return change.userId
+        case .event(let event): return event.fields.first { $0.key == "userId" }?.value
+        }
+    }
+}
+
 extension Ledger {
     /// What was kept to announce and not yet forgotten, after the row `after` (already known to
     /// have left), oldest first, with the last seq: a new active worker sends it all again (at
@@ -53,21 +85,10 @@ extension Ledger {
                                         arguments: [after]) {
                 last = row[0]
                 let kind: Int64 = row[1], payload: String = row[2]
-                let stored = StoredResult(text: Array(payload.utf8))
-                if kind == LedgerTransaction.PendingKind.change.rawValue {
-                    let change: BalanceChange?
-                    switch stored {
-                    case .encoded(let bytes): change = try BalanceChange(stored: bytes)
-                    case .legacyJSON(let bytes): change = LegacyPending.change(String(decoding: bytes, as: UTF8.self))
-                    }
-                    if let change { sends.append(.change(try transaction.currentState(of: change))) }
-                } else {
-                    let event: LedgerEvent?
-                    switch stored {
-                    case .encoded(let bytes): event = try LedgerEvent(stored: bytes)
-                    case .legacyJSON(let bytes): event = LegacyPending.event(String(decoding: bytes, as: UTF8.self))
-                    }
-                    if let event { sends.append(.event(event)) }
+                switch try PendingSend(kind: kind, payload: payload) {
+                case .change(let change)?: sends.append(.change(try transaction.currentState(of: change)))
+                case .event(let event)?: sends.append(.event(event))
+                case nil: break
                 }
             }
             return (sends, last)

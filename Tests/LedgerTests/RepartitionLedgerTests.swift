@@ -66,6 +66,32 @@ final class RepartitionLedgerTests: XCTestCase {
         XCTAssertEqual(try Ledger.verify(path: paths[Self.route(4)("u0")]), [])
     }
 
+    /// What the old worker kept to announce (a lapsed hold's invalidation and its `hold.expired`)
+    /// goes to its user's new file, read in the stored encoding as the worker reads it, and
+    /// nothing is lost or sent twice.
+    func testKeptSendsGoWithTheirUser() throws {
+        let f = try Fixture()
+        for u in Self.users {
+            try f.run(.open(userId: u))
+            try f.run(.hold(userId: u, amount: 10, operation: nil, expiresIn: 60, metadata: nil))
+        }
+        f.set("2026-01-15T10:02:00.000Z")
+        XCTAssertNotNil(try f.ledger.sweepDue(limit: 100).pendingSeq)
+        let old = try f.ledger.pendingSends().sends
+        XCTAssertEqual(old.count, Self.users.count * 2, "one invalidation and one hold.expired per user")
+        let paths = try build(f, to: 4)
+        var moved = 0
+        for (k, path) in paths.enumerated() {
+            let sends = try Ledger(path: path).pendingSends().sends
+            for send in sends {
+                let user = try XCTUnwrap(send.userId, "\(send)")
+                XCTAssertEqual(Self.route(4)(user), k, "a kept send of \(user) is in its own partition's file")
+            }
+            moved += sends.count
+        }
+        XCTAssertEqual(moved, old.count)
+    }
+
     func testAnEntryRemovedFromAFileWithGapsIsFound() throws {
         let f = try populated()
         let paths = try build(f, to: 4)

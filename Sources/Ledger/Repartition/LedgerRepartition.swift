@@ -439,26 +439,13 @@ struct Builder {
             let rows = try Row.fetchCursor(db, sql: "SELECT kind, payload FROM main.pending_sends ORDER BY seq")
             while let r = try rows.next() {
                 let payload: String = r[1]
-                let owner = Self.userId(ofPending: payload)
+                // Read as the worker reads it to send it: the stored encoding, or an older row's JSON.
+                let owner = try PendingSend(kind: r[0], payload: payload)?.userId
                 guard owner.map({ route($0) == target }) ?? (firstTarget == target) else { continue }
                 try out.execute(sql: "INSERT INTO pending_sends (kind, payload) VALUES (?, ?)", arguments: [r[0] as Int64, payload])
                 counts.pendingSends += 1
             }
         }
-    }
-
-    /// The `userId` of a stored invalidation (an object) or event (`[name, key, value, ...]`).
-    static func userId(ofPending payload: String) -> String? {
-        let value = try? JSONSerialization.jsonObject(with: Data(payload.utf8))
-        if let object = value as? [String: Any] { return object["userId"] as? String }
-        if let items = value as? [String] {
-            var i = 1
-            while i + 1 < items.count {
-                if items[i] == "userId" { return items[i + 1] }
-                i += 2
-            }
-        }
-        return nil
     }
 
     /// Completed renewal runs. From one old file, as they are; from several, each run's earliest
