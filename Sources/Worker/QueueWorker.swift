@@ -108,7 +108,8 @@ final class QueueWorker {
         }
         let renewing = try renewIfDue(term)
         let sweeping = try sweepIfDue(term)  // the expiry sweep (QueueWorker+Expiry)
-        if chores.due(\.depthSample, every: .seconds(2)) {
+        // Idle, the queue's depth is known (its waits find nothing): sampled less often.
+        if chores.due(\.depthSample, every: chores.idleWaitSeconds == nil ? .seconds(2) : .seconds(30)) {
             metrics.queueDepth.record(try link.redis.llen(configuration.keys.jobs))
             sampleLedger()
             sampleHolds()
@@ -116,8 +117,10 @@ final class QueueWorker {
         }
         budget.lap(.chores)
         // While a renewal run is in progress, take only what is already waiting.
-        let batch = try term.nextBatch(wait: renewing || sweeping ? 0 : configuration.pollSeconds)
+        let wait = renewing || sweeping ? 0 : chores.idleWaitSeconds ?? configuration.pollSeconds
+        let batch = try term.nextBatch(wait: wait)
         budget.lap(.take)
+        if wait > 0 { chores.idleWaitSeconds = batch.isEmpty ? min(wait * 2, configuration.idleWaitSeconds) : nil }
         if batch.isEmpty {
             logSendProblems(try term.collectSent())
             noteReconnects(link.redis.reconnectCount + term.reconnects)
@@ -249,6 +252,8 @@ enum LoopState {
 /// Housekeeping between batches: when each chore last ran, and counters already reported.
 struct Chores {
     var depthSample = ContinuousClock.now - .seconds(60)
+    /// The next wait for a job while the queue stays empty; nil while jobs come (`pollSeconds`).
+    var idleWaitSeconds: Double?
     /// The expiry sweep's last look: in the past, so the first turn (start-up) settles at once.
     var expirySweep = ContinuousClock.now - .seconds(60)
     /// The last sweep chunk was full: more due accounts wait.

@@ -29,6 +29,10 @@ public struct WorkerConfiguration: Sendable {
     public var maxAttempts: Int
     /// How long one wait for the first job of a batch lasts; also bounds how quickly a stop is seen.
     public var pollSeconds: Double
+    /// The longest wait of an idle worker: waits double from `pollSeconds` up to this while the
+    /// queue stays empty (a job ends any wait at once), so an idle partition sends a command every
+    /// this many seconds; a stop of an idle worker is seen within it.
+    public var idleWaitSeconds: Double = 2
     public var renewalSchedule: CronSchedule
     /// Accounts renewed per transaction by the scheduler.
     public var renewalChunkSize: Int
