@@ -108,9 +108,9 @@ struct Auditor {
         }
         try checkRefunds(accounts)
         try checkJobs(v2: v2)
-        // holds, grants, lapses, monitors (Audit+Credit), against the balances the entries give: an
+        // holds, grants, lapses, monitors (Audit+Extras), against the balances the entries give: an
         // account row lags behind its unmerged entries.
-        try checkCredit(balances: Dictionary(uniqueKeysWithValues: accounts.map { ($0.key, $0.value.sum) }))
+        try checkExtras(balances: Dictionary(uniqueKeysWithValues: accounts.map { ($0.key, $0.value.sum) }))
     }
 
     mutating func checkEntries(_ accounts: inout [Int64: AccountCheck]) throws {
@@ -155,7 +155,7 @@ struct Auditor {
             }
             let (sumAfter, overflow) = before.addingReportingOverflow(amount)
             let spending = kind == Schema.Kind.charge.rawValue || kind == Schema.Kind.debit.rawValue
-            let negative = spending || kind == Schema.Kind.expiry.rawValue  // credit: a lapse writes tokens off
+            let negative = spending || kind == Schema.Kind.expiry.rawValue  // extras: a lapse writes tokens off
             if overflow || sumAfter != after || Schema.Kind(rawValue: kind) == nil || (negative ? amount > 0 : amount < 0) {
                 add(Code.entryArithmetic, user: u, entry: id, "Entry \(id) of \(u) is inconsistent: \(before) + \(amount) recorded as \(after) (kind \(kind)).")
             }

@@ -53,7 +53,7 @@ extension LedgerTransaction {
         try db.cachedStatement(sql: SQL.insertGrant).execute(arguments: [grantId, a.id, amount, amount, expiresMs, decisionNowMs, source])
         willChange(a)
         a.granted += amount
-        a.dirtyCredit = true
+        a.dirtyExtras = true
         dueNoLaterThan(a, expiresMs)
     }
 
@@ -83,7 +83,7 @@ extension LedgerTransaction {
         }
         let total = amount - left
         a.granted -= total
-        a.dirtyCredit = true
+        a.dirtyExtras = true
         return taken
     }
 

@@ -22,7 +22,7 @@ extension LedgerTransaction {
             return .refused(Refusal(code: .invalidMonths,
                                         message: "months must be between 1 and \(Self.maxMonths); it is \(months)."))
         }
-        // credit: an expiring allocation is checked before anything is written.
+        // extras: an expiring allocation is checked before anything is written.
         var grantExpiresMs: Int64? = nil
         if allocationExpiresIn != nil || config.renewalPolicy == .expire, let e = Self.reservedGrant(jobId) { return .refused(e) }
         if let seconds = allocationExpiresIn {
@@ -52,7 +52,7 @@ extension LedgerTransaction {
             entryId = try appendEntry(a, kind: .purchase, operationType: "purchase", amount: tierConfig.allocation,
                                       jobId: jobId, metadata: metadata)
         }
-        // credit: the allocation as a grant (`allocationExpiresIn`, or the period under `expire`).
+        // extras: the allocation as a grant (`allocationExpiresIn`, or the period under `expire`).
         var grant: (grantId: String, expiresMs: Int64)? = nil
         if entryId != nil, let expiresMs = grantExpiresMs ?? (config.renewalPolicy == .expire ? a.nextRenewalMs : nil) {
             grant = (jobId ?? paymentId, expiresMs)

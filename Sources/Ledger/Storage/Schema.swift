@@ -131,7 +131,7 @@ enum Schema {
         m.registerMigration("v2-append-only-hot-path") { db in
             try migrateToAppendOnlyHotPath(db)
         }
-        registerCredit(&m)
+        registerExtras(&m)
         registerPendingSendsSequence(&m)
         m.registerMigration(spentAfterMigration) { db in
             // balanceAt reads the spent total at an entry in one seek. Older entries keep NULL

@@ -8,7 +8,7 @@ import XCTest
 
 /// Reservations, grants, monitors and the events stream through a real redis-server, a real
 /// worker and a real SQLite file, with the clock under the test's control.
-final class CreditEndToEndTests: XCTestCase {
+final class ExtrasEndToEndTests: XCTestCase {
     func streamEvents(_ h: WorkerHarness) throws -> [StreamEntry] { try h.redis.xrange(h.keys.events) }
 
     func json(_ payload: [UInt8]) throws -> [String: Any] {

@@ -5,7 +5,7 @@ import LedgerModel
 
 /// Reservations, expiring grants and monitors on the ledger alone (a real SQLite file, a manual
 /// clock), each test ending with `verify`.
-final class CreditTests: XCTestCase {
+final class ExtrasTests: XCTestCase {
     func assertSound(_ f: Fixture, file: StaticString = #filePath, line: UInt = #line) throws {
         XCTAssertEqual(try Ledger.verify(path: f.path), [], file: file, line: line)
     }
