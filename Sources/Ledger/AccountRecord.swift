@@ -94,9 +94,9 @@ final class AccountRecord {
         lastEntryId = nil
     }
 
-    /// Applies an entry written after this row's `last_entry_id`, as the transaction that wrote
+    /// Folds in an entry written after this row's `last_entry_id`, as the transaction that wrote
     /// it did (see `LedgerTransaction.appendEntry`, `spend`, `refund`).
-    func replay(entryId: Int64, kind: Int64, amount: Int64, balanceAfter: Int64) {
+    func foldIn(entryId: Int64, kind: Int64, amount: Int64, balanceAfter: Int64) {
         balance = balanceAfter
         entryCount += 1
         lastEntryId = entryId

@@ -181,7 +181,7 @@ struct Auditor {
                 add(Code.balanceMismatch, user: u, entry: id, "The account row of \(u) records balance \(a.rowBalance), spent \(a.rowSpent) and \(a.rowCount) entries at entry \(id); its entries up to there give \(a.sum), \(a.replaySpent) and \(a.count).")
             }
             if id > a.rowLastEntryId ?? 0 {
-                // After the row: the tail, replayed onto the row as the ledger does.
+                // After the row: the tail, folded into the row as the ledger does.
                 if id <= mergedEntryId && !a.lagReported {
                     a.lagReported = true
                     add(Code.accountBookkeeping, user: u, entry: id, "The account row of \(u) ends at entry \(a.rowLastEntryId.map(String.init) ?? "none") but entry \(id) is merged: merged entries must be in the row.")

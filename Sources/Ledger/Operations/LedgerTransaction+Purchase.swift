@@ -3,7 +3,7 @@ import LedgerModel
 
 /// purchase.
 ///
-/// A payment id is applied once, whatever the job id. A purchase that arrives again under a
+/// A payment id counts once, whatever the job id. A purchase that arrives again under a
 /// new job id with a used payment id answers the first purchase's result with
 /// `duplicate: true` when it names the same user and tier (a producer retrying with a fresh
 /// job id), and is refused with `duplicate_payment` when the user or the tier differs (the

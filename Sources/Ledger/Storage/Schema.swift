@@ -158,7 +158,7 @@ enum Schema {
     ///   in key order, up to `storage_state.merged_entry_id`; the entries after that are found
     ///   through the in-memory tail.
     /// - An `accounts` row may lag behind its entries by the unmerged tail: it is exact as of its
-    ///   `last_entry_id`, and the entries after that are replayed onto it at open.
+    ///   `last_entry_id`, and the entries after that are folded into it at open.
     /// Existing entries are indexed here once, read through `entries_by_account` in its own order.
     static func migrateToAppendOnlyHotPath(_ db: Database) throws {
         try db.execute(sql: """
