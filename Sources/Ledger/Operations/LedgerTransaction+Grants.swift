@@ -102,7 +102,7 @@ extension LedgerTransaction {
         try makeGrant(a, grantId: grantId, amount: amount, expiresMs: expiresMs)
         let c = change(a, entryId: id, operationType: operationType, amount: amount, atMs: entryTimeMs)
         let credited = ExpiringCredit(entry: EntryWritten(newBalance: a.balance, ledgerEntryId: id, tokensAmount: amount),
-                                      grant: GrantTerm(grantId: grantId, expiresMs: expiresMs))
+                                      grant: GrantMade(grantId: grantId, expiresMs: expiresMs))
         return Executed(result: CommandResult(.expiringCredit(credited), changes: [c]), entryId: id, accountId: a.id)
     }
 

@@ -22,7 +22,7 @@ extension LedgerTransaction {
         // extras: under the `expire` policy the first period's allocation is a grant too.
         let grant = try renewalGrant(a, amount: entryId == nil ? 0 : gift.allocation)
         let opened = Opened(userId: userId, tier: a.tier, newBalance: a.balance, ledgerEntryId: entryId, lastRenewalMs: a.lastRenewalMs,
-                            nextRenewalMs: a.nextRenewalMs, grant: grant.map { GrantTerm(grantId: $0.grantId, expiresMs: $0.expiresMs) })
+                            nextRenewalMs: a.nextRenewalMs, grant: grant.map { GrantMade(grantId: $0.grantId, expiresMs: $0.expiresMs) })
         let c = change(a, entryId: entryId, operationType: entryId == nil ? nil : "renewal", amount: entryId == nil ? nil : a.balance, atMs: entryTimeMs)
         return Executed(result: CommandResult(.opened(opened), changes: [c]), entryId: entryId, accountId: a.id)
     }

@@ -63,7 +63,7 @@ extension LedgerTransaction {
         let purchased = Purchased(userId: userId, tier: tier, paymentId: paymentId, months: Int64(months), newBalance: a.balance,
                                   ledgerEntryId: entryId, tokensAdded: entryId == nil ? 0 : tierConfig.allocation,
                                   subscriptionExpiresMs: a.expiresMs, lastRenewalMs: a.lastRenewalMs, nextRenewalMs: a.nextRenewalMs,
-                                  grant: grant.map { GrantTerm(grantId: $0.grantId, expiresMs: $0.expiresMs) })
+                                  grant: grant.map { GrantMade(grantId: $0.grantId, expiresMs: $0.expiresMs) })
         let c = change(a, entryId: entryId, operationType: entryId == nil ? nil : "purchase",
                        amount: entryId == nil ? nil : tierConfig.allocation, atMs: entryTimeMs)
         return Executed(result: CommandResult(.purchased(purchased), changes: [c]), entryId: entryId, accountId: a.id)
