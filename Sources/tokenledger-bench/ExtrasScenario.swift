@@ -170,7 +170,7 @@ struct ExtrasBench: ParsableCommand, Scenario {
         }
         let seconds = sweepSeconds ?? 0
         report.add(Self.name, "expiry sweep: \(grants) grants + \(grants / 2) holds", seconds, .s,
-                   note: "\(due) due accounts settled from the worker's start; \(String(format: "%.0f", Double(due) / max(seconds, 0.001))) accounts/s")
+                   note: "\(due) due accounts swept from the worker's start; \(String(format: "%.0f", Double(due) / max(seconds, 0.001))) accounts/s")
         latencies.report(report, Self.name, "  charge latency during the sweep", note: "closed loop, request/reply, \(latencies.count) charges")
         _ = worker.stop()
         let verify = try runTool(context.workerBinary, ["verify", "--database", path])

@@ -85,7 +85,7 @@ final class ExtrasTests: XCTestCase {
         try assertSound(f)
     }
 
-    func testHoldExpiresAtItsTimeAndIsSettledByTheSweep() throws {
+    func testHoldExpiresAtItsTimeAndIsWrittenByTheSweep() throws {
         let f = try Fixture()
         try f.run(.open(userId: "u"))
         try f.run(.hold(userId: "u", amount: 30, operation: nil, expiresIn: 60, metadata: nil), jobId: "h")

@@ -101,7 +101,7 @@ final class ExtrasEndToEndTests: XCTestCase {
         XCTAssertEqual(try Ledger.verify(path: h.databasePath), [])
     }
 
-    func testGrantsLapseInOrderAndTheSweepSettlesUntouchedAccounts() async throws {
+    func testGrantsLapseInOrderAndTheSweepWritesUntouchedAccounts() async throws {
         let h = try WorkerHarness()
         let clock = ManualClock(LedgerTime.parse("2026-03-01T12:00:00Z")!)
         let worker = try h.startWorker(clock: clock)
