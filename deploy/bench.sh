@@ -19,7 +19,8 @@ smoke=""
 for a in "$@"; do
   case "$a" in
     --smoke) smoke=1; args+=("$a") ;;
-    ledger|drain|latency|renewal|queries|credit|all) scenario="$a" ;;
+    ledger|drain|latency|renewal|queries|extras|all) scenario="$a" ;;
+    credit) scenario=extras ;;  # the former name of extras
     *) args+=("$a") ;;
   esac
 done

@@ -237,7 +237,7 @@ extension JSONWriter {
         key("tokensAmount"); int(e.tokensAmount)
     }
 
-    private mutating func grant(_ g: GrantTerm?) {
+    private mutating func grant(_ g: GrantMade?) {
         guard let g else { return }
         key("grantId"); string(g.grantId)
         key("expiresAt"); time(ms: g.expiresMs)

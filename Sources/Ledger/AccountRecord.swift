@@ -32,7 +32,7 @@ final class AccountRecord {
     /// `last_entry_id`): it is written by the merge, not by the batch (see `LedgerTail`).
     var lagging = false
 
-    // -- credit (issue 13): see `Schema+Credit` --
+    // -- extras (issue 13): see `Schema+Extras` --
     /// The sum of the open holds.
     var held: Int64 = 0
     /// The free tokens of live grants (not spent, held or lapsed).
@@ -42,7 +42,7 @@ final class AccountRecord {
     /// How many monitors the account has.
     var monitors: Int64 = 0
     /// held, granted, nextDueMs or monitors changed: one more UPDATE, only for such accounts.
-    var dirtyCredit = false
+    var dirtyExtras = false
     /// `available` when the current command first changed the account (monitors compare it).
     var availableBefore: Int64?
     /// The last entry the current command wrote on the account.
@@ -50,7 +50,7 @@ final class AccountRecord {
 
     /// What can be spent or held: the balance less the open holds.
     var available: Int64 { balance - held }
-    // -- end credit --
+    // -- end extras --
 
     static let columns = """
         id, user_id, tier, balance, spent, anchor_ms, periods, last_renewal_ms, next_renewal_ms,
@@ -94,9 +94,9 @@ final class AccountRecord {
         lastEntryId = nil
     }
 
-    /// Applies an entry written after this row's `last_entry_id`, as the transaction that wrote
+    /// Folds in an entry written after this row's `last_entry_id`, as the transaction that wrote
     /// it did (see `LedgerTransaction.appendEntry`, `spend`, `refund`).
-    func replay(entryId: Int64, kind: Int64, amount: Int64, balanceAfter: Int64) {
+    func foldIn(entryId: Int64, kind: Int64, amount: Int64, balanceAfter: Int64) {
         balance = balanceAfter
         entryCount += 1
         lastEntryId = entryId

@@ -51,7 +51,7 @@ public final class Ledger: Sendable {
         writerConfig.prepareDatabase { db in checkpointer.install(on: db) }
         self.checkpointer = checkpointer
         writer = try DatabaseQueue(path: path, configuration: writerConfig)
-        // GRDB's migrator reads the applied migrations and runs the rest in transactions of their
+        // GRDB's migrator reads which migrations have run and runs the rest in transactions of their
         // own, so two processes opening a new ledger at once would both create its tables.
         let writer = self.writer
         try MigrationLock.holding(for: path) { try Schema.migrator.migrate(writer) }

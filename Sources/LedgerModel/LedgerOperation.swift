@@ -29,7 +29,7 @@ public enum LedgerOperation: Sendable, Equatable {
     case history(userId: String, limit: Int, offset: Int, operationType: String?, startDate: Date?, endDate: Date?)
     case statistics(userId: String, startDate: Date, endDate: Date)
     case eligibility(userId: String)
-    // -- credit (issue 13) --
+    // -- extras (issue 13) --
     /// Reserves `amount`, or the cost of `operation` (exactly one is set), for `expiresIn`
     /// seconds (default 900, at most 7 days). The hold's id is the job id.
     case hold(userId: String, amount: Int64?, operation: String?, expiresIn: Int64?, metadata: String?)
@@ -41,7 +41,7 @@ public enum LedgerOperation: Sendable, Equatable {
     /// Watches `available`; `monitorId` nil means the job id.
     case monitor(userId: String, monitorId: String?, threshold: Int64)
     case unmonitor(userId: String, monitorId: String)
-    // -- end credit --
+    // -- end extras --
     /// Sets the tier, and the subscription's expiry when asked, without crediting anything and
     /// without moving the renewal clock: what an application's own "update the user's tier" did.
     case setTier(userId: String, tier: String, subscriptionExpiry: SubscriptionExpiryChange)

@@ -49,7 +49,7 @@ public enum Outcome: Sendable, Equatable {
 }
 
 /// A grant the job made: its id and when its tokens lapse.
-public struct GrantTerm: Sendable, Equatable {
+public struct GrantMade: Sendable, Equatable {
     public var grantId: String
     public var expiresMs: Int64
     public init(grantId: String, expiresMs: Int64) {
@@ -77,9 +77,9 @@ public struct Opened: Sendable, Equatable {
     public var ledgerEntryId: Int64?
     public var lastRenewalMs: Int64
     public var nextRenewalMs: Int64
-    public var grant: GrantTerm?
+    public var grant: GrantMade?
     public init(userId: String, tier: String, newBalance: Int64, ledgerEntryId: Int64?, lastRenewalMs: Int64,
-                nextRenewalMs: Int64, grant: GrantTerm?) {
+                nextRenewalMs: Int64, grant: GrantMade?) {
         self.userId = userId
         self.tier = tier
         self.newBalance = newBalance
@@ -103,8 +103,8 @@ public struct EntryWritten: Sendable, Equatable {
 
 public struct ExpiringCredit: Sendable, Equatable {
     public var entry: EntryWritten
-    public var grant: GrantTerm
-    public init(entry: EntryWritten, grant: GrantTerm) {
+    public var grant: GrantMade
+    public init(entry: EntryWritten, grant: GrantMade) {
         self.entry = entry
         self.grant = grant
     }
@@ -123,9 +123,9 @@ public struct Purchased: Sendable, Equatable {
     public var subscriptionExpiresMs: Int64?
     public var lastRenewalMs: Int64
     public var nextRenewalMs: Int64
-    public var grant: GrantTerm?
+    public var grant: GrantMade?
     public init(userId: String, tier: String, paymentId: String, months: Int64, newBalance: Int64, ledgerEntryId: Int64?,
-                tokensAdded: Int64, subscriptionExpiresMs: Int64?, lastRenewalMs: Int64, nextRenewalMs: Int64, grant: GrantTerm?) {
+                tokensAdded: Int64, subscriptionExpiresMs: Int64?, lastRenewalMs: Int64, nextRenewalMs: Int64, grant: GrantMade?) {
         self.userId = userId
         self.tier = tier
         self.paymentId = paymentId

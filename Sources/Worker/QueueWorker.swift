@@ -126,7 +126,7 @@ final class QueueWorker {
             noteReconnects(link.redis.reconnectCount + term.reconnects)
             // Idle, with every outbox sent: any registered list, this worker's too, is a leftover
             // (an acknowledgement lost with a Redis restart, say) and is settled again.
-            if chores.due(\.sweep, every: .seconds(5)) { term.recoveryDue = try !recover(link, term) }
+            if chores.due(\.leftoverLists, every: .seconds(5)) { term.recoveryDue = try !recover(link, term) }
             return
         }
         // Take the next batch while this one commits; its outbox leaves after this one's.
@@ -261,7 +261,7 @@ struct Chores {
     /// The ledger's `pending_sends` rows forgotten through this seq in this term (reset when a
     /// term starts: another worker may have forgotten more meanwhile).
     var pendingForgotten: Int64 = 0
-    var sweep = ContinuousClock.now
+    var leftoverLists = ContinuousClock.now
     var reconnectsSeen = 0
     var checkpointFailuresSeen = 0
     var boundedMergeFailuresSeen = 0

@@ -12,7 +12,7 @@ struct TokenLedgerBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tokenledger-bench",
         abstract: "Benchmarks of the TokenLedger ledger and worker.",
-        subcommands: [LedgerBench.self, DrainBench.self, LatencyBench.self, RenewalBench.self, QueriesBench.self, CreditBench.self, AllBench.self])
+        subcommands: [LedgerBench.self, DrainBench.self, LatencyBench.self, RenewalBench.self, QueriesBench.self, ExtrasBench.self, AllBench.self])
 }
 
 /// Options every scenario shares.
@@ -133,7 +133,7 @@ extension Scenario where Self: ParsableCommand {
 
 struct AllBench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "all", abstract: "Every scenario with its default counts: ledger, drain, latency, renewal, queries, credit.")
+        commandName: "all", abstract: "Every scenario with its default counts: ledger, drain, latency, renewal, queries, extras.")
     @OptionGroup var options: CommonOptions
 
     func run() throws {
@@ -144,7 +144,7 @@ struct AllBench: ParsableCommand {
         try LatencyBench.parse([]).runReporting(context)
         try RenewalBench.parse([]).runReporting(context)
         try QueriesBench.parse([]).runReporting(context)
-        try CreditBench.parse([]).runReporting(context)
+        try ExtrasBench.parse([]).runReporting(context)
         context.report.log("all scenarios: \(String(format: "%.1f", System.seconds(since: started))) s")
         try context.finish()
     }

@@ -31,11 +31,11 @@ struct ConfigFile: Decodable {
     var events: Events?
     /// The threshold of the monitor every account has under the id `default` (none by default).
     var defaultMonitorThreshold: Int64?
-    /// How often (seconds) the worker settles hold expiries and grant lapses no job touched.
+    /// How often (seconds) the worker sweeps: writes the hold expiries and grant lapses no job touched.
     var settleIntervalSeconds: Double?
-    /// Accounts one sweep transaction settles (default 1000).
+    /// Accounts one sweep transaction writes (default 1000).
     var settleBatchSize: Int?
-    /// How long (ms) one sweep transaction may settle before waiting jobs go in (default 5).
+    /// How long (ms) one sweep transaction may write before waiting jobs go in (default 5).
     var settleChunkMilliseconds: Int?
     /// How long (s) `P:applied` keeps an acknowledged job for `restore` (default 900).
     var recoveryWindowSeconds: Int?

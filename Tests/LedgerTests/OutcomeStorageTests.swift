@@ -14,9 +14,9 @@ final class OutcomeStorageTests: XCTestCase {
         return [
             .opened(Opened(userId: odd, tier: "Gift", newBalance: 0, ledgerEntryId: nil, lastRenewalMs: -5, nextRenewalMs: 7, grant: nil)),
             .opened(Opened(userId: "u", tier: "Gift", newBalance: 100, ledgerEntryId: 1, lastRenewalMs: 0, nextRenewalMs: 1,
-                           grant: GrantTerm(grantId: "renewal:u:x", expiresMs: 99))),
+                           grant: GrantMade(grantId: "renewal:u:x", expiresMs: 99))),
             .entry(entry),
-            .expiringCredit(ExpiringCredit(entry: entry, grant: GrantTerm(grantId: odd, expiresMs: 3))),
+            .expiringCredit(ExpiringCredit(entry: entry, grant: GrantMade(grantId: odd, expiresMs: 3))),
             .purchased(Purchased(userId: "u", tier: "Pro", paymentId: odd, months: 1200, newBalance: 5, ledgerEntryId: nil, tokensAdded: 0,
                                  subscriptionExpiresMs: nil, lastRenewalMs: 1, nextRenewalMs: 2, grant: nil)),
             .renewed(Renewed(userId: "u", tier: "Gift", downgraded: true, tokensAdded: 0, newBalance: 0, ledgerEntryId: nil,

@@ -124,7 +124,7 @@ final class OutboxDeliveryTests: XCTestCase {
         XCTAssertEqual(try Ledger.verify(path: h.databasePath), [])
     }
 
-    /// A worker died after a sweep settled a hold (its invalidation kept in the ledger, maybe sent)
+    /// A worker died after a sweep expired a hold (its invalidation kept in the ledger, maybe sent)
     /// and after a later debit committed (its list not acknowledged). The next worker sends both
     /// again; the last message a cache sees for the user must be the latest state, never the
     /// sweep's older snapshot.

@@ -149,7 +149,7 @@ final class TakeoverTests: XCTestCase {
     }
 
     /// A list of this very worker that nothing is settling (its acknowledgement was refused by a
-    /// Redis still loading after a restart, say) is settled by the idle sweep.
+    /// Redis still loading after a restart, say) is settled by the idle pass over leftover lists.
     func testAnIdleWorkerSettlesItsOwnLeftoverList() throws {
         let h = try WorkerHarness()
         let worker = try WorkerProcess(h, workerId: "tidy")

@@ -108,9 +108,9 @@ struct Auditor {
         }
         try checkRefunds(accounts)
         try checkJobs(v2: v2)
-        // holds, grants, lapses, monitors (Audit+Credit), against the balances the entries give: an
+        // holds, grants, lapses, monitors (Audit+Extras), against the balances the entries give: an
         // account row lags behind its unmerged entries.
-        try checkCredit(balances: Dictionary(uniqueKeysWithValues: accounts.map { ($0.key, $0.value.sum) }))
+        try checkExtras(balances: Dictionary(uniqueKeysWithValues: accounts.map { ($0.key, $0.value.sum) }))
     }
 
     mutating func checkEntries(_ accounts: inout [Int64: AccountCheck]) throws {
@@ -155,7 +155,7 @@ struct Auditor {
             }
             let (sumAfter, overflow) = before.addingReportingOverflow(amount)
             let spending = kind == Schema.Kind.charge.rawValue || kind == Schema.Kind.debit.rawValue
-            let negative = spending || kind == Schema.Kind.expiry.rawValue  // credit: a lapse writes tokens off
+            let negative = spending || kind == Schema.Kind.expiry.rawValue  // extras: a lapse writes tokens off
             if overflow || sumAfter != after || Schema.Kind(rawValue: kind) == nil || (negative ? amount > 0 : amount < 0) {
                 add(Code.entryArithmetic, user: u, entry: id, "Entry \(id) of \(u) is inconsistent: \(before) + \(amount) recorded as \(after) (kind \(kind)).")
             }
@@ -181,7 +181,7 @@ struct Auditor {
                 add(Code.balanceMismatch, user: u, entry: id, "The account row of \(u) records balance \(a.rowBalance), spent \(a.rowSpent) and \(a.rowCount) entries at entry \(id); its entries up to there give \(a.sum), \(a.replaySpent) and \(a.count).")
             }
             if id > a.rowLastEntryId ?? 0 {
-                // After the row: the tail, replayed onto the row as the ledger does.
+                // After the row: the tail, folded into the row as the ledger does.
                 if id <= mergedEntryId && !a.lagReported {
                     a.lagReported = true
                     add(Code.accountBookkeeping, user: u, entry: id, "The account row of \(u) ends at entry \(a.rowLastEntryId.map(String.init) ?? "none") but entry \(id) is merged: merged entries must be in the row.")

@@ -5,7 +5,7 @@
 ///
 /// - held >= 0, granted >= 0, held + granted <= balance: `reserved_beyond_balance` (and
 ///   `held_mismatch`, `granted_mismatch` for the rows behind them), checked for every account
-///   whose balance or credit columns the transaction changed (`flush`, `flushCredit`);
+///   whose balance or extras columns the transaction changed (`flush`, `flushExtras`);
 /// - a job id's one effect: `LedgerTail.storeJob` (`job_applied_twice`, `job_result_missing`).
 extension LedgerTransaction {
     func assertReservations(_ a: AccountRecord) throws {

@@ -4,7 +4,7 @@ import LedgerModel
 
 /// What the current command changed besides its own work: lapses and hold expiries written when
 /// an account was loaded, and the accounts whose `available` moved (for monitors).
-struct CreditState {
+struct ExtrasState {
     var sideChanges: [BalanceChange] = []
     var sideEvents: [LedgerEvent] = []
     /// Accounts whose `available` the current command may have moved, in first-touch order.
@@ -27,7 +27,7 @@ extension LedgerTransaction {
     func willChange(_ a: AccountRecord) {
         if a.availableBefore == nil {
             a.availableBefore = a.available
-            credit.touched.append(a)
+            extras.touched.append(a)
         }
     }
 
@@ -52,14 +52,14 @@ extension LedgerTransaction {
         while let r = try rows.next() { holds.append((r[0], r[1], r[2])) }
         for h in holds {
             let lapses = try closeHold(a, holdId: h.id, amount: h.amount, spend: 0, state: .expired, closedMs: h.expiresMs)
-            credit.sideChanges.append(change(a, entryId: nil, operationType: nil, amount: nil, atMs: entryTimeMs))
-            credit.sideChanges += lapses
+            extras.sideChanges.append(change(a, entryId: nil, operationType: nil, amount: nil, atMs: entryTimeMs))
+            extras.sideChanges += lapses
             var e = LedgerEvent(LedgerEvent.holdExpired)
             e.add("userId", a.userId)
             e.add("holdId", h.id)
             e.add("amount", h.amount)
             e.add("at", ms: h.expiresMs)
-            credit.sideEvents.append(e)
+            extras.sideEvents.append(e)
         }
         var grants: [(id: String, remaining: Int64, expiresMs: Int64)] = []
         let g = try Row.fetchCursor(db.cachedStatement(sql: SQL.dueGrants), arguments: [a.id, decisionNowMs])
@@ -86,16 +86,16 @@ extension LedgerTransaction {
         }
         try db.cachedStatement(sql: SQL.markLapsed).execute(arguments: [entryTimeMs, remaining, grantId])
         guard db.changesCount == 1 else { throw LedgerInvariantError("grant \(grantId) lapsed twice") }
-        a.dirtyCredit = true
+        a.dirtyExtras = true
         guard let entryId else { return }
-        credit.sideChanges.append(change(a, entryId: entryId, operationType: Self.expiryOperationType, amount: -remaining, atMs: entryTimeMs))
+        extras.sideChanges.append(change(a, entryId: entryId, operationType: Self.expiryOperationType, amount: -remaining, atMs: entryTimeMs))
         var e = LedgerEvent(LedgerEvent.grantExpired)
         e.add("userId", a.userId)
         e.add("grantId", grantId)
         e.add("tokensAmount", -remaining)
         e.add("expiresAt", ms: expiresMs)
         e.add("at", ms: entryTimeMs)
-        credit.sideEvents.append(e)
+        extras.sideEvents.append(e)
     }
 
     /// `{"grantId","expiresAt"}`, plus `holdId` when a closing hold gave back tokens of a grant
@@ -112,7 +112,7 @@ extension LedgerTransaction {
         let next = try Int64.fetchOne(db.cachedStatement(sql: SQL.nextDue), arguments: [a.id])
         if next != a.nextDueMs {
             a.nextDueMs = next
-            a.dirtyCredit = true
+            a.dirtyExtras = true
         }
     }
 
@@ -120,17 +120,17 @@ extension LedgerTransaction {
     func dueNoLaterThan(_ a: AccountRecord, _ ms: Int64) {
         if a.nextDueMs.map({ ms < $0 }) ?? true {
             a.nextDueMs = ms
-            a.dirtyCredit = true
+            a.dirtyExtras = true
         }
     }
 
     /// The side effects gathered so far, handed over once.
     func takeSideEffects() -> (changes: [BalanceChange], events: [LedgerEvent]) {
         defer {
-            credit.sideChanges.removeAll(keepingCapacity: true)
-            credit.sideEvents.removeAll(keepingCapacity: true)
+            extras.sideChanges.removeAll(keepingCapacity: true)
+            extras.sideEvents.removeAll(keepingCapacity: true)
         }
-        return (credit.sideChanges, credit.sideEvents)
+        return (extras.sideChanges, extras.sideEvents)
     }
 
     /// Completes a command's result: its own change and time (for `job.applied`), the side
@@ -140,13 +140,13 @@ extension LedgerTransaction {
         result.atMs = entryTimeMs
         if result.own == nil { result.own = result.changes.last }
         var pendingChanges: [BalanceChange] = []
-        if !credit.sideChanges.isEmpty || !credit.sideEvents.isEmpty {
+        if !extras.sideChanges.isEmpty || !extras.sideEvents.isEmpty {
             let side = takeSideEffects()
             result.changes = side.changes + result.changes
             result.events = side.events + result.events
             pendingChanges = side.changes
         }
-        if !credit.touched.isEmpty { result.alerts = try evaluateMonitors() }
+        if !extras.touched.isEmpty { result.alerts = try evaluateMonitors() }
         // A replay of the job resends its own change, not these: they are kept until sent.
         if result.pendingSeq == nil, !pendingChanges.isEmpty || !result.events.isEmpty || !result.alerts.isEmpty {
             result.pendingSeq = try keepUntilSent(changes: pendingChanges, events: result.events + result.alerts)
@@ -154,19 +154,19 @@ extension LedgerTransaction {
         return result
     }
 
-    /// Writes the credit columns of the accounts that changed them (accounts that never used
+    /// Writes the extras columns of the accounts that changed them (accounts that never used
     /// holds, grants or monitors never get here).
-    func flushCredit() throws {
-        for a in dirtyCreditAccounts() {
+    func flushExtras() throws {
+        for a in dirtyExtrasAccounts() {
             try assertReservations(a)
-            try db.cachedStatement(sql: SQL.updateAccountCredit)
+            try db.cachedStatement(sql: SQL.updateAccountExtras)
                 .execute(arguments: [a.held, a.granted, a.nextDueMs, a.monitors, a.id])
-            a.dirtyCredit = false
+            a.dirtyExtras = false
         }
     }
 }
 
-/// What the ledger did on its own, kept until the worker has sent it (see `Schema+Credit`).
+/// What the ledger did on its own, kept until the worker has sent it (see `Schema+Extras`).
 extension LedgerTransaction {
     enum PendingKind: Int64 {
         case change = 0, event = 1
@@ -229,7 +229,7 @@ extension LedgerTransaction.SQL {
             UNION ALL SELECT min(expires_ms) FROM grants WHERE account_id = ?1 AND lapsed_ms IS NULL)
         """
     static let insertPending = "INSERT INTO pending_sends (kind, payload) VALUES (?, ?)"
-    static let updateAccountCredit = "UPDATE accounts SET held = ?, granted = ?, next_due_ms = ?, monitors = ? WHERE id = ?"
+    static let updateAccountExtras = "UPDATE accounts SET held = ?, granted = ?, next_due_ms = ?, monitors = ? WHERE id = ?"
     static let dueAccountsToSweep = """
         SELECT \(AccountRecord.columns) FROM accounts WHERE next_due_ms <= ?1 ORDER BY next_due_ms, id LIMIT ?2
         """

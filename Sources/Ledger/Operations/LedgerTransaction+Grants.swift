@@ -53,7 +53,7 @@ extension LedgerTransaction {
         try db.cachedStatement(sql: SQL.insertGrant).execute(arguments: [grantId, a.id, amount, amount, expiresMs, decisionNowMs, source])
         willChange(a)
         a.granted += amount
-        a.dirtyCredit = true
+        a.dirtyExtras = true
         dueNoLaterThan(a, expiresMs)
     }
 
@@ -83,7 +83,7 @@ extension LedgerTransaction {
         }
         let total = amount - left
         a.granted -= total
-        a.dirtyCredit = true
+        a.dirtyExtras = true
         return taken
     }
 
@@ -102,7 +102,7 @@ extension LedgerTransaction {
         try makeGrant(a, grantId: grantId, amount: amount, expiresMs: expiresMs)
         let c = change(a, entryId: id, operationType: operationType, amount: amount, atMs: entryTimeMs)
         let credited = ExpiringCredit(entry: EntryWritten(newBalance: a.balance, ledgerEntryId: id, tokensAmount: amount),
-                                      grant: GrantTerm(grantId: grantId, expiresMs: expiresMs))
+                                      grant: GrantMade(grantId: grantId, expiresMs: expiresMs))
         return Executed(result: CommandResult(.expiringCredit(credited), changes: [c]), entryId: id, accountId: a.id)
     }
 

@@ -55,7 +55,7 @@ extension LedgerTransaction {
         }
         try db.cachedStatement(sql: SQL.insertHold).execute(arguments: [holdId, a.id, value, operation, metadata, decisionNowMs, expiresMs])
         a.held += value
-        a.dirtyCredit = true
+        a.dirtyExtras = true
         dueNoLaterThan(a, expiresMs)
         let c = change(a, entryId: nil, operationType: nil, amount: nil, atMs: entryTimeMs)
         let held = Held(userId: userId, holdId: holdId, amount: value, available: a.available, expiresMs: expiresMs)
@@ -140,7 +140,7 @@ extension LedgerTransaction {
         guard db.changesCount == 1 else { throw LedgerInvariantError("hold \(holdId) closed twice") }
         willChange(a)
         a.held -= amount
-        a.dirtyCredit = true
+        a.dirtyExtras = true
         var portions: [(grantId: String, amount: Int64, expiresMs: Int64, lapsed: Bool)] = []
         let rows = try Row.fetchCursor(db.cachedStatement(sql: SQL.holdPortions), arguments: [holdId])
         while let r = try rows.next() { portions.append((r[0], r[1], r[2], (r[3] as Int64?) != nil)) }

@@ -21,7 +21,7 @@ extension LedgerTransaction {
         try db.cachedStatement(sql: SQL.upsertMonitor).execute(arguments: [a.id, monitorId, threshold])
         if !existed {
             a.monitors += 1
-            a.dirtyCredit = true
+            a.dirtyExtras = true
         }
         let set = MonitorSet(userId: userId, monitorId: monitorId, threshold: threshold, armed: a.available >= threshold, replaced: existed)
         return Executed(result: CommandResult(.monitorSet(set)), accountId: nil)
@@ -34,14 +34,14 @@ extension LedgerTransaction {
             return .refused(Refusal(code: .monitorNotFound, message: "User \(userId) has no monitor \(monitorId)."))
         }
         a.monitors -= 1
-        a.dirtyCredit = true
+        a.dirtyExtras = true
         return Executed(result: CommandResult(.monitorRemoved(MonitorRemoved(userId: userId, monitorId: monitorId))), accountId: nil)
     }
 
     /// The `balance.low` events of the accounts the current command changed, and forgets them.
     func evaluateMonitors() throws -> [LedgerEvent] {
         var fired: [LedgerEvent] = []
-        for a in credit.touched {
+        for a in extras.touched {
             defer {
                 a.availableBefore = nil
                 a.entryInCommand = nil
@@ -70,7 +70,7 @@ extension LedgerTransaction {
             }
             for (id, t) in own { fire(id, t) }
         }
-        credit.touched.removeAll(keepingCapacity: true)
+        extras.touched.removeAll(keepingCapacity: true)
         return fired
     }
 }

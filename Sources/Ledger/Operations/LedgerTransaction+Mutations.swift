@@ -19,10 +19,10 @@ extension LedgerTransaction {
         if gift.allocation > 0 {
             entryId = try appendEntry(a, kind: .renewal, operationType: "renewal", amount: gift.allocation, jobId: jobId, metadata: nil)
         }
-        // credit: under the `expire` policy the first period's allocation is a grant too.
+        // extras: under the `expire` policy the first period's allocation is a grant too.
         let grant = try renewalGrant(a, amount: entryId == nil ? 0 : gift.allocation)
         let opened = Opened(userId: userId, tier: a.tier, newBalance: a.balance, ledgerEntryId: entryId, lastRenewalMs: a.lastRenewalMs,
-                            nextRenewalMs: a.nextRenewalMs, grant: grant.map { GrantTerm(grantId: $0.grantId, expiresMs: $0.expiresMs) })
+                            nextRenewalMs: a.nextRenewalMs, grant: grant.map { GrantMade(grantId: $0.grantId, expiresMs: $0.expiresMs) })
         let c = change(a, entryId: entryId, operationType: entryId == nil ? nil : "renewal", amount: entryId == nil ? nil : a.balance, atMs: entryTimeMs)
         return Executed(result: CommandResult(.opened(opened), changes: [c]), entryId: entryId, accountId: a.id)
     }
@@ -36,7 +36,7 @@ extension LedgerTransaction {
         if overflow { return .refused(.overflow("tokens spent")) }
         let id = try appendEntry(a, kind: kind, operationType: operationType, amount: -amount, jobId: jobId, metadata: metadata)
         a.spent = spent
-        if a.granted > 0 { _ = try takeFromGrants(a, amount) }  // credit: soonest-lapsing grants first
+        if a.granted > 0 { _ = try takeFromGrants(a, amount) }  // extras: soonest-lapsing grants first
         return entryOutcome(a, entryId: id, operationType: operationType, amount: -amount)
     }
 

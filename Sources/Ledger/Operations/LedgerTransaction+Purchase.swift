@@ -3,7 +3,7 @@ import LedgerModel
 
 /// purchase.
 ///
-/// A payment id is applied once, whatever the job id. A purchase that arrives again under a
+/// A payment id counts once, whatever the job id. A purchase that arrives again under a
 /// new job id with a used payment id answers the first purchase's result with
 /// `duplicate: true` when it names the same user and tier (a producer retrying with a fresh
 /// job id), and is refused with `duplicate_payment` when the user or the tier differs (the
@@ -22,7 +22,7 @@ extension LedgerTransaction {
             return .refused(Refusal(code: .invalidMonths,
                                         message: "months must be between 1 and \(Self.maxMonths); it is \(months)."))
         }
-        // credit: an expiring allocation is checked before anything is written.
+        // extras: an expiring allocation is checked before anything is written.
         var grantExpiresMs: Int64? = nil
         if allocationExpiresIn != nil || config.renewalPolicy == .expire, let e = Self.reservedGrant(jobId) { return .refused(e) }
         if let seconds = allocationExpiresIn {
@@ -52,7 +52,7 @@ extension LedgerTransaction {
             entryId = try appendEntry(a, kind: .purchase, operationType: "purchase", amount: tierConfig.allocation,
                                       jobId: jobId, metadata: metadata)
         }
-        // credit: the allocation as a grant (`allocationExpiresIn`, or the period under `expire`).
+        // extras: the allocation as a grant (`allocationExpiresIn`, or the period under `expire`).
         var grant: (grantId: String, expiresMs: Int64)? = nil
         if entryId != nil, let expiresMs = grantExpiresMs ?? (config.renewalPolicy == .expire ? a.nextRenewalMs : nil) {
             grant = (jobId ?? paymentId, expiresMs)
@@ -63,7 +63,7 @@ extension LedgerTransaction {
         let purchased = Purchased(userId: userId, tier: tier, paymentId: paymentId, months: Int64(months), newBalance: a.balance,
                                   ledgerEntryId: entryId, tokensAdded: entryId == nil ? 0 : tierConfig.allocation,
                                   subscriptionExpiresMs: a.expiresMs, lastRenewalMs: a.lastRenewalMs, nextRenewalMs: a.nextRenewalMs,
-                                  grant: grant.map { GrantTerm(grantId: $0.grantId, expiresMs: $0.expiresMs) })
+                                  grant: grant.map { GrantMade(grantId: $0.grantId, expiresMs: $0.expiresMs) })
         let c = change(a, entryId: entryId, operationType: entryId == nil ? nil : "purchase",
                        amount: entryId == nil ? nil : tierConfig.allocation, atMs: entryTimeMs)
         return Executed(result: CommandResult(.purchased(purchased), changes: [c]), entryId: entryId, accountId: a.id)

@@ -15,7 +15,7 @@ extension LedgerTransaction {
 
     func balance(_ userId: String) throws -> Executed {
         guard let a = try account(userId) else { return .refused(.userNotFound(userId)) }
-        // credit: held, available and the expiring grants not used up, soonest first.
+        // extras: held, available and the expiring grants not used up, soonest first.
         let held = try currentHeld(a)
         let grants = try grantList(a).map { GrantBalance(grantId: $0.grantId, remaining: $0.remaining, expiresMs: $0.expiresMs) }
         return Executed(result: CommandResult(.balance(BalanceReport(
@@ -28,7 +28,7 @@ extension LedgerTransaction {
             return .refused(Refusal(code: .unknownOperation, message: "The operation \(operation) has no configured cost."))
         }
         guard let a = try account(userId) else { return .refused(.userNotFound(userId)) }
-        let available = a.balance - (try currentHeld(a))  // credit: judged on available
+        let available = a.balance - (try currentHeld(a))  // extras: judged on available
         return Executed(result: CommandResult(.affordability(Affordability(
             canAfford: available >= cost, cost: cost, balance: a.balance, available: available, deficit: max(0, cost - available)))))
     }

@@ -71,7 +71,7 @@ extension LedgerTransaction {
         var changes: [BalanceChange] = []
         if grant > 0 {
             entryId = try appendEntry(a, kind: .renewal, operationType: "renewal", amount: grant, jobId: jobId, metadata: nil)
-            _ = try renewalGrant(a, amount: grant)  // credit: a grant under the `expire` policy
+            _ = try renewalGrant(a, amount: grant)  // extras: a grant under the `expire` policy
             changes.append(change(a, entryId: entryId, operationType: "renewal", amount: grant, atMs: entryTimeMs))
         } else if downgraded {
             changes.append(change(a, entryId: nil, operationType: nil, amount: nil, atMs: entryTimeMs))
@@ -133,7 +133,7 @@ extension LedgerTransaction {
             // Taken before renewing moves it: the place of the row the selection read.
             last = RenewalCursor(nextRenewalMs: a.nextRenewalMs, accountId: a.id)
             guard a.nextRenewalMs <= decisionNowMs else { continue }
-            // credit: lapses and hold expiries due are written before the renewal.
+            // extras: lapses and hold expiries due are written before the renewal.
             if !dryRun {
                 try expireIfDue(a)
                 let side = takeSideEffects()
@@ -152,7 +152,7 @@ extension LedgerTransaction {
             }
         }
         if left, let last { summary.remaining = .more(after: last) }
-        if !dryRun {  // credit: alerts, and what to announce kept until sent
+        if !dryRun {  // extras: alerts, and what to announce kept until sent
             summary.events += try evaluateMonitors()
             if let run, summary.remaining == .allTaken {
                 summary.events.append(try completeRun(run, adding: summary))
@@ -199,7 +199,7 @@ extension LedgerTransaction {
                                     errors: s.errors, renewals: s.renewals,
                                     figures: config.renewalPolicy == .rollover ? .withRollover : .plain)
         var result = CommandResult(.renewedAll(report), changes: s.changes)
-        result.events = s.events  // credit: lapses before the renewals, alerts; kept until sent
+        result.events = s.events  // extras: lapses before the renewals, alerts; kept until sent
         result.pendingSeq = s.pendingSeq
         return Executed(result: result)
     }

@@ -140,7 +140,7 @@ final class LedgerTail: @unchecked Sendable {
     }
 
     /// Reads the tail from the file (inside the caller's transaction, for a consistent view),
-    /// replaying the entries after each lagging account row's `last_entry_id` onto it.
+    /// folding the entries after each lagging account row's `last_entry_id` into it (`foldIn`).
     func reload(_ db: Database) throws {
         let tail = try Self.load(db)
         reloads += 1
@@ -305,7 +305,7 @@ final class LedgerTail: @unchecked Sendable {
                 rows[accountId] = row
             }
             guard let a = row, id > a.lastEntryId ?? 0 else { continue }
-            a.replay(entryId: id, kind: kind, amount: amount, balanceAfter: entries.int64(6))
+            a.foldIn(entryId: id, kind: kind, amount: amount, balanceAfter: entries.int64(6))
             a.lagging = true
         }
         entries.reset()

@@ -2,7 +2,7 @@ import Foundation
 
 /// Serialises schema migrations across processes: an exclusive `flock` on a file beside the
 /// ledger (`<ledger>-migrate.lock`), held while the migrator runs. The second process to get it
-/// finds the migrations applied and proceeds.
+/// finds the migrations already run and proceeds.
 ///
 /// Why a separate file: SQLite's own locks are POSIX record locks, which a process loses on its
 /// file when it closes any descriptor of it; a lock on the ledger file itself would break them.

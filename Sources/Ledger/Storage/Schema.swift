@@ -131,7 +131,7 @@ enum Schema {
         m.registerMigration("v2-append-only-hot-path") { db in
             try migrateToAppendOnlyHotPath(db)
         }
-        registerCredit(&m)
+        registerExtras(&m)
         registerPendingSendsSequence(&m)
         m.registerMigration(spentAfterMigration) { db in
             // balanceAt reads the spent total at an entry in one seek. Older entries keep NULL
@@ -158,7 +158,7 @@ enum Schema {
     ///   in key order, up to `storage_state.merged_entry_id`; the entries after that are found
     ///   through the in-memory tail.
     /// - An `accounts` row may lag behind its entries by the unmerged tail: it is exact as of its
-    ///   `last_entry_id`, and the entries after that are replayed onto it at open.
+    ///   `last_entry_id`, and the entries after that are folded into it at open.
     /// Existing entries are indexed here once, read through `entries_by_account` in its own order.
     static func migrateToAppendOnlyHotPath(_ db: Database) throws {
         try db.execute(sql: """

@@ -339,7 +339,7 @@ extension Outcome {
         case .entry:
             return .entry(try r.entry())
         case .expiringCredit:
-            return .expiringCredit(ExpiringCredit(entry: try r.entry(), grant: GrantTerm(grantId: try r.string(), expiresMs: try r.int())))
+            return .expiringCredit(ExpiringCredit(entry: try r.entry(), grant: GrantMade(grantId: try r.string(), expiresMs: try r.int())))
         case .purchased:
             return .purchased(Purchased(userId: try r.string(), tier: try r.string(), paymentId: try r.string(), months: try r.int(),
                                         newBalance: try r.int(), ledgerEntryId: try r.optionalInt(), tokensAdded: try r.int(),
@@ -448,7 +448,7 @@ extension Outcome {
 private extension OutcomeWriter {
     mutating func entry(_ e: EntryWritten) { int(e.newBalance); int(e.ledgerEntryId); int(e.tokensAmount) }
 
-    mutating func grant(_ g: GrantTerm?) {
+    mutating func grant(_ g: GrantMade?) {
         bool(g != nil)
         if let g { string(g.grantId); int(g.expiresMs) }
     }
@@ -464,8 +464,8 @@ private extension OutcomeReader {
         EntryWritten(newBalance: try int(), ledgerEntryId: try int(), tokensAmount: try int())
     }
 
-    mutating func grant() throws -> GrantTerm? {
-        try bool() ? GrantTerm(grantId: try string(), expiresMs: try int()) : nil
+    mutating func grant() throws -> GrantMade? {
+        try bool() ? GrantMade(grantId: try string(), expiresMs: try int()) : nil
     }
 
     mutating func rollover() throws -> Rollover? {

@@ -10,7 +10,7 @@ public struct CommandResult: Sendable {
     /// The balance or tier changes to publish after the commit, one per ledger entry or tier
     /// change; a duplicate mutation repeats them with the account's current state.
     public var changes: [BalanceChange]
-    // -- credit (issue 13) --
+    // -- extras (issue 13) --
     /// The job's own change (its entry, or its hold), for the `job.applied` event; nil for a
     /// refusal, a query or a job that changed nothing.
     public var own: BalanceChange?
@@ -24,7 +24,7 @@ public struct CommandResult: Sendable {
     /// The last row of `pending_sends` this command wrote (its side changes, events, alerts):
     /// the worker tells the ledger once it has sent them (`Ledger.sweepDue(forgetSentThrough:)`).
     public var pendingSeq: Int64?
-    // -- end credit --
+    // -- end extras --
 
     public init(_ outcome: Outcome, duplicate: Bool = false, changes: [BalanceChange] = []) {
         self.outcome = outcome

@@ -46,7 +46,7 @@ final class LedgerTransaction {
     /// The statements every job runs, fetched once per transaction (see `RawStatement`).
     let hot: HotStatements
     /// Reservations, grants and monitors: what the current command changed on the side.
-    var credit = CreditState()
+    var extras = ExtrasState()
 
     struct HotStatements {
         let jobById, appendJob, insertEntry, accountByUser, updateAccountFull: RawStatement
@@ -153,7 +153,7 @@ final class LedgerTransaction {
             a.dirtyBalance = false
             a.dirtyRenewal = false
         }
-        try flushCredit()
+        try flushExtras()
     }
 
     /// Appends the result of `jobId` to `job_log` and to the tail (see `perform`).
@@ -176,8 +176,8 @@ final class LedgerTransaction {
     func tailEntries(of accountId: Int64) -> [LedgerTail.Entry] {
         tail.entries[accountId] ?? []
     }
-    /// The accounts whose credit columns changed (see `flushCredit`).
-    func dirtyCreditAccounts() -> [AccountRecord] { byId.values.filter(\.dirtyCredit) }
+    /// The accounts whose extras columns changed (see `flushExtras`).
+    func dirtyExtrasAccounts() -> [AccountRecord] { byId.values.filter(\.dirtyExtras) }
 
     // MARK: Entries
 

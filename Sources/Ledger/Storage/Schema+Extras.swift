@@ -20,7 +20,9 @@ import GRDB
 ///   worker has sent it: a crash between the commit and the send resends it (at least once), as
 ///   a replayed batch resends its jobs' messages.
 extension Schema {
-    static let creditMigration = "v2-credit"
+    /// "v2-credit" is a historical name (the extras were first called credit): existing ledgers
+    /// record it in `grdb_migrations`, so it never changes.
+    static let extrasMigration = "v2-credit"
 
     /// Hold states as stored.
     enum HoldState: Int64 {
@@ -36,8 +38,8 @@ extension Schema {
         }
     }
 
-    static func registerCredit(_ m: inout DatabaseMigrator) {
-        m.registerMigration(creditMigration) { db in
+    static func registerExtras(_ m: inout DatabaseMigrator) {
+        m.registerMigration(extrasMigration) { db in
             try db.execute(sql: """
                 ALTER TABLE accounts ADD COLUMN held INTEGER NOT NULL DEFAULT 0;
                 ALTER TABLE accounts ADD COLUMN granted INTEGER NOT NULL DEFAULT 0;

@@ -5,7 +5,7 @@ import LedgerModel
 
 /// Reservations, expiring grants and monitors on the ledger alone (a real SQLite file, a manual
 /// clock), each test ending with `verify`.
-final class CreditTests: XCTestCase {
+final class ExtrasTests: XCTestCase {
     func assertSound(_ f: Fixture, file: StaticString = #filePath, line: UInt = #line) throws {
         XCTAssertEqual(try Ledger.verify(path: f.path), [], file: file, line: line)
     }
@@ -85,7 +85,7 @@ final class CreditTests: XCTestCase {
         try assertSound(f)
     }
 
-    func testHoldExpiresAtItsTimeAndIsSettledByTheSweep() throws {
+    func testHoldExpiresAtItsTimeAndIsWrittenByTheSweep() throws {
         let f = try Fixture()
         try f.run(.open(userId: "u"))
         try f.run(.hold(userId: "u", amount: 30, operation: nil, expiresIn: 60, metadata: nil), jobId: "h")

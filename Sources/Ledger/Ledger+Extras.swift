@@ -24,7 +24,7 @@ extension LedgerReader {
     }
 }
 
-/// A change or event the ledger made on its own and kept until sent (see `Schema+Credit`).
+/// A change or event the ledger made on its own and kept until sent (see `Schema+Extras`).
 public enum PendingSend: Sendable, Equatable {
     /// An invalidation, with the account's state as it is now (see `pendingSends`).
     case change(BalanceChange)

@@ -4,7 +4,7 @@ import Ledger
 import LedgerModel
 import Redis
 
-/// `credit`: reservations and expiries through the real worker.
+/// `extras`: holds and expiries through the real worker (`credit`, its former name, still runs it).
 ///
 /// - Hold + capture pairs as request/reply from many producers at once (each a thread with its own
 ///   connection, as many services would be): each pair is a `hold`, its reply, a `capture` of part
@@ -13,10 +13,11 @@ import Redis
 ///   lapsing grant and every other one a hold on it, all due when the worker starts. Figure: the
 ///   time until no due account is left, and the latency of request/reply charges on other accounts
 ///   sent meanwhile (the sweep runs in chunks between batches: it must not stall the queue).
-struct CreditBench: ParsableCommand, Scenario {
-    static let name = "credit"
+struct ExtrasBench: ParsableCommand, Scenario {
+    static let name = "extras"
     static let configuration = CommandConfiguration(
-        commandName: "credit", abstract: "Hold + capture pairs from many producers; an expiry sweep of lapsing grants and holds.")
+        commandName: "extras", abstract: "Hold + capture pairs from many producers; an expiry sweep of lapsing grants and holds.",
+        aliases: ["credit"])
 
     @OptionGroup var options: CommonOptions
     @Option(help: "Producers (threads) sending hold + capture pairs (default 32; smoke 2).") var producers: Int?
@@ -42,12 +43,12 @@ struct CreditBench: ParsableCommand, Scenario {
         let producers = self.producers ?? (context.smoke ? 2 : 32)
         let pairs = self.pairs ?? (context.smoke ? 10 : 500)
         let report = context.report
-        let path = try context.ledgerPath("credit-pairs")
+        let path = try context.ledgerPath("extras-pairs")
         defer { context.discard(path) }
-        let prefix = context.prefix("credit")
+        let prefix = context.prefix("extras")
         let run = context.runId
         try Accounts.open(try Ledger(path: path), count: producers * 10, credit: 1_000_000_000, run: run)
-        let worker = try startWorker(context, path: path, prefix: prefix, log: "worker-credit-pairs")
+        let worker = try startWorker(context, path: path, prefix: prefix, log: "worker-extras-pairs")
         defer { worker.stop() }
         let url = context.options.redisUrl
         let jobsKey = "\(prefix):jobs"
@@ -103,21 +104,21 @@ struct CreditBench: ParsableCommand, Scenario {
             shared.lock.lock(); shared.latencies.add(local); shared.lock.unlock()
         }
         let seconds = System.seconds(since: started)
-        if let error = shared.errors.first { report.fail("credit: \(shared.errors.count) producers failed: \(error)") }
+        if let error = shared.errors.first { report.fail("extras: \(shared.errors.count) producers failed: \(error)") }
         let total = shared.latencies.count
         report.add(Self.name, "hold + capture pairs per second (\(producers) producers)", Double(total) / seconds, .jobsPerSecond,
                    note: "value is pairs/s: \(total) pairs in \(String(format: "%.1f", seconds)) s, request/reply")
         shared.latencies.report(report, Self.name, "  pair (hold reply + capture reply)", note: "\(producers) producers")
         _ = worker.stop()
         let verify = try runTool(context.workerBinary, ["verify", "--database", path])
-        if verify.status != 0 { report.fail("credit: tokenledger verify failed:\n\(verify.output.suffix(2000))") }
+        if verify.status != 0 { report.fail("extras: tokenledger verify failed:\n\(verify.output.suffix(2000))") }
         try RedisConnection(url: url).deleteKeys(prefix: prefix)
     }
 
     func sweep(_ context: Context) throws {
         let grants = self.grants ?? (context.smoke ? 500 : 200_000)
         let report = context.report
-        let path = try context.ledgerPath("credit-sweep")
+        let path = try context.ledgerPath("extras-sweep")
         defer { context.discard(path) }
         let prefix = context.prefix("sweep")
         let run = context.runId
@@ -147,7 +148,7 @@ struct CreditBench: ParsableCommand, Scenario {
         report.log("sweep: \(grants) lapsing grants and \(grants / 2) lapsing holds made in \(String(format: "%.1f", System.seconds(since: t0))) s")
         let reader = try LedgerReader(path: path)
         let due = try reader.unsweptDueAccounts()
-        let worker = try startWorker(context, path: path, prefix: prefix, log: "worker-credit-sweep")
+        let worker = try startWorker(context, path: path, prefix: prefix, log: "worker-extras-sweep")
         defer { worker.stop() }
         let started = System.nowNs()
         let redis = try RedisConnection(url: context.options.redisUrl)
@@ -169,11 +170,11 @@ struct CreditBench: ParsableCommand, Scenario {
         }
         let seconds = sweepSeconds ?? 0
         report.add(Self.name, "expiry sweep: \(grants) grants + \(grants / 2) holds", seconds, .s,
-                   note: "\(due) due accounts settled from the worker's start; \(String(format: "%.0f", Double(due) / max(seconds, 0.001))) accounts/s")
+                   note: "\(due) due accounts swept from the worker's start; \(String(format: "%.0f", Double(due) / max(seconds, 0.001))) accounts/s")
         latencies.report(report, Self.name, "  charge latency during the sweep", note: "closed loop, request/reply, \(latencies.count) charges")
         _ = worker.stop()
         let verify = try runTool(context.workerBinary, ["verify", "--database", path])
-        if verify.status != 0 { report.fail("credit: tokenledger verify after the sweep failed:\n\(verify.output.suffix(2000))") }
+        if verify.status != 0 { report.fail("extras: tokenledger verify after the sweep failed:\n\(verify.output.suffix(2000))") }
         try redis.deleteKeys(prefix: prefix)
     }
 }

@@ -4,7 +4,7 @@ import GRDB
 /// `granted` agree with its holds and grants and never exceed its balance together; each lapse
 /// is written once and matches its grant; each hold is closed once.
 extension Auditor {
-    mutating func checkCredit(balances: [Int64: Int64]) throws {
+    mutating func checkExtras(balances: [Int64: Int64]) throws {
         let tables = Set(try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table'"))
         guard tables.contains("holds"), tables.contains("grants") else { return }  // a ledger from before v2-credit
         let rows = try Row.fetchAll(db, sql: """

@@ -8,7 +8,7 @@ import XCTest
 
 /// Reservations, grants, monitors and the events stream through a real redis-server, a real
 /// worker and a real SQLite file, with the clock under the test's control.
-final class CreditEndToEndTests: XCTestCase {
+final class ExtrasEndToEndTests: XCTestCase {
     func streamEvents(_ h: WorkerHarness) throws -> [StreamEntry] { try h.redis.xrange(h.keys.events) }
 
     func json(_ payload: [UInt8]) throws -> [String: Any] {
@@ -101,7 +101,7 @@ final class CreditEndToEndTests: XCTestCase {
         XCTAssertEqual(try Ledger.verify(path: h.databasePath), [])
     }
 
-    func testGrantsLapseInOrderAndTheSweepSettlesUntouchedAccounts() async throws {
+    func testGrantsLapseInOrderAndTheSweepWritesUntouchedAccounts() async throws {
         let h = try WorkerHarness()
         let clock = ManualClock(LedgerTime.parse("2026-03-01T12:00:00Z")!)
         let worker = try h.startWorker(clock: clock)
