@@ -36,6 +36,9 @@ final class ActiveTerm {
         self.configuration = configuration
     }
 
+    /// The last wait timed out with `P:jobs` empty, and no take has run since.
+    private var waitFoundNothing = false
+
     var reconnects: Int { droppedReconnects + (io?.reconnectCount ?? 0) }
 
     private func redisIO() throws(RedisError) -> RedisIO {
@@ -48,14 +51,25 @@ final class ActiveTerm {
     }
 
     /// The batch taken ahead if any, else a new take that waits up to `wait` seconds for a job.
-    func nextBatch(wait: Double) throws -> TakenBatch {
+    ///
+    /// The wait blocks this thread on its own connection (`link`), never the Redis thread, which
+    /// partitions share (`RedisIO.lanes`) and which stays free to send meanwhile. After a wait
+    /// that found the queue empty, the next waits first: a job pushed since ends that wait at
+    /// once, so an idle partition sends one command per wait.
+    func nextBatch(wait: Double, link: JobQueue) throws -> TakenBatch {
         let io = try redisIO()
         if let next = prefetched {
             prefetched = nil
             let batch = try next.wait()
             if !batch.isEmpty || wait <= 0 { return batch }
         }
-        return try io.take(max: configuration.batchSize, timeout: wait).wait()
+        if !(waitFoundNothing && wait > 0) {
+            let batch = try io.take(max: configuration.batchSize, timeout: 0).wait()
+            if !batch.isEmpty || wait <= 0 { return batch }
+        }
+        waitFoundNothing = try !link.waitForJobs(timeout: wait)
+        guard !waitFoundNothing else { return TakenBatch(list: "", raws: []) }
+        return try io.take(max: configuration.batchSize, timeout: 0).wait()
     }
 
     /// Takes the next batch while the current one commits. Only after a full batch: a batch

@@ -18,8 +18,6 @@ final class JobQueue {
     /// `<n>` of the next list: microseconds at start, then +1 per take, so that lists of one
     /// worker id sort in take order across restarts too.
     private var nextSequence: UInt64
-    /// The last wait timed out with `P:jobs` empty, and no take has run since.
-    private var waitFoundNothing = false
 
     /// Moves up to ARGV[1] of the oldest jobs into the list KEYS[2] (named ARGV[2] in KEYS[3]),
     /// only while this worker start (ARGV[3], its lease holder value) holds the lease KEYS[4], and
@@ -60,16 +58,10 @@ final class JobQueue {
     /// Takes up to `max` jobs, oldest first: everything already waiting in one round trip, or,
     /// when the queue is empty, what is there once a job arrives within `timeout` seconds.
     /// Throws `QueueError.leaseNotHeld` when this worker does not hold the lease.
-    ///
-    /// After a wait that found the queue empty, the next take with a timeout waits first: a job
-    /// pushed since wakes that wait at once, and an idle partition sends one command per wait.
     func take(max: Int, timeout: Double) throws -> TakenBatch {
-        if !(waitFoundNothing && timeout > 0) {
-            let waiting = try takeWaiting(max: max)
-            if !waiting.isEmpty || timeout <= 0 { return waiting }
-        }
-        waitFoundNothing = try !waitForJobs(timeout: timeout)
-        guard !waitFoundNothing else { return batch("\(workerId):\(nextSequence)", []) }
+        let waiting = try takeWaiting(max: max)
+        if !waiting.isEmpty || timeout <= 0 { return waiting }
+        guard try waitForJobs(timeout: timeout) else { return waiting }
         return try takeWaiting(max: max)
     }
 
@@ -91,7 +83,6 @@ final class JobQueue {
             throw error
         }
         let raws = reply.array?.compactMap(\.bytes) ?? []
-        waitFoundNothing = false
         if !raws.isEmpty { nextSequence += 1 }
         return batch(list, raws)
     }

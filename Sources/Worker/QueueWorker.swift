@@ -108,17 +108,19 @@ final class QueueWorker {
         }
         let renewing = try renewIfDue(term)
         let sweeping = try sweepIfDue(term)  // the expiry sweep (QueueWorker+Expiry)
-        // Idle, the queue's depth is known (its waits find nothing): sampled less often.
-        if chores.due(\.depthSample, every: chores.idleWaitSeconds == nil ? .seconds(2) : .seconds(30)) {
-            metrics.queueDepth.record(try link.redis.llen(configuration.keys.jobs))
+        if chores.due(\.ledgerSample, every: .seconds(2)) {
             sampleLedger()
             sampleHolds()
+        }
+        // Idle, the queue's depth is known (its waits find nothing): Redis is asked less often.
+        if chores.due(\.depthSample, every: chores.idleWaitSeconds == nil ? .seconds(2) : .seconds(30)) {
+            metrics.queueDepth.record(try link.redis.llen(configuration.keys.jobs))
             try sampleRecoveryStream(link)
         }
         budget.lap(.chores)
         // While a renewal run is in progress, take only what is already waiting.
         let wait = renewing || sweeping ? 0 : chores.idleWaitSeconds ?? configuration.pollSeconds
-        let batch = try term.nextBatch(wait: wait)
+        let batch = try term.nextBatch(wait: wait, link: link)
         budget.lap(.take)
         if wait > 0 { chores.idleWaitSeconds = batch.isEmpty ? min(wait * 2, configuration.idleWaitSeconds) : nil }
         if batch.isEmpty {
@@ -252,6 +254,7 @@ enum LoopState {
 /// Housekeeping between batches: when each chore last ran, and counters already reported.
 struct Chores {
     var depthSample = ContinuousClock.now - .seconds(60)
+    var ledgerSample = ContinuousClock.now - .seconds(60)
     /// The next wait for a job while the queue stays empty; nil while jobs come (`pollSeconds`).
     var idleWaitSeconds: Double?
     /// The expiry sweep's last look: in the past, so the first turn (start-up) settles at once.

@@ -1,18 +1,29 @@
 import Dispatch
+import Foundation
 import Redis
 import Synchronization
 
-/// The Redis side of the steady state, on a thread of its own: taking the next batch and sending
+/// The Redis side of the steady state, off the loop's thread: taking the next batch and sending
 /// the last one's outbox overlap with the ledger's commit, which is mostly a wait for fsync.
 ///
-/// Work runs in submission order on one serial queue: it is the one path by which the active
-/// worker sends outboxes (batches, renewal chunks, recoveries), so invalidations leave in commit
-/// order and a batch's outbox always leaves before a later take blocks. The connection is touched
+/// Work runs in submission order on one serial queue (on a lane shared with other partitions):
+/// it is the one path by which the active worker sends outboxes (batches, renewal chunks,
+/// recoveries), so invalidations leave in commit order, and a take queued after an outbox runs
+/// after it. The connection is touched
 /// only on that queue; that invariant is what `@unchecked Sendable` records.
 /// After the first failure every later operation fails at once with the same error, so the worker
 /// sees it on its next wait, drops this object and recovers on its own connection.
 final class RedisIO: @unchecked Sendable {
-    private let serial = DispatchQueue(label: "tokenledger.redis-io")
+    /// One partition's work, in order, on one of the process's lanes.
+    private let serial: DispatchQueue
+
+    /// The threads that carry every partition's Redis work: as many as the cores (at least
+    /// two), whatever the number of partitions. Their work is round trips and encoding, never a
+    /// long wait (the wait for a job is the loop's, on its own connection), so partitions that
+    /// share a lane only queue behind each other's sends.
+    static let lanes: [DispatchQueue] = (0..<max(2, ProcessInfo.processInfo.activeProcessorCount)).map {
+        DispatchQueue(label: "tokenledger.redis-io.\($0)")
+    }
     private let queue: JobQueue
     private var failure: (any Error)?
     private let reconnects = Atomic<Int>(0)
@@ -23,6 +34,7 @@ final class RedisIO: @unchecked Sendable {
     init(configuration: WorkerConfiguration, firstSequence: UInt64) throws(RedisError) {
         queue = JobQueue(redis: try configuration.redis.connect(), configuration: configuration,
                          firstSequence: firstSequence)
+        serial = DispatchQueue(label: "tokenledger.redis-io", target: Self.lanes[(configuration.keys.partition ?? 0) % Self.lanes.count])
     }
 
     /// The result of work submitted to the I/O thread.
