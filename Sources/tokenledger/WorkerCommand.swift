@@ -54,7 +54,7 @@ struct WorkerCommand: AsyncParsableCommand {
         try settings.refuseForeignLedgerFiles()
         guard try await refuseForeignLists(settings, logger) else { return }
         // One loop, ledger file, lease and scheduler per partition served.
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        var partitions: [WorkerService.Partition] = []
         var ledgers: [Ledger] = []
         var healths: [(partition: Int, health: WorkerHealth)] = []
         for partition in settings.servedPartitions {
@@ -71,11 +71,12 @@ struct WorkerCommand: AsyncParsableCommand {
             let health = WorkerHealth()
             ledgers.append(ledger)
             healths.append((partition, health))
-            services.append(.init(service: WorkerService(configuration: settings.workerConfiguration(partition: partition),
-                                                          ledger: ledger, logger: logger, health: health),
-                                  successTerminationBehavior: .gracefullyShutdownGroup,
-                                  failureTerminationBehavior: .gracefullyShutdownGroup))
+            partitions.append(.init(configuration: settings.workerConfiguration(partition: partition), ledger: ledger, health: health))
         }
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: WorkerService(partitions: partitions, logger: logger),
+                  successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup),
+        ]
         if let address = try settings.httpAddress() {
             let split = settings.partitioning.count > 1
             let healths = healths
