@@ -32,13 +32,14 @@ public struct LedgerConfig: Sendable, Codable, Equatable {
     /// read system call of a page the OS usually holds).
     public var cacheMebibytes: Int
     /// Unmerged job results and entries (the tail, kept in memory and rebuilt from the file at
-    /// open) at which the ledger starts merging them into its indexes. Default 24,576: large
+    /// open) at which the ledger starts merging them into its indexes. Default 49,152: large
     /// enough that a merge, done in key order, writes each index page once for many keys; small
     /// enough that the tail (about 200 bytes a row in memory, up to twice this while a merge runs)
-    /// keeps the worker near 64 MB, and that the merge's two steps that are one call each (sorting
-    /// the covered job ids, dropping them at the finish) stay short pauses (docs/BENCHMARKS.md,
-    /// "Issue 17's remaining targets"). The tail grows further while a merge is under way; past
-    /// twice this, a write merges by itself.
+    /// keeps the worker near 64-80 MB and is rebuilt in well under a second at open. Half of it
+    /// (24,576) measured 66 MB against 68-83 MB at the peak but 10-25 % more CPU per job, the
+    /// merges writing fewer keys per index page (docs/BENCHMARKS.md, "Issue 17's remaining
+    /// targets"). The tail grows further while a merge is under way; past twice this, a write
+    /// merges by itself.
     public var mergeThresholdRows: Int
     /// Rows one merge slice writes (one short transaction; see `Ledger.maintain`). Default 1024:
     /// a slice runs between two batches, so it is a pause for the jobs behind it, and a short
@@ -79,7 +80,7 @@ public struct LedgerConfig: Sendable, Codable, Equatable {
         busyTimeoutMilliseconds: Int = 5000,
         walAutoCheckpointPages: Int = 1000,
         cacheMebibytes: Int = 8,
-        mergeThresholdRows: Int = 24_576,
+        mergeThresholdRows: Int = 49_152,
         mergeSliceRows: Int = 1024,
         defaultMonitorThreshold: Int64? = nil,
         renewAllMaxAccounts: Int = 1000
