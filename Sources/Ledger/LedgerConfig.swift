@@ -36,7 +36,7 @@ public struct LedgerConfig: Sendable, Codable, Equatable {
     /// enough that a merge, done in key order, writes each index page once for many keys; small
     /// enough that the tail (about 200 bytes a row in memory, up to twice this while a merge runs)
     /// keeps the worker near 64-80 MB and is rebuilt in well under a second at open. Half of it
-    /// (24,576) measured 66 MB against 68-83 MB at the peak but 10-25 % more CPU per job, the
+    /// (24,576) measured 66 MB against 68-83 MB at the peak but 10-28 % more CPU per job, the
     /// merges writing fewer keys per index page (docs/BENCHMARKS.md, "Issue 17's remaining
     /// targets"). The tail grows further while a merge is under way; past twice this, a write
     /// merges by itself.
