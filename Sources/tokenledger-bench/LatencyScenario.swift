@@ -41,7 +41,7 @@ struct LatencyBench: ParsableCommand, Scenario {
             let ledger = try Ledger(path: path)
             try Accounts.open(ledger, count: accounts, credit: 1_000_000_000, run: run)
             // The worker starts with this tail: a merge begins once the jobs take it to the threshold.
-            report.log("accounts opened; unmerged tail \(try ledger.unmergedRows()) rows (merge threshold \(LedgerConfig().mergeThresholdRows))")
+            report.log("accounts opened; unmerged tail \(try ledger.unmergedRows()) rows (default merge threshold \(LedgerConfig().mergeThresholdRows); a config file may set another)")
         }
         // /metrics on a port of its own: the batch budget of the closed-loop charges.
         let port = freeLocalPort()
