@@ -34,9 +34,12 @@ public struct LedgerConfig: Sendable, Codable, Equatable {
     /// Unmerged job results and entries (the tail, kept in memory and rebuilt from the file at
     /// open) at which the ledger starts merging them into its indexes. Default 49,152: large
     /// enough that a merge, done in key order, writes each index page once for many keys; small
-    /// enough that the tail (about 200 bytes a row in memory) keeps the worker under 80 MB and is
-    /// rebuilt in well under a second at open. The tail grows further while a merge is under
-    /// way; past twice this, a write merges by itself.
+    /// enough that the tail (about 200 bytes a row in memory, up to twice this while a merge runs)
+    /// keeps the worker near 64-80 MB and is rebuilt in well under a second at open. Half of it
+    /// (24,576) measured 66 MB against 68-83 MB at the peak but 10-28 % more CPU per job, the
+    /// merges writing fewer keys per index page (docs/BENCHMARKS.md, "Issue 17's remaining
+    /// targets"). The tail grows further while a merge is under way; past twice this, a write
+    /// merges by itself.
     public var mergeThresholdRows: Int
     /// Rows one merge slice writes (one short transaction; see `Ledger.maintain`). Default 1024:
     /// a slice runs between two batches, so it is a pause for the jobs behind it, and a short

@@ -35,6 +35,8 @@ struct DrainBench: ParsableCommand, Scenario {
     @Option(help: "Extra arguments for the worker (say --config file), one string, split at spaces.") var workerArgs: String?
     @Option(help: "Entries written into the ledger through Ledger.apply before the drain (credits of 1 token with charge:<uuid>-style ids, merged), e.g. 10000000 for the drain into a large ledger.")
     var prefill = 0
+    @Option(help: "With --prefill: a ledger file kept for later runs. Made (accounts and prefill) if missing, then copied for each drain, so that runs alternated between two builds pay the prefill once and start from the same file.")
+    var prefillFile: String?
     @Option(help: "Partitions of the ledger (TOKENLEDGER_PARTITION_COUNT); each job goes on its user's partition queue.") var partitions: Int = 1
     @Option(help: "Worker processes sharing the partitions (TOKENLEDGER_PARTITIONS, round robin).") var processes: Int = 1
 
@@ -74,6 +76,13 @@ struct DrainBench: ParsableCommand, Scenario {
         let credit: Int64 = 1_000_000
         var expected = [Int64](repeating: 0, count: accounts)
         for k in 0..<partitions {
+            if prefill > 0, let kept = prefillFile {
+                // Opening it here would start its job-id filter's scan, which would run into the
+                // drain: the balances are known from how it was made (checked at the end).
+                let start = try Self.copyKept(kept, to: files[k], entries: prefill, accounts: accounts, credit: credit, ids: ids, report: report)
+                for i in 0..<accounts { expected[i] = start + Int64(prefill / accounts + (i < prefill % accounts ? 1 : 0)) }
+                continue
+            }
             // A bulk load merges in large generations (fewer passes over the job-id index); the
             // worker then opens the file with its own defaults.
             var bulk = LedgerConfig()
@@ -171,12 +180,12 @@ struct DrainBench: ParsableCommand, Scenario {
         let steady = Double(endNs - (firstTakeNs ?? worker.startedNs)) / 1e9
         let into = prefill > 0 ? " into \(Unit.grouped(prefill)) entries" : ""
         report.add(Self.name, "drain \(Unit.grouped(jobs)) charges\(into), \(label)", Double(jobs) / total, .jobsPerSecond,
-                   // Into a large ledger the target is 80 % of the fresh ledger's.
-                   target: context.smoke ? nil : .atLeast((replies ? 60_000 : 100_000) * (prefill > 0 ? 0.8 : 1)),
+                   // Into a large ledger the target is 90 % of the fresh ledger's (issue 17).
+                   target: context.smoke ? nil : .atLeast((replies ? 60_000 : 100_000) * (prefill > 0 ? 0.9 : 1)),
                    note: "\(String(format: "%.2f", total)) s from worker start, batch \(context.options.batchSize), ids=\(ids.rawValue)\(shape), \(load)")
         report.add(Self.name, "  same, from first take", Double(jobs) / steady, .jobsPerSecond,
                    note: "start-up \(String(format: "%.0f", (total - steady) * 1000)) ms")
-        report.add(Self.name, "  worker peak RSS, \(label)", Double(memory.peak) / 1_048_576, .mb, target: .atMost(80),
+        report.add(Self.name, "  worker peak RSS, \(label)", Double(memory.peak) / 1_048_576, .mb, target: .atMost(64),
                    note: "VmHWM\(processes == 1 ? "" : " of the first of \(processes) processes"); \(memory.summary)")
         report.add(Self.name, "  worker CPU", (workerCPU.user + workerCPU.system) / total * 100, .percent,
                    note: String(format: "of one core: %.1f s user + %.1f s sys in %.1f s; ", workerCPU.user, workerCPU.system, total)
@@ -248,6 +257,31 @@ struct DrainBench: ParsableCommand, Scenario {
             while try ledger.maintain(budget: 262_144) {}
         }
         try ledger.mergeAll()
+    }
+
+    /// Makes `kept` (accounts, then `entries` entries, merged) unless it exists, then copies it
+    /// (and a WAL, should one be left) to `path`.
+    /// Returns each account's balance before the prefill.
+    static func copyKept(_ kept: String, to path: String, entries: Int, accounts: Int, credit: Int64, ids: IdStyle, report: Report) throws -> Int64 {
+        if !FileManager.default.fileExists(atPath: kept) {
+            let t0 = System.nowNs()
+            var bulk = LedgerConfig()
+            bulk.mergeThresholdRows = 2_097_152
+            var ignored = [Int64](repeating: 0, count: accounts)
+            do {
+                let ledger = try Ledger(path: kept, config: bulk)
+                try Accounts.open(ledger, count: accounts, credit: credit, run: "kept")  // Gift allocation + credit each
+                try prefill(ledger, entries: entries, accounts: accounts, ids: ids, run: "kept", expected: &ignored)
+                _ = try ledger.checkpoint()
+            }
+            report.log("made \(kept): prefilled \(Unit.grouped(entries)) entries in \(String(format: "%.0f", System.seconds(since: t0))) s; \(String(format: "%.0f", Double(System.fileSize(kept)) / 1e6)) MB")
+        }
+        let t0 = System.nowNs()
+        for suffix in ["", "-wal"] where FileManager.default.fileExists(atPath: kept + suffix) {
+            try FileManager.default.copyItem(atPath: kept + suffix, toPath: path + suffix)
+        }
+        report.log("copied \(kept) (\(String(format: "%.0f", Double(System.fileSize(path)) / 1e6)) MB) in \(String(format: "%.1f", System.seconds(since: t0))) s")
+        return LedgerConfig().tiers["Gift"]!.allocation + credit
     }
 
     func checkBalances(paths: [String], partitionOf: (Int) -> Int, expected: [Int64], report: Report) throws {

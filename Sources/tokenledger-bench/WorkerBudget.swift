@@ -6,6 +6,9 @@ struct WorkerBudget {
     /// Seconds summed per `thread/phase`, and how many batches each phase was recorded for.
     var seconds: [String: Double] = [:]
     var counts: [String: Double] = [:]
+    /// Batches whose `thread/phase` took at most `le` seconds, per histogram bucket: which phase
+    /// makes a latency tail (a few long merges, say) the averages hide.
+    var buckets: [String: [Double: Double]] = [:]
 
     /// The loop thread's phases, in the order a batch goes through them, split into CPU and waits.
     static let loopCPU = ["apply", "encode", "other", "chores"]
@@ -26,6 +29,9 @@ struct WorkerBudget {
         var d = self
         for (k, v) in earlier.seconds { d.seconds[k, default: 0] -= v }
         for (k, v) in earlier.counts { d.counts[k, default: 0] -= v }
+        for (k, byBound) in earlier.buckets {
+            for (le, v) in byBound { d.buckets[k, default: [:]][le, default: 0] -= v }
+        }
         return d
     }
 
@@ -33,20 +39,23 @@ struct WorkerBudget {
     init(prometheusText text: String) {
         for line in text.split(separator: "\n") where line.hasPrefix("tokenledger_batch_seconds_") {
             let isSum = line.hasPrefix("tokenledger_batch_seconds_sum{")
-            guard isSum || line.hasPrefix("tokenledger_batch_seconds_count{"),
+            let isBucket = line.hasPrefix("tokenledger_batch_seconds_bucket{")
+            guard isSum || isBucket || line.hasPrefix("tokenledger_batch_seconds_count{"),
                   let close = line.lastIndex(of: "}"), let value = Double(line[line.index(after: close)...].trimmingCharacters(in: .whitespaces))
             else { continue }
             let open = line.firstIndex(of: "{").map { line.index(after: $0) } ?? close
             let labels = line[open..<close]
-            var phase = "", thread = ""
+            var phase = "", thread = "", le = ""
             for pair in labels.split(separator: ",") {
                 let kv = pair.split(separator: "=", maxSplits: 1)
                 guard kv.count == 2 else { continue }
                 let v = kv[1].trimmingCharacters(in: CharacterSet(charactersIn: "\""))
-                if kv[0] == "phase" { phase = v } else if kv[0] == "thread" { thread = v }
+                if kv[0] == "phase" { phase = v } else if kv[0] == "thread" { thread = v } else if kv[0] == "le" { le = v }
             }
             let key = "\(thread)/\(phase)"
-            if isSum { seconds[key, default: 0] += value } else { counts[key, default: 0] += value }
+            if isBucket {
+                if let bound = Double(le) { buckets[key, default: [:]][bound, default: 0] += value }
+            } else if isSum { seconds[key, default: 0] += value } else { counts[key, default: 0] += value }
         }
     }
 
@@ -69,6 +78,14 @@ struct WorkerBudget {
         report.add(scenario, "  one batch, loop thread, \(label)", (cpu + waits) / 1000, .ms,
                    note: String(format: "%.0f batches; µs on CPU %.0f (", batches, cpu) + list(Self.loopCPU)
                        + String(format: "), waiting %.0f (", waits) + list(Self.loopWaits) + ")")
+        // The loop phases that took over 5 ms in some batches: where a latency tail comes from.
+        let long = (Self.loopCPU + Self.loopWaits).compactMap { phase -> String? in
+            let key = "loop/\(phase)"
+            guard let count = counts[key], let within = buckets[key]?.first(where: { abs($0.key - 0.005) < 1e-9 })?.value,
+                  count - within >= 0.5 else { return nil }
+            return String(format: "%@ %.0f", phase, count - within)
+        }
+        if !long.isEmpty { report.log("\(scenario), \(label): batches with a loop phase over 5 ms: " + long.joined(separator: ", ")) }
         let others = seconds.keys.filter { !$0.hasPrefix("loop/") }.sorted()
         if !others.isEmpty {
             report.add(scenario, "  same batch, other threads", others.reduce(0) { $0 + perBatch($1) } / 1000, .ms,

@@ -23,6 +23,11 @@ struct ConfigFile: Decodable {
     var synchronous: SynchronousMode?
     var walAutoCheckpointPages: Int?
     var cacheMebibytes: Int?
+    /// The merge of the in-memory tail (LedgerConfig): where it starts, a slice's rows, the
+    /// longest pause between two batches.
+    var mergeThresholdRows: Int?
+    var mergeSliceRows: Int?
+    var mergePauseMilliseconds: Int?
     var busyTimeoutMilliseconds: Int?
     var renewal: Renewal?
     var costs: [String: Int64]?

@@ -141,6 +141,9 @@ struct Settings {
         if let sync = file.synchronous { ledger.synchronous = sync }
         if let pages = file.walAutoCheckpointPages { ledger.walAutoCheckpointPages = pages }
         if let cache = file.cacheMebibytes { ledger.cacheMebibytes = cache }
+        if let rows = file.mergeThresholdRows { ledger.mergeThresholdRows = rows }
+        if let rows = file.mergeSliceRows { ledger.mergeSliceRows = rows }
+        if let ms = file.mergePauseMilliseconds { ledger.mergePauseMilliseconds = ms }
         if let busy = file.busyTimeoutMilliseconds { ledger.busyTimeoutMilliseconds = busy }
         ledger.defaultMonitorThreshold = file.defaultMonitorThreshold
         do {

@@ -158,7 +158,8 @@ final class CommandLineTests: XCTestCase {
         let bad = h.directory.appendingPathComponent("bad.json").path
         for (text, field) in [(#"{"batchSize": "many"}"#, "batchSize"), (#"{"tiers": {"Pro": {"allocation": 5}}}"#, "Gift"),
                               (#"{"renewal": {"cron": "0 25 * * *"}}"#, "hour"), (#"{"costs": {"x": -1}}"#, "costs.x"),
-                              (#"{"renewal": {"timeZone": "Mars/Olympus"}}"#, "timeZone")] {
+                              (#"{"renewal": {"timeZone": "Mars/Olympus"}}"#, "timeZone"),
+                              (#"{"mergePauseMilliseconds": 0}"#, "mergePauseMilliseconds"), (#"{"mergeThresholdRows": 0}"#, "mergeThresholdRows")] {
             try Data(text.utf8).write(to: URL(fileURLWithPath: bad))
             (status, out) = try runTokenLedger(["worker", "--config", bad, "--database", h.databasePath, "--http", "off"])
             XCTAssertNotEqual(status, 0, text)

@@ -52,10 +52,31 @@ struct MergePlan {
         }
     }
 
+    /// The first 8 bytes, big-endian, zero-padded: a smaller prefix means a smaller string in
+    /// BINARY order (a shorter string padded with zeros sorts before any longer one it begins), so
+    /// only equal prefixes need the full comparison.
+    static func prefixKey(_ s: String) -> UInt64 {
+        var s = s
+        return s.withUTF8 { bytes in
+            var key: UInt64 = 0
+            for i in 0..<8 { key = key << 8 | UInt64(i < bytes.count ? bytes[i] : 0) }
+            return key
+        }
+    }
+
+    /// The job ids in BINARY order. Why by prefix first: this sort is one call, a pause between
+    /// two batches (the merge's slices come after it), and comparing two integers costs a
+    /// fraction of `bytewise` on two strings; random ids (UUIDs) almost never share 8 bytes.
+    static func sortedJobIds(_ ids: [String]) -> [String] {
+        var keyed = ids.enumerated().map { (key: prefixKey($0.element), index: $0.offset) }
+        keyed.sort { a, b in a.key != b.key ? a.key < b.key : bytewise(ids[a.index], ids[b.index]) }
+        return keyed.map { ids[$0.index] }
+    }
+
     init(tail: LedgerTail) {
         jobSeq = tail.lastJobSeq
         entryId = tail.lastEntryId
-        jobIds = tail.jobs.keys.map(\.text).sorted(by: Self.bytewise)
+        jobIds = Self.sortedJobIds(tail.jobs.keys.map(\.text))
         accountIds = Set(tail.entries.keys).union(tail.accounts.keys).sorted()
     }
 }
