@@ -25,6 +25,16 @@ public protocol RedisClient: AnyObject {
     /// buffer. Callers use `pipeline(_:)`, which also runs scripts the server had not cached.
     func send(_ buffer: RedisCommandBuffer) throws(RedisError) -> [RedisValue]
 
+    /// Writes a command whose reply comes later, a blocking wait (`BLMOVE`), and returns the
+    /// descriptor of the socket the reply arrives on: one thread can then `poll(2)` the waits of
+    /// many connections rather than block a thread on each. Until `finishWait()` reads the reply,
+    /// nothing else may be sent on this client.
+    func startWait(_ command: RedisCommand) throws(RedisError) -> Int32
+
+    /// Reads the reply of the command `startWait(_:)` wrote (at once when its socket is readable).
+    /// An error reply is returned in its place, not thrown.
+    func finishWait() throws(RedisError) -> RedisValue
+
     /// How many times a broken link was replaced by a new one (for logs and metrics).
     var reconnectCount: Int { get }
 

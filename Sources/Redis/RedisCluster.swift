@@ -33,6 +33,8 @@ public final class RedisCluster {
     public private(set) var slotMap = RedisClusterSlotMap()
     private var connections: [RedisClusterNode: RedisConnection] = [:]
     private var mapIsStale = true
+    /// The node connection a wait was written on (`startWait`), until its reply is read.
+    private var waitingOn: RedisConnection?
 
     /// Times the slot map was read (for logs and tests).
     public private(set) var mapReads = 0
@@ -61,6 +63,7 @@ public final class RedisCluster {
             connection.close()
         }
         connections = [:]
+        waitingOn = nil
     }
 
     /// How many times a node's broken link was replaced by a new one (for logs and metrics).
@@ -203,6 +206,33 @@ public final class RedisCluster {
             throw .clusterUnavailable("slot \(slots[unsent]): the pipeline's last commands were not sent, since earlier ones kept being redirected")
         }
         return replies
+    }
+
+    /// The wait goes to its key's master like any command; a redirection comes back as its
+    /// reply (`finishWait`), and makes the map stale, so the next command follows it.
+    public func startWait(_ command: RedisCommand) throws(RedisError) -> Int32 {
+        let connection = try connected(try master(forSlot: Self.slot(routing: command)))
+        do {
+            let descriptor = try connection.startWait(command)
+            waitingOn = connection
+            return descriptor
+        } catch .connection(let message) {
+            mapIsStale = true
+            throw .connection(message)
+        }
+    }
+
+    public func finishWait() throws(RedisError) -> RedisValue {
+        guard let connection = waitingOn else { throw .connection("no wait was started on this cluster client") }
+        waitingOn = nil
+        do {
+            let reply = try connection.finishWait()
+            if case .error = reply { mapIsStale = true }
+            return reply
+        } catch .connection(let message) {
+            mapIsStale = true
+            throw .connection(message)
+        }
     }
 
     /// `ASKING` then the command, for each command, on `node`; returns the indices that must be

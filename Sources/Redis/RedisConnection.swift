@@ -149,6 +149,28 @@ public final class RedisConnection {
         return try send(command)
     }
 
+    // MARK: Waits read later
+
+    public func startWait(_ command: RedisCommand) throws(RedisError) -> Int32 {
+        var buffer = RedisCommandBuffer()
+        buffer.append(command)
+        if let reason = buffer.invalidReason { throw .invalidCommand(reason) }
+        try connect()
+        try dropIfPeerClosed()
+        guard let context else { throw .connection("not connected") }
+        if append(buffer, to: context) != REDIS_OK { throw fail(context) }
+        // Written whole now: the reply is only read once the socket is readable.
+        var done: Int32 = 0
+        while done == 0 {
+            if redisBufferWrite(context, &done) != REDIS_OK { throw fail(context) }
+        }
+        return context.pointee.fd
+    }
+
+    public func finishWait() throws(RedisError) -> RedisValue {
+        try readReply()
+    }
+
     // MARK: Lower level, for the subscriber
 
     /// Writes a command without waiting for a reply (it is flushed by the next read).

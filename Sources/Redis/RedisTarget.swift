@@ -60,6 +60,14 @@ public enum RedisTarget: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
+    /// How long a command's reply may take, in seconds, past any wait the command asks for.
+    public var commandTimeout: Double {
+        switch self {
+        case .single(let c): return c.commandTimeout
+        case .cluster(let c): return c.commandTimeout
+        }
+    }
+
     /// The same target with timeouts of at most `seconds` and one connection attempt per command:
     /// for callers that must not block longer than they can afford (the lease keeper, a probe),
     /// and try again on their own schedule.

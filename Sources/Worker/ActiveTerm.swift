@@ -50,26 +50,27 @@ final class ActiveTerm {
         return made
     }
 
-    /// The batch taken ahead if any, else a new take that waits up to `wait` seconds for a job.
-    ///
-    /// The wait blocks this thread on its own connection (`link`), never the Redis thread, which
+    /// The batch taken ahead if any, else a take of what waits. Nil, when `mayWait`, once the
+    /// queue is found empty: the loop then starts a wait for jobs (`JobQueue.startWaitForJobs`)
+    /// on its own connection, which the loop pool polls, never on the Redis thread, which
     /// partitions share (`RedisIO.lanes`) and which stays free to send meanwhile. After a wait
-    /// that found the queue empty, the next waits first: a job pushed since ends that wait at
-    /// once, so an idle partition sends one command per wait.
-    func nextBatch(wait: Double, link: JobQueue) throws -> TakenBatch {
+    /// that found the queue empty, the next turn waits again without a take: a job pushed since
+    /// ends that wait at once, so an idle partition sends one command per wait.
+    func nextBatch(mayWait: Bool) throws -> TakenBatch? {
         let io = try redisIO()
         if let next = prefetched {
             prefetched = nil
             let batch = try next.wait()
-            if !batch.isEmpty || wait <= 0 { return batch }
+            if !batch.isEmpty || !mayWait { return batch }
         }
-        if !(waitFoundNothing && wait > 0) {
-            let batch = try io.take(max: configuration.batchSize, timeout: 0).wait()
-            if !batch.isEmpty || wait <= 0 { return batch }
-        }
-        waitFoundNothing = try !link.waitForJobs(timeout: wait)
-        guard !waitFoundNothing else { return TakenBatch(list: "", raws: []) }
-        return try io.take(max: configuration.batchSize, timeout: 0).wait()
+        if waitFoundNothing && mayWait { return nil }
+        let batch = try io.take(max: configuration.batchSize).wait()
+        return batch.isEmpty && mayWait ? nil : batch
+    }
+
+    /// How the wait for jobs ended: with jobs in the queue (or a reply to look into), or empty.
+    func waited(found: Bool) {
+        waitFoundNothing = !found
     }
 
     /// Takes the next batch while the current one commits. Only after a full batch: a batch
@@ -78,7 +79,7 @@ final class ActiveTerm {
     func prefetch(after batch: TakenBatch) {
         guard batch.count >= configuration.batchSize else { return }
         guard let io, prefetched == nil else { return }
-        prefetched = io.take(max: configuration.batchSize, timeout: 0)
+        prefetched = io.take(max: configuration.batchSize)
     }
 
     /// The batch taken ahead, for a stop: it is in hand, so it is finished before exiting.

@@ -55,21 +55,26 @@ final class JobQueue {
         TakenBatch(list: list, raws: raws, partitioning: partitioning, partition: keys.partition ?? 0, recovered: recovered)
     }
 
-    /// Takes up to `max` jobs, oldest first: everything already waiting in one round trip, or,
-    /// when the queue is empty, what is there once a job arrives within `timeout` seconds.
+    /// Takes up to `max` of the jobs waiting, oldest first, in one round trip; none when the
+    /// queue is empty (the wait for a job is `startWaitForJobs`, which takes nothing).
     /// Throws `QueueError.leaseNotHeld` when this worker does not hold the lease.
-    func take(max: Int, timeout: Double) throws -> TakenBatch {
-        let waiting = try takeWaiting(max: max)
-        if !waiting.isEmpty || timeout <= 0 { return waiting }
-        guard try waitForJobs(timeout: timeout) else { return waiting }
-        return try takeWaiting(max: max)
+    func take(max: Int) throws -> TakenBatch {
+        try takeWaiting(max: max)
     }
 
-    /// Blocks up to `timeout` seconds until `P:jobs` holds a job, without taking it: `BLMOVE`
-    /// of the list onto itself (right to right) moves nothing, so no job is ever outside both
-    /// the queue and a registered processing list, and the take that follows checks the lease.
-    func waitForJobs(timeout: Double) throws(RedisError) -> Bool {
-        try redis.blmove(keys.jobs, keys.jobs, from: .right, to: .right, timeout: timeout) != nil
+    /// Starts a wait of up to `timeout` seconds until `P:jobs` holds a job, without taking it:
+    /// `BLMOVE` of the list onto itself (right to right) moves nothing, so no job is ever outside
+    /// both the queue and a registered processing list, and the take that follows checks the
+    /// lease. Returns the socket the answer arrives on, for the loop pool's one `poll(2)` of every
+    /// idle partition; `finishWaitForJobs()` reads it.
+    func startWaitForJobs(timeout: Double) throws(RedisError) -> Int32 {
+        try redis.startWait(RedisCommand("BLMOVE", keys.jobs, keys.jobs, ListEnd.right.rawValue, ListEnd.right.rawValue, timeout))
+    }
+
+    /// True when the wait ended with a job in `P:jobs`. An error reply (a cluster's `MOVED`, say)
+    /// counts as true: the take that follows meets the same condition and handles it.
+    func finishWaitForJobs() throws(RedisError) -> Bool {
+        try redis.finishWait() != .null
     }
 
     private func takeWaiting(max: Int) throws -> TakenBatch {

@@ -4,14 +4,15 @@ import LedgerModel
 import Logging
 import Redis
 
-/// The worker's loop, on a thread of its own: stand by until the lease is free, then take
-/// batches, settle them, and run scheduled renewals between batches.
+/// One partition's loop, run a turn at a time by the loop pool: stand by until the lease is
+/// free, then take batches, settle them, and run scheduled renewals between batches.
 ///
 /// Blocking hiredis calls and SQLite commits would starve Swift's cooperative thread pool, so
-/// this loop owns a plain thread, its Redis connection and the ledger's write side; nothing here
-/// is shared with another thread except the stop signal, the health report and the lease
-/// keeper's flag.
-final class QueueWorker {
+/// turns run on the pool's plain threads; an idle partition holds no thread at all, only a wait
+/// written on its connection, which the pool polls. The loop owns its Redis connection and the
+/// ledger's write side; nothing here is shared with another thread except the stop signal, the
+/// health report and the lease keeper's flag, and the pool gives a loop one turn at a time.
+final class QueueWorker: PooledLoop {
     let configuration: WorkerConfiguration
     let ledger: Ledger
     let stop: StopSignal
@@ -21,11 +22,15 @@ final class QueueWorker {
     let lease: Lease
     let processor: BatchProcessor
     var scheduler: RenewalScheduler
-    /// The loop's own connection: the lease, recovery reads, queue depth.
+    /// The loop's own connection: the lease, recovery reads, queue depth, the wait for jobs.
     var link: JobQueue?
     /// Standing by, serving a term as the active worker, or stopping.
     var state = LoopState.standingBy
     var chores = Chores()
+    /// The seconds of the wait for jobs written on `link` and not yet answered; nil when none is.
+    private var waitingSeconds: Double?
+    private var failures = 0
+    private var started = false
 
     /// A job whose own statements fail this many times is poison (storage failures never count).
     static let poisonStrikes = 3
@@ -54,56 +59,79 @@ final class QueueWorker {
                                    recoveryWindowMilliseconds: configuration.recoveryWindowMilliseconds)
     }
 
-    /// Runs until the stop signal: finishes the batch in hand, releases the lease, returns.
-    func run() {
-        logger.info("worker starting", metadata: ["redis": "\(configuration.redis)", "queue": "\(configuration.keys.jobs)"])
-        var failures = 0
-        while !stop.isStopped {
-            do {
-                let link = try connection()
-                if case .standingBy = state {
-                    guard try becomeActive(link) else {
-                        pause(seconds: min(1, Double(configuration.leaseMilliseconds) / 5000))
-                        continue
-                    }
-                }
-                guard let term = state.term, term.keeper.isHeld else {
-                    standBy(reason: "the lease may have lapsed")
-                    continue
-                }
-                try step(link, term)
-                health.recovered(.redis)
-                failures = 0
-            } catch LedgerStorageError.fenced(let mine, let current) {
-                standBy(reason: "fenced by a newer worker (epoch \(mine) < \(current))")
-            } catch QueueError.leaseNotHeld {
-                standBy(reason: "a take or a send found the lease held by another worker")
-            } catch let error as RedisError {
-                metrics.redisErrors.increment()
-                health.failing(.redis, "\(error)")
-                if let term = state.term {
-                    logSendProblems(term.dropIO())
-                    term.recoveryDue = true
-                }
-                logger.error("redis unavailable; retrying", metadata: ["error": "\(error)"])
-                failed(&failures)
-            } catch {
-                ledgerFailed(error, attempt: failures + 1)
-                failed(&failures)
-            }
+    /// One turn: take the lease, or settle one batch, or find the queue empty and leave a wait for
+    /// jobs to the pool. At the stop, it finishes the batch in hand, releases the lease and ends.
+    func turn(_ wake: Wake) -> Turn {
+        if !started {
+            started = true
+            logger.info("worker starting", metadata: ["redis": "\(configuration.redis)", "queue": "\(configuration.keys.jobs)"])
         }
-        shutDown()
+        if stop.isStopped {
+            // A wait's answer will never be read: the link is closed, and reconnects for the release.
+            if waitingSeconds != nil { link?.redis.close() }
+            waitingSeconds = nil
+            shutDown()
+            return .finished
+        }
+        do {
+            try endWait(wake)
+            let link = try connection()
+            if case .standingBy = state {
+                guard try becomeActive(link) else { return .sleep(seconds: min(1, Double(configuration.leaseMilliseconds) / 5000)) }
+            }
+            guard let term = state.term, term.keeper.isHeld else {
+                standBy(reason: "the lease may have lapsed")
+                return .again
+            }
+            let next = try step(link, term)
+            health.recovered(.redis)
+            failures = 0
+            return next
+        } catch LedgerStorageError.fenced(let mine, let current) {
+            standBy(reason: "fenced by a newer worker (epoch \(mine) < \(current))")
+        } catch QueueError.leaseNotHeld {
+            standBy(reason: "a take or a send found the lease held by another worker")
+        } catch let error as RedisError {
+            metrics.redisErrors.increment()
+            health.failing(.redis, "\(error)")
+            if let term = state.term {
+                logSendProblems(term.dropIO())
+                term.recoveryDue = true
+            }
+            logger.error("redis unavailable; retrying", metadata: ["error": "\(error)"])
+            return failed()
+        } catch {
+            ledgerFailed(error, attempt: failures + 1)
+            return failed()
+        }
+        return .again
+    }
+
+    /// Reads how the wait for jobs ended, if one was written: an answer, or none in time (the
+    /// link is then closed, and the next command reconnects). Either way the queue is looked at.
+    private func endWait(_ wake: Wake) throws {
+        guard let seconds = waitingSeconds, let link else { return }
+        waitingSeconds = nil
+        var found = true
+        if wake == .answered {
+            found = try link.finishWaitForJobs()
+        } else {
+            link.redis.close()
+        }
+        state.term?.waited(found: found)
+        // Waits double while the queue stays empty (`idleWaitSeconds`); a job ends the doubling.
+        chores.idleWaitSeconds = found ? nil : min(seconds * 2, configuration.idleWaitSeconds)
     }
 
     /// One turn of the active loop.
-    private func step(_ link: JobQueue, _ term: ActiveTerm) throws {
+    private func step(_ link: JobQueue, _ term: ActiveTerm) throws -> Turn {
         var budget = BatchBudget()
         // The stored snapshots the ledger kept to announce go first in a term and after a drop
         // of the Redis thread: before recovery commits anything and before any newer message.
         if !term.resentPending { try resendPending(term) }
         if term.recoveryDue {
             // Left unsettled (a stop came first), recovery stays due and nothing newer is taken.
-            guard try recover(link, term) else { return }
+            guard try recover(link, term) else { return .again }
             term.recoveryDue = false
         }
         let renewing = try renewIfDue(term)
@@ -120,23 +148,30 @@ final class QueueWorker {
         budget.lap(.chores)
         // While a renewal run is in progress, take only what is already waiting.
         let wait = renewing || sweeping ? 0 : chores.idleWaitSeconds ?? configuration.pollSeconds
-        let batch = try term.nextBatch(wait: wait, link: link)
+        let taken = try term.nextBatch(mayWait: wait > 0)
         budget.lap(.take)
-        if wait > 0 { chores.idleWaitSeconds = batch.isEmpty ? min(wait * 2, configuration.idleWaitSeconds) : nil }
-        if batch.isEmpty {
+        guard let batch = taken, !batch.isEmpty else {
             logSendProblems(try term.collectSent())
             noteReconnects(link.redis.reconnectCount + term.reconnects)
             // Idle, with every outbox sent: any registered list, this worker's too, is a leftover
             // (an acknowledgement lost with a Redis restart, say) and is settled again.
-            if chores.due(\.leftoverLists, every: .seconds(5)) { term.recoveryDue = try !recover(link, term) }
-            return
+            if chores.due(\.leftoverLists, every: .seconds(5)) {
+                term.recoveryDue = try !recover(link, term)
+                if term.recoveryDue { return .again }
+            }
+            guard taken == nil else { return .again }
+            let descriptor = try link.startWaitForJobs(timeout: wait)
+            waitingSeconds = wait
+            // The server answers at `wait` seconds; past that and the command timeout, the link is suspect.
+            return .wait(descriptor: descriptor, seconds: wait + configuration.redis.commandTimeout)
         }
+        chores.idleWaitSeconds = nil
         // Take the next batch while this one commits; its outbox leaves after this one's.
         if !stop.isStopped { term.prefetch(after: batch) }
         let beforeCommit = ledger.writeTimings
         budget.lap(.other)
         // The Redis thread meanwhile builds and sends the last batch's outbox: the two overlap.
-        guard try settle(batch, in: term) else { return }
+        guard try settle(batch, in: term) else { return .again }
         let committed = ledger.writeTimings
         budget.lap(.encode)
         budget.split(committed.since(beforeCommit), outOf: .encode)
@@ -152,6 +187,7 @@ final class QueueWorker {
         budget.split(ledger.writeTimings.since(committed), outOf: .merge)
         budget[.decode] = batch.decodeNanoseconds
         metrics.record(budget)
+        return .again
     }
 
     /// Renews one chunk of a due renewal run; true while the run goes on.
@@ -218,9 +254,10 @@ final class QueueWorker {
         return made
     }
 
-    private func failed(_ failures: inout Int) {
+    /// Backs off after a failure, without holding a thread: the pool runs the loop again later.
+    private func failed() -> Turn {
         failures += 1
-        pause(seconds: Self.backoff(failures))
+        return .sleep(seconds: Self.backoff(failures))
     }
 
     /// Capped exponential backoff: 0.1 s, 0.2 s, ... up to 5 s.
@@ -228,7 +265,8 @@ final class QueueWorker {
         StorageFailure.backoffSeconds(attempt)  // one curve for the loop, start-up and the CLI
     }
 
-    /// Sleeps in short slices so that a stop is seen quickly.
+    /// Sleeps in short slices so that a stop is seen quickly. Only a storage failure inside a
+    /// settle sleeps in a turn (its batch is in hand, and must not be let go between retries).
     func pause(seconds: Double) {
         var left = seconds
         while left > 0 && !stop.isStopped {

@@ -19,7 +19,7 @@ final class RedisIO: @unchecked Sendable {
 
     /// The threads that carry every partition's Redis work: as many as the cores (at least
     /// two), whatever the number of partitions. Their work is round trips and encoding, never a
-    /// long wait (the wait for a job is the loop's, on its own connection), so partitions that
+    /// long wait (the wait for a job is polled by the loop pool, on the loop's own connection), so partitions that
     /// share a lane only queue behind each other's sends.
     static let lanes: [DispatchQueue] = (0..<max(2, ProcessInfo.processInfo.activeProcessorCount)).map {
         DispatchQueue(label: "tokenledger.redis-io.\($0)")
@@ -71,9 +71,10 @@ final class RedisIO: @unchecked Sendable {
         return pending
     }
 
-    /// Takes up to `max` jobs (see `JobQueue.take`) and decodes them here, off the ledger's thread.
-    func take(max: Int, timeout: Double) -> Pending<TakenBatch> {
-        submit { queue in try queue.take(max: max, timeout: timeout) }
+    /// Takes up to `max` of the jobs waiting (see `JobQueue.take`) and decodes them here, off
+    /// the ledger's thread.
+    func take(max: Int) -> Pending<TakenBatch> {
+        submit { queue in try queue.take(max: max) }
     }
 
     /// Sends an outbox; returns the refusals that were the producer's own. Its ordered part

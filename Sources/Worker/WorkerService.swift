@@ -2,7 +2,6 @@ import Foundation
 import Ledger
 import Logging
 import ServiceLifecycle
-import Synchronization
 
 /// The worker as a swift-service-lifecycle `Service`: SIGTERM or SIGINT (through the service
 /// group's graceful shutdown) stops it taking jobs; it finishes the batch in hand, releases the
@@ -28,12 +27,19 @@ public struct WorkerService: Service {
     public let partitions: [Partition]
     public let clock: any LedgerClock
     public let logger: Logger
+    /// The threads that run the partitions' turns, whatever their number.
+    public let loopThreads: Int
 
-    public init(partitions: [Partition], clock: any LedgerClock = SystemClock(), logger: Logger) {
+    public init(partitions: [Partition], clock: any LedgerClock = SystemClock(), logger: Logger,
+                loopThreads: Int = WorkerService.defaultLoopThreads) {
         self.partitions = partitions
         self.clock = clock
         self.logger = logger
+        self.loopThreads = loopThreads
     }
+
+    /// As many as the cores, at least two.
+    public static var defaultLoopThreads: Int { LoopPool.defaultThreadCount }
 
     /// One partition (or the whole ledger when it is not split).
     public init(configuration: WorkerConfiguration, ledger: Ledger, clock: any LedgerClock = SystemClock(), logger: Logger,
@@ -45,24 +51,17 @@ public struct WorkerService: Service {
         let stop = StopSignal()
         // Asked to stop while starting: the group traps signals now, but that one came before.
         if EarlyShutdownSignals.wereReceived { stop.stop() }
-        let (partitions, clock, logger) = (self.partitions, self.clock, self.logger)
+        let (partitions, clock, logger, loopThreads) = (self.partitions, self.clock, self.logger, self.loopThreads)
         await withTaskCancellationHandler {
             await withGracefulShutdownHandler {
                 await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
-                    let running = Atomic<Int>(partitions.count)
-                    guard !partitions.isEmpty else { return done.resume() }
-                    for partition in partitions {
-                        // Each loop blocks on Redis and SQLite, so it gets a thread of its own
-                        // rather than a slot of the cooperative pool.
-                        let thread = Thread {
-                            QueueWorker(configuration: partition.configuration, ledger: partition.ledger, clock: clock, stop: stop,
-                                        health: partition.health, logger: logger).run()
-                            if running.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 { done.resume() }
-                        }
-                        thread.name = "tokenledger-worker"
-                        thread.stackSize = 8 << 20
-                        thread.start()
+                    // Each loop blocks on Redis and SQLite, so turns run on the pool's plain
+                    // threads rather than in slots of the cooperative pool.
+                    let loops = partitions.map {
+                        QueueWorker(configuration: $0.configuration, ledger: $0.ledger, clock: clock, stop: stop,
+                                    health: $0.health, logger: logger)
                     }
+                    LoopPool(loops: loops, stop: stop, threadCount: loopThreads).start { done.resume() }
                 }
             } onGracefulShutdown: {
                 logger.info("graceful shutdown requested: finishing the batch in hand")

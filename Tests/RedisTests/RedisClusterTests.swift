@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Redis
 import TestSupport
 import XCTest
@@ -155,6 +158,22 @@ final class RedisClusterTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(ContinuousClock.now - start, .milliseconds(450))
         XCTAssertEqual(try short.send(RedisCommand("BLMOVE", jobs, processing, "RIGHT", "LEFT", 1), key: jobs, blockingFor: 1).string, "j3")
         XCTAssertEqual(try short.send(RedisCommand("LLEN", processing), key: processing).int, 2)
+    }
+
+    /// A wait written now and read later goes to its key's master, like any command; after it,
+    /// the client sends ordinary commands in step.
+    func testAWaitGoesToItsKeysMasterAndIsReadLater() throws {
+        let client = try RedisCluster(url: cluster.url)
+        let jobs = "P:{\(prefix)}:jobs"
+        let descriptor = try client.startWait(RedisCommand("BLMOVE", jobs, jobs, "RIGHT", "RIGHT", 5))
+        var pfd = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
+        XCTAssertEqual(poll(&pfd, 1, 200), 0)
+        let producer = try RedisCluster(url: cluster.url)
+        try producer.send(RedisCommand("LPUSH", jobs, "j1"), key: jobs)
+        XCTAssertEqual(poll(&pfd, 1, 2_000), 1, "the push reaches the master the wait went to")
+        XCTAssertEqual(try client.finishWait().string, "j1")
+        XCTAssertEqual(try client.send(RedisCommand("LLEN", jobs), key: jobs).int, 1)
+        XCTAssertThrowsError(try client.finishWait(), "no wait is in flight any more")
     }
 
     // MARK: Topology changes

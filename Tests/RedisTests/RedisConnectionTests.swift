@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Redis
 import TestSupport
 import XCTest
@@ -24,6 +27,31 @@ final class RedisConnectionTests: XCTestCase {
         try redis.set(key, [UInt8]())
         XCTAssertEqual(try redis.get(key), [], "an empty value is not a missing one")
         XCTAssertNil(try redis.get("\(prefix):missing"))
+    }
+
+    /// A wait written now and read later: nothing is readable while the server holds it, a push
+    /// from another connection makes the socket readable, the reply is the element, and the
+    /// connection then serves ordinary commands in step.
+    func testAWaitIsReadOnceItsSocketIsReadable() throws {
+        let list = "\(prefix):wait"
+        let descriptor = try redis.startWait(RedisCommand("BLMOVE", list, list, "RIGHT", "RIGHT", 5))
+        var pfd = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
+        XCTAssertEqual(poll(&pfd, 1, 200), 0, "nothing to read while the server holds the wait")
+        let producer = try RedisConnection(url: TestEnvironment.redisURL)
+        let value: [UInt8] = [0, 1, 255]
+        try producer.lpush(list, value)
+        XCTAssertEqual(poll(&pfd, 1, 2_000), 1, "the push makes the wait's socket readable")
+        XCTAssertEqual(try redis.finishWait(), .bulk(value), "binary-safe, and moved onto itself: still queued")
+        XCTAssertEqual(try redis.send(RedisCommand("LLEN", list)).int, 1, "the connection is in step after the wait")
+
+        // A wait that times out answers nil, readable at the server's timeout.
+        let empty = "\(prefix):wait-empty"
+        let started = ContinuousClock.now
+        var quiet = pollfd(fd: try redis.startWait(RedisCommand("BLMOVE", empty, empty, "RIGHT", "RIGHT", 0.3)), events: Int16(POLLIN), revents: 0)
+        XCTAssertEqual(poll(&quiet, 1, 3_000), 1)
+        XCTAssertGreaterThanOrEqual(ContinuousClock.now - started, .milliseconds(250))
+        XCTAssertEqual(try redis.finishWait(), .null)
+        XCTAssertEqual(try redis.send(RedisCommand("PING")), .status("PONG"))
     }
 
     func testOneMebibyteValue() throws {
