@@ -2,7 +2,7 @@
 import PackageDescription
 
 // Dependencies point one way, down:
-//   tokenledger -> Worker -> JobWire -> LedgerModel;  Worker -> Ledger -> LedgerModel;
+//   tokenledger -> Worker -> JobWire -> LedgerModel;  Worker -> Ledger -> LedgerModel, CSQLiteTuning;
 //   Worker -> Redis -> CHiredis, Crypto (SHA-1 of scripts);  tokenledger -> OperatorHTTP -> Ledger, JobWire, Redis.
 // LedgerModel holds the typed commands, outcomes, refusals, changes and events every other
 // target shares; JobWire owns every byte on the wire (jobs in; replies, invalidations, events,
@@ -37,11 +37,12 @@ let package = Package(
             name: "Redis",
             dependencies: ["CHiredis", .product(name: "Crypto", package: "swift-crypto")]
         ),
+        .systemLibrary(name: "CSQLiteTuning"),
         .target(name: "LedgerModel"),
         .target(
             name: "Ledger",
             dependencies: [
-                "LedgerModel",
+                "LedgerModel", "CSQLiteTuning",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -96,6 +97,7 @@ let package = Package(
         // checks replies through JobWire's encoder (the ledger itself writes no reply).
         .testTarget(name: "LedgerTests", dependencies: [
             "Ledger", "LedgerModel", "JobWire", .product(name: "GRDB", package: "GRDB.swift"),
+            .product(name: "GRDBSQLite", package: "GRDB.swift"),
         ]),
         .testTarget(name: "JobWireTests", dependencies: ["JobWire", "LedgerModel", "TestSupport"]),
         .testTarget(name: "WorkerTests", dependencies: [

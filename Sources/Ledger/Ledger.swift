@@ -1,4 +1,5 @@
 import Foundation
+import CSQLiteTuning
 import GRDB
 import Synchronization
 import LedgerModel
@@ -55,7 +56,7 @@ public final class Ledger: Sendable {
         // own, so two processes opening a new ledger at once would both create its tables.
         let writer = self.writer
         try MigrationLock.holding(for: path) { try Schema.migrator.migrate(writer) }
-        reader = try DatabaseQueue(path: path, configuration: Self.configuration(config, readonly: true))
+        reader = try DatabaseQueue(path: path, configuration: Self.configuration(config, readonly: true, small: true))
         let tail = self.tail
         // The job-id filter of a large ledger is built from a snapshot of its own, in the
         // background, and installed on the writer's queue (see `LedgerTail.catchUpFilter`).
@@ -87,7 +88,10 @@ public final class Ledger: Sendable {
         return t
     }
 
-    static func configuration(_ config: LedgerConfig, readonly: Bool = false) -> Configuration {
+    /// `small`: a connection that runs only a few small statements (the reader of epochs, the
+    /// checkpointer) gets a page cache of `smallCachePages`: it holds no more than it reads.
+    static func configuration(_ config: LedgerConfig, readonly: Bool = false, small: Bool = false) -> Configuration {
+        _ = Self.pageCacheAllocation
         var c = Configuration()
         c.readonly = readonly
         // WAL is set here, not with GRDB's `journalMode = .wal`, which would then force
@@ -96,17 +100,28 @@ public final class Ledger: Sendable {
         c.busyMode = .timeout(Double(config.busyTimeoutMilliseconds) / 1000)
         c.foreignKeysEnabled = false  // the schema declares none; verify checks references
         let sync = config.synchronous == .full ? "FULL" : "NORMAL"
-        let cacheKiB = config.cacheMebibytes * 1024
+        let cacheSize = small ? "\(Self.smallCachePages)" : "-\(config.cacheMebibytes * 1024)"
         c.prepareDatabase { db in
+            // First, before any statement reads a page: the cache's first allocation follows its size.
+            try db.execute(sql: "PRAGMA cache_size = \(cacheSize)")
             if !readonly {
                 try enableWAL(db, timeoutMilliseconds: config.busyTimeoutMilliseconds)
                 try db.execute(sql: "PRAGMA wal_autocheckpoint = 0")  // see Checkpointer
             }
             try db.execute(sql: "PRAGMA synchronous = \(sync)")
-            try db.execute(sql: "PRAGMA cache_size = -\(cacheKiB)")
         }
         return c
     }
+
+    /// The page cache of a `small` connection, in pages.
+    static let smallCachePages = 4
+
+    /// Set once, before the process's first SQLite connection (every connection of the ledger is
+    /// configured here first): page caches allocate pages as they use them. SQLite would give
+    /// each connection 20 pages at its first read (about 90 KiB), which three connections per
+    /// ledger and the idle ledgers of 64 partitions multiply (docs/SCALING.md). Zero when it took
+    /// effect; `SQLITE_MISUSE` (21) if SQLite had opened a connection before.
+    static let pageCacheAllocation: Int32 = tokenledger_sqlite_no_initial_page_allocation()
 
     /// Turns WAL on, which the file then keeps. Only a new file's first connections change the
     /// mode, and the change needs the file to itself: SQLite answers BUSY at once, without its busy

@@ -31,7 +31,7 @@ final class Checkpointer: @unchecked Sendable {
     private(set) var inlineNanoseconds: Int64 = 0
 
     init(path: String, config: LedgerConfig) throws {
-        var c = Ledger.configuration(config)
+        var c = Ledger.configuration(config, small: true)
         c.busyMode = .timeout(0.2)
         connection = try DatabaseQueue(path: path, configuration: c)
         thresholdFrames = Int32(clamping: config.walAutoCheckpointPages)
