@@ -139,6 +139,64 @@ final class ClusterWorkerTests: XCTestCase {
         try workload.verify()
     }
 
+    /// With `invalidationChannels: "sharded"`, partition `k` publishes with `SPUBLISH` on
+    /// `P:{k}:balance`, which lies in the slot of `{k}`: a sharded subscriber on the master that
+    /// serves it hears each invalidation of the partition's users, in commit order, and a plain
+    /// subscriber of `P:balance` on any node hears nothing.
+    func testShardedInvalidationsReachTheSubscriberOfTheirPartitionsSlot() throws {
+        let cluster = try startedCluster()
+        let h = try WorkerHarness()
+        let workload = try ClusterWorkload(harness: h, partitions: 4, usersPerPartition: 2)
+        let producer = try RedisCluster(url: cluster.url)
+        let target = try RedisTarget(url: cluster.url)
+        var sharded: [RedisSubscriber] = []
+        var owners: Set<Int> = []
+        for k in 0..<4 {
+            let channel = ShardedInvalidations.channel(h.keys.prefix, k)
+            let configuration = try target.shardSubscriberConfiguration(channel: channel)
+            let owner = try XCTUnwrap(try cluster.masterPort(forSlot: RedisKeySlot.slot(of: "\(k)")))
+            XCTAssertEqual(configuration.endpoint, .tcp(host: "127.0.0.1", port: owner), "partition \(k)'s channel is on its keys' master")
+            owners.insert(owner)
+            let subscriber = try RedisSubscriber(configuration: configuration)
+            try subscriber.ssubscribe([channel])
+            sharded.append(subscriber)
+        }
+        XCTAssertGreaterThan(owners.count, 1, "the partitions' channels sit on more than one master")
+        var plain: [RedisSubscriber] = []
+        for port in cluster.ports {  // PUBLISH would reach every node: listen on all of them
+            let subscriber = try RedisSubscriber(configuration: RedisConfiguration(endpoint: .tcp(host: "127.0.0.1", port: port)))
+            try subscriber.subscribe([h.keys.balance])
+            plain.append(subscriber)
+        }
+        let config = h.directory.appendingPathComponent("sharded.json")
+        try Data(#"{"invalidationChannels": "sharded"}"#.utf8).write(to: config)
+        let worker = try WorkerProcess(h, workerId: "sh", redisURL: cluster.url, configFile: config.path,
+                                       environment: ["TOKENLEDGER_PARTITION_COUNT": "4"])
+        defer { if worker.process.isRunning { worker.kill9() } }
+
+        try workload.openAccounts(producer)
+        try workload.pushCredits(producer, perUser: 3)
+        try workload.waitUntilDrained(producer)
+        for k in 0..<4 {
+            let mine = workload.users.filter { workload.partitioning.partition(of: $0) == k }
+            let received = try ShardedInvalidations.collect(sharded[k], count: mine.count * 4)
+            XCTAssertTrue(received.allSatisfy { $0.sharded && $0.channel == ShardedInvalidations.channel(h.keys.prefix, k) })
+            let objects = try received.map { try XCTUnwrap(try JSONSerialization.jsonObject(with: Data($0.payload)) as? [String: Any]) }
+            XCTAssertEqual(objects.map { $0["partition"] as? Int }, Array(repeating: k, count: objects.count))
+            for user in mine {
+                // The open's 100, then each credit's balance, in commit order.
+                XCTAssertEqual(objects.filter { $0["userId"] as? String == user }.map { $0["tokensBalance"] as? Int }, [100, 101, 102, 103],
+                               "\(user) of partition \(k)")
+            }
+            XCTAssertNil(try sharded[k].receive(timeout: 0.2), "partition \(k)'s channel carries its own users only")
+        }
+        for (port, subscriber) in zip(cluster.ports, plain) {
+            XCTAssertNil(try subscriber.receive(timeout: 0.3), "nothing on \(h.keys.balance) (node \(port)) when sharded")
+        }
+        XCTAssertEqual(worker.terminate(), 0, worker.log)
+        XCTAssertEqual(try workload.checkLedger(perUser: 3), [:])
+    }
+
     /// With one partition the contract's keys carry no tag, so they would lie in different slots:
     /// a cluster URL is refused at start-up with the reason, before anything is touched.
     func testAClusterNeedsTwoPartitionsOrMore() throws {
