@@ -85,10 +85,18 @@ final class ShardedInvalidationsTests: XCTestCase {
         ]
         for (text, environment, says) in cases {
             let config = try Self.writeConfig(h, text)
-            let (status, out) = try runTokenLedger(["worker", "--config", config, "--database", h.databasePath, "--http", "off",
-                                                    "--redis-url", h.redisURL, "--prefix", h.keys.prefix], environment: environment)
-            XCTAssertNotEqual(status, 0, text)
-            XCTAssertTrue(out.contains(says), "\(text): \(out)")
+            // A worker that accepted the setting would serve on: it is stopped after a while.
+            let worker = try WorkerProcess(h, workerId: "refused", configFile: config, environment: environment,
+                                           logName: "refused-\(UUID().uuidString.prefix(6))")
+            let deadline = Date().addingTimeInterval(10)
+            while worker.process.isRunning && Date() < deadline { usleep(20_000) }
+            if worker.process.isRunning {
+                XCTFail("\(text): the worker started\n\(worker.log.suffix(2000))")
+                _ = worker.terminate()
+                continue
+            }
+            XCTAssertNotEqual(worker.process.terminationStatus, 0, text)
+            XCTAssertTrue(worker.log.contains(says), "\(text): \(worker.log)")
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: h.databasePath), "refused before any ledger was made")
     }
