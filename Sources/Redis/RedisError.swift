@@ -18,8 +18,8 @@ public enum RedisError: Error, Sendable, Equatable, CustomStringConvertible {
     /// (every known node unreachable, the slot uncovered, or redirections without end).
     case clusterUnavailable(String)
     /// The server ended a sharded subscription (`SSUBSCRIBE`) by itself, naming the channel: its
-    /// slot left the node (a reshard, or a failover that made the node a replica). Subscribe
-    /// again on the master that serves the slot now.
+    /// slot left the node's shard (a reshard). Subscribe again on the master that serves the slot
+    /// now.
     case shardSubscriptionEnded(String)
 
     public var code: String {

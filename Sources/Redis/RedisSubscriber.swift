@@ -92,7 +92,7 @@ public final class RedisSubscriber {
                 }
             case "sunsubscribe":
                 // Never asked for here: the server ends a sharded subscription itself when the
-                // channel's slot leaves this node (a reshard, a failover that made it a replica).
+                // channel's slot leaves this node's shard (a reshard).
                 if let channel = parts[1].string, let index = shardChannels.firstIndex(of: channel) {
                     shardChannels.remove(at: index)
                     throw .shardSubscriptionEnded(channel)
