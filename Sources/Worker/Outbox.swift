@@ -5,8 +5,9 @@ import LedgerModel
 import Redis
 
 /// Everything a committed batch sends: each reply (`LPUSH`, and one `EXPIRE` per distinct reply
-/// key), each invalidation (`PUBLISH`, or `SPUBLISH` when sharded), each event (`XADD`), each dead letter, and last the
-/// acknowledgement that removes the settled jobs from their processing list.
+/// key), each invalidation (`PUBLISH`, or `SPUBLISH` when sharded), each event (`XADD`), each
+/// dead letter, and last the acknowledgement that removes the settled jobs from their processing
+/// list.
 ///
 /// Each round trip is written as RESP into one buffer (`RedisCommandBuffer`) and its scripts go
 /// by digest (`EVALSHA`): the messages' bytes are written once, as they are added, and hiredis

@@ -69,6 +69,7 @@ final class ShardedInvalidationsTests: XCTestCase {
             (try JSONSerialization.jsonObject(with: Data($0.payload)) as? [String: Any])?["userId"] as? String
         }
         XCTAssertEqual(Set(alerted), Set(users))
+        XCTAssertTrue(worker.log.contains("invalidations are sharded: partition k publishes with SPUBLISH on \(h.keys.prefix):{k}:balance"), worker.log)
         XCTAssertEqual(worker.terminate(), 0, worker.log)
     }
 
