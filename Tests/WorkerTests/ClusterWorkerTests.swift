@@ -47,6 +47,7 @@ final class ClusterWorkerTests: XCTestCase {
         XCTAssertGreaterThan(queueMasters.count, 1)
         XCTAssertGreaterThan(replyMasters.count, 1)
 
+        let busBefore = try cluster.ports.map { try Self.publishesOverTheBus(cluster, $0) }
         try workload.openAccounts(producer)
         var invalidated: Set<String> = []
         while invalidated.count < workload.users.count, let message = try subscriber.receive(timeout: 5) {
@@ -54,6 +55,12 @@ final class ClusterWorkerTests: XCTestCase {
             if let user = object?["userId"] as? String { invalidated.insert(user) }
         }
         XCTAssertEqual(invalidated, Set(workload.users), "an invalidation per account opened")
+        // For comparison with sharded invalidations: each PUBLISH reaches every other node (read
+        // once the bus has had time to carry the last ones).
+        usleep(500_000)
+        let busAfter = try cluster.ports.map { try Self.publishesOverTheBus(cluster, $0) }
+        print("invalidations on one channel: \(workload.users.count) opens; bus messages received per node (broadcast publish / sharded publish): "
+              + zip(cluster.ports, zip(busBefore, busAfter)).map { "\($0): \($1.1.broadcast - $1.0.broadcast)/\($1.1.shard - $1.0.shard)" }.joined(separator: ", "))
         for k in 0..<4 {
             XCTAssertEqual(leaseWorkerId(try producer.get(workload.keys(partition: k).lease)), "cw", "partition \(k)'s lease")
         }
@@ -174,6 +181,7 @@ final class ClusterWorkerTests: XCTestCase {
                                        environment: ["TOKENLEDGER_PARTITION_COUNT": "4"])
         defer { if worker.process.isRunning { worker.kill9() } }
 
+        let busBefore = try cluster.ports.map { try Self.publishesOverTheBus(cluster, $0) }
         try workload.openAccounts(producer)
         try workload.pushCredits(producer, perUser: 3)
         try workload.waitUntilDrained(producer)
@@ -193,8 +201,32 @@ final class ClusterWorkerTests: XCTestCase {
         for (port, subscriber) in zip(cluster.ports, plain) {
             XCTAssertNil(try subscriber.receive(timeout: 0.3)?.text, "nothing on \(h.keys.balance) (node \(port)) when sharded")
         }
+        // What crossed the cluster bus: no broadcast publish reached any node, and the sharded
+        // messages reached only replicas of the partitions' masters (each master's shard).
+        let busAfter = try cluster.ports.map { try Self.publishesOverTheBus(cluster, $0) }
+        var shardReceivers: Set<Int> = []
+        for (index, port) in cluster.ports.enumerated() {
+            XCTAssertEqual(busAfter[index].broadcast, busBefore[index].broadcast, "node \(port) received a broadcast PUBLISH")
+            if busAfter[index].shard > busBefore[index].shard { shardReceivers.insert(port) }
+        }
+        let replicasOfOwners = Set(try owners.compactMap { try cluster.replicaPort(of: $0) })
+        XCTAssertEqual(shardReceivers, replicasOfOwners, "sharded messages stay in the partitions' shards")
+        print("sharded invalidations: \(workload.users.count * 4) over 4 partitions on \(owners.count) masters; bus messages received per node "
+              + "(broadcast publish / sharded publish): "
+              + zip(cluster.ports, zip(busBefore, busAfter)).map { "\($0): \($1.1.broadcast - $1.0.broadcast)/\($1.1.shard - $1.0.shard)" }.joined(separator: ", "))
         XCTAssertEqual(worker.terminate(), 0, worker.log)
         XCTAssertEqual(try workload.checkLedger(perUser: 3), [:])
+    }
+
+    /// The node's count of pub/sub messages received over the cluster bus (`CLUSTER INFO`):
+    /// broadcast (`PUBLISH` from another node) and sharded (`SPUBLISH` from its shard's master).
+    static func publishesOverTheBus(_ cluster: RedisClusterProcess, _ port: Int) throws -> (broadcast: Int, shard: Int) {
+        let info = try cluster.connection(port).send("CLUSTER", "INFO").string ?? ""
+        func count(_ field: String) -> Int {
+            info.split(whereSeparator: \.isNewline).first { $0.hasPrefix(field + ":") }
+                .flatMap { Int($0.dropFirst(field.count + 1).trimmingCharacters(in: .whitespaces)) } ?? 0
+        }
+        return (count("cluster_stats_messages_publish_received"), count("cluster_stats_messages_publishshard_received"))
     }
 
     /// With one partition the contract's keys carry no tag, so they would lie in different slots:
