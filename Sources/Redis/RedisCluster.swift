@@ -110,6 +110,16 @@ public final class RedisCluster {
         return configuration.nodeConfiguration(node)
     }
 
+    /// The configuration of a connection to the master that serves `channel`'s slot, for a
+    /// `RedisSubscriber` that `SSUBSCRIBE`s to it: a sharded message reaches only the nodes of
+    /// its shard. The slot is the channel's, hash tag included (`P:{k}:balance` is in `{k}`'s).
+    public func shardSubscriberConfiguration(channel: some RedisArgument) throws(RedisError) -> RedisConfiguration {
+        try refreshIfStale()
+        let slot = Self.slot(of: channel)
+        guard let node = slotMap.master(forSlot: slot) else { throw .clusterUnavailable("no master serves slot \(slot)") }
+        return configuration.nodeConfiguration(node)
+    }
+
     // MARK: Routing
 
     /// Sends each command to its slot's master, follows redirections and retries, and returns

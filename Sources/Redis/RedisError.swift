@@ -17,6 +17,10 @@ public enum RedisError: Error, Sendable, Equatable, CustomStringConvertible {
     /// No node of a Redis Cluster serves the slot, even after re-reading the slot map and waiting
     /// (every known node unreachable, the slot uncovered, or redirections without end).
     case clusterUnavailable(String)
+    /// The server ended a sharded subscription (`SSUBSCRIBE`) by itself, naming the channel: its
+    /// slot left the node's shard (a reshard). Subscribe again on the master that serves the slot
+    /// now.
+    case shardSubscriptionEnded(String)
 
     public var code: String {
         switch self {
@@ -27,6 +31,7 @@ public enum RedisError: Error, Sendable, Equatable, CustomStringConvertible {
         case .invalidCommand: return "redis_invalid_command"
         case .crossSlot: return "redis_cross_slot"
         case .clusterUnavailable: return "redis_cluster_unavailable"
+        case .shardSubscriptionEnded: return "redis_shard_subscription_ended"
         }
     }
 
@@ -39,6 +44,7 @@ public enum RedisError: Error, Sendable, Equatable, CustomStringConvertible {
         case .invalidCommand(let m): return "Invalid Redis command: \(m)"
         case .crossSlot(let m): return "Redis Cluster refused keys in different slots: \(m)"
         case .clusterUnavailable(let m): return "Redis Cluster unavailable: \(m)"
+        case .shardSubscriptionEnded(let c): return "Redis ended the sharded subscription to \(c): its slot is served elsewhere now"
         }
     }
 }

@@ -95,6 +95,15 @@ public enum RedisTarget: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
+    /// Where to `SSUBSCRIBE` to `channel`: the server itself, or on a cluster the master that
+    /// serves the channel's slot (read from a fresh slot map).
+    public func shardSubscriberConfiguration(channel: some RedisArgument) throws(RedisError) -> RedisConfiguration {
+        switch self {
+        case .single(let configuration): return configuration
+        case .cluster(let configuration): return try RedisCluster(configuration: configuration).shardSubscriberConfiguration(channel: channel)
+        }
+    }
+
     /// The URL without the password.
     public var description: String {
         switch self {

@@ -5,8 +5,9 @@ import LedgerModel
 import Redis
 
 /// Everything a committed batch sends: each reply (`LPUSH`, and one `EXPIRE` per distinct reply
-/// key), each invalidation (`PUBLISH`), each event (`XADD`), each dead letter, and last the
-/// acknowledgement that removes the settled jobs from their processing list.
+/// key), each invalidation (`PUBLISH`, or `SPUBLISH` when sharded), each event (`XADD`), each
+/// dead letter, and last the acknowledgement that removes the settled jobs from their processing
+/// list.
 ///
 /// Each round trip is written as RESP into one buffer (`RedisCommandBuffer`) and its scripts go
 /// by digest (`EVALSHA`): the messages' bytes are written once, as they are added, and hiredis
@@ -71,9 +72,11 @@ struct Outbox {
     }
 
     /// An invalidation; on a split ledger it names its partition (the wire target writes it),
-    /// since every partition publishes on the one channel.
+    /// since by default every partition publishes on the one channel. Sharded, it is an
+    /// `SPUBLISH` on the partition's channel, which shares the slot of the script's keys, so it
+    /// keeps its place in the ordered script like any other message.
     mutating func publish(_ change: BalanceChange) {
-        orderedCommand("PUBLISH", argumentCount: 2)
+        orderedCommand(keys.invalidationCommand, argumentCount: 2)
         ordered.append(keys.balance)
         ordered.append(WireMessage.invalidation(change, partition: keys.partition))
         invalidations += 1

@@ -11,6 +11,9 @@ struct ConfigFile: Decodable {
     var prefix: String?
     var partitionCount: Int?
     var partitions: String?
+    /// `single` (default: every partition publishes on `P:balance`) or `sharded` (partition `k`
+    /// publishes with `SPUBLISH` on `P:{k}:balance`); needs a partition count of 2 or more.
+    var invalidationChannels: String?
     var http: String?
     /// A file holding the console's token (the console is off without one).
     var consoleTokenFile: String?

@@ -55,6 +55,9 @@ struct Settings {
     var partitioning: Partitioning
     /// The partitions this process serves (`all` by default).
     var servedPartitions: [Int]
+    /// Where the partitions publish their invalidations (`single`, the contract's `P:balance`, by
+    /// default).
+    var invalidationChannels: InvalidationChannels
     /// nil: the events stream is off.
     var eventsMaxLength: Int?
     var settleIntervalSeconds: Double
@@ -105,6 +108,17 @@ struct Settings {
         if redis.isCluster, partitioning.count == 1 {
             throw SettingsError("a Redis Cluster needs a partition count of 2 or more (TOKENLEDGER_PARTITION_COUNT): with one partition the queue's keys have no hash tag and fall in different slots")
         }
+        let channelsText = file.invalidationChannels ?? InvalidationChannels.single.rawValue
+        guard let channels = InvalidationChannels(rawValue: channelsText) else {
+            throw SettingsError("invalidationChannels '\(channelsText)' is not one of \(InvalidationChannels.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        // An unsplit ledger's keys have no tag: there is no partition slot for a channel to
+        // share, and quietly keeping `P:balance` would leave subscribers of the sharded channels
+        // hearing nothing.
+        if channels == .sharded, partitioning.count == 1 {
+            throw SettingsError("invalidationChannels 'sharded' needs a partition count of 2 or more (TOKENLEDGER_PARTITION_COUNT): partition k publishes on P:{k}:balance, and an unsplit ledger has no partitions; use 'single' (PUBLISH on \(prefix):balance)")
+        }
+        invalidationChannels = channels
         http = workerOptions?.http ?? env["TOKENLEDGER_HTTP"] ?? file.http ?? "127.0.0.1:9464"
         workerId = workerOptions?.workerId ?? env["TOKENLEDGER_WORKER_ID"] ?? file.workerId ?? WorkerConfiguration.defaultWorkerId()
         guard !workerId.isEmpty, !workerId.contains(where: { $0.isWhitespace }) else {
@@ -233,7 +247,7 @@ struct Settings {
     }
 
     func queueKeys(partition: Int) -> QueueKeys {
-        partitioning.count == 1 ? keys : QueueKeys(prefix: keys.prefix, partition: partition)
+        partitioning.count == 1 ? keys : QueueKeys(prefix: keys.prefix, partition: partition, invalidationChannels: invalidationChannels)
     }
 
     /// Each partition has a ledger file of its own: `tokenledger.sqlite` is `tokenledger-p3.sqlite`

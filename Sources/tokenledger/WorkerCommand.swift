@@ -49,6 +49,10 @@ struct WorkerCommand: AsyncParsableCommand {
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         let logger = settings.makeLogger("tokenledger")
+        if settings.invalidationChannels == .sharded {
+            // Subscribers of the default channel hear nothing from now on: say where they went.
+            logger.notice("invalidations are sharded: partition k publishes with SPUBLISH on \(settings.keys.prefix):{k}:balance, nothing on \(settings.keys.balance)")
+        }
         // Before anything is created: a ledger or queue of another partition count would be
         // silently left behind by new, empty ones.
         try settings.refuseForeignLedgerFiles()

@@ -354,6 +354,76 @@ final class RedisClusterTests: XCTestCase {
             XCTAssertEqual(Set(received), ["m1", "m2"], "subscriber on \(port)")
         }
     }
+
+    /// A sharded channel belongs to its slot: `SPUBLISH` goes to the slot's master (routed by the
+    /// channel like a key), only subscribers of that shard hear it, and the message crosses no
+    /// other master. `SSUBSCRIBE` elsewhere is refused with the slot's owner.
+    func testShardedPublishStaysInTheChannelsShard() throws {
+        let client = try RedisCluster(url: cluster.url)
+        let channel = "\(prefix):{3}:balance"
+        let slot = RedisKeySlot.slot(of: channel)
+        XCTAssertEqual(slot, RedisKeySlot.slot(of: "3"), "the tag decides the slot")
+        let owner = try XCTUnwrap(try cluster.masterPort(forSlot: slot))
+        let configuration = try RedisTarget(url: cluster.url).shardSubscriberConfiguration(channel: channel)
+        XCTAssertEqual(configuration.endpoint, .tcp(host: "127.0.0.1", port: owner), "the subscriber goes to the slot's master")
+
+        let sharded = try RedisSubscriber(configuration: configuration)
+        try sharded.ssubscribe([channel])
+        var plain: [(port: Int, subscriber: RedisSubscriber)] = []
+        for port in cluster.ports {
+            let subscriber = try RedisSubscriber(configuration: RedisConfiguration(endpoint: .tcp(host: "127.0.0.1", port: port)))
+            try subscriber.subscribe([channel])
+            plain.append((port, subscriber))
+        }
+        let elsewhere = try XCTUnwrap(try cluster.masterPorts().first { $0 != owner })
+        let misplaced = try RedisSubscriber(configuration: RedisConfiguration(endpoint: .tcp(host: "127.0.0.1", port: elsewhere)))
+        XCTAssertThrowsError(try misplaced.ssubscribe([channel])) { error in
+            guard case .server(let message) = error as? RedisError else { return XCTFail("\(error)") }
+            XCTAssertTrue(message.hasPrefix("MOVED \(slot) "), message)
+        }
+        XCTAssertThrowsError(try misplaced.ssubscribe(["\(prefix):{1}:x", "\(prefix):{2}:x"])) { error in
+            guard case .crossSlot = error as? RedisError else { return XCTFail("\(error)") }
+        }
+
+        let messages: [[UInt8]] = [Array("m1".utf8), [0, 13, 10, 0xFF], Array("m3".utf8)]
+        for message in messages {
+            XCTAssertEqual(try client.spublish(channel, message), 1, "the one sharded subscriber, on the slot's master")
+        }
+        XCTAssertEqual(client.movedCount, 0, "routed by the channel, straight to its master")
+        for message in messages {
+            let received = try XCTUnwrap(try sharded.receive(timeout: 3))
+            XCTAssertEqual(received, RedisMessage(channel: channel, payload: message, sharded: true), "in the order published")
+        }
+        for (port, subscriber) in plain {
+            XCTAssertNil(try subscriber.receive(timeout: 0.2), "a plain subscriber on \(port) hears no sharded message")
+        }
+    }
+
+    /// When its slot moves to another master, the old owner ends the sharded subscription itself;
+    /// the subscriber says so and the channel is followed on the new owner.
+    func testAShardedSubscriptionEndsWhenItsSlotMoves() throws {
+        let client = try RedisCluster(url: cluster.url)
+        let masters = try cluster.masterPorts()
+        let tag = try tag(servedBy: masters[0], client)
+        let channel = "\(prefix):{\(tag)}:balance"
+        let slot = RedisKeySlot.slot(of: channel)
+        let subscriber = try RedisSubscriber(configuration: client.shardSubscriberConfiguration(channel: channel))
+        try subscriber.ssubscribe([channel])
+        try cluster.beginSlotMigration(slot, from: masters[0], to: masters[1])
+        try cluster.finishSlotMigration(slot, from: masters[0], to: masters[1])
+        XCTAssertThrowsError(try subscriber.receive(timeout: 5)) { error in
+            XCTAssertEqual(error as? RedisError, .shardSubscriptionEnded(channel))
+        }
+        XCTAssertEqual(subscriber.shardChannels, [])
+
+        try client.refreshSlotMap()
+        let moved = try RedisSubscriber(configuration: client.shardSubscriberConfiguration(channel: channel))
+        try moved.ssubscribe([channel])
+        XCTAssertEqual(try client.spublish(channel, "after"), 1)
+        XCTAssertEqual(try moved.receive(timeout: 3)?.text, "after")
+        try cluster.beginSlotMigration(slot, from: masters[1], to: masters[0])
+        try cluster.finishSlotMigration(slot, from: masters[1], to: masters[0])
+    }
 }
 
 /// A master killed mid-run: its replica takes over and the same client carries on.

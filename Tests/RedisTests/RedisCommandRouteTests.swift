@@ -21,6 +21,7 @@ final class RedisCommandRouteTests: XCTestCase {
             (RedisCommand("LPUSH", "app:reply:42", "{}"), "app:reply:42"),
             (RedisCommand("EXPIRE", "app:reply:42", 600), "app:reply:42"),
             (RedisCommand("PUBLISH", "t:balance", "{}"), "t:balance"),
+            (RedisCommand("SPUBLISH", "t:{3}:balance", "{}"), "t:{3}:balance"),
             (RedisCommand("LPUSH", "t:{3}:dead", "{}"), "t:{3}:dead"),
             (RedisCommand("DEL", "t:{3}:processing:w:1"), "t:{3}:processing:w:1"),
             (RedisCommand("LREM", "t:{3}:processing:w:1", 1, "{}"), "t:{3}:processing:w:1"),

@@ -47,6 +47,7 @@ final class ClusterWorkerTests: XCTestCase {
         XCTAssertGreaterThan(queueMasters.count, 1)
         XCTAssertGreaterThan(replyMasters.count, 1)
 
+        let busBefore = try cluster.ports.map { try Self.publishesOverTheBus(cluster, $0) }
         try workload.openAccounts(producer)
         var invalidated: Set<String> = []
         while invalidated.count < workload.users.count, let message = try subscriber.receive(timeout: 5) {
@@ -54,6 +55,12 @@ final class ClusterWorkerTests: XCTestCase {
             if let user = object?["userId"] as? String { invalidated.insert(user) }
         }
         XCTAssertEqual(invalidated, Set(workload.users), "an invalidation per account opened")
+        // For comparison with sharded invalidations: each PUBLISH reaches every other node (read
+        // once the bus has had time to carry the last ones).
+        usleep(500_000)
+        let busAfter = try cluster.ports.map { try Self.publishesOverTheBus(cluster, $0) }
+        print("invalidations on one channel: \(workload.users.count) opens; bus messages received per node (broadcast publish / sharded publish): "
+              + zip(cluster.ports, zip(busBefore, busAfter)).map { "\($0): \($1.1.broadcast - $1.0.broadcast)/\($1.1.shard - $1.0.shard)" }.joined(separator: ", "))
         for k in 0..<4 {
             XCTAssertEqual(leaseWorkerId(try producer.get(workload.keys(partition: k).lease)), "cw", "partition \(k)'s lease")
         }
@@ -137,6 +144,89 @@ final class ClusterWorkerTests: XCTestCase {
         XCTAssertEqual(worker.terminate(), 0, worker.log)
         XCTAssertEqual(try workload.checkLedger(perUser: perUser), [:], "a migration loses nothing")
         try workload.verify()
+    }
+
+    /// With `invalidationChannels: "sharded"`, partition `k` publishes with `SPUBLISH` on
+    /// `P:{k}:balance`, which lies in the slot of `{k}`: a sharded subscriber on the master that
+    /// serves it hears each invalidation of the partition's users, in commit order, and a plain
+    /// subscriber of `P:balance` on any node hears nothing.
+    func testShardedInvalidationsReachTheSubscriberOfTheirPartitionsSlot() throws {
+        let cluster = try startedCluster()
+        let h = try WorkerHarness()
+        let workload = try ClusterWorkload(harness: h, partitions: 4, usersPerPartition: 2)
+        let producer = try RedisCluster(url: cluster.url)
+        let target = try RedisTarget(url: cluster.url)
+        var sharded: [RedisSubscriber] = []
+        var owners: Set<Int> = []
+        for k in 0..<4 {
+            let channel = ShardedInvalidations.channel(h.keys.prefix, k)
+            let configuration = try target.shardSubscriberConfiguration(channel: channel)
+            let owner = try XCTUnwrap(try cluster.masterPort(forSlot: RedisKeySlot.slot(of: "\(k)")))
+            XCTAssertEqual(configuration.endpoint, .tcp(host: "127.0.0.1", port: owner), "partition \(k)'s channel is on its keys' master")
+            owners.insert(owner)
+            let subscriber = try RedisSubscriber(configuration: configuration)
+            try subscriber.ssubscribe([channel])
+            sharded.append(subscriber)
+        }
+        XCTAssertGreaterThan(owners.count, 1, "the partitions' channels sit on more than one master")
+        var plain: [RedisSubscriber] = []
+        for port in cluster.ports {  // PUBLISH would reach every node: listen on all of them
+            let subscriber = try RedisSubscriber(configuration: RedisConfiguration(endpoint: .tcp(host: "127.0.0.1", port: port)))
+            try subscriber.subscribe([h.keys.balance])
+            plain.append(subscriber)
+        }
+        let config = h.directory.appendingPathComponent("sharded.json")
+        try Data(#"{"invalidationChannels": "sharded"}"#.utf8).write(to: config)
+        let worker = try WorkerProcess(h, workerId: "sh", redisURL: cluster.url, configFile: config.path,
+                                       environment: ["TOKENLEDGER_PARTITION_COUNT": "4"])
+        defer { if worker.process.isRunning { worker.kill9() } }
+
+        let busBefore = try cluster.ports.map { try Self.publishesOverTheBus(cluster, $0) }
+        try workload.openAccounts(producer)
+        try workload.pushCredits(producer, perUser: 3)
+        try workload.waitUntilDrained(producer)
+        for k in 0..<4 {
+            let mine = workload.users.filter { workload.partitioning.partition(of: $0) == k }
+            let received = try ShardedInvalidations.collect(sharded[k], count: mine.count * 4)
+            XCTAssertTrue(received.allSatisfy { $0.sharded && $0.channel == ShardedInvalidations.channel(h.keys.prefix, k) })
+            let objects = try received.map { try XCTUnwrap(try JSONSerialization.jsonObject(with: Data($0.payload)) as? [String: Any]) }
+            XCTAssertEqual(objects.map { $0["partition"] as? Int }, Array(repeating: k, count: objects.count))
+            for user in mine {
+                // The open's 100, then each credit's balance, in commit order.
+                XCTAssertEqual(objects.filter { $0["userId"] as? String == user }.map { $0["tokensBalance"] as? Int }, [100, 101, 102, 103],
+                               "\(user) of partition \(k)")
+            }
+            XCTAssertNil(try sharded[k].receive(timeout: 0.2)?.text, "partition \(k)'s channel carries its own users only")
+        }
+        for (port, subscriber) in zip(cluster.ports, plain) {
+            XCTAssertNil(try subscriber.receive(timeout: 0.3)?.text, "nothing on \(h.keys.balance) (node \(port)) when sharded")
+        }
+        // What crossed the cluster bus: no broadcast publish reached any node, and the sharded
+        // messages reached only replicas of the partitions' masters (each master's shard).
+        let busAfter = try cluster.ports.map { try Self.publishesOverTheBus(cluster, $0) }
+        var shardReceivers: Set<Int> = []
+        for (index, port) in cluster.ports.enumerated() {
+            XCTAssertEqual(busAfter[index].broadcast, busBefore[index].broadcast, "node \(port) received a broadcast PUBLISH")
+            if busAfter[index].shard > busBefore[index].shard { shardReceivers.insert(port) }
+        }
+        let replicasOfOwners = Set(try owners.compactMap { try cluster.replicaPort(of: $0) })
+        XCTAssertEqual(shardReceivers, replicasOfOwners, "sharded messages stay in the partitions' shards")
+        print("sharded invalidations: \(workload.users.count * 4) over 4 partitions on \(owners.count) masters; bus messages received per node "
+              + "(broadcast publish / sharded publish): "
+              + zip(cluster.ports, zip(busBefore, busAfter)).map { "\($0): \($1.1.broadcast - $1.0.broadcast)/\($1.1.shard - $1.0.shard)" }.joined(separator: ", "))
+        XCTAssertEqual(worker.terminate(), 0, worker.log)
+        XCTAssertEqual(try workload.checkLedger(perUser: 3), [:])
+    }
+
+    /// The node's count of pub/sub messages received over the cluster bus (`CLUSTER INFO`):
+    /// broadcast (`PUBLISH` from another node) and sharded (`SPUBLISH` from its shard's master).
+    static func publishesOverTheBus(_ cluster: RedisClusterProcess, _ port: Int) throws -> (broadcast: Int, shard: Int) {
+        let info = try cluster.connection(port).send("CLUSTER", "INFO").string ?? ""
+        func count(_ field: String) -> Int {
+            info.split(whereSeparator: \.isNewline).first { $0.hasPrefix(field + ":") }
+                .flatMap { Int($0.dropFirst(field.count + 1).trimmingCharacters(in: .whitespaces)) } ?? 0
+        }
+        return (count("cluster_stats_messages_publish_received"), count("cluster_stats_messages_publishshard_received"))
     }
 
     /// With one partition the contract's keys carry no tag, so they would lie in different slots:

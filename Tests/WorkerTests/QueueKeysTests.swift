@@ -13,5 +13,16 @@ final class QueueKeysTests: XCTestCase {
                        ["tokens:{3}:jobs", "tokens:{3}:lease", "tokens:{3}:workers", "tokens:{3}:dead", "tokens:{3}:events",
                         "tokens:{3}:processing:w:7"])
         XCTAssertEqual([third.balance, third.alerts], ["tokens:balance", "tokens:alerts"], "one channel for every partition")
+        XCTAssertEqual(third.invalidationCommand, "PUBLISH")
+    }
+
+    func testShardedInvalidationsUseThePartitionsOwnChannel() {
+        let third = QueueKeys(prefix: "tokens", partition: 3, invalidationChannels: .sharded)
+        XCTAssertEqual([third.balance, third.alerts], ["tokens:{3}:balance", "tokens:alerts"], "alerts stay on the one channel")
+        XCTAssertEqual(third.invalidationCommand, "SPUBLISH")
+        XCTAssertEqual(third.jobs, "tokens:{3}:jobs", "the keys are as before")
+        // An unsplit ledger has no slot of its own: it keeps the one channel (the settings refuse it).
+        let one = QueueKeys(prefix: "tokens", invalidationChannels: .sharded)
+        XCTAssertEqual([one.balance, one.invalidationCommand], ["tokens:balance", "PUBLISH"])
     }
 }
