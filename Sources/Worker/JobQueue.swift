@@ -71,10 +71,20 @@ final class JobQueue {
         try redis.startWait(RedisCommand("BLMOVE", keys.jobs, keys.jobs, ListEnd.right.rawValue, ListEnd.right.rawValue, timeout))
     }
 
-    /// True when the wait ended with a job in `P:jobs`. An error reply (a cluster's `MOVED`, say)
-    /// counts as true: the take that follows meets the same condition and handles it.
-    func finishWaitForJobs() throws(RedisError) -> Bool {
-        try redis.finishWait() != .null
+    /// How the wait ended: a job in `P:jobs`, the queue still empty, or an error reply (a
+    /// cluster's `MOVED` or `ASK` during a reshard, say), which the take that follows meets and
+    /// follows as any command does.
+    func finishWaitForJobs() throws(RedisError) -> WaitEnd {
+        switch try redis.finishWait() {
+        case .null: return .empty
+        case .error(let message): return .refused(message)
+        default: return .jobs
+        }
+    }
+
+    enum WaitEnd: Equatable {
+        case jobs, empty
+        case refused(String)
     }
 
     private func takeWaiting(max: Int) throws -> TakenBatch {

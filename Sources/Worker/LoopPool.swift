@@ -136,8 +136,13 @@ final class LoopPool: @unchecked Sendable {
         precondition(!inTurn[item.loop], "loop \(item.loop) given two turns at once")
         inTurn[item.loop] = true
         readyHead += 1
+        // Under load the queue never empties (each turn queues its loop again behind the
+        // others), so what was served is dropped once it is half the array.
         if readyHead == ready.count {
             ready.removeAll(keepingCapacity: true)
+            readyHead = 0
+        } else if readyHead >= 64 && readyHead * 2 >= ready.count {
+            ready.removeFirst(readyHead)
             readyHead = 0
         }
         return item
@@ -157,6 +162,13 @@ final class LoopPool: @unchecked Sendable {
         if all { readyLock.broadcast() }
         readyLock.unlock()
         if all { ring() }
+    }
+
+    /// Entries of the ready queue held, served ones included (for tests: it stays bounded).
+    var readyBacklog: Int {
+        readyLock.lock()
+        defer { readyLock.unlock() }
+        return ready.count
     }
 
     private var allFinished: Bool {
@@ -197,7 +209,8 @@ final class LoopPool: @unchecked Sendable {
             let stopping = stop.isStopped
             var timeout: Int32 = -1
             if stopping {
-                timeout = 0
+                // Loops still in their last turn park nothing more; each that finishes rings.
+                timeout = waiting.isEmpty ? -1 : 0
             } else if let soonest {
                 let left = soonest - now
                 timeout = left <= .zero ? 0 : Int32(min(60_000, left.nanoseconds / 1_000_000 + 1))

@@ -114,8 +114,19 @@ final class QueueWorker: PooledLoop {
         waitingSeconds = nil
         var found = true
         if wake == .answered {
-            found = try link.finishWaitForJobs()
+            switch try link.finishWaitForJobs() {
+            case .jobs: break
+            case .empty: found = false
+            case .refused(let message):
+                // An `ASK` sends the take to the right node but the next wait to the same one:
+                // waits pause a poll interval so that a reshard is no loop at round-trip speed.
+                logger.notice("the wait for jobs was refused; taking, then waiting again after a pause", metadata: ["reply": "\(message)"])
+                chores.waitRefused = true
+            }
         } else {
+            metrics.redisErrors.increment()
+            logger.warning("the wait for jobs went unanswered past its timeout; reconnecting",
+                           metadata: ["seconds": "\(seconds + configuration.redis.commandTimeout)"])
             link.redis.close()
         }
         state.term?.waited(found: found)
@@ -160,6 +171,10 @@ final class QueueWorker: PooledLoop {
                 if term.recoveryDue { return .again }
             }
             guard taken == nil else { return .again }
+            if chores.waitRefused {
+                chores.waitRefused = false
+                return .sleep(seconds: configuration.pollSeconds)
+            }
             let descriptor = try link.startWaitForJobs(timeout: wait)
             waitingSeconds = wait
             // The server answers at `wait` seconds; past that and the command timeout, the link is suspect.
@@ -295,6 +310,8 @@ struct Chores {
     var ledgerSample = ContinuousClock.now - .seconds(60)
     /// The next wait for a job while the queue stays empty; nil while jobs come (`pollSeconds`).
     var idleWaitSeconds: Double?
+    /// The last wait for jobs was answered with an error reply: the next one waits a pause first.
+    var waitRefused = false
     /// The expiry sweep's last look: in the past, so the first turn (start-up) settles at once.
     var expirySweep = ContinuousClock.now - .seconds(60)
     /// The last sweep chunk was full: more due accounts wait.
