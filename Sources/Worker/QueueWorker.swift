@@ -151,16 +151,21 @@ final class QueueWorker: PooledLoop {
             sampleLedger()
             sampleHolds()
         }
-        // Idle, the queue's depth is known (its waits find nothing): Redis is asked less often.
-        if chores.due(\.depthSample, every: chores.idleWaitSeconds == nil ? .seconds(2) : .seconds(30)) {
-            metrics.queueDepth.record(try link.redis.llen(configuration.keys.jobs))
-            try sampleRecoveryStream(link)
-        }
         budget.lap(.chores)
         // While a renewal run is in progress, take only what is already waiting.
         let wait = renewing || sweeping ? 0 : chores.idleWaitSeconds ?? configuration.pollSeconds
         let taken = try term.nextBatch(mayWait: wait > 0)
         budget.lap(.take)
+        // The depth after the take: what waits behind this batch (before it, the jobs a wait just
+        // found would read as a backlog until the next sample). Idle, the waits find nothing and
+        // Redis is asked less often.
+        if chores.due(\.depthSample, every: chores.idleWaitSeconds == nil ? .seconds(2) : .seconds(30)) {
+            metrics.queueDepth.record(try link.redis.llen(configuration.keys.jobs))
+            try sampleRecoveryStream(link)
+        } else if taken == nil {
+            metrics.queueDepth.record(0)  // the take found the queue empty
+        }
+        budget.lap(.chores)
         guard let batch = taken, !batch.isEmpty else {
             logSendProblems(try term.collectSent())
             noteReconnects(link.redis.reconnectCount + term.reconnects)
